@@ -1,0 +1,132 @@
+//! Terminal presentation: logging setup and the indicatif-backed progress sink.
+
+use std::io::IsTerminal;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use oddcube_data::Progress;
+
+/// Sets up `tracing` output on stderr: warnings by default, more with `-v`, none but errors with
+/// `-q`; `RUST_LOG` wins when set.
+pub fn init_logging(verbose: u8, quiet: bool) {
+    let default = match (quiet, verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn,oddcube=info,oddcube_data=info,oddcube_model=info,oddcube_explore=info",
+        (false, 1) => "info",
+        (false, _) => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .without_time()
+        .try_init();
+}
+
+/// Progress shown as an indicatif bar on a terminal, or as a plain log line every few seconds
+/// (and at the end) when stderr is not a terminal, so batch logs stay readable.
+pub struct Bar {
+    bar: ProgressBar,
+    plain: Option<Mutex<PlainState>>,
+    quiet: bool,
+}
+
+struct PlainState {
+    label: String,
+    total: u64,
+    done: u64,
+    message: String,
+    last: Instant,
+    started: Instant,
+}
+
+impl Bar {
+    /// A progress sink for the current stderr; `quiet` suppresses all output.
+    pub fn new(quiet: bool) -> Self {
+        let terminal = std::io::stderr().is_terminal() && !quiet;
+        let bar = ProgressBar::with_draw_target(
+            None,
+            if terminal { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() },
+        );
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{prefix:>10.bold} [{bar:30.cyan/blue}] {pos}/{len} {elapsed_precise} eta {eta} {msg}",
+            )
+            .expect("static template")
+            .progress_chars("=> "),
+        );
+        bar.enable_steady_tick(Duration::from_millis(200));
+        let plain = (!terminal).then(|| {
+            Mutex::new(PlainState {
+                label: String::new(),
+                total: 0,
+                done: 0,
+                message: String::new(),
+                last: Instant::now(),
+                started: Instant::now(),
+            })
+        });
+        Self { bar, plain, quiet }
+    }
+
+    fn log_plain(&self, force: bool) {
+        if self.quiet {
+            return;
+        }
+        if let Some(state) = &self.plain {
+            let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
+            if force || s.last.elapsed() >= Duration::from_secs(5) {
+                s.last = Instant::now();
+                eprintln!(
+                    "{}: {}/{} ({:.0} s) {}",
+                    s.label,
+                    s.done,
+                    s.total,
+                    s.started.elapsed().as_secs_f64(),
+                    s.message
+                );
+            }
+        }
+    }
+}
+
+impl Progress for Bar {
+    fn start(&self, label: &str, total: u64) {
+        self.bar.reset();
+        self.bar.set_prefix(label.to_string());
+        self.bar.set_length(total);
+        self.bar.set_position(0);
+        if let Some(state) = &self.plain {
+            let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
+            s.label = label.to_string();
+            s.total = total;
+            s.done = 0;
+            s.message.clear();
+            s.started = Instant::now();
+            s.last = Instant::now();
+        }
+    }
+
+    fn advance(&self, n: u64) {
+        self.bar.inc(n);
+        if let Some(state) = &self.plain {
+            state.lock().unwrap_or_else(|e| e.into_inner()).done += n;
+        }
+        self.log_plain(false);
+    }
+
+    fn message(&self, msg: &str) {
+        self.bar.set_message(msg.to_string());
+        if let Some(state) = &self.plain {
+            state.lock().unwrap_or_else(|e| e.into_inner()).message = msg.to_string();
+        }
+    }
+
+    fn finish(&self) {
+        self.bar.finish_and_clear();
+        self.log_plain(true);
+    }
+}
