@@ -25,14 +25,32 @@ struct Cli {
 enum Command {
     /// Show what a MaNGA DAP MAPS file holds: HDUs, line channels, grid, good spaxels, metadata.
     Inspect(cmd::inspect::Args),
+    /// Download DR17 MAPS files from the SDSS Science Archive Server (resumable, retried).
+    Fetch(cmd::fetch::Args),
     /// Read MAPS files into a dataset of fixed-size normalised line-map cubes.
     Ingest(cmd::ingest::Args),
     /// Write a simulated MaNGA survey (real-format DR17 MAPS files) with known anomalies.
     Simulate(cmd::simulate::Args),
     /// Train the ConvLSTM autoencoder (or VAE) on a dataset.
     Train(cmd::train::Args),
+    /// Score every galaxy of a dataset with a trained model: anomaly catalogue, latents, residuals.
+    Score(cmd::score::Args),
+    /// Galaxies nearest in latent space to a catalogue galaxy, a vector or a new MAPS file.
+    Similar(cmd::similar::Args),
+    /// Judge the scores of a RESULTS directory against labels (AUROC, AP, P@k) next to a PCA baseline.
+    Evaluate(cmd::evaluate::Args),
+    /// BPT class of every galaxy's centre in a dataset (bpt.csv).
+    Bpt(cmd::bpt::Args),
+    /// Join the `part-i-of-n` outputs of a sharded ingest or score into one artifact set.
+    Merge(cmd::merge::Args),
     /// Time training and inference of a model preset on random data.
     Bench(cmd::bench::Args),
+    /// 2-D latent map (UMAP or PCA) of a RESULTS directory; place new galaxies on it.
+    Project(cmd::project::Args),
+    /// PNG figures: one galaxy's maps/residuals/BPT, the latent map, score histograms.
+    Plot(cmd::plot::Args),
+    /// Local web explorer over a RESULTS directory (binds 127.0.0.1 by default).
+    Serve(cmd::serve::Args),
 }
 
 fn main() -> ExitCode {
@@ -40,10 +58,19 @@ fn main() -> ExitCode {
     ui::init_logging(cli.verbose, cli.quiet);
     let result = match cli.command {
         Command::Inspect(args) => cmd::inspect::run(args),
+        Command::Fetch(args) => cmd::fetch::run(args),
         Command::Ingest(args) => cmd::ingest::run(args),
         Command::Simulate(args) => cmd::simulate::run(args),
         Command::Train(args) => cmd::train::run(args),
         Command::Bench(args) => cmd::bench::run(args),
+        Command::Score(args) => cmd::score::run(args),
+        Command::Similar(args) => cmd::similar::run(args),
+        Command::Evaluate(args) => cmd::evaluate::run(args),
+        Command::Bpt(args) => cmd::bpt::run(args),
+        Command::Merge(args) => cmd::merge::run(args),
+        Command::Project(args) => cmd::project::run(args),
+        Command::Plot(args) => cmd::plot::run(args),
+        Command::Serve(args) => cmd::serve::run(args),
     };
     match result {
         Ok(code) => code,

@@ -2,14 +2,19 @@
 
 use std::io::IsTerminal;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use oddcube_data::Progress;
 
+/// Set once from `--quiet`: progress sinks stay silent.
+static QUIET: AtomicBool = AtomicBool::new(false);
+
 /// Sets up `tracing` output on stderr: warnings by default, more with `-v`, none but errors with
 /// `-q`; `RUST_LOG` wins when set.
 pub fn init_logging(verbose: u8, quiet: bool) {
+    QUIET.store(quiet, Ordering::Relaxed);
     let default = match (quiet, verbose) {
         (true, _) => "error",
         (false, 0) => "warn,oddcube=info,oddcube_data=info,oddcube_model=info,oddcube_explore=info",
@@ -44,8 +49,10 @@ struct PlainState {
 }
 
 impl Bar {
-    /// A progress sink for the current stderr; `quiet` suppresses all output.
+    /// A progress sink for the current stderr; `quiet` (or the global `--quiet`) suppresses all
+    /// output.
     pub fn new(quiet: bool) -> Self {
+        let quiet = quiet || QUIET.load(Ordering::Relaxed);
         let terminal = std::io::stderr().is_terminal() && !quiet;
         let bar = ProgressBar::with_draw_target(
             None,

@@ -1,0 +1,542 @@
+//! The on-disk dataset store: `cubes.safetensors` (x, w), `galaxies.parquet` + `.csv`,
+//! `manifest.json` and `skipped.csv` — writing them atomically and opening them again.
+//!
+//! Every artifact is readable without oddcube (safetensors, parquet, CSV, JSON). Nothing that
+//! must be byte-identical between runs on the same inputs carries a timestamp or a hash-map
+//! order: the safetensors metadata is a single key, the manifest a struct.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow_array::{Array, ArrayRef, Float64Array, RecordBatch, StringArray, UInt32Array};
+use arrow_schema::{DataType, Field, Schema};
+use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+
+use crate::cubes::Cubes;
+use crate::error::DataError;
+use crate::lines::LineSet;
+use crate::mask::MaskPolicy;
+use crate::preprocess::Stretch;
+use crate::shard::Shard;
+
+/// Format tag written into every manifest; bumped when an artifact's layout changes.
+pub const FORMAT: &str = "oddcube-dataset/1";
+/// The tensor file.
+pub const CUBES_FILE: &str = "cubes.safetensors";
+/// The per-galaxy table (parquet).
+pub const GALAXIES_PARQUET: &str = "galaxies.parquet";
+/// The per-galaxy table (CSV copy).
+pub const GALAXIES_CSV: &str = "galaxies.csv";
+/// The manifest.
+pub const MANIFEST_FILE: &str = "manifest.json";
+/// Inputs that were not ingested, with reasons.
+pub const SKIPPED_FILE: &str = "skipped.csv";
+
+/// One galaxy of a dataset: a row of `galaxies.parquet`, in tensor order.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct GalaxyRecord {
+    /// PLATE-IFUDESIGN (or the file-name fallback, see `notes`).
+    pub plateifu: String,
+    /// MaNGA ID; empty when the header has none.
+    pub mangaid: String,
+    /// OBJRA (deg); NaN when unknown.
+    pub ra: f64,
+    /// OBJDEC (deg); NaN when unknown.
+    pub dec: f64,
+    /// Redshift SCINPVEL / c; NaN when unknown.
+    pub z: f64,
+    /// IFU size in fibres (IFUDESIGN / 100); 0 when unknown.
+    pub ifu_size: u32,
+    /// Side of the input MAPS grid (spaxels, e.g. 42 or 74).
+    pub grid_size: u32,
+    /// Side of the square input box (spaxels) resampled onto the dataset grid.
+    pub box_size: u32,
+    /// The flux scale divided out (see docs/preprocessing.md).
+    pub scale: f64,
+    /// Input spaxels good in at least one line of the line set.
+    pub n_good: u32,
+    /// The MAPS file it came from, as found by ingest.
+    pub source: String,
+    /// Fallbacks taken while reading (e.g. plateifu from the file name); empty when none.
+    pub notes: String,
+}
+
+/// A source file of a dataset, identified by size and content hash.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SourceFile {
+    /// Path as found by ingest.
+    pub path: String,
+    /// Size in bytes (as stored, i.e. compressed for `.fits.gz`).
+    pub bytes: u64,
+    /// xxh3-128 of the file's bytes, 32 hex digits.
+    pub xxh3: String,
+}
+
+/// How flux was normalised.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Normalisation {
+    /// `percentile-of-reference`: x = flux / scale, scale per galaxy in `galaxies.scale`.
+    pub method: String,
+    /// The reference map: a line name, or `sum-of-lines` when Hα is not in the line set.
+    pub reference: String,
+    /// The percentile of good resampled reference flux used as the scale.
+    pub percentile: f64,
+    /// Compressive stretch applied after dividing by the scale.
+    pub stretch: Stretch,
+}
+
+/// `manifest.json`: what a dataset is and how it was made.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Manifest {
+    /// [`FORMAT`].
+    pub format: String,
+    /// Version of oddcube that wrote it.
+    pub oddcube_version: String,
+    /// The lines, in tensor order.
+    pub lines: LineSet,
+    /// Grid side S.
+    pub size: usize,
+    /// Number of galaxies N.
+    pub n_galaxies: usize,
+    /// Pixel mask policy.
+    pub mask_policy: MaskPolicy,
+    /// Flux normalisation.
+    pub normalisation: Normalisation,
+    /// The shard this dataset holds (0/1 = everything).
+    pub shard: Shard,
+    /// Every file that was read (ingested or skipped for data reasons), sorted by path.
+    pub sources: Vec<SourceFile>,
+    /// Number of rows in `skipped.csv`.
+    pub n_skipped: usize,
+    /// The command that made it.
+    pub created_by: String,
+}
+
+/// An input that was not ingested.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SkippedInput {
+    /// The path as given or found.
+    pub path: String,
+    /// Why it was skipped (one line).
+    pub reason: String,
+}
+
+/// A dataset read back from disk.
+#[derive(Debug, Clone)]
+pub struct Dataset {
+    /// The dataset directory.
+    pub dir: PathBuf,
+    /// The tensors, `[N, L, S, S]`.
+    pub cubes: Cubes,
+    /// One record per galaxy, in tensor order.
+    pub galaxies: Vec<GalaxyRecord>,
+    /// The manifest.
+    pub manifest: Manifest,
+    manifest_bytes: Vec<u8>,
+}
+
+impl Dataset {
+    /// Opens a dataset directory and checks that its artifacts agree (N, L, S).
+    pub fn open(dir: &Path) -> Result<Dataset, DataError> {
+        let err = |reason: String| DataError::Dataset { path: dir.to_path_buf(), reason };
+        let manifest_path = dir.join(MANIFEST_FILE);
+        let manifest_bytes = std::fs::read(&manifest_path)
+            .map_err(|e| err(format!("cannot read {MANIFEST_FILE}: {e} (is this a dataset made by `oddcube ingest`?)")))?;
+        let manifest: Manifest = serde_json::from_slice(&manifest_bytes)
+            .map_err(|e| err(format!("{MANIFEST_FILE} is not a valid manifest: {e}")))?;
+        if manifest.format != FORMAT {
+            return Err(err(format!("format {:?}, this oddcube reads {FORMAT:?}", manifest.format)));
+        }
+        let cubes = read_cubes(&dir.join(CUBES_FILE)).map_err(|reason| err(format!("{CUBES_FILE}: {reason}")))?;
+        let galaxies =
+            read_galaxies(&dir.join(GALAXIES_PARQUET)).map_err(|reason| err(format!("{GALAXIES_PARQUET}: {reason}")))?;
+        if cubes.n != galaxies.len() || cubes.n != manifest.n_galaxies {
+            return Err(err(format!(
+                "{} galaxies in {CUBES_FILE}, {} in {GALAXIES_PARQUET}, {} in {MANIFEST_FILE}",
+                cubes.n,
+                galaxies.len(),
+                manifest.n_galaxies
+            )));
+        }
+        if cubes.n_lines != manifest.lines.len() || cubes.size != manifest.size {
+            return Err(err(format!(
+                "{CUBES_FILE} has {} lines × {}², the manifest says {} × {}²",
+                cubes.n_lines,
+                cubes.size,
+                manifest.lines.len(),
+                manifest.size
+            )));
+        }
+        Ok(Dataset { dir: dir.to_path_buf(), cubes, galaxies, manifest, manifest_bytes })
+    }
+
+    /// Hex xxh3-128 of the `manifest.json` bytes: the dataset's identity for models and results.
+    pub fn manifest_hash(&self) -> String {
+        hash_hex(&self.manifest_bytes)
+    }
+
+    /// Writes a dataset into `dir` (created if needed). Each artifact is written to a temporary
+    /// name, synced and renamed; the manifest goes last, so a directory with a manifest is
+    /// complete. Returns the manifest hash.
+    pub fn write(
+        dir: &Path,
+        cubes: &Cubes,
+        galaxies: &[GalaxyRecord],
+        manifest: &Manifest,
+        skipped: &[SkippedInput],
+    ) -> Result<String, DataError> {
+        let werr = |path: &Path, reason: String| DataError::Write { path: path.to_path_buf(), reason };
+        if cubes.n != galaxies.len() || cubes.n != manifest.n_galaxies {
+            return Err(werr(dir, format!("{} cubes for {} galaxies", cubes.n, galaxies.len())));
+        }
+        std::fs::create_dir_all(dir).map_err(|e| werr(dir, e.to_string()))?;
+        write_atomic(&dir.join(CUBES_FILE), &cubes_bytes(cubes, &manifest.lines)?)?;
+        write_atomic(&dir.join(GALAXIES_PARQUET), &galaxies_parquet(galaxies)?)?;
+        write_atomic(&dir.join(GALAXIES_CSV), galaxies_csv(galaxies).as_bytes())?;
+        write_atomic(&dir.join(SKIPPED_FILE), skipped_csv(skipped).as_bytes())?;
+        let mut json = serde_json::to_vec_pretty(manifest)
+            .map_err(|e| werr(&dir.join(MANIFEST_FILE), e.to_string()))?;
+        json.push(b'\n');
+        write_atomic(&dir.join(MANIFEST_FILE), &json)?;
+        Ok(hash_hex(&json))
+    }
+}
+
+/// Hex xxh3-128 of some bytes (32 lowercase hex digits).
+pub fn hash_hex(bytes: &[u8]) -> String {
+    format!("{:032x}", xxhash_rust::xxh3::xxh3_128(bytes))
+}
+
+/// Writes `bytes` to `path` atomically: `name.tmp-<pid>` in the same directory, fsync, rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), DataError> {
+    let werr = |reason: String| DataError::Write { path: path.to_path_buf(), reason };
+    let name = path.file_name().ok_or_else(|| werr("no file name".to_string()))?;
+    let mut tmp_name = name.to_os_string();
+    tmp_name.push(format!(".tmp-{}", std::process::id()));
+    let tmp = path.with_file_name(tmp_name);
+    let result = (|| {
+        let mut file = File::create(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(werr(e.to_string()));
+    }
+    Ok(())
+}
+
+/// Reads `skipped.csv` of a dataset (path, reason rows).
+pub fn read_skipped(dir: &Path) -> Result<Vec<SkippedInput>, DataError> {
+    let path = dir.join(SKIPPED_FILE);
+    let text = std::fs::read_to_string(&path).map_err(|source| DataError::Io { path: path.clone(), source })?;
+    let rows = parse_csv(&text);
+    Ok(rows
+        .into_iter()
+        .skip(1)
+        .filter(|r| r.len() >= 2)
+        .map(|r| SkippedInput { path: r[0].clone(), reason: r[1].clone() })
+        .collect())
+}
+
+fn cubes_bytes(cubes: &Cubes, lines: &LineSet) -> Result<Vec<u8>, DataError> {
+    let werr = |reason: String| DataError::Write { path: PathBuf::from(CUBES_FILE), reason };
+    let shape = cubes.shape().to_vec();
+    let to_le = |v: &[f32]| v.iter().flat_map(|f| f.to_le_bytes()).collect::<Vec<u8>>();
+    let (x, w) = (to_le(&cubes.x), to_le(&cubes.w));
+    let xv = TensorView::new(Dtype::F32, shape.clone(), &x).map_err(|e| werr(e.to_string()))?;
+    let wv = TensorView::new(Dtype::F32, shape, &w).map_err(|e| werr(e.to_string()))?;
+    // One metadata key only: safetensors stores metadata as a hash map, whose key order would
+    // differ between runs and break byte-identical outputs.
+    let info = serde_json::json!({ "format": FORMAT, "lines": lines.lines, "size": cubes.size });
+    let metadata = HashMap::from([("oddcube".to_string(), info.to_string())]);
+    safetensors::tensor::serialize([("x", xv), ("w", wv)], Some(metadata)).map_err(|e| werr(e.to_string()))
+}
+
+fn read_cubes(path: &Path) -> Result<Cubes, String> {
+    let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
+    let tensors = SafeTensors::deserialize(&bytes).map_err(|e| e.to_string())?;
+    let read = |name: &str| -> Result<([usize; 4], Vec<f32>), String> {
+        let view = tensors.tensor(name).map_err(|e| format!("tensor {name}: {e}"))?;
+        if view.dtype() != Dtype::F32 {
+            return Err(format!("tensor {name} is {:?}, expected F32", view.dtype()));
+        }
+        let shape: [usize; 4] =
+            view.shape().try_into().map_err(|_| format!("tensor {name} has shape {:?}, expected [N,L,S,S]", view.shape()))?;
+        let data = view.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+        Ok((shape, data))
+    };
+    let (xs, x) = read("x")?;
+    let (ws, w) = read("w")?;
+    if xs != ws || xs[2] != xs[3] {
+        return Err(format!("x has shape {xs:?} and w {ws:?}; expected equal [N,L,S,S]"));
+    }
+    Ok(Cubes { n: xs[0], n_lines: xs[1], size: xs[2], x, w })
+}
+
+fn galaxy_schema() -> Schema {
+    let utf8 = |n: &str| Field::new(n, DataType::Utf8, false);
+    let f64f = |n: &str| Field::new(n, DataType::Float64, false);
+    let u32f = |n: &str| Field::new(n, DataType::UInt32, false);
+    Schema::new(vec![
+        utf8("plateifu"),
+        utf8("mangaid"),
+        f64f("ra"),
+        f64f("dec"),
+        f64f("z"),
+        u32f("ifu_size"),
+        u32f("grid_size"),
+        u32f("box_size"),
+        f64f("scale"),
+        u32f("n_good"),
+        utf8("source"),
+        utf8("notes"),
+    ])
+}
+
+fn galaxies_parquet(galaxies: &[GalaxyRecord]) -> Result<Vec<u8>, DataError> {
+    let werr = |reason: String| DataError::Write { path: PathBuf::from(GALAXIES_PARQUET), reason };
+    let s = |f: fn(&GalaxyRecord) -> &str| -> ArrayRef { Arc::new(StringArray::from_iter_values(galaxies.iter().map(f))) };
+    let d = |f: fn(&GalaxyRecord) -> f64| -> ArrayRef { Arc::new(Float64Array::from_iter_values(galaxies.iter().map(f))) };
+    let u = |f: fn(&GalaxyRecord) -> u32| -> ArrayRef { Arc::new(UInt32Array::from_iter_values(galaxies.iter().map(f))) };
+    let columns = vec![
+        s(|g| &g.plateifu),
+        s(|g| &g.mangaid),
+        d(|g| g.ra),
+        d(|g| g.dec),
+        d(|g| g.z),
+        u(|g| g.ifu_size),
+        u(|g| g.grid_size),
+        u(|g| g.box_size),
+        d(|g| g.scale),
+        u(|g| g.n_good),
+        s(|g| &g.source),
+        s(|g| &g.notes),
+    ];
+    let schema = Arc::new(galaxy_schema());
+    let batch = RecordBatch::try_new(schema.clone(), columns).map_err(|e| werr(e.to_string()))?;
+    let mut out = Vec::new();
+    let mut writer = ArrowWriter::try_new(&mut out, schema, None).map_err(|e| werr(e.to_string()))?;
+    writer.write(&batch).map_err(|e| werr(e.to_string()))?;
+    writer.close().map_err(|e| werr(e.to_string()))?;
+    Ok(out)
+}
+
+fn read_galaxies(path: &Path) -> Result<Vec<GalaxyRecord>, String> {
+    let file = File::open(path).map_err(|e| e.to_string())?;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| e.to_string())?.build().map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    for batch in reader {
+        let batch = batch.map_err(|e| e.to_string())?;
+        let col = |name: &str| batch.column_by_name(name).ok_or_else(|| format!("no column {name}"));
+        fn typed<'a, T: 'static>(a: &'a ArrayRef, name: &str) -> Result<&'a T, String> {
+            a.as_any().downcast_ref::<T>().ok_or_else(|| format!("column {name} has type {}", a.data_type()))
+        }
+        let strs = |n: &str| col(n).and_then(|a| typed::<StringArray>(a, n).cloned());
+        let f64s = |n: &str| col(n).and_then(|a| typed::<Float64Array>(a, n).cloned());
+        let u32s = |n: &str| col(n).and_then(|a| typed::<UInt32Array>(a, n).cloned());
+        let (plateifu, mangaid, source, notes) = (strs("plateifu")?, strs("mangaid")?, strs("source")?, strs("notes")?);
+        let (ra, dec, z, scale) = (f64s("ra")?, f64s("dec")?, f64s("z")?, f64s("scale")?);
+        let (ifu_size, grid_size, box_size, n_good) = (u32s("ifu_size")?, u32s("grid_size")?, u32s("box_size")?, u32s("n_good")?);
+        for i in 0..batch.num_rows() {
+            if plateifu.is_null(i) {
+                return Err(format!("row {i}: null plateifu"));
+            }
+            out.push(GalaxyRecord {
+                plateifu: plateifu.value(i).to_string(),
+                mangaid: mangaid.value(i).to_string(),
+                ra: ra.value(i),
+                dec: dec.value(i),
+                z: z.value(i),
+                ifu_size: ifu_size.value(i),
+                grid_size: grid_size.value(i),
+                box_size: box_size.value(i),
+                scale: scale.value(i),
+                n_good: n_good.value(i),
+                source: source.value(i).to_string(),
+                notes: notes.value(i).to_string(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Quotes a CSV field when it holds a comma, quote or line break (RFC 4180).
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_string() }
+}
+
+/// Formats a float for CSV: shortest round-trip form, `nan` for unknown values.
+fn csv_float(v: f64) -> String {
+    if v.is_nan() { "nan".to_string() } else { format!("{v}") }
+}
+
+fn galaxies_csv(galaxies: &[GalaxyRecord]) -> String {
+    let mut out = String::from("plateifu,mangaid,ra,dec,z,ifu_size,grid_size,box_size,scale,n_good,source,notes\n");
+    for g in galaxies {
+        let row = [
+            csv_field(&g.plateifu),
+            csv_field(&g.mangaid),
+            csv_float(g.ra),
+            csv_float(g.dec),
+            csv_float(g.z),
+            g.ifu_size.to_string(),
+            g.grid_size.to_string(),
+            g.box_size.to_string(),
+            csv_float(g.scale),
+            g.n_good.to_string(),
+            csv_field(&g.source),
+            csv_field(&g.notes),
+        ];
+        out.push_str(&row.join(","));
+        out.push('\n');
+    }
+    out
+}
+
+/// The text of `skipped.csv` (header `path,reason`).
+pub(crate) fn skipped_csv(skipped: &[SkippedInput]) -> String {
+    let mut out = String::from("path,reason\n");
+    for s in skipped {
+        out.push_str(&format!("{},{}\n", csv_field(&s.path), csv_field(&s.reason)));
+    }
+    out
+}
+
+/// Minimal RFC 4180 reader for the CSV files this module writes.
+fn parse_csv(text: &str) -> Vec<Vec<String>> {
+    let mut rows = Vec::new();
+    let mut row = Vec::new();
+    let mut field = String::new();
+    let mut quoted = false;
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (quoted, c) {
+            (true, '"') if chars.peek() == Some(&'"') => {
+                field.push('"');
+                chars.next();
+            }
+            (true, '"') => quoted = false,
+            (true, c) => field.push(c),
+            (false, '"') => quoted = true,
+            (false, ',') => row.push(std::mem::take(&mut field)),
+            (false, '\n') => {
+                row.push(std::mem::take(&mut field));
+                rows.push(std::mem::take(&mut row));
+            }
+            (false, '\r') => {}
+            (false, c) => field.push(c),
+        }
+    }
+    if !field.is_empty() || !row.is_empty() {
+        row.push(field);
+        rows.push(row);
+    }
+    rows
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(plateifu: &str, i: u32) -> GalaxyRecord {
+        GalaxyRecord {
+            plateifu: plateifu.to_string(),
+            mangaid: format!("1-{i}"),
+            ra: 10.0 + f64::from(i),
+            dec: f64::NAN,
+            z: 0.03,
+            ifu_size: 37,
+            grid_size: 42,
+            box_size: 40,
+            scale: 2.5,
+            n_good: 700 + i,
+            source: format!("dir with, comma/manga-{plateifu}.fits.gz"),
+            notes: String::new(),
+        }
+    }
+
+    fn manifest(n: usize) -> Manifest {
+        Manifest {
+            format: FORMAT.to_string(),
+            oddcube_version: "test".to_string(),
+            lines: LineSet::parse("Hb-4862,Ha-6564").unwrap(),
+            size: 4,
+            n_galaxies: n,
+            mask_policy: MaskPolicy::Strict,
+            normalisation: Normalisation {
+                method: "percentile-of-reference".to_string(),
+                reference: "Ha-6564".to_string(),
+                percentile: 99.0,
+                stretch: Stretch::None,
+            },
+            shard: Shard::ALL,
+            sources: vec![SourceFile { path: "a".to_string(), bytes: 3, xxh3: hash_hex(b"abc") }],
+            n_skipped: 1,
+            created_by: "oddcube ingest a --out d".to_string(),
+        }
+    }
+
+    #[test]
+    fn write_then_open_round_trips_every_artifact() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cubes = Cubes::zeros(2, 2, 4);
+        for (i, v) in cubes.x.iter_mut().enumerate() {
+            *v = i as f32 * 0.5;
+        }
+        cubes.w[3] = 7.0;
+        let galaxies = vec![record("7815-3702", 1), record("8000-1901", 2)];
+        let skipped = vec![SkippedInput { path: "bad, file.fits".to_string(), reason: "not \"FITS\"".to_string() }];
+        let hash = Dataset::write(dir.path(), &cubes, &galaxies, &manifest(2), &skipped).unwrap();
+        let ds = Dataset::open(dir.path()).unwrap();
+        assert_eq!(ds.cubes, cubes);
+        assert_eq!(ds.manifest, manifest(2));
+        assert_eq!(ds.manifest_hash(), hash);
+        assert_eq!(ds.manifest_hash().len(), 32);
+        assert_eq!(ds.galaxies.len(), 2);
+        assert_eq!(ds.galaxies[1].plateifu, "8000-1901");
+        assert!(ds.galaxies[0].dec.is_nan());
+        assert_eq!(ds.galaxies[0].source, galaxies[0].source);
+        assert_eq!(read_skipped(dir.path()).unwrap(), skipped);
+        let csv = std::fs::read_to_string(dir.path().join(GALAXIES_CSV)).unwrap();
+        let rows = parse_csv(&csv);
+        assert_eq!(rows.len(), 3);
+        assert_eq!(rows[1][10], galaxies[0].source);
+        // No temporary files are left behind.
+        let names: Vec<String> =
+            std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        assert!(names.iter().all(|n| !n.contains(".tmp-")), "{names:?}");
+    }
+
+    #[test]
+    fn writing_twice_gives_identical_bytes() {
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let cubes = Cubes::zeros(1, 2, 4);
+        let galaxies = vec![record("7815-3702", 1)];
+        for d in [&a, &b] {
+            Dataset::write(d.path(), &cubes, &galaxies, &manifest(1), &[]).unwrap();
+        }
+        for name in [CUBES_FILE, GALAXIES_PARQUET, GALAXIES_CSV, MANIFEST_FILE, SKIPPED_FILE] {
+            assert_eq!(std::fs::read(a.path().join(name)).unwrap(), std::fs::read(b.path().join(name)).unwrap(), "{name}");
+        }
+    }
+
+    #[test]
+    fn open_rejects_inconsistent_artifacts() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(matches!(Dataset::open(dir.path()), Err(DataError::Dataset { .. })));
+        let cubes = Cubes::zeros(1, 2, 4);
+        Dataset::write(dir.path(), &cubes, &[record("1-2", 1)], &manifest(1), &[]).unwrap();
+        // A manifest claiming another galaxy count must not open.
+        let text = std::fs::read_to_string(dir.path().join(MANIFEST_FILE)).unwrap();
+        std::fs::write(dir.path().join(MANIFEST_FILE), text.replace("\"n_galaxies\": 1", "\"n_galaxies\": 2")).unwrap();
+        let err = Dataset::open(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("galaxies"), "{err}");
+    }
+}

@@ -1,0 +1,272 @@
+//! The latent-map figure (`oddcube plot map`): every galaxy on the UMAP/PCA plane coloured by a
+//! score, the top anomalies ringed and labelled with their plate-ifu.
+
+use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
+
+use super::{ColourMap, FONT, Scale, encode_png, figure_error, register_fonts, short_number};
+use crate::error::{ExploreError, Result};
+use crate::project::ProjectionMethod;
+
+/// What the map figure shows.
+#[derive(Debug, Clone, Copy)]
+pub struct MapFigure<'a> {
+    /// Map coordinates, one per galaxy.
+    pub xy: &'a [[f32; 2]],
+    /// Plate-ifu of each point (labels of the highlighted ones).
+    pub plateifus: &'a [String],
+    /// Colour value of each point (a score; higher = more anomalous).
+    pub colour_by: &'a [f64],
+    /// Label of the colour bar (with units).
+    pub colour_label: &'a str,
+    /// Indices of the points to ring and label (the top anomalies), most anomalous first.
+    pub highlight: &'a [usize],
+    /// How the map was made (axis names).
+    pub method: ProjectionMethod,
+    /// PCA explained-variance ratios (for PCA axis labels).
+    pub explained: [f64; 2],
+    /// Figure title.
+    pub title: &'a str,
+}
+
+/// Figure size in pixels.
+const WIDTH: u32 = 1400;
+const HEIGHT: u32 = 1100;
+
+/// Renders the map as PNG bytes. Errors when the inputs disagree in length or the map is empty.
+pub fn map_png(figure: &MapFigure<'_>) -> Result<Vec<u8>> {
+    register_fonts();
+    let n = figure.xy.len();
+    crate::error::check_len("plate-ifus", figure.plateifus.len(), n)?;
+    crate::error::check_len("colour values", figure.colour_by.len(), n)?;
+    if n == 0 {
+        return Err(ExploreError::Empty("latent map".to_string()));
+    }
+    if let Some(&bad) = figure.highlight.iter().find(|&&i| i >= n) {
+        return Err(ExploreError::InvalidParameter {
+            name: "highlight".to_string(),
+            value: bad.to_string(),
+            reason: format!("only {n} galaxies on the map"),
+        });
+    }
+    let (mut x_lo, mut x_hi, mut y_lo, mut y_hi) = (
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+    );
+    for p in figure
+        .xy
+        .iter()
+        .filter(|p| p[0].is_finite() && p[1].is_finite())
+    {
+        x_lo = x_lo.min(p[0]);
+        x_hi = x_hi.max(p[0]);
+        y_lo = y_lo.min(p[1]);
+        y_hi = y_hi.max(p[1]);
+    }
+    if !(x_lo.is_finite() && y_lo.is_finite()) {
+        return Err(ExploreError::NonFinite {
+            what: "map coordinates".to_string(),
+            index: 0,
+        });
+    }
+    let pad_x = ((x_hi - x_lo) * 0.05).max(1e-3);
+    let pad_y = ((y_hi - y_lo) * 0.05).max(1e-3);
+    let scale = Scale::percentile(figure.colour_by.iter().copied(), 1.0, 99.0)
+        .unwrap_or(Scale { lo: 0.0, hi: 1.0 });
+    let radius = if n <= 2_000 {
+        4
+    } else if n <= 30_000 {
+        2
+    } else {
+        1
+    };
+    let axis = |i: usize| match figure.method {
+        ProjectionMethod::Umap => format!("UMAP {} (arbitrary units)", i + 1),
+        ProjectionMethod::Pca => format!(
+            "PC{} ({:.0} % of latent variance)",
+            i + 1,
+            figure.explained[i] * 100.0
+        ),
+    };
+    let mut rgb = vec![255u8; (WIDTH * HEIGHT * 3) as usize];
+    {
+        let root = BitMapBackend::with_buffer(&mut rgb, (WIDTH, HEIGHT)).into_drawing_area();
+        root.fill(&WHITE).map_err(figure_error)?;
+        let (plot_area, bar_area) = root.split_horizontally(WIDTH - 230);
+        let mut chart = ChartBuilder::on(&plot_area)
+            .caption(figure.title, (FONT, 30).into_font().style(FontStyle::Bold))
+            .margin(20)
+            .x_label_area_size(60)
+            .y_label_area_size(80)
+            .build_cartesian_2d(
+                (x_lo - pad_x)..(x_hi + pad_x),
+                (y_lo - pad_y)..(y_hi + pad_y),
+            )
+            .map_err(figure_error)?;
+        chart
+            .configure_mesh()
+            .disable_mesh()
+            .x_desc(axis(0))
+            .y_desc(axis(1))
+            .axis_desc_style((FONT, 22))
+            .label_style((FONT, 18))
+            .draw()
+            .map_err(figure_error)?;
+        // Least anomalous first, so high scores are drawn on top.
+        let mut order: Vec<usize> = (0..n).collect();
+        order.sort_by(|&a, &b| figure.colour_by[a].total_cmp(&figure.colour_by[b]));
+        chart
+            .draw_series(
+                order
+                    .iter()
+                    .filter(|&&i| figure.xy[i][0].is_finite() && figure.xy[i][1].is_finite())
+                    .map(|&i| {
+                        let c = ColourMap::Plasma.at(scale.unit(figure.colour_by[i]));
+                        Circle::new(
+                            (figure.xy[i][0], figure.xy[i][1]),
+                            radius,
+                            c.mix(0.85).filled(),
+                        )
+                    }),
+            )
+            .map_err(figure_error)?;
+        let ring = RGBColor(0, 160, 60);
+        chart
+            .draw_series(figure.highlight.iter().map(|&i| {
+                Circle::new(
+                    (figure.xy[i][0], figure.xy[i][1]),
+                    radius + 7,
+                    ring.stroke_width(3),
+                )
+            }))
+            .map_err(figure_error)?;
+        let label_style = TextStyle::from((FONT, 17).into_font().style(FontStyle::Bold))
+            .color(&BLACK)
+            .pos(Pos::new(HPos::Left, VPos::Bottom));
+        chart
+            .draw_series(figure.highlight.iter().enumerate().map(|(r, &i)| {
+                Text::new(
+                    format!("{} {}", r + 1, figure.plateifus[i]),
+                    (figure.xy[i][0], figure.xy[i][1]),
+                    label_style.clone(),
+                )
+            }))
+            .map_err(figure_error)?;
+
+        // Colour bar.
+        let (bx, by, bh, bw) = (40i32, 120i32, (HEIGHT as i32) - 320, 28i32);
+        for i in 0..bh {
+            let c = ColourMap::Plasma.at(1.0 - f64::from(i) / f64::from(bh - 1));
+            bar_area
+                .draw(&Rectangle::new(
+                    [(bx, by + i), (bx + bw, by + i + 1)],
+                    c.filled(),
+                ))
+                .map_err(figure_error)?;
+        }
+        bar_area
+            .draw(&Rectangle::new(
+                [(bx, by), (bx + bw, by + bh)],
+                BLACK.stroke_width(1),
+            ))
+            .map_err(figure_error)?;
+        for k in 0..=4 {
+            let t = f64::from(k) / 4.0;
+            let ty = by + ((1.0 - t) * f64::from(bh - 1)) as i32;
+            let value = scale.lo + t * (scale.hi - scale.lo);
+            bar_area
+                .draw(&PathElement::new(
+                    vec![(bx + bw, ty), (bx + bw + 6, ty)],
+                    BLACK,
+                ))
+                .map_err(figure_error)?;
+            bar_area
+                .draw(&Text::new(
+                    short_number(value),
+                    (bx + bw + 10, ty),
+                    TextStyle::from((FONT, 17)).pos(Pos::new(HPos::Left, VPos::Center)),
+                ))
+                .map_err(figure_error)?;
+        }
+        // The label is long: wrap it over lines above the bar.
+        let mut lines: Vec<String> = vec![String::new()];
+        for word in figure.colour_label.split_whitespace() {
+            let current = lines.last_mut().map(|l| l.len()).unwrap_or(0);
+            if current + word.len() > 18 {
+                lines.push(String::new());
+            }
+            if let Some(last) = lines.last_mut() {
+                if !last.is_empty() {
+                    last.push(' ');
+                }
+                last.push_str(word);
+            }
+        }
+        for (k, line) in lines.iter().enumerate() {
+            bar_area
+                .draw(&Text::new(
+                    line.clone(),
+                    (10, 30 + 22 * k as i32),
+                    TextStyle::from((FONT, 18)).pos(Pos::new(HPos::Left, VPos::Top)),
+                ))
+                .map_err(figure_error)?;
+        }
+        bar_area
+            .draw(&Text::new(
+                "(1st–99th pct)",
+                (10, by + bh + 20),
+                TextStyle::from((FONT, 16)).pos(Pos::new(HPos::Left, VPos::Top)),
+            ))
+            .map_err(figure_error)?;
+        bar_area
+            .draw(&Text::new(
+                "○ top anomalies",
+                (10, by + bh + 50),
+                TextStyle::from((FONT, 16))
+                    .color(&ring)
+                    .pos(Pos::new(HPos::Left, VPos::Top)),
+            ))
+            .map_err(figure_error)?;
+        root.present().map_err(figure_error)?;
+    }
+    encode_png(&rgb, WIDTH, HEIGHT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_and_validates() {
+        let xy: Vec<[f32; 2]> = (0..50).map(|i| [i as f32, (i * i) as f32 / 50.0]).collect();
+        let names: Vec<String> = (0..50).map(|i| format!("1-{i}")).collect();
+        let scores: Vec<f64> = (0..50).map(f64::from).collect();
+        let fig = MapFigure {
+            xy: &xy,
+            plateifus: &names,
+            colour_by: &scores,
+            colour_label: "recon",
+            highlight: &[49, 48],
+            method: ProjectionMethod::Umap,
+            explained: [0.5, 0.2],
+            title: "map",
+        };
+        assert_eq!(&map_png(&fig).unwrap()[1..4], b"PNG");
+        assert!(
+            map_png(&MapFigure {
+                highlight: &[50],
+                ..fig
+            })
+            .is_err()
+        );
+        assert!(
+            map_png(&MapFigure {
+                colour_by: &scores[..3],
+                ..fig
+            })
+            .is_err()
+        );
+    }
+}

@@ -1,0 +1,637 @@
+//! The explorer's JSON API (`/api/…`): catalogue summary, the filtered/sorted/paginated table,
+//! one galaxy's details with its latent neighbours, map tiles (PNG), the latent map, and labels.
+//! Every error is a JSON object `{"error": "..."}` with a matching status code.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::labels::UserLabel;
+use super::{AppState, GalaxyMaps};
+use crate::knn::{self, LatentView, Metric};
+use crate::plot::{ColourMap, Scale, bpt, tiles};
+use crate::results::Column;
+
+/// An API failure: status code and a message for the page.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+        }
+    }
+
+    fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, message)
+    }
+
+    fn internal(message: impl std::fmt::Display) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, message.to_string())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (
+            self.status,
+            Json(json!({ "error": self.message, "status": self.status.as_u16() })),
+        )
+            .into_response()
+    }
+}
+
+type ApiResult<T> = std::result::Result<T, ApiError>;
+
+/// Largest page of the table API.
+pub const MAX_PAGE: usize = 500;
+/// Latent neighbours shown on a galaxy page.
+pub const NEIGHBOURS: usize = 8;
+
+/// Catalogue-wide facts the page needs to build its controls.
+pub async fn summary(State(state): State<Arc<AppState>>) -> ApiResult<Json<Value>> {
+    let catalog = &state.results.catalog;
+    let mut ifu_sizes: Vec<u32> = catalog
+        .u32("ifu_size")
+        .map(<[u32]>::to_vec)
+        .unwrap_or_default();
+    ifu_sizes.sort_unstable();
+    ifu_sizes.dedup();
+    let mut kinds: Vec<String> = state.kinds.iter().flatten().flatten().cloned().collect();
+    kinds.sort();
+    kinds.dedup();
+    let n_flagged = catalog
+        .bool("fdr_flag")
+        .map(|f| f.iter().filter(|v| **v).count())
+        .unwrap_or(0);
+    let labels = state.labels.lock().map_err(ApiError::internal)?.all().len();
+    let manifest = &state.results.manifest;
+    Ok(Json(json!({
+        "n": state.len(),
+        "score_columns": state.score_columns,
+        "lines": state.lines,
+        "size": state.size,
+        "rank_by": manifest.rank_by,
+        "fdr": manifest.fdr,
+        "n_flagged": n_flagged,
+        "n_residuals": state.residuals.as_ref().map(|r| r.len()).unwrap_or(0),
+        "has_dataset": state.dataset.is_some(),
+        "has_model": state.reconstructor.is_some(),
+        "projection": state.projection.as_ref().map(|p| p.info.method.to_string()),
+        "ifu_sizes": ifu_sizes,
+        "kinds": kinds,
+        "n_labels": labels,
+        "results_dir": state.results.dir.display().to_string(),
+    })))
+}
+
+/// Query of the table API.
+#[derive(Debug, Default, Deserialize)]
+pub struct TableQuery {
+    /// Column to sort by (any score column, `rank`, `plateifu`, `ifu_size`, `z`, `qvalue`, ...).
+    pub sort: Option<String>,
+    /// `asc` or `desc` (default: descending for scores, ascending for rank and text).
+    pub order: Option<String>,
+    /// First row of the page.
+    pub offset: Option<usize>,
+    /// Rows per page (≤ [`MAX_PAGE`]).
+    pub limit: Option<usize>,
+    /// Case-insensitive substring of plate-ifu or MaNGA-ID.
+    pub q: Option<String>,
+    /// `1`/`true`: FDR-flagged galaxies only.
+    pub flag: Option<String>,
+    /// IFU size (fibres) to keep.
+    pub ifu: Option<u32>,
+    /// `interesting`, `artefact`, `normal`, `unlabelled` or `labelled`.
+    pub label: Option<String>,
+    /// A kind (from `--kinds` or a `kind` column).
+    pub kind: Option<String>,
+}
+
+/// A sort key of one row: numbers sort numerically (NaN last), text lexically.
+#[derive(Debug, Clone, PartialEq, PartialOrd)]
+enum Key<'a> {
+    Number(f64),
+    Text(&'a str),
+}
+
+fn sort_key<'a>(column: &'a Column, row: usize) -> Key<'a> {
+    match column {
+        Column::F64(v) => Key::Number(v.get(row).copied().unwrap_or(f64::NAN)),
+        Column::U32(v) => Key::Number(v.get(row).map(|&x| f64::from(x)).unwrap_or(f64::NAN)),
+        Column::Bool(v) => Key::Number(
+            v.get(row)
+                .map(|&x| f64::from(u8::from(x)))
+                .unwrap_or(f64::NAN),
+        ),
+        Column::Str(v) => Key::Text(v.get(row).map(String::as_str).unwrap_or("")),
+    }
+}
+
+fn row_json(state: &AppState, row: usize, label: Option<&super::labels::LabelEntry>) -> Value {
+    let catalog = &state.results.catalog;
+    let str_at = |name: &str| catalog.str(name).and_then(|c| c.get(row)).cloned();
+    let scores: serde_json::Map<String, Value> = state
+        .score_columns
+        .iter()
+        .map(|c| {
+            (
+                c.clone(),
+                json!(catalog.f64(c).and_then(|v| v.get(row)).copied()),
+            )
+        })
+        .collect();
+    json!({
+        "row": row,
+        "plateifu": str_at("plateifu"),
+        "mangaid": str_at("mangaid"),
+        "rank": catalog.u32("rank").and_then(|v| v.get(row)),
+        "ifu_size": catalog.u32("ifu_size").and_then(|v| v.get(row)),
+        "fdr_flag": catalog.bool("fdr_flag").and_then(|v| v.get(row)),
+        "qvalue": catalog.f64("qvalue").and_then(|v| v.get(row)),
+        "scores": scores,
+        "label": label.map(|l| l.label.name()),
+        "kind": state.kinds.as_ref().and_then(|k| k.get(row).cloned().flatten()),
+    })
+}
+
+/// The ranked table: filtered, sorted and paginated on the server.
+pub async fn galaxies(
+    State(state): State<Arc<AppState>>,
+    query: std::result::Result<Query<TableQuery>, QueryRejection>,
+) -> ApiResult<Json<Value>> {
+    let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let catalog = &state.results.catalog;
+    let sort = query.sort.as_deref().unwrap_or("rank");
+    let column = catalog.column(sort).ok_or_else(|| {
+        let names: Vec<&str> = catalog.columns.iter().map(|(n, _)| n.as_str()).collect();
+        ApiError::bad_request(format!(
+            "unknown sort column {sort:?}; columns: {}",
+            names.join(", ")
+        ))
+    })?;
+    let descending = match query.order.as_deref() {
+        Some("asc") => false,
+        Some("desc") => true,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "order must be asc or desc, not {other:?}"
+            )));
+        }
+        None => matches!(column, Column::F64(_)) && !matches!(sort, "pvalue" | "qvalue"),
+    };
+    let limit = query.limit.unwrap_or(50);
+    if limit == 0 || limit > MAX_PAGE {
+        return Err(ApiError::bad_request(format!(
+            "limit must be 1..={MAX_PAGE}"
+        )));
+    }
+    let offset = query.offset.unwrap_or(0);
+    let needle = query
+        .q
+        .as_deref()
+        .map(str::trim)
+        .filter(|q| !q.is_empty())
+        .map(str::to_lowercase);
+    let flagged_only = matches!(query.flag.as_deref(), Some("1" | "true" | "yes"));
+    let label_filter = query
+        .label
+        .as_deref()
+        .filter(|l| !l.is_empty() && *l != "any");
+    if let Some(l) = label_filter {
+        if !matches!(l, "labelled" | "unlabelled") {
+            l.parse::<UserLabel>().map_err(ApiError::bad_request)?;
+        }
+    }
+    let kind_filter = query
+        .kind
+        .as_deref()
+        .filter(|k| !k.is_empty() && *k != "any");
+    let labels = state.labels.lock().map_err(ApiError::internal)?.clone();
+    let plateifus = catalog.str("plateifu").unwrap_or(&[]);
+    let flags = catalog.bool("fdr_flag");
+    let ifus = catalog.u32("ifu_size");
+    let mut rows: Vec<usize> = (0..state.len())
+        .filter(|&r| {
+            needle.as_ref().is_none_or(|q| {
+                state
+                    .search_keys
+                    .get(r)
+                    .is_some_and(|k| k.contains(q.as_str()))
+            })
+        })
+        .filter(|&r| !flagged_only || flags.and_then(|f| f.get(r)).copied().unwrap_or(false))
+        .filter(|&r| {
+            query
+                .ifu
+                .is_none_or(|want| ifus.and_then(|v| v.get(r)) == Some(&want))
+        })
+        .filter(|&r| {
+            let entry = plateifus.get(r).and_then(|p| labels.get(p));
+            match label_filter {
+                None => true,
+                Some("labelled") => entry.is_some(),
+                Some("unlabelled") => entry.is_none(),
+                Some(name) => entry.is_some_and(|e| e.label.name() == name),
+            }
+        })
+        .filter(|&r| {
+            kind_filter.is_none_or(|want| {
+                state
+                    .kinds
+                    .as_ref()
+                    .and_then(|k| k.get(r))
+                    .and_then(|k| k.as_deref())
+                    == Some(want)
+            })
+        })
+        .collect();
+    rows.sort_by(|&a, &b| {
+        let (ka, kb) = (sort_key(column, a), sort_key(column, b));
+        let nan = |k: &Key<'_>| matches!(k, Key::Number(v) if v.is_nan());
+        match (nan(&ka), nan(&kb)) {
+            (true, false) => std::cmp::Ordering::Greater,
+            (false, true) => std::cmp::Ordering::Less,
+            _ => {
+                let ord = ka.partial_cmp(&kb).unwrap_or(std::cmp::Ordering::Equal);
+                (if descending { ord.reverse() } else { ord }).then(a.cmp(&b))
+            }
+        }
+    });
+    let total = rows.len();
+    let page: Vec<Value> = rows
+        .iter()
+        .skip(offset)
+        .take(limit)
+        .map(|&r| row_json(&state, r, plateifus.get(r).and_then(|p| labels.get(p))))
+        .collect();
+    Ok(Json(json!({
+        "total": total,
+        "offset": offset,
+        "limit": limit,
+        "sort": sort,
+        "order": if descending { "desc" } else { "asc" },
+        "rows": page,
+    })))
+}
+
+fn find_row(state: &AppState, plateifu: &str) -> ApiResult<usize> {
+    state
+        .results
+        .catalog
+        .row_of(plateifu)
+        .ok_or_else(|| ApiError::not_found(format!("no galaxy {plateifu:?} in this catalogue")))
+}
+
+/// One galaxy: metadata, scores, per-line shares, latent neighbours, links and map availability.
+pub async fn galaxy(
+    State(state): State<Arc<AppState>>,
+    path: std::result::Result<Path<String>, PathRejection>,
+) -> ApiResult<Json<Value>> {
+    let Path(plateifu) = path.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let row = find_row(&state, &plateifu)?;
+    let catalog = &state.results.catalog;
+    let f = |name: &str| catalog.f64(name).and_then(|v| v.get(row)).copied();
+    let labels = state.labels.lock().map_err(ApiError::internal)?.clone();
+    let mut value = row_json(&state, row, labels.get(&plateifu));
+    let shares: Vec<Value> = catalog
+        .line_columns()
+        .iter()
+        .map(|(name, v)| json!({ "line": name.trim_start_matches(crate::results::LINE_COLUMN_PREFIX), "share": v.get(row) }))
+        .collect();
+    let n = state.len();
+    let dim = state.results.latent_dim;
+    let neighbours: Vec<Value> = if n > 1 && dim > 0 {
+        let view = LatentView::new(&state.results.latents, n, dim).map_err(ApiError::internal)?;
+        let found = knn::nearest_to(&view, row, NEIGHBOURS.min(n - 1), Metric::Euclidean)
+            .map_err(ApiError::internal)?;
+        let plateifus = catalog.str("plateifu").unwrap_or(&[]);
+        found
+            .iter()
+            .map(|nb| {
+                let id = plateifus.get(nb.index).cloned().unwrap_or_default();
+                json!({
+                    "plateifu": id,
+                    "distance": nb.distance,
+                    "rank": catalog.u32("rank").and_then(|v| v.get(nb.index)),
+                    "label": labels.get(&id).map(|l| l.label.name()),
+                    "has_maps": state.has_maps(nb.index),
+                })
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let maps = state.galaxy_maps(row);
+    let bpt_counts = maps.as_ref().map(|m| {
+        let count = |flux: &[f32]| {
+            bpt::class_map(flux, &m.w, &state.lines, state.size, state.stretch)
+                .ok()
+                .map(|c| {
+                    let counts = bpt::class_counts(&c);
+                    oddcube_data::bpt::BptClass::ALL
+                        .iter()
+                        .zip(counts)
+                        .map(|(k, n)| (k.name().to_string(), json!(n)))
+                        .collect::<serde_json::Map<_, _>>()
+                })
+        };
+        json!({ "input": count(&m.x), "recon": m.xhat.as_deref().and_then(count) })
+    });
+    let (ra, dec) = (f("ra"), f("dec"));
+    let skyserver = match (ra, dec) {
+        (Some(ra), Some(dec)) if ra.is_finite() && dec.is_finite() => Some(format!(
+            "https://skyserver.sdss.org/dr17/en/tools/explore/summary.aspx?ra={ra}&dec={dec}"
+        )),
+        _ => None,
+    };
+    if let Value::Object(obj) = &mut value {
+        obj.insert("ra".into(), json!(ra));
+        obj.insert("dec".into(), json!(dec));
+        obj.insert("z".into(), json!(f("z")));
+        obj.insert("pvalue".into(), json!(f("pvalue")));
+        obj.insert(
+            "n_good".into(),
+            json!(catalog.u32("n_good").and_then(|v| v.get(row))),
+        );
+        obj.insert("line_shares".into(), json!(shares));
+        obj.insert("neighbours".into(), json!(neighbours));
+        obj.insert(
+            "maps".into(),
+            json!(
+                maps.as_ref()
+                    .map(|m| json!({ "source": m.source, "has_recon": m.xhat.is_some() }))
+            ),
+        );
+        obj.insert("bpt".into(), json!(bpt_counts));
+        obj.insert(
+            "links".into(),
+            json!({ "marvin": format!("https://dr17.sdss.org/marvin/galaxy/{plateifu}/"), "skyserver": skyserver }),
+        );
+        obj.insert("lines".into(), json!(state.lines));
+        obj.insert(
+            "time_labelled".into(),
+            json!(labels.get(&plateifu).map(|l| l.time.clone())),
+        );
+    }
+    Ok(Json(value))
+}
+
+impl AppState {
+    /// True when maps of catalogue row `row` can be shown.
+    fn has_maps(&self, row: usize) -> bool {
+        let stored = self.residuals.as_ref().is_some_and(|r| {
+            self.results
+                .catalog
+                .str("plateifu")
+                .and_then(|p| p.get(row))
+                .is_some_and(|id| r.index_of(id).is_some())
+        });
+        stored || self.dataset_rows.get(row).copied().flatten().is_some()
+    }
+}
+
+/// Query of the tile API.
+#[derive(Debug, Default, Deserialize)]
+pub struct TileQuery {
+    /// Magnification (1..=16, default 4).
+    pub zoom: Option<usize>,
+}
+
+fn png_response(bytes: Vec<u8>) -> Response {
+    let mut response = bytes.into_response();
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("image/png"));
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("max-age=300"),
+    );
+    response
+}
+
+/// A PNG tile: `kind` ∈ input | recon | residual | bpt-input | bpt-recon; `line` is a line name
+/// (or anything for BPT tiles) with an optional `.png` suffix.
+pub async fn tile(
+    State(state): State<Arc<AppState>>,
+    path: std::result::Result<Path<(String, String, String)>, PathRejection>,
+    query: std::result::Result<Query<TileQuery>, QueryRejection>,
+) -> ApiResult<Response> {
+    let Path((plateifu, kind, line)) = path.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let row = find_row(&state, &plateifu)?;
+    let zoom = query.zoom.unwrap_or(4);
+    let maps: GalaxyMaps = state.galaxy_maps(row).ok_or_else(|| {
+        ApiError::not_found(format!(
+            "no maps for {plateifu}: store them with `oddcube score --residuals all`, or start serve with --data DATASET"
+        ))
+    })?;
+    let pixels = state.size * state.size;
+    let no_recon = || {
+        ApiError::not_found(format!(
+            "no reconstruction for {plateifu} (store residuals or pass --model)"
+        ))
+    };
+    let bytes = match kind.as_str() {
+        "bpt-input" | "bpt-recon" => {
+            let flux = if kind == "bpt-input" {
+                &maps.x
+            } else {
+                maps.xhat.as_ref().ok_or_else(no_recon)?
+            };
+            let classes = bpt::class_map(flux, &maps.w, &state.lines, state.size, state.stretch)
+                .map_err(|e| ApiError::not_found(e.to_string()))?;
+            tiles::class_tile(&classes, state.size, zoom)
+        }
+        "input" | "recon" | "residual" => {
+            let name = line.strip_suffix(".png").unwrap_or(&line);
+            let l = state.lines.iter().position(|n| n == name).ok_or_else(|| {
+                ApiError::not_found(format!(
+                    "no line {name:?}; lines: {}",
+                    state.lines.join(", ")
+                ))
+            })?;
+            let range = l * pixels..(l + 1) * pixels;
+            let w = &maps.w[range.clone()];
+            match kind.as_str() {
+                "residual" => {
+                    let residual = maps.residual.as_ref().ok_or_else(no_recon)?;
+                    let abs = residual
+                        .iter()
+                        .zip(&maps.w)
+                        .filter(|(_, w)| **w > 0.0)
+                        .map(|(r, _)| f64::from(r.abs()));
+                    let half = Scale::percentile(abs, 0.0, 99.0)
+                        .map(|s| s.hi)
+                        .unwrap_or(3.0)
+                        .max(3.0)
+                        .ceil();
+                    tiles::map_tile(
+                        &residual[range],
+                        w,
+                        state.size,
+                        Scale::symmetric(half),
+                        ColourMap::Diverging,
+                        zoom,
+                    )
+                }
+                _ => {
+                    let good = maps.x[range.clone()]
+                        .iter()
+                        .zip(w)
+                        .filter(|(_, w)| **w > 0.0)
+                        .map(|(x, _)| f64::from(*x));
+                    let scale =
+                        Scale::percentile(good, 1.0, 99.5).unwrap_or(Scale { lo: 0.0, hi: 1.0 });
+                    let values = if kind == "input" {
+                        &maps.x[range]
+                    } else {
+                        &maps.xhat.as_ref().ok_or_else(no_recon)?[range]
+                    };
+                    tiles::map_tile(values, w, state.size, scale, ColourMap::Viridis, zoom)
+                }
+            }
+        }
+        other => {
+            return Err(ApiError::not_found(format!(
+                "unknown tile kind {other:?} (input, recon, residual, bpt-input, bpt-recon)"
+            )));
+        }
+    }
+    .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    Ok(png_response(bytes))
+}
+
+/// A colour-bar strip: `viridis`, `plasma` or `diverging` (with optional `.png`).
+pub async fn colourbar(Path(name): Path<String>) -> ApiResult<Response> {
+    let cmap = match name.strip_suffix(".png").unwrap_or(&name) {
+        "viridis" => ColourMap::Viridis,
+        "plasma" => ColourMap::Plasma,
+        "diverging" => ColourMap::Diverging,
+        other => return Err(ApiError::not_found(format!("unknown colour map {other:?}"))),
+    };
+    Ok(png_response(
+        tiles::colourbar_tile(cmap, 256, 12).map_err(ApiError::internal)?,
+    ))
+}
+
+/// Query of the map API.
+#[derive(Debug, Default, Deserialize)]
+pub struct MapQuery {
+    /// Column that colours the points (default: the ranking score).
+    pub colour: Option<String>,
+}
+
+/// The latent map: coordinates, colour values, plate-ifus and ranks of every galaxy (columnar).
+pub async fn map(
+    State(state): State<Arc<AppState>>,
+    query: std::result::Result<Query<MapQuery>, QueryRejection>,
+) -> ApiResult<Json<Value>> {
+    let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let projection = state.projection.as_ref().ok_or_else(|| {
+        ApiError::not_found("no latent map yet: run `oddcube project RESULTS` first")
+    })?;
+    let catalog = &state.results.catalog;
+    let name = query
+        .colour
+        .unwrap_or_else(|| state.results.manifest.rank_by.clone());
+    let column = catalog
+        .column(&name)
+        .ok_or_else(|| ApiError::bad_request(format!("unknown colour column {name:?}")))?;
+    let rows = &state.projection_rows;
+    let colour: Vec<Option<f64>> = rows
+        .iter()
+        .map(|r| {
+            r.and_then(|r| match sort_key(column, r) {
+                Key::Number(v) if v.is_finite() => Some(v),
+                _ => None,
+            })
+        })
+        .collect();
+    let ranks: Vec<Option<u32>> = rows
+        .iter()
+        .map(|r| r.and_then(|r| catalog.u32("rank").and_then(|v| v.get(r).copied())))
+        .collect();
+    #[derive(Serialize)]
+    struct MapPayload<'a> {
+        method: String,
+        colour: &'a str,
+        x: Vec<f32>,
+        y: Vec<f32>,
+        c: Vec<Option<f64>>,
+        plateifu: &'a [String],
+        rank: Vec<Option<u32>>,
+    }
+    let payload = MapPayload {
+        method: projection.info.method.to_string(),
+        colour: &name,
+        x: projection.xy.iter().map(|p| p[0]).collect(),
+        y: projection.xy.iter().map(|p| p[1]).collect(),
+        c: colour,
+        plateifu: &projection.plateifus,
+        rank: ranks,
+    };
+    Ok(Json(
+        serde_json::to_value(payload).map_err(ApiError::internal)?,
+    ))
+}
+
+/// All labels.
+pub async fn list_labels(State(state): State<Arc<AppState>>) -> ApiResult<Json<Value>> {
+    let labels = state.labels.lock().map_err(ApiError::internal)?;
+    let list: Vec<Value> = labels
+        .all()
+        .iter()
+        .map(|(p, e)| json!({ "plateifu": p, "label": e.label.name(), "time": e.time }))
+        .collect();
+    Ok(Json(json!({ "labels": list })))
+}
+
+/// Body of a label change: `label` null clears it.
+#[derive(Debug, Deserialize)]
+struct LabelRequest {
+    plateifu: String,
+    label: Option<String>,
+}
+
+/// Sets or clears a galaxy's label (JSON body `{"plateifu": ..., "label": "interesting"|"artefact"|"normal"|null}`).
+pub async fn set_label(State(state): State<Arc<AppState>>, body: Bytes) -> ApiResult<Json<Value>> {
+    let request: LabelRequest = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("expected {{\"plateifu\", \"label\"}}: {e}")))?;
+    find_row(&state, &request.plateifu)?;
+    let label = match request.label.as_deref() {
+        None | Some("" | "none") => None,
+        Some(name) => Some(name.parse::<UserLabel>().map_err(ApiError::bad_request)?),
+    };
+    let mut store = state.labels.lock().map_err(ApiError::internal)?;
+    store
+        .set(&request.plateifu, label)
+        .map_err(ApiError::internal)?;
+    let entry = store.get(&request.plateifu);
+    Ok(Json(json!({
+        "plateifu": request.plateifu,
+        "label": entry.map(|e| e.label.name()),
+        "time": entry.map(|e| e.time.clone()),
+    })))
+}
+
+/// Unknown API paths.
+pub async fn not_found() -> ApiError {
+    ApiError::not_found("no such API endpoint")
+}

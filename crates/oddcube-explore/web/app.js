@@ -1,0 +1,280 @@
+// oddcube explorer: a hash-routed single page over the JSON API (/api/...). Plain JS, no build.
+// Routes: #/ (ranked table, state in the query part), #/galaxy/PLATEIFU, #/map.
+"use strict";
+
+const app = document.getElementById("app");
+const statusEl = document.getElementById("status");
+let summary = null;
+let currentGalaxy = null; // plate-ifu shown on a galaxy page, for keyboard labels
+
+const esc = (s) => String(s ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
+const fmt = (v) => {
+  if (v === null || v === undefined || Number.isNaN(v)) return "–";
+  if (typeof v !== "number") return esc(v);
+  const a = Math.abs(v);
+  if (v === 0) return "0";
+  if (a >= 1e4 || a < 1e-3) return v.toExponential(2);
+  return v.toPrecision(4);
+};
+
+async function api(path, options) {
+  const response = await fetch(path, options);
+  const body = await response.json().catch(() => ({ error: `HTTP ${response.status}` }));
+  if (!response.ok) throw new Error(body.error || `HTTP ${response.status}`);
+  return body;
+}
+
+function showError(err) {
+  app.innerHTML = `<p class="error" data-testid="error">${esc(err.message || err)}</p>`;
+}
+
+// ---------- table ----------
+function tableState() {
+  const params = new URLSearchParams(location.hash.split("?")[1] || "");
+  return {
+    sort: params.get("sort") || "rank",
+    order: params.get("order") || "",
+    offset: Number(params.get("offset") || 0),
+    limit: Number(params.get("limit") || 50),
+    q: params.get("q") || "",
+    flag: params.get("flag") || "",
+    ifu: params.get("ifu") || "",
+    label: params.get("label") || "",
+    kind: params.get("kind") || "",
+  };
+}
+
+function setTableState(state) {
+  const params = new URLSearchParams();
+  for (const [k, v] of Object.entries(state)) if (v !== "" && v !== null && !(k === "offset" && v === 0)) params.set(k, v);
+  location.hash = "#/?" + params.toString();
+}
+
+async function renderTable() {
+  const s = tableState();
+  const query = new URLSearchParams();
+  for (const [k, v] of Object.entries(s)) if (v !== "") query.set(k, v);
+  const data = await api("/api/galaxies?" + query.toString());
+  const scoreCols = summary.score_columns;
+  const columns = [
+    { key: "rank", title: "rank", get: (r) => r.rank },
+    { key: "plateifu", title: "plate-ifu", get: (r) => r.plateifu, text: true },
+    { key: "mangaid", title: "MaNGA-ID", get: (r) => r.mangaid, text: true },
+    { key: "ifu_size", title: "IFU", get: (r) => r.ifu_size },
+    ...scoreCols.map((c) => ({ key: c, title: c, get: (r) => r.scores[c] })),
+    { key: "qvalue", title: "q-value", get: (r) => r.qvalue },
+    { key: "fdr_flag", title: "FDR", get: (r) => (r.fdr_flag ? "✔" : "") },
+    { key: null, title: "label", get: (r) => (r.label ? `<span class="tag ${esc(r.label)}">${esc(r.label)}</span>` : ""), html: true, text: true },
+  ];
+  if (summary.kinds.length) columns.push({ key: null, title: "kind", get: (r) => r.kind, text: true });
+  const option = (value, label, current) => `<option value="${esc(value)}"${String(value) === String(current) ? " selected" : ""}>${esc(label)}</option>`;
+  const head = columns
+    .map((c) => `<th class="${c.text ? "text" : ""} ${c.key === data.sort ? "sorted" : ""}" ${c.key ? `data-sort="${esc(c.key)}"` : ""}>${esc(c.title)}${c.key === data.sort ? (data.order === "desc" ? " ▼" : " ▲") : ""}</th>`)
+    .join("");
+  const body = data.rows
+    .map((r) => `<tr class="${r.fdr_flag ? "flagged" : ""}" data-plateifu="${esc(r.plateifu)}">` +
+      columns.map((c) => {
+        const v = c.get(r);
+        const content = c.html ? v : c.key === "plateifu" ? `<a href="#/galaxy/${encodeURIComponent(r.plateifu)}" data-testid="galaxy-link">${esc(v)}</a>` : fmt(v);
+        return `<td class="${c.text ? "text" : ""}">${content}</td>`;
+      }).join("") + "</tr>")
+    .join("");
+  const first = data.total ? data.offset + 1 : 0;
+  const last = Math.min(data.offset + data.limit, data.total);
+  app.innerHTML = `
+    <h2>Ranked galaxies <span class="muted">(${summary.n} scored, ${summary.n_flagged} flagged at FDR ${summary.fdr}, ranked by ${esc(summary.rank_by)})</span></h2>
+    <div class="controls">
+      <label>Search <input type="search" id="q" placeholder="plate-ifu or MaNGA-ID" value="${esc(s.q)}" data-testid="search"></label>
+      <label><input type="checkbox" id="flag" ${s.flag ? "checked" : ""} data-testid="flag-filter"> FDR-flagged only</label>
+      <label>IFU <select id="ifu">${option("", "any", s.ifu)}${summary.ifu_sizes.map((v) => option(v, v + " fibres", s.ifu)).join("")}</select></label>
+      <label>Label <select id="label" data-testid="label-filter">${["", "labelled", "unlabelled", "interesting", "artefact", "normal"].map((v) => option(v, v || "any", s.label)).join("")}</select></label>
+      ${summary.kinds.length ? `<label>Kind <select id="kind">${option("", "any", s.kind)}${summary.kinds.map((k) => option(k, k, s.kind)).join("")}</select></label>` : ""}
+      <label>Rows <select id="limit">${[25, 50, 100, 250].map((v) => option(v, v, s.limit)).join("")}</select></label>
+    </div>
+    <table class="catalog" data-testid="catalog"><thead><tr>${head}</tr></thead><tbody>${body}</tbody></table>
+    <div class="pager">
+      <button id="prev" ${data.offset === 0 ? "disabled" : ""}>← previous</button>
+      <span data-testid="page-info">rows ${first}–${last} of ${data.total}</span>
+      <button id="next" ${last >= data.total ? "disabled" : ""}>next →</button>
+    </div>`;
+  const update = (changes) => setTableState({ ...s, offset: 0, ...changes });
+  app.querySelectorAll("th[data-sort]").forEach((th) => th.addEventListener("click", () => {
+    const key = th.dataset.sort;
+    const order = key === data.sort ? (data.order === "desc" ? "asc" : "desc") : "";
+    update({ sort: key, order });
+  }));
+  let timer = null;
+  document.getElementById("q").addEventListener("input", (e) => { clearTimeout(timer); timer = setTimeout(() => update({ q: e.target.value }), 300); });
+  document.getElementById("flag").addEventListener("change", (e) => update({ flag: e.target.checked ? "1" : "" }));
+  document.getElementById("ifu").addEventListener("change", (e) => update({ ifu: e.target.value }));
+  document.getElementById("label").addEventListener("change", (e) => update({ label: e.target.value }));
+  document.getElementById("limit").addEventListener("change", (e) => update({ limit: e.target.value }));
+  const kind = document.getElementById("kind");
+  if (kind) kind.addEventListener("change", (e) => update({ kind: e.target.value }));
+  document.getElementById("prev").addEventListener("click", () => setTableState({ ...s, offset: Math.max(0, s.offset - s.limit) }));
+  document.getElementById("next").addEventListener("click", () => setTableState({ ...s, offset: s.offset + s.limit }));
+}
+
+// ---------- galaxy ----------
+const tile = (p, kind, line, zoom) => `/api/galaxy/${encodeURIComponent(p)}/tile/${kind}/${encodeURIComponent(line)}.png?zoom=${zoom}`;
+const BPT_COLOURS = { sf: ["#0072b2", "star-forming"], composite: ["#009e73", "composite"], seyfert: ["#d55e00", "Seyfert"], liner: ["#e69f00", "LINER"], ambiguous: ["#cc79a7", "ambiguous"], unclassified: ["#f5f5f5", "S/N < 3"] };
+
+function sharesChart(shares) {
+  // Horizontal bars of each line's share of the χ² sum.
+  const rowH = 18, left = 110, width = 420;
+  const max = Math.max(1e-12, ...shares.map((s) => s.share || 0));
+  const bars = shares.map((s, i) => {
+    const w = ((s.share || 0) / max) * (width - left - 60);
+    return `<text x="${left - 6}" y="${i * rowH + 13}" text-anchor="end" font-size="12">${esc(s.line)}</text>
+      <rect x="${left}" y="${i * rowH + 3}" width="${w.toFixed(1)}" height="${rowH - 6}" fill="#c0392b"></rect>
+      <text x="${left + w + 4}" y="${i * rowH + 13}" font-size="11" fill="#5f6b7a">${((s.share || 0) * 100).toFixed(1)}%</text>`;
+  }).join("");
+  return `<svg width="${width}" height="${shares.length * rowH + 24}" data-testid="line-shares" role="img" aria-label="per-line share of chi-squared">
+    ${bars}<text x="${left}" y="${shares.length * rowH + 18}" font-size="11" fill="#5f6b7a">share of the galaxy's χ² (residual² / σ²) per line</text></svg>`;
+}
+
+async function setLabel(plateifu, label) {
+  const result = await api("/api/labels", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ plateifu, label }) });
+  statusEl.textContent = result.label ? `${plateifu} labelled ${result.label}` : `${plateifu} label cleared`;
+  document.querySelectorAll(".label-buttons button").forEach((b) => b.classList.toggle("active", b.dataset.label === result.label));
+  const current = document.getElementById("current-label");
+  if (current) current.innerHTML = result.label ? `<span class="tag ${esc(result.label)}" data-testid="current-label-tag">${esc(result.label)}</span>` : "none";
+}
+
+async function renderGalaxy(plateifu) {
+  const g = await api("/api/galaxy/" + encodeURIComponent(plateifu));
+  currentGalaxy = g.plateifu;
+  const rows = [
+    ["rank", g.rank], ["MaNGA-ID", g.mangaid], ["RA, Dec (deg)", g.ra != null ? `${fmt(g.ra)}, ${fmt(g.dec)}` : "–"], ["redshift z", g.z],
+    ["IFU size (fibres)", g.ifu_size], ["usable spaxels", g.n_good],
+    ...summary.score_columns.map((c) => [c, g.scores[c]]), ["p-value", g.pvalue], ["q-value", g.qvalue], ["FDR flag", g.fdr_flag ? "yes" : "no"],
+  ];
+  if (g.kind) rows.push(["kind", g.kind]);
+  const meta = rows.map(([k, v]) => `<tr><td>${esc(k)}</td><td>${typeof v === "number" ? fmt(v) : esc(v ?? "–")}</td></tr>`).join("");
+  const labelButtons = ["interesting", "artefact", "normal"].map((l) =>
+    `<button class="${l} ${g.label === l ? "active" : ""}" data-label="${l}" data-testid="label-${l}" title="key ${l[0]}">${l} (${l[0]})</button>`).join("");
+  let maps = `<p class="muted" data-testid="no-maps">No maps for this galaxy: store them with <code>oddcube score --residuals all</code> or start the server with <code>--data DATASET</code>.</p>`;
+  if (g.maps) {
+    const recon = g.maps.has_recon;
+    const header = g.lines.map((l) => `<th>${esc(l)}</th>`).join("");
+    const row = (kind, title) => `<tr><th class="row">${title}</th>${g.lines.map((l) => `<td><img loading="lazy" alt="${esc(kind)} ${esc(l)}" src="${tile(g.plateifu, kind, l, 3)}" data-testid="tile-${kind}"></td>`).join("")}</tr>`;
+    maps = `<div class="maps" data-testid="maps"><table><tr><th></th>${header}</tr>${row("input", "input")}${recon ? row("recon", "reconstruction") + row("residual", "residual (σ)") : ""}</table></div>
+      <div class="controls"><span class="colourbar">flux (per-line 1–99.5 %)<img src="/api/colourbar/viridis.png" alt="">high</span>
+      ${recon ? `<span class="colourbar">residual −<img src="/api/colourbar/diverging.png" alt="">+ (σ, symmetric)</span>` : `<span class="muted">reconstruction not stored (maps from ${esc(g.maps.source)})</span>`}
+      <span class="muted">grey = masked; north up</span></div>
+      <h3>BPT class maps ([NII]+[SII], Kewley+06, S/N ≥ 3)</h3>
+      <div class="bpt"><figure><img src="${tile(g.plateifu, "bpt-input", "all", 6)}" alt="BPT input" data-testid="bpt-input"><figcaption>input</figcaption></figure>
+      ${recon ? `<figure><img src="${tile(g.plateifu, "bpt-recon", "all", 6)}" alt="BPT reconstruction"><figcaption>reconstruction</figcaption></figure>` : ""}
+      <div class="legend">${Object.entries(BPT_COLOURS).map(([k, [c, name]]) => `<div><span style="background:${c}"></span>${name}: ${g.bpt?.input?.[k] ?? 0}${recon ? " / " + (g.bpt?.recon?.[k] ?? 0) : ""}</div>`).join("")}<div><span style="background:#bebebe"></span>no data</div></div></div>`;
+  }
+  const neighbours = g.neighbours.map((n) => `<a href="#/galaxy/${encodeURIComponent(n.plateifu)}" data-testid="neighbour" data-plateifu="${esc(n.plateifu)}">
+      ${n.has_maps ? `<img loading="lazy" src="${tile(n.plateifu, "input", "Ha-6564", 3)}" alt="Hα of ${esc(n.plateifu)}" onerror="this.replaceWith(Object.assign(document.createElement('div'),{className:'noimg',textContent:'no Hα'}))">` : `<div class="noimg">no maps</div>`}
+      ${esc(n.plateifu)}<br><span class="muted">rank ${n.rank ?? "–"} · d = ${fmt(n.distance)}</span>${n.label ? `<br><span class="tag ${esc(n.label)}">${esc(n.label)}</span>` : ""}</a>`).join("");
+  app.innerHTML = `
+    <div class="galaxy-head">
+      <div>
+        <h2 data-testid="galaxy-title">${esc(g.plateifu)}</h2>
+        <table class="meta" data-testid="galaxy-meta">${meta}</table>
+        <p><a href="${esc(g.links.marvin)}" target="_blank" rel="noopener">Marvin (DR17)</a>${g.links.skyserver ? ` · <a href="${esc(g.links.skyserver)}" target="_blank" rel="noopener">SkyServer</a>` : ""}</p>
+      </div>
+      <div>
+        <h3>Label</h3>
+        <div class="label-buttons">${labelButtons}<button data-label="" title="key u">clear (u)</button></div>
+        <p>current: <span id="current-label" data-testid="current-label">${g.label ? `<span class="tag ${esc(g.label)}" data-testid="current-label-tag">${esc(g.label)}</span>` : "none"}</span></p>
+        <h3>Per-line share of χ²</h3>
+        ${g.line_shares.length ? sharesChart(g.line_shares) : `<p class="muted">no per-line columns</p>`}
+      </div>
+    </div>
+    <h3>Line maps</h3>${maps}
+    <h3>Nearest neighbours in latent space</h3><div class="neighbours" data-testid="neighbours">${neighbours || `<p class="muted">none</p>`}</div>`;
+  app.querySelectorAll(".label-buttons button").forEach((b) => b.addEventListener("click", () => setLabel(g.plateifu, b.dataset.label || null).catch((e) => (statusEl.textContent = e.message))));
+}
+
+document.addEventListener("keydown", (e) => {
+  if (!currentGalaxy || e.ctrlKey || e.metaKey || e.altKey || ["INPUT", "SELECT", "TEXTAREA"].includes(e.target.tagName)) return;
+  const label = { i: "interesting", a: "artefact", n: "normal", u: null }[e.key];
+  if (label !== undefined) setLabel(currentGalaxy, label).catch((err) => (statusEl.textContent = err.message));
+});
+
+// ---------- map ----------
+let mapData = null;
+async function renderMap() {
+  const params = new URLSearchParams(location.hash.split("?")[1] || "");
+  const colour = params.get("colour") || summary.rank_by;
+  if (!summary.projection) {
+    app.innerHTML = `<p class="muted" data-testid="no-map">No latent map yet: run <code>oddcube project ${esc(summary.results_dir)}</code> and restart.</p>`;
+    return;
+  }
+  mapData = await api("/api/map?colour=" + encodeURIComponent(colour));
+  const choices = ["rank", ...summary.score_columns, "qvalue"];
+  app.innerHTML = `<h2>Latent map (${esc(mapData.method.toUpperCase())}) coloured by ${esc(colour)}</h2>
+    <div class="controls"><label>Colour by <select id="colour">${choices.map((c) => `<option${c === colour ? " selected" : ""}>${esc(c)}</option>`).join("")}</select></label>
+    <span class="colourbar">low<img src="/api/colourbar/plasma.png" alt="">high (1st–99th percentile)</span><span class="muted">hover for plate-ifu, click to open</span></div>
+    <div id="map-wrap"><canvas id="map-canvas" width="900" height="700" data-testid="map-canvas"></canvas><div id="tooltip" data-testid="map-tooltip"></div></div>`;
+  document.getElementById("colour").addEventListener("change", (e) => (location.hash = "#/map?colour=" + encodeURIComponent(e.target.value)));
+  drawMap();
+}
+
+const PLASMA = ["#0d0887", "#46039f", "#7201a8", "#9c179e", "#bd3786", "#d8576b", "#ed7953", "#fb9f3a", "#fdca26", "#f0f921"];
+function drawMap() {
+  const canvas = document.getElementById("map-canvas");
+  const ctx = canvas.getContext("2d");
+  const { x, y, c } = mapData;
+  const n = x.length;
+  const finite = (v) => v !== null && Number.isFinite(v);
+  const xs = x.filter(finite), ys = y.filter(finite);
+  const [x0, x1, y0, y1] = [Math.min(...xs), Math.max(...xs), Math.min(...ys), Math.max(...ys)];
+  const pad = 20, W = canvas.width, H = canvas.height;
+  const sx = (v) => pad + ((v - x0) / (x1 - x0 || 1)) * (W - 2 * pad);
+  const sy = (v) => H - pad - ((v - y0) / (y1 - y0 || 1)) * (H - 2 * pad);
+  const sorted = c.filter(finite).sort((a, b) => a - b);
+  const q = (p) => sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor(p * (sorted.length - 1)))] : 0;
+  let [lo, hi] = [q(0.01), q(0.99)];
+  const invert = mapData.colour === "rank" || mapData.colour === "qvalue" || mapData.colour === "pvalue"; // low = anomalous
+  const order = [...Array(n).keys()].sort((a, b) => (invert ? -1 : 1) * ((c[a] ?? -Infinity) - (c[b] ?? -Infinity)));
+  const r = n > 30000 ? 1.2 : n > 3000 ? 2 : 3.5;
+  ctx.clearRect(0, 0, W, H);
+  mapData.screen = new Float32Array(2 * n);
+  for (const i of order) {
+    const px = sx(x[i]), py = sy(y[i]);
+    mapData.screen[2 * i] = px; mapData.screen[2 * i + 1] = py;
+    let t = finite(c[i]) ? (c[i] - lo) / (hi - lo || 1) : 0;
+    if (invert) t = 1 - t;
+    ctx.fillStyle = PLASMA[Math.max(0, Math.min(9, Math.floor(t * 9.999)))];
+    ctx.beginPath(); ctx.arc(px, py, r, 0, 2 * Math.PI); ctx.fill();
+  }
+  const tooltip = document.getElementById("tooltip");
+  const nearest = (ev) => {
+    const rect = canvas.getBoundingClientRect();
+    const mx = (ev.clientX - rect.left) * (W / rect.width), my = (ev.clientY - rect.top) * (H / rect.height);
+    let best = -1, bestD = 64;
+    for (let i = 0; i < n; i++) { const dx = mapData.screen[2 * i] - mx, dy = mapData.screen[2 * i + 1] - my, d = dx * dx + dy * dy; if (d < bestD) { bestD = d; best = i; } }
+    return [best, mx, my];
+  };
+  canvas.onmousemove = (ev) => {
+    const [i] = nearest(ev);
+    if (i < 0) { tooltip.style.display = "none"; return; }
+    tooltip.style.display = "block";
+    tooltip.style.left = mapData.screen[2 * i] + 10 + "px"; tooltip.style.top = mapData.screen[2 * i + 1] - 10 + "px";
+    tooltip.textContent = `${mapData.plateifu[i]} · rank ${mapData.rank[i] ?? "–"} · ${mapData.colour} ${fmt(c[i])}`;
+  };
+  canvas.onmouseleave = () => (tooltip.style.display = "none");
+  canvas.onclick = (ev) => { const [i] = nearest(ev); if (i >= 0) location.hash = "#/galaxy/" + encodeURIComponent(mapData.plateifu[i]); };
+}
+
+// ---------- router ----------
+async function route() {
+  currentGalaxy = null;
+  const hash = location.hash || "#/";
+  try {
+    if (!summary) summary = await api("/api/summary");
+    statusEl.textContent = `${summary.n} galaxies · ${summary.n_residuals} with stored maps${summary.has_dataset ? " · dataset attached" : ""}`;
+    if (hash.startsWith("#/galaxy/")) await renderGalaxy(decodeURIComponent(hash.slice("#/galaxy/".length)));
+    else if (hash.startsWith("#/map")) await renderMap();
+    else await renderTable();
+  } catch (err) {
+    showError(err);
+  }
+}
+window.addEventListener("hashchange", route);
+route();

@@ -1,0 +1,325 @@
+//! Model-directory files: atomic writes, weight files (plain safetensors named like the
+//! `VarMap`, readable from Python) and the training checkpoint (weights + optimiser moments +
+//! loop state in one safetensors file, so a checkpoint is replaced in a single rename).
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use candle_core::{Device, Tensor};
+use candle_nn::VarMap;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{ModelError, Result};
+use crate::network::named_vars;
+use crate::optim::{AdamW, Moments};
+
+/// Name of the best-validation weights in a model directory.
+pub const BEST_WEIGHTS: &str = "best.safetensors";
+/// Name of the last complete epoch's checkpoint in a model directory.
+pub const LAST_CHECKPOINT: &str = "last.ckpt.safetensors";
+/// Name of the configuration in a model directory.
+pub const CONFIG: &str = "config.toml";
+/// Name of the per-epoch history in a model directory.
+pub const HISTORY: &str = "history.csv";
+
+/// Writes `bytes` to `path` so that readers see either the old file or the complete new one:
+/// write `name.tmp-<pid>` in the same directory, fsync, rename, fsync the directory.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .ok_or_else(|| ModelError::Config(format!("{} has no file name", path.display())))?;
+    let tmp: PathBuf = dir.join(format!(
+        "{}.tmp-{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    let result = (|| -> std::io::Result<()> {
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        drop(file);
+        std::fs::rename(&tmp, path)?;
+        // Persist the rename itself; not every platform can open a directory, so best effort.
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    })();
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(ModelError::io(path, e));
+    }
+    Ok(())
+}
+
+/// Host (CPU) copies of tensors for serialisation, so any device's tensors can be written.
+fn to_host(named: Vec<(String, Tensor)>) -> Result<Vec<(String, Tensor)>> {
+    named
+        .into_iter()
+        .map(|(n, t)| Ok((n, t.to_device(&Device::Cpu)?.contiguous()?)))
+        .collect()
+}
+
+fn serialize(named: Vec<(String, Tensor)>, metadata: HashMap<String, String>) -> Result<Vec<u8>> {
+    let named = to_host(named)?;
+    safetensors::serialize(named.iter().map(|(n, t)| (n.as_str(), t)), Some(metadata))
+        .map_err(|e| ModelError::Config(format!("cannot serialise tensors: {e}")))
+}
+
+/// Saves the parameters of `varmap` (names as in the map) atomically to `path`.
+pub fn save_weights(varmap: &VarMap, path: &Path) -> Result<()> {
+    let named = named_vars(varmap)?
+        .into_iter()
+        .map(|(n, v)| (n, v.as_tensor().clone()))
+        .collect();
+    let meta = HashMap::from([("format".to_string(), "oddcube-weights".to_string())]);
+    write_atomic(path, &serialize(named, meta)?)
+}
+
+/// Reads a safetensors file into named tensors on `device`, plus its metadata.
+fn read_tensors(
+    path: &Path,
+    device: &Device,
+) -> Result<(HashMap<String, Tensor>, HashMap<String, String>)> {
+    let bytes = std::fs::read(path).map_err(|e| ModelError::io(path, e))?;
+    let corrupt = |reason: String| ModelError::Corrupt {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let (_, header) =
+        safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| corrupt(e.to_string()))?;
+    let metadata = header.metadata().clone().unwrap_or_default();
+    let tensors = candle_core::safetensors::load_buffer(&bytes, device)
+        .map_err(|e| corrupt(e.to_string()))?;
+    Ok((tensors, metadata))
+}
+
+/// Sets every parameter of `varmap` from `tensors[prefix + name]`; missing or misshapen entries
+/// are errors naming `path`.
+fn assign(
+    varmap: &VarMap,
+    tensors: &HashMap<String, Tensor>,
+    prefix: &str,
+    path: &Path,
+) -> Result<()> {
+    for (name, var) in named_vars(varmap)? {
+        let key = format!("{prefix}{name}");
+        let value = tensors.get(&key).ok_or_else(|| ModelError::Corrupt {
+            path: path.to_path_buf(),
+            reason: format!("tensor {key} is missing"),
+        })?;
+        if value.dims() != var.dims() {
+            return Err(ModelError::Corrupt {
+                path: path.to_path_buf(),
+                reason: format!(
+                    "tensor {key} has shape {:?}, expected {:?}",
+                    value.dims(),
+                    var.dims()
+                ),
+            });
+        }
+        var.set(value)?;
+    }
+    Ok(())
+}
+
+/// Loads weights written by [`save_weights`] into the existing parameters of `varmap`.
+pub fn load_weights(varmap: &VarMap, path: &Path, device: &Device) -> Result<()> {
+    let (tensors, _) = read_tensors(path, device)?;
+    assign(varmap, &tensors, "", path)
+}
+
+/// One row of `history.csv`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochRecord {
+    /// 1-based epoch number.
+    pub epoch: usize,
+    /// Mean training objective over the epoch (weighted by batch weight).
+    #[serde(with = "exact_f64")]
+    pub train_loss: f64,
+    /// Validation objective after the epoch (NaN without a validation set).
+    #[serde(with = "exact_f64")]
+    pub val_loss: f64,
+    /// Learning rate of the epoch's last step.
+    #[serde(with = "exact_f64")]
+    pub lr: f64,
+    /// Wall-clock seconds of the epoch (training + validation).
+    #[serde(with = "exact_f64")]
+    pub seconds: f64,
+}
+
+/// Renders history rows as CSV text.
+pub fn history_csv(rows: &[EpochRecord]) -> String {
+    let mut out = String::from("epoch,train_loss,val_loss,lr,seconds\n");
+    for r in rows {
+        out.push_str(&format!(
+            "{},{:.6e},{:.6e},{:.6e},{:.3}\n",
+            r.epoch, r.train_loss, r.val_loss, r.lr, r.seconds
+        ));
+    }
+    out
+}
+
+/// Floats as decimal strings: exact round trips, and JSON can then hold NaN and infinity.
+mod exact_f64 {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&v.to_string())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Everything about the training loop a resumed run needs besides weights and moments. The
+/// random state is not stored: every epoch's RNG is derived from (seed, epoch).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LoopState {
+    /// Completed epochs.
+    pub epoch: usize,
+    /// Optimiser steps taken.
+    pub adam_step: u64,
+    /// Best validation objective so far (infinite before the first epoch).
+    #[serde(with = "exact_f64")]
+    pub best_val: f64,
+    /// Epoch of the best validation objective (0 = none yet).
+    pub best_epoch: usize,
+    /// Epochs since the best one.
+    pub bad_epochs: usize,
+    /// Early stopping has ended the run.
+    pub stopped: bool,
+    /// Per-epoch history so far.
+    pub history: Vec<EpochRecord>,
+}
+
+impl Default for LoopState {
+    fn default() -> Self {
+        Self {
+            epoch: 0,
+            adam_step: 0,
+            best_val: f64::INFINITY,
+            best_epoch: 0,
+            bad_epochs: 0,
+            stopped: false,
+            history: Vec::new(),
+        }
+    }
+}
+
+const PARAM: &str = "param.";
+const ADAM_M: &str = "adam_m.";
+const ADAM_V: &str = "adam_v.";
+const STATE_KEY: &str = "oddcube_loop_state";
+
+/// Writes weights, optimiser moments and loop state to `path` in one atomic file.
+pub fn save_checkpoint(
+    path: &Path,
+    varmap: &VarMap,
+    optimiser: &AdamW,
+    state: &LoopState,
+) -> Result<()> {
+    let mut named: Vec<(String, Tensor)> = named_vars(varmap)?
+        .into_iter()
+        .map(|(n, v)| (format!("{PARAM}{n}"), v.as_tensor().clone()))
+        .collect();
+    for (name, moments) in optimiser.state() {
+        named.push((format!("{ADAM_M}{name}"), moments.m.clone()));
+        named.push((format!("{ADAM_V}{name}"), moments.v.clone()));
+    }
+    let state_json = serde_json::to_string(state)
+        .map_err(|e| ModelError::Config(format!("cannot serialise loop state: {e}")))?;
+    let meta = HashMap::from([
+        ("format".to_string(), "oddcube-checkpoint".to_string()),
+        (STATE_KEY.to_string(), state_json),
+    ]);
+    write_atomic(path, &serialize(named, meta)?)
+}
+
+/// Restores weights and optimiser moments from a checkpoint and returns its loop state.
+pub fn load_checkpoint(
+    path: &Path,
+    varmap: &VarMap,
+    optimiser: &mut AdamW,
+    device: &Device,
+) -> Result<LoopState> {
+    let (tensors, meta) = read_tensors(path, device)?;
+    let corrupt = |reason: String| ModelError::Corrupt {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let state_json = meta
+        .get(STATE_KEY)
+        .ok_or_else(|| corrupt("not an oddcube checkpoint (no loop state)".into()))?;
+    let state: LoopState = serde_json::from_str(state_json).map_err(|e| corrupt(e.to_string()))?;
+    assign(varmap, &tensors, PARAM, path)?;
+    let step = state.adam_step;
+    optimiser.restore(step, |name| {
+        Some(Moments {
+            m: tensors.get(&format!("{ADAM_M}{name}"))?.clone(),
+            v: tensors.get(&format!("{ADAM_V}{name}"))?.clone(),
+        })
+    })?;
+    Ok(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn atomic_write_replaces_and_leaves_no_temp_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.txt");
+        write_atomic(&path, b"one").unwrap();
+        write_atomic(&path, b"two").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"two");
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names.len(), 1);
+    }
+
+    #[test]
+    fn history_csv_has_the_documented_columns() {
+        let rows = [EpochRecord {
+            epoch: 1,
+            train_loss: 0.5,
+            val_loss: f64::NAN,
+            lr: 1e-3,
+            seconds: 2.0,
+        }];
+        let text = history_csv(&rows);
+        assert!(
+            text.starts_with("epoch,train_loss,val_loss,lr,seconds\n1,5.000000e-1,NaN,"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn loop_state_survives_json_with_non_finite_values() {
+        let state = LoopState {
+            history: vec![EpochRecord {
+                epoch: 1,
+                train_loss: 0.1,
+                val_loss: f64::NAN,
+                lr: 1e-3,
+                seconds: 1.5,
+            }],
+            ..LoopState::default()
+        };
+        let back: LoopState =
+            serde_json::from_str(&serde_json::to_string(&state).unwrap()).unwrap();
+        assert_eq!(back.best_val, f64::INFINITY);
+        assert!(back.history[0].val_loss.is_nan());
+        assert_eq!(back.history[0].train_loss, 0.1);
+    }
+}

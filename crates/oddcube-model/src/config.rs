@@ -1,0 +1,357 @@
+//! Every size and setting of the network and of training, as serde structs saved to
+//! `config.toml`, plus the named presets.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{ModelError, Result};
+
+/// Plain autoencoder or variational autoencoder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelKind {
+    /// Deterministic latent z.
+    Ae,
+    /// Gaussian latent with μ and log σ² heads and a β-weighted KL term.
+    Vae,
+}
+
+/// Which implementation computes a ConvLSTM cell step. Only the plain-candle reference exists
+/// now; fused kernels are meant to be added as further variants with identical numerics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CellKernelKind {
+    /// Gates from one candle conv over `concat[x_t, h_{t−1}]`, then candle element-wise ops.
+    #[default]
+    Reference,
+}
+
+/// The network's architecture. Shapes: input `[B, T, 1, S, S]`, latent `[B, D]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ArchConfig {
+    /// Autoencoder or VAE.
+    pub kind: ModelKind,
+    /// Grid side S (must be divisible by `2^downsample`).
+    pub size: usize,
+    /// Sequence length T: the number of line maps per galaxy.
+    pub n_lines: usize,
+    /// Number of stride-2 3×3 convs applied to each map before the encoder ConvLSTM (and of
+    /// nearest-×2 upsample + conv stages after the decoder ConvLSTM).
+    pub downsample: usize,
+    /// Channels of the per-step encoder/decoder convs.
+    pub conv_channels: usize,
+    /// Hidden channels of the stacked encoder ConvLSTM layers (first layer first).
+    pub hidden: Vec<usize>,
+    /// Hidden channels of the stacked decoder ConvLSTM layers (first layer first).
+    pub decoder_hidden: Vec<usize>,
+    /// ConvLSTM gate kernel size (odd, "same" padding).
+    pub kernel: usize,
+    /// Channels of the conv between the final encoder state and the latent, and of the map the
+    /// decoder's linear layer produces (the decoder ConvLSTM input at every step).
+    pub head_channels: usize,
+    /// Latent dimension D.
+    pub latent: usize,
+    /// Weight of the KL term (VAE only). The reconstruction term is a per-pixel mean while the KL
+    /// is summed over latent dimensions, so useful values are small.
+    pub beta: f64,
+    /// ConvLSTM cell implementation.
+    #[serde(default)]
+    pub cell: CellKernelKind,
+}
+
+/// A named architecture preset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Preset {
+    /// S = 32, 16 conv channels, 32 hidden, D = 32: trains in minutes on two cores.
+    Cpu,
+    /// S = 64, 64 hidden, D = 128: the paper's scale, meant for a GPU.
+    Paper,
+}
+
+impl std::str::FromStr for Preset {
+    type Err = ModelError;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "cpu" => Ok(Self::Cpu),
+            "paper" => Ok(Self::Paper),
+            other => Err(ModelError::Config(format!(
+                "unknown preset {other:?} (cpu or paper)"
+            ))),
+        }
+    }
+}
+
+impl ArchConfig {
+    /// The architecture of a preset for `n_lines` lines.
+    pub fn preset(preset: Preset, kind: ModelKind, n_lines: usize) -> Self {
+        match preset {
+            Preset::Cpu => Self {
+                kind,
+                size: 32,
+                n_lines,
+                downsample: 1,
+                conv_channels: 16,
+                hidden: vec![32],
+                decoder_hidden: vec![32],
+                kernel: 3,
+                head_channels: 8,
+                latent: 32,
+                beta: 1e-3,
+                cell: CellKernelKind::Reference,
+            },
+            Preset::Paper => Self {
+                kind,
+                size: 64,
+                n_lines,
+                downsample: 2,
+                conv_channels: 32,
+                hidden: vec![64],
+                decoder_hidden: vec![64],
+                kernel: 3,
+                head_channels: 16,
+                latent: 128,
+                beta: 1e-3,
+                cell: CellKernelKind::Reference,
+            },
+        }
+    }
+
+    /// Side of the maps the ConvLSTMs work on: `S / 2^downsample`.
+    pub fn inner_size(&self) -> usize {
+        self.size >> self.downsample
+    }
+
+    /// Length of the flattened head map: `head_channels × inner_size²`.
+    pub fn head_len(&self) -> usize {
+        self.head_channels * self.inner_size() * self.inner_size()
+    }
+
+    /// Checks that every size is usable, naming the offending field.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |msg: String| Err(ModelError::Config(msg));
+        if self.size == 0 || self.n_lines == 0 {
+            return bad(format!(
+                "size ({}) and n_lines ({}) must be positive",
+                self.size, self.n_lines
+            ));
+        }
+        if self.downsample > 6 || !self.size.is_multiple_of(1 << self.downsample) {
+            return bad(format!(
+                "size {} is not divisible by 2^downsample = 2^{}",
+                self.size, self.downsample
+            ));
+        }
+        if self.inner_size() == 0 {
+            return bad("inner map size is zero".into());
+        }
+        if self.kernel.is_multiple_of(2) {
+            return bad(format!(
+                "kernel {} must be odd for \"same\" padding",
+                self.kernel
+            ));
+        }
+        if self.hidden.is_empty() || self.decoder_hidden.is_empty() {
+            return bad("hidden and decoder_hidden need at least one ConvLSTM layer".into());
+        }
+        if self
+            .hidden
+            .iter()
+            .chain(&self.decoder_hidden)
+            .any(|&h| h == 0)
+        {
+            return bad("ConvLSTM hidden channels must be positive".into());
+        }
+        if self.conv_channels == 0 || self.head_channels == 0 || self.latent == 0 {
+            return bad("conv_channels, head_channels and latent must be positive".into());
+        }
+        if !(self.beta.is_finite() && self.beta >= 0.0) {
+            return bad(format!(
+                "beta {} must be finite and non-negative",
+                self.beta
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// How pixel weights enter the reconstruction loss.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LossMode {
+    /// Binary weights (w > 0 → 1): the paper's mean squared reconstruction error.
+    Mse,
+    /// The dataset's inverse-variance weights as given: χ² per unit weight.
+    Chi2,
+}
+
+impl std::str::FromStr for LossMode {
+    type Err = ModelError;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "mse" => Ok(Self::Mse),
+            "chi2" => Ok(Self::Chi2),
+            other => Err(ModelError::Config(format!(
+                "unknown loss {other:?} (mse or chi2)"
+            ))),
+        }
+    }
+}
+
+/// Settings of the training loop.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    /// Maximum number of epochs.
+    pub epochs: usize,
+    /// Galaxies per optimiser step.
+    pub batch: usize,
+    /// Peak learning rate (after warm-up).
+    pub lr: f64,
+    /// Decoupled (AdamW) weight decay.
+    pub weight_decay: f64,
+    /// Fraction of all steps spent warming the learning rate up linearly from 0.
+    pub warmup_fraction: f64,
+    /// The cosine schedule ends at `lr × min_lr_fraction`.
+    pub min_lr_fraction: f64,
+    /// Gradients are rescaled so their global L2 norm is at most this (0 disables).
+    pub clip_norm: f64,
+    /// Approximate fraction of galaxies held out for validation (chosen by plateifu hash).
+    pub val_fraction: f64,
+    /// Reconstruction loss weights.
+    pub loss: LossMode,
+    /// Stop after this many epochs without a better validation loss (0 = never stop early).
+    pub patience: usize,
+    /// Apply a random one of the 8 flips/rotations to every training galaxy.
+    pub augment: bool,
+    /// Add Gaussian noise drawn from the IVAR weights to training inputs.
+    pub noise: bool,
+    /// Seed of every random choice (initial weights, shuffling, augmentation, VAE sampling).
+    pub seed: u64,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            epochs: 30,
+            batch: 16,
+            lr: 2e-3,
+            weight_decay: 1e-5,
+            warmup_fraction: 0.05,
+            min_lr_fraction: 0.02,
+            clip_norm: 5.0,
+            val_fraction: 0.15,
+            loss: LossMode::Mse,
+            patience: 8,
+            augment: true,
+            noise: false,
+            seed: 0,
+        }
+    }
+}
+
+impl TrainConfig {
+    /// Checks the settings, naming the offending field.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |msg: String| Err(ModelError::Config(msg));
+        if self.epochs == 0 || self.batch == 0 {
+            return bad("epochs and batch must be positive".into());
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return bad(format!("learning rate {} must be positive", self.lr));
+        }
+        if !(0.0..1.0).contains(&self.val_fraction) {
+            return bad(format!(
+                "val_fraction {} must be in [0, 1)",
+                self.val_fraction
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.warmup_fraction)
+            || !(0.0..=1.0).contains(&self.min_lr_fraction)
+        {
+            return bad("warmup_fraction and min_lr_fraction must be in [0, 1]".into());
+        }
+        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
+            return bad("weight_decay must be non-negative".into());
+        }
+        if !(self.clip_norm.is_finite() && self.clip_norm >= 0.0) {
+            return bad("clip_norm must be non-negative".into());
+        }
+        Ok(())
+    }
+}
+
+/// What the model was trained on, for provenance.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct DataInfo {
+    /// Line channel names in sequence order.
+    pub lines: Vec<String>,
+    /// Hex xxh3-128 of the dataset's manifest.json (empty when trained on in-memory data).
+    pub manifest_hash: String,
+    /// Training galaxies.
+    pub n_train: usize,
+    /// Validation galaxies.
+    pub n_val: usize,
+}
+
+/// The whole `config.toml` of a model directory.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelConfig {
+    /// oddcube version that wrote it.
+    pub version: String,
+    /// Network architecture.
+    pub arch: ArchConfig,
+    /// Training settings.
+    pub train: TrainConfig,
+    /// Training data provenance.
+    pub data: DataInfo,
+}
+
+impl ModelConfig {
+    /// Serialises to TOML text.
+    pub fn to_toml(&self) -> Result<String> {
+        toml::to_string_pretty(self)
+            .map_err(|e| ModelError::Config(format!("cannot write config: {e}")))
+    }
+
+    /// Parses TOML text (`path` only names the file in errors).
+    pub fn from_toml(text: &str, path: &std::path::Path) -> Result<Self> {
+        let cfg: Self = toml::from_str(text).map_err(|e| ModelError::Corrupt {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        cfg.arch.validate()?;
+        Ok(cfg)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn presets_validate_and_roundtrip_through_toml() {
+        for preset in [Preset::Cpu, Preset::Paper] {
+            let arch = ArchConfig::preset(preset, ModelKind::Vae, 19);
+            arch.validate().unwrap();
+            let cfg = ModelConfig {
+                version: "test".into(),
+                arch,
+                train: TrainConfig::default(),
+                data: DataInfo::default(),
+            };
+            let text = cfg.to_toml().unwrap();
+            let back = ModelConfig::from_toml(&text, std::path::Path::new("x.toml")).unwrap();
+            assert_eq!(back, cfg);
+        }
+    }
+
+    #[test]
+    fn bad_sizes_are_rejected() {
+        let mut arch = ArchConfig::preset(Preset::Cpu, ModelKind::Ae, 19);
+        arch.size = 30;
+        arch.downsample = 2;
+        assert!(arch.validate().is_err());
+        let mut arch = ArchConfig::preset(Preset::Cpu, ModelKind::Ae, 19);
+        arch.kernel = 4;
+        assert!(arch.validate().is_err());
+    }
+}

@@ -1,0 +1,400 @@
+//! The ConvLSTM autoencoder / VAE: parameter creation (seeded, device-independent), the
+//! encoder and decoder, and the forward pass.
+
+use std::collections::BTreeMap;
+
+use candle_core::{Device, Module, Tensor, Var};
+use candle_nn::VarMap;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::cell::{Conv, ConvLstmLayer, Linear, unroll_stack};
+use crate::config::{ArchConfig, ModelKind};
+use crate::error::{ModelError, Result};
+
+/// The shapes of every parameter, by name, in a fixed order.
+pub fn parameter_shapes(arch: &ArchConfig) -> BTreeMap<String, Vec<usize>> {
+    let mut shapes = BTreeMap::new();
+    let mut add = |name: String, shape: Vec<usize>| {
+        shapes.insert(name, shape);
+    };
+    let (c, k) = (arch.conv_channels, arch.kernel);
+    let mut cin = 1;
+    for i in 0..arch.downsample {
+        add(format!("enc.down{i}.weight"), vec![c, cin, 3, 3]);
+        add(format!("enc.down{i}.bias"), vec![c]);
+        cin = c;
+    }
+    for (l, &h) in arch.hidden.iter().enumerate() {
+        add(format!("enc.lstm{l}.weight"), vec![4 * h, cin + h, k, k]);
+        add(format!("enc.lstm{l}.bias"), vec![4 * h]);
+        cin = h;
+    }
+    add(
+        "enc.head.weight".into(),
+        vec![arch.head_channels, cin, 3, 3],
+    );
+    add("enc.head.bias".into(), vec![arch.head_channels]);
+    let (flat, d) = (arch.head_len(), arch.latent);
+    match arch.kind {
+        ModelKind::Ae => {
+            add("enc.fc.weight".into(), vec![d, flat]);
+            add("enc.fc.bias".into(), vec![d]);
+        }
+        ModelKind::Vae => {
+            add("enc.mu.weight".into(), vec![d, flat]);
+            add("enc.mu.bias".into(), vec![d]);
+            add("enc.logvar.weight".into(), vec![d, flat]);
+            add("enc.logvar.bias".into(), vec![d]);
+        }
+    }
+    add("dec.fc.weight".into(), vec![flat, d]);
+    add("dec.fc.bias".into(), vec![flat]);
+    let mut cin = arch.head_channels;
+    for (l, &h) in arch.decoder_hidden.iter().enumerate() {
+        add(format!("dec.lstm{l}.weight"), vec![4 * h, cin + h, k, k]);
+        add(format!("dec.lstm{l}.bias"), vec![4 * h]);
+        cin = h;
+    }
+    for i in 0..arch.downsample {
+        add(format!("dec.up{i}.weight"), vec![c, cin, 3, 3]);
+        add(format!("dec.up{i}.bias"), vec![c]);
+        cin = c;
+    }
+    add("dec.out.weight".into(), vec![1, cin, 3, 3]);
+    add("dec.out.bias".into(), vec![1]);
+    shapes
+}
+
+/// Initial value of one parameter: uniform ±1/√fan_in (PyTorch's default for convs and linears),
+/// biases likewise, except the ConvLSTM forget-gate bias which starts at 1 so the cell remembers
+/// by default.
+fn initial_values(name: &str, shape: &[usize], fan_in: usize, rng: &mut ChaCha8Rng) -> Vec<f32> {
+    let len: usize = shape.iter().product();
+    let bound = 1.0 / (fan_in.max(1) as f32).sqrt();
+    let mut values: Vec<f32> = (0..len).map(|_| rng.random_range(-bound..bound)).collect();
+    if name.contains(".lstm") && name.ends_with(".bias") {
+        let hidden = len / 4;
+        for v in &mut values[hidden..2 * hidden] {
+            *v = 1.0;
+        }
+    }
+    values
+}
+
+/// Creates every parameter of `arch` from `seed` in a [`VarMap`] on `device`. The values come
+/// from a ChaCha RNG on the host, so they are identical on every device and platform.
+pub fn init_params(arch: &ArchConfig, seed: u64, device: &Device) -> Result<VarMap> {
+    arch.validate()?;
+    let shapes = parameter_shapes(arch);
+    let varmap = VarMap::new();
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    // Fan-in of a bias is its layer's weight fan-in.
+    let fan_in = |name: &str| {
+        let wname = name.replace(".bias", ".weight");
+        shapes
+            .get(&wname)
+            .map(|s| s[1..].iter().product::<usize>())
+            .unwrap_or(1)
+    };
+    {
+        let mut data = varmap
+            .data()
+            .lock()
+            .map_err(|_| ModelError::Config("parameter store lock poisoned".into()))?;
+        for (name, shape) in &shapes {
+            let values = initial_values(name, shape, fan_in(name), &mut rng);
+            let tensor = Tensor::from_vec(values, shape.as_slice(), device)?;
+            data.insert(name.clone(), Var::from_tensor(&tensor)?);
+        }
+    }
+    Ok(varmap)
+}
+
+/// The parameters of `varmap` as named tensors, sorted by name.
+pub fn named_vars(varmap: &VarMap) -> Result<Vec<(String, Var)>> {
+    let data = varmap
+        .data()
+        .lock()
+        .map_err(|_| ModelError::Config("parameter store lock poisoned".into()))?;
+    let mut vars: Vec<(String, Var)> = data.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    vars.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(vars)
+}
+
+/// What a forward pass returns.
+pub struct Forward {
+    /// Reconstruction `[B, T, S, S]`.
+    pub recon: Tensor,
+    /// Latent used by the decoder `[B, D]` (VAE: the sample, or μ when no noise was given).
+    pub z: Tensor,
+    /// VAE only: μ and log σ², each `[B, D]`.
+    pub posterior: Option<(Tensor, Tensor)>,
+}
+
+/// The network: tensors shared with a [`VarMap`], so optimiser updates show up here.
+pub struct Network {
+    arch: ArchConfig,
+    down: Vec<Conv>,
+    enc_lstm: Vec<ConvLstmLayer>,
+    head: Conv,
+    to_latent: Linear,
+    to_logvar: Option<Linear>,
+    from_latent: Linear,
+    dec_lstm: Vec<ConvLstmLayer>,
+    up: Vec<Conv>,
+    out: Conv,
+}
+
+impl Network {
+    /// Builds the network over the parameters in `varmap` (created by [`init_params`] or loaded).
+    pub fn new(arch: &ArchConfig, varmap: &VarMap) -> Result<Self> {
+        arch.validate()?;
+        let data = varmap
+            .data()
+            .lock()
+            .map_err(|_| ModelError::Config("parameter store lock poisoned".into()))?;
+        let shapes = parameter_shapes(arch);
+        let get = |name: &str| -> Result<Tensor> {
+            let var = data
+                .get(name)
+                .ok_or_else(|| ModelError::Config(format!("parameter {name} is missing")))?;
+            let want = shapes.get(name).map(|s| s.as_slice()).unwrap_or(&[]);
+            if var.dims() != want {
+                return Err(ModelError::Config(format!(
+                    "parameter {name} has shape {:?}, the configuration needs {want:?}",
+                    var.dims()
+                )));
+            }
+            Ok(var.as_tensor().clone())
+        };
+        let conv = |p: &str, stride| -> Result<Conv> {
+            Ok(Conv::new(
+                get(&format!("{p}.weight"))?,
+                get(&format!("{p}.bias"))?,
+                stride,
+            ))
+        };
+        let linear = |p: &str| -> Result<Linear> {
+            Ok(Linear::new(
+                get(&format!("{p}.weight"))?,
+                get(&format!("{p}.bias"))?,
+            ))
+        };
+        let lstm = |p: &str, h: usize| -> Result<ConvLstmLayer> {
+            Ok(ConvLstmLayer::new(
+                get(&format!("{p}.weight"))?,
+                get(&format!("{p}.bias"))?,
+                h,
+                arch.cell,
+            ))
+        };
+        let down = (0..arch.downsample)
+            .map(|i| conv(&format!("enc.down{i}"), 2))
+            .collect::<Result<_>>()?;
+        let enc_lstm = arch
+            .hidden
+            .iter()
+            .enumerate()
+            .map(|(l, &h)| lstm(&format!("enc.lstm{l}"), h))
+            .collect::<Result<_>>()?;
+        let (to_latent, to_logvar) = match arch.kind {
+            ModelKind::Ae => (linear("enc.fc")?, None),
+            ModelKind::Vae => (linear("enc.mu")?, Some(linear("enc.logvar")?)),
+        };
+        let dec_lstm = arch
+            .decoder_hidden
+            .iter()
+            .enumerate()
+            .map(|(l, &h)| lstm(&format!("dec.lstm{l}"), h))
+            .collect::<Result<_>>()?;
+        let up = (0..arch.downsample)
+            .map(|i| conv(&format!("dec.up{i}"), 1))
+            .collect::<Result<_>>()?;
+        Ok(Self {
+            arch: arch.clone(),
+            down,
+            enc_lstm,
+            head: conv("enc.head", 1)?,
+            to_latent,
+            to_logvar,
+            from_latent: linear("dec.fc")?,
+            dec_lstm,
+            up,
+            out: conv("dec.out", 1)?,
+        })
+    }
+
+    /// The architecture.
+    pub fn arch(&self) -> &ArchConfig {
+        &self.arch
+    }
+
+    /// Encodes `x` `[B, T, S, S]` to the latent `[B, D]` (AE) or `(μ, log σ²)` (VAE, second
+    /// element `Some`).
+    pub fn encode(&self, x: &Tensor) -> Result<(Tensor, Option<Tensor>)> {
+        let (b, t, s, s2) = x.dims4()?;
+        let a = &self.arch;
+        if t != a.n_lines || s != a.size || s2 != a.size {
+            return Err(ModelError::Data(format!(
+                "input is [{b}, {t}, {s}, {s2}], the model expects [B, {}, {}, {}]",
+                a.n_lines, a.size, a.size
+            )));
+        }
+        // The per-step convs are shared over steps, so all steps go through them as one batch.
+        let mut feats = x.reshape((b * t, 1, s, s))?;
+        for conv in &self.down {
+            feats = conv.forward(&feats)?.relu()?;
+        }
+        let side = a.inner_size();
+        let channels = feats.dim(1)?;
+        let feats = feats.reshape((b, t, channels, side, side))?;
+        let tops = unroll_stack(&self.enc_lstm, t, b, side, |step| {
+            Ok(feats.narrow(1, step, 1)?.squeeze(1)?)
+        })?;
+        let last = tops
+            .last()
+            .ok_or_else(|| ModelError::Data("sequence of zero lines".into()))?;
+        let flat = self
+            .head
+            .forward(last)?
+            .relu()?
+            .reshape((b, a.head_len()))?;
+        let first = self.to_latent.forward(&flat)?;
+        let logvar = match &self.to_logvar {
+            Some(head) => Some(head.forward(&flat)?),
+            None => None,
+        };
+        Ok((first, logvar))
+    }
+
+    /// Decodes latents `[B, D]` to reconstructions `[B, T, S, S]`.
+    pub fn decode(&self, z: &Tensor) -> Result<Tensor> {
+        let a = &self.arch;
+        let b = z.dim(0)?;
+        let side = a.inner_size();
+        let seed_map =
+            self.from_latent
+                .forward(z)?
+                .relu()?
+                .reshape((b, a.head_channels, side, side))?;
+        let tops = unroll_stack(&self.dec_lstm, a.n_lines, b, side, |_| Ok(seed_map.clone()))?;
+        let mut maps = Tensor::stack(&tops, 1)?;
+        let hidden = maps.dim(2)?;
+        maps = maps.reshape((b * a.n_lines, hidden, side, side))?;
+        let mut cur = side;
+        for conv in &self.up {
+            cur *= 2;
+            maps = conv.forward(&maps.upsample_nearest2d(cur, cur)?)?.relu()?;
+        }
+        let out = self.out.forward(&maps)?;
+        Ok(out.reshape((b, a.n_lines, a.size, a.size))?)
+    }
+
+    /// The full pass. `eps` `[B, D]` is the VAE's standard-normal noise; without it the VAE
+    /// decodes μ (the deterministic pass used for validation and inference).
+    pub fn forward(&self, x: &Tensor, eps: Option<&Tensor>) -> Result<Forward> {
+        let (first, logvar) = self.encode(x)?;
+        match logvar {
+            None => {
+                let recon = self.decode(&first)?;
+                Ok(Forward {
+                    recon,
+                    z: first,
+                    posterior: None,
+                })
+            }
+            Some(logvar) => {
+                let z = match eps {
+                    Some(eps) => (&first + (logvar.affine(0.5, 0.0)?.exp()? * eps)?)?,
+                    None => first.clone(),
+                };
+                let recon = self.decode(&z)?;
+                Ok(Forward {
+                    recon,
+                    z,
+                    posterior: Some((first, logvar)),
+                })
+            }
+        }
+    }
+}
+
+/// Number of scalar parameters of `arch`.
+pub fn parameter_count(arch: &ArchConfig) -> usize {
+    parameter_shapes(arch)
+        .values()
+        .map(|s| s.iter().product::<usize>())
+        .sum()
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::config::{CellKernelKind, ModelKind};
+    use candle_core::DType;
+
+    pub(crate) fn tiny(kind: ModelKind) -> ArchConfig {
+        ArchConfig {
+            kind,
+            size: 8,
+            n_lines: 3,
+            downsample: 1,
+            conv_channels: 2,
+            hidden: vec![3],
+            decoder_hidden: vec![3, 2],
+            kernel: 3,
+            head_channels: 2,
+            latent: 4,
+            beta: 0.1,
+            cell: CellKernelKind::Reference,
+        }
+    }
+
+    #[test]
+    fn forward_shapes() {
+        for kind in [ModelKind::Ae, ModelKind::Vae] {
+            let arch = tiny(kind);
+            let vm = init_params(&arch, 1, &Device::Cpu).unwrap();
+            let net = Network::new(&arch, &vm).unwrap();
+            let x = Tensor::zeros((2, 3, 8, 8), DType::F32, &Device::Cpu).unwrap();
+            let out = net.forward(&x, None).unwrap();
+            assert_eq!(out.recon.dims(), &[2, 3, 8, 8]);
+            assert_eq!(out.z.dims(), &[2, 4]);
+            assert_eq!(out.posterior.is_some(), kind == ModelKind::Vae);
+        }
+    }
+
+    #[test]
+    fn init_is_seeded() {
+        let arch = tiny(ModelKind::Ae);
+        let a = init_params(&arch, 7, &Device::Cpu).unwrap();
+        let b = init_params(&arch, 7, &Device::Cpu).unwrap();
+        let c = init_params(&arch, 8, &Device::Cpu).unwrap();
+        let values = |vm: &VarMap| -> Vec<f32> {
+            named_vars(vm)
+                .unwrap()
+                .iter()
+                .flat_map(|(_, v)| {
+                    v.as_tensor()
+                        .flatten_all()
+                        .unwrap()
+                        .to_vec1::<f32>()
+                        .unwrap()
+                })
+                .collect()
+        };
+        assert_eq!(values(&a), values(&b));
+        assert_ne!(values(&a), values(&c));
+        assert_eq!(values(&a).len(), parameter_count(&arch));
+    }
+
+    #[test]
+    fn wrong_input_shape_is_an_error() {
+        let arch = tiny(ModelKind::Ae);
+        let vm = init_params(&arch, 1, &Device::Cpu).unwrap();
+        let net = Network::new(&arch, &vm).unwrap();
+        let x = Tensor::zeros((1, 2, 8, 8), DType::F32, &Device::Cpu).unwrap();
+        assert!(net.forward(&x, None).is_err());
+    }
+}

@@ -1,0 +1,79 @@
+//! `oddcube bench`: times training steps and inference of a model preset on synthetic data.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use oddcube_model::bench::bench;
+use oddcube_model::flops::forward_flops;
+use oddcube_model::network::parameter_count;
+use oddcube_model::{ArchConfig, ModelKind, Preset, select_device};
+
+use crate::cmd::train::{apply_jobs, parse_kind};
+use crate::ui::Bar;
+
+/// Arguments of `oddcube bench`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Architecture preset.
+    #[arg(long, default_value = "cpu", value_parser = ["cpu", "paper"])]
+    preset: String,
+    /// Autoencoder or variational autoencoder.
+    #[arg(long, default_value = "ae", value_parser = ["ae", "vae"])]
+    model: String,
+    /// Galaxies per step.
+    #[arg(long, default_value_t = 8)]
+    batch: usize,
+    /// Timed steps of each kind (the median is reported).
+    #[arg(long, default_value_t = 5)]
+    steps: usize,
+    /// Untimed warm-up steps of each kind.
+    #[arg(long, default_value_t = 1)]
+    warmup: usize,
+    /// Lines per galaxy (the sequence length).
+    #[arg(long, default_value_t = 19)]
+    lines: usize,
+    /// Compute device: cpu, cuda (or cuda:N; needs a CUDA build).
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// CPU threads (default: all cores).
+    #[arg(long)]
+    jobs: Option<usize>,
+}
+
+/// Runs `oddcube bench`.
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    apply_jobs(args.jobs)?;
+    anyhow::ensure!(
+        args.batch > 0 && args.steps > 0,
+        "--batch and --steps must be positive"
+    );
+    let preset: Preset = args.preset.parse()?;
+    let kind: ModelKind = parse_kind(&args.model)?;
+    let arch = ArchConfig::preset(preset, kind, args.lines);
+    let device =
+        select_device(&args.device).with_context(|| format!("--device {}", args.device))?;
+    let flops = forward_flops(&arch);
+    println!(
+        "bench: preset {} ({}), S = {}, T = {}, D = {}, {} parameters, {:.3} GFLOP forward per galaxy, batch {}, device {}",
+        args.preset,
+        args.model,
+        arch.size,
+        arch.n_lines,
+        arch.latent,
+        parameter_count(&arch),
+        flops as f64 / 1e9,
+        args.batch,
+        args.device
+    );
+    let report = bench(
+        &arch,
+        args.batch,
+        args.steps,
+        args.warmup,
+        &device,
+        &Bar::new(false),
+    )?;
+    println!("train: {}", report.train);
+    println!("infer: {}", report.infer);
+    Ok(ExitCode::SUCCESS)
+}

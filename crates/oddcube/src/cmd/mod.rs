@@ -1,0 +1,26 @@
+//! One module per subcommand: its clap arguments and the glue that calls the libraries.
+
+pub mod bench;
+pub mod bpt;
+pub mod evaluate;
+pub mod fetch;
+pub mod ingest;
+pub mod inspect;
+pub mod merge;
+pub mod plot;
+pub mod project;
+pub mod score;
+pub mod serve;
+pub mod similar;
+pub mod simulate;
+pub mod train;
+
+/// The command line as typed (program name and arguments), for artifact provenance.
+pub fn command_line() -> String {
+    let args: Vec<String> = std::env::args().collect();
+    let mut words = vec!["oddcube".to_string()];
+    words.extend(args.into_iter().skip(1).map(|a| {
+        if a.is_empty() || a.contains(char::is_whitespace) { format!("{a:?}") } else { a }
+    }));
+    words.join(" ")
+}

@@ -1,0 +1,220 @@
+//! `oddcube score`: encode every galaxy of a dataset with a trained model and write the RESULTS
+//! directory (catalogue, latents, optional residual maps, manifest).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use oddcube_data::cubes::Cubes;
+use oddcube_data::dataset::{Dataset, hash_hex};
+use oddcube_data::{Progress, Shard};
+use oddcube_explore::knn::Metric;
+use oddcube_explore::results::{RESIDUALS_FILE, RESULTS_FORMAT, Results, ResultsManifest};
+use oddcube_explore::score::{
+    Autoencoder, PValueMethod, RankBy, ResidualSelection, ScoreSettings, finalize_population_scores, residual_rows,
+    score_galaxies, write_residuals,
+};
+use oddcube_model::Model;
+use oddcube_model::checkpoint::{BEST_WEIGHTS, CONFIG};
+
+use crate::ui::Bar;
+
+/// Arguments of `oddcube score`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Model directory written by `oddcube train`.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Dataset directory written by `oddcube ingest`.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// RESULTS directory to write (created if needed; existing artifacts are replaced).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Score only shard i of n (default: from SLURM_ARRAY_TASK_ID/COUNT, else 0/1). A shard
+    /// other than 0/1 writes OUT/part-i-of-n/ with per-galaxy scores only; `oddcube merge`
+    /// computes the population columns.
+    #[arg(long)]
+    pub shard: Option<Shard>,
+    /// Score that orders the catalogue and defines p-values: chi2, recon, knn_dist or lof.
+    #[arg(long, default_value = "chi2")]
+    pub rank_by: RankBy,
+    /// p-values: `robust` (normal tail fitted to the log scores by median/MAD — can flag
+    /// anomalies) or `empirical` (leave-one-out rank/N — a percentile; BH never flags with it).
+    #[arg(long, default_value = "robust")]
+    pub pvalues: PValueMethod,
+    /// False-discovery rate of `fdr_flag` (Benjamini–Hochberg).
+    #[arg(long, default_value_t = 0.05)]
+    pub fdr: f64,
+    /// Neighbours for the latent-space scores knn_dist and lof.
+    #[arg(long, default_value_t = 10)]
+    pub knn_k: usize,
+    /// Latent metric for knn_dist and lof: euclidean or cosine.
+    #[arg(long, default_value = "euclidean")]
+    pub knn_metric: Metric,
+    /// Galaxies per model batch.
+    #[arg(long, default_value_t = 32)]
+    pub batch: usize,
+    /// Residual maps to store: top:K (K most anomalous), all, or none.
+    #[arg(long, default_value = "top:50")]
+    pub residuals: ResidualSelection,
+    /// Device: cpu, cuda or cuda:N.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+}
+
+/// A loaded model as scoring sees it: both passes of one batch size.
+pub(crate) struct ModelAdapter {
+    /// The network.
+    pub model: Model,
+    /// Galaxies per forward pass.
+    pub batch: usize,
+}
+
+impl Autoencoder for ModelAdapter {
+    fn latent_dim(&self) -> usize {
+        self.model.latent_dim()
+    }
+
+    fn encode_reconstruct(&self, cubes: &Cubes) -> Result<(Vec<f32>, Vec<f32>), String> {
+        let z = self.model.encode(cubes, self.batch).map_err(|e| e.to_string())?;
+        let xhat = self.model.reconstruct(cubes, self.batch).map_err(|e| e.to_string())?;
+        Ok((z, xhat.x))
+    }
+}
+
+/// Loads `dir` on `device` with a readable error.
+pub(crate) fn load_model(dir: &Path, device: &str, batch: usize) -> anyhow::Result<ModelAdapter> {
+    let device = oddcube_model::select_device(device).with_context(|| format!("device {device:?}"))?;
+    let model = Model::load(dir, &device).with_context(|| format!("loading model {}", dir.display()))?;
+    anyhow::ensure!(batch > 0, "--batch must be at least 1");
+    Ok(ModelAdapter { model, batch })
+}
+
+/// xxh3-128 of the model's config and best weights: identifies the exact network scored with.
+pub(crate) fn model_hash(dir: &Path) -> anyhow::Result<String> {
+    let mut bytes = Vec::new();
+    for name in [CONFIG, BEST_WEIGHTS] {
+        let path = dir.join(name);
+        bytes.extend(std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?);
+    }
+    Ok(hash_hex(&bytes))
+}
+
+/// Name of a latent metric as the manifest records it.
+pub(crate) fn metric_name(metric: Metric) -> &'static str {
+    match metric {
+        Metric::Euclidean => "euclidean",
+        Metric::Cosine => "cosine",
+    }
+}
+
+/// Runs `oddcube score`.
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(args.fdr > 0.0 && args.fdr <= 1.0, "--fdr {} must lie in (0, 1]", args.fdr);
+    anyhow::ensure!(args.knn_k >= 1, "--knn-k must be at least 1");
+    let shard = args.shard.or_else(Shard::from_slurm_env).unwrap_or(Shard::ALL);
+    let dataset = Dataset::open(&args.data).with_context(|| format!("opening dataset {}", args.data.display()))?;
+    let model = load_model(&args.model, &args.device, args.batch)?;
+    let config = model.model.config();
+    let lines = dataset.manifest.lines.lines.clone();
+    if !config.data.lines.is_empty() && config.data.lines != lines {
+        anyhow::bail!(
+            "model {} was trained on lines [{}] but dataset {} has [{}]",
+            args.model.display(),
+            config.data.lines.join(", "),
+            args.data.display(),
+            lines.join(", ")
+        );
+    }
+    if !config.data.manifest_hash.is_empty() && config.data.manifest_hash != dataset.manifest_hash() {
+        tracing::info!("scoring a dataset other than the one the model was trained on");
+    }
+
+    let rows: Vec<usize> =
+        (0..dataset.galaxies.len()).filter(|&i| shard.contains(&dataset.galaxies[i].plateifu)).collect();
+    let sharded = shard.count > 1;
+    let out = if sharded { args.out.join(shard.part_name()) } else { args.out.clone() };
+    let settings = ScoreSettings {
+        rank_by: args.rank_by,
+        pvalues: args.pvalues,
+        fdr: args.fdr,
+        knn_k: args.knn_k,
+        metric: args.knn_metric,
+    };
+    let bar = Bar::new(false);
+    let started = std::time::Instant::now();
+    let mut scored = score_galaxies(&model, &dataset.cubes, &dataset.galaxies, &lines, &rows, &bar)?;
+    let seconds = started.elapsed().as_secs_f64();
+    if !sharded {
+        finalize_population_scores(&mut scored.catalog, &scored.latents, scored.latent_dim, &settings, &bar)?;
+    }
+
+    let manifest = ResultsManifest {
+        format: RESULTS_FORMAT.to_string(),
+        oddcube_version: env!("CARGO_PKG_VERSION").to_string(),
+        model_dir: args.model.display().to_string(),
+        model_hash: model_hash(&args.model)?,
+        dataset_dir: args.data.display().to_string(),
+        dataset_hash: dataset.manifest_hash(),
+        lines: lines.clone(),
+        size: dataset.manifest.size,
+        latent_dim: scored.latent_dim,
+        rank_by: args.rank_by.to_string(),
+        fdr: args.fdr,
+        knn_k: args.knn_k,
+        pvalues: args.pvalues.to_string(),
+        knn_metric: metric_name(args.knn_metric).to_string(),
+        n_galaxies: scored.catalog.len(),
+        shard: shard.to_string(),
+        population_final: !sharded,
+        residuals: args.residuals.to_string(),
+        created_by: super::command_line(),
+    };
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    // Residuals first: the manifest, written last, marks the directory complete.
+    let picked = residual_rows(&scored.catalog, args.residuals, args.rank_by, !sharded);
+    let residuals_path = out.join(RESIDUALS_FILE);
+    if picked.is_empty() {
+        if residuals_path.exists() {
+            std::fs::remove_file(&residuals_path)
+                .with_context(|| format!("removing stale {}", residuals_path.display()))?;
+        }
+    } else {
+        let dataset_rows: Vec<usize> = picked.iter().map(|&r| rows[r]).collect();
+        let names: Vec<String> = dataset_rows.iter().map(|&r| dataset.galaxies[r].plateifu.clone()).collect();
+        write_residuals(&out, &model, &dataset.cubes, &names, &lines, &dataset_rows, &bar)?;
+    }
+    Results::write(&out, &manifest, &scored.catalog, &scored.latents)?;
+    bar.finish();
+
+    let rate = scored.catalog.len() as f64 / seconds.max(1e-9);
+    eprintln!(
+        "scored {} galaxies in {seconds:.1} s ({rate:.1} galaxies/s) → {}",
+        scored.catalog.len(),
+        out.display()
+    );
+    if !sharded {
+        print_top(&scored.catalog, args.rank_by, 10);
+        let flagged = scored.catalog.bool("fdr_flag").map_or(0, |f| f.iter().filter(|&&v| v).count());
+        eprintln!("{flagged} galaxies flagged at FDR {} (p-values: {})", args.fdr, args.pvalues);
+    } else {
+        eprintln!("shard {shard}: run `oddcube merge {}` when every part is done", args.out.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints the `n` best-ranked galaxies.
+fn print_top(catalog: &oddcube_explore::results::Catalog, rank_by: RankBy, n: usize) {
+    let (Some(names), Some(rank), Some(score), Some(q)) =
+        (catalog.str("plateifu"), catalog.u32("rank"), catalog.f64(rank_by.column()), catalog.f64("qvalue"))
+    else {
+        return;
+    };
+    let mut rows: Vec<usize> = (0..catalog.len()).collect();
+    rows.sort_by_key(|&r| rank[r]);
+    println!("{:>5}  {:<14} {:>12} {:>10}", "rank", "plateifu", rank_by.column(), "qvalue");
+    for &r in rows.iter().take(n) {
+        println!("{:>5}  {:<14} {:>12.5} {:>10.3e}", rank[r], names[r], score[r], q[r]);
+    }
+}

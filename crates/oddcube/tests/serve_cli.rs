@@ -1,0 +1,208 @@
+//! `oddcube project`, `oddcube plot` and `oddcube serve` run as a user would, on a synthetic
+//! RESULTS directory.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Command as StdCommand, Stdio};
+
+use assert_cmd::Command;
+use oddcube_explore::serve::synthetic::write_synthetic_results;
+
+fn oddcube() -> Command {
+    Command::cargo_bin("oddcube").unwrap()
+}
+
+fn results(n: usize) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    write_synthetic_results(dir.path(), n, 4).unwrap();
+    dir
+}
+
+fn stderr_of(assert: assert_cmd::assert::Assert) -> String {
+    String::from_utf8_lossy(&assert.get_output().stderr).into_owned()
+}
+
+#[test]
+fn project_is_deterministic_for_a_seed_and_places_new_galaxies() {
+    let dir = results(40);
+    let path = dir.path().to_str().unwrap();
+    oddcube()
+        .args(["project", path, "--seed", "3", "--epochs", "60"])
+        .assert()
+        .success();
+    let first = std::fs::read_to_string(dir.path().join("projection.csv")).unwrap();
+    assert_eq!(first.lines().count(), 41);
+    assert!(first.starts_with("plateifu,x,y\n"));
+    let info: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("projection.json")).unwrap())
+            .unwrap();
+    assert_eq!(info["method"], "umap");
+    assert_eq!(info["seed"], 3);
+    oddcube()
+        .args(["project", path, "--seed", "3", "--epochs", "60"])
+        .assert()
+        .success();
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("projection.csv")).unwrap(),
+        first,
+        "same seed, same map"
+    );
+
+    // The mapped galaxies' own latents land exactly on their map positions.
+    let placed = dir.path().join("placed.csv");
+    let latents = dir.path().join("latents.npy");
+    oddcube()
+        .args([
+            "project",
+            path,
+            "--place",
+            latents.to_str().unwrap(),
+            "--out",
+            placed.to_str().unwrap(),
+        ])
+        .assert()
+        .success();
+    let placed_text = std::fs::read_to_string(&placed).unwrap();
+    let coords = |text: &str| -> Vec<String> {
+        text.lines()
+            .skip(1)
+            .map(|l| l.split_once(',').unwrap().1.to_string())
+            .collect()
+    };
+    assert_eq!(coords(&placed_text), coords(&first));
+
+    oddcube()
+        .args(["project", path, "--method", "pca"])
+        .assert()
+        .success();
+    let info: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("projection.json")).unwrap())
+            .unwrap();
+    assert_eq!(info["method"], "pca");
+
+    let err = stderr_of(
+        oddcube()
+            .args(["project", "/nonexistent/results"])
+            .assert()
+            .failure(),
+    );
+    assert!(err.contains("/nonexistent/results"), "{err}");
+    oddcube()
+        .args(["project", path, "--method", "tsne"])
+        .assert()
+        .failure();
+}
+
+#[test]
+fn plot_writes_pngs_and_explains_missing_inputs() {
+    let dir = results(30);
+    let path = dir.path().to_str().unwrap();
+    let galaxy_png = dir.path().join("g.png");
+    oddcube()
+        .args([
+            "plot",
+            "galaxy",
+            path,
+            "8000-1901",
+            "--out",
+            galaxy_png.to_str().unwrap(),
+        ])
+        .assert()
+        .success();
+    assert_eq!(&std::fs::read(&galaxy_png).unwrap()[1..4], b"PNG");
+    oddcube().args(["plot", "scores", path]).assert().success();
+    assert!(dir.path().join("figures/scores.png").exists());
+
+    let err = stderr_of(oddcube().args(["plot", "map", path]).assert().failure());
+    assert!(err.contains("oddcube project"), "{err}");
+    oddcube()
+        .args(["project", path, "--method", "pca"])
+        .assert()
+        .success();
+    oddcube()
+        .args(["plot", "map", path, "--colour", "lof", "--top", "5"])
+        .assert()
+        .success();
+    assert!(dir.path().join("figures/map.png").exists());
+
+    let err = stderr_of(
+        oddcube()
+            .args(["plot", "galaxy", path, "1-1"])
+            .assert()
+            .failure(),
+    );
+    assert!(err.contains("1-1 is not in"), "{err}");
+    std::fs::remove_file(dir.path().join("residuals.safetensors")).unwrap();
+    let err = stderr_of(
+        oddcube()
+            .args(["plot", "galaxy", path, "8000-1901"])
+            .assert()
+            .failure(),
+    );
+    assert!(err.contains("--residuals all"), "{err}");
+}
+
+/// Kills the server when the test ends, pass or fail.
+struct Server(std::process::Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn serve_listens_on_loopback_by_default_and_answers() {
+    let dir = results(20);
+    let child = StdCommand::new(assert_cmd::cargo::cargo_bin("oddcube"))
+        .args([
+            "serve",
+            "--results",
+            dir.path().to_str().unwrap(),
+            "--port",
+            "0",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut server = Server(child);
+    let mut line = String::new();
+    BufReader::new(server.0.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no URL in {line:?}"));
+    let address = url.trim_start_matches("http://").trim_end_matches('/');
+    assert!(address.starts_with("127.0.0.1:"), "{address}");
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    write!(
+        stream,
+        "GET /api/summary HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.contains("\"n\":20"), "{response}");
+}
+
+#[test]
+fn serve_refuses_a_directory_that_is_not_results() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = stderr_of(
+        oddcube()
+            .args([
+                "serve",
+                "--results",
+                dir.path().to_str().unwrap(),
+                "--port",
+                "0",
+            ])
+            .assert()
+            .failure(),
+    );
+    assert!(err.contains("manifest.json"), "{err}");
+}

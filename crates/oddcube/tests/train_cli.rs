@@ -1,0 +1,198 @@
+//! `oddcube train` and `oddcube bench` end to end on a tiny synthetic dataset.
+
+use std::path::Path;
+
+use assert_cmd::Command;
+use oddcube_data::dataset::{Dataset, FORMAT, GalaxyRecord, Manifest, Normalisation};
+use oddcube_data::preprocess::Stretch;
+use oddcube_data::{LineSet, MaskPolicy, Shard};
+use oddcube_model::synthetic::synthetic_cubes;
+
+/// Writes a 16-galaxy, 3-line, 8×8 dataset built from synthetic discs.
+fn write_dataset(dir: &Path) {
+    let lines = LineSet::parse("Hb-4862,OIII-5008,Ha-6564").unwrap();
+    let (cubes, names) = synthetic_cubes(16, lines.len(), 8, 21);
+    let galaxies: Vec<GalaxyRecord> = names
+        .iter()
+        .map(|name| GalaxyRecord {
+            plateifu: name.clone(),
+            mangaid: String::new(),
+            ra: f64::NAN,
+            dec: f64::NAN,
+            z: f64::NAN,
+            ifu_size: 19,
+            grid_size: 32,
+            box_size: 32,
+            scale: 1.0,
+            n_good: 40,
+            source: format!("synthetic/{name}.fits.gz"),
+            notes: String::new(),
+        })
+        .collect();
+    let manifest = Manifest {
+        format: FORMAT.to_string(),
+        oddcube_version: "test".to_string(),
+        lines,
+        size: 8,
+        n_galaxies: cubes.n,
+        mask_policy: MaskPolicy::Strict,
+        normalisation: Normalisation {
+            method: "percentile-of-reference".to_string(),
+            reference: "Ha-6564".to_string(),
+            percentile: 99.0,
+            stretch: Stretch::None,
+        },
+        shard: Shard::ALL,
+        sources: Vec::new(),
+        n_skipped: 0,
+        created_by: "train_cli test".to_string(),
+    };
+    Dataset::write(dir, &cubes, &galaxies, &manifest, &[]).unwrap();
+}
+
+fn oddcube() -> Command {
+    Command::cargo_bin("oddcube").unwrap()
+}
+
+#[test]
+fn train_writes_a_model_and_resumes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("dataset");
+    let model = tmp.path().join("model");
+    write_dataset(&data);
+    let args = |extra: &[&str]| {
+        let mut v = vec![
+            "train",
+            "--data",
+            data.to_str().unwrap(),
+            "--out",
+            model.to_str().unwrap(),
+        ];
+        v.extend_from_slice(extra);
+        v.into_iter().map(String::from).collect::<Vec<_>>()
+    };
+    let out = oddcube()
+        .args(args(&[
+            "--epochs",
+            "2",
+            "--batch",
+            "4",
+            "--model",
+            "vae",
+            "--val-fraction",
+            "0.25",
+            "--jobs",
+            "1",
+        ]))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("baseline"), "{stdout}");
+    for file in [
+        "config.toml",
+        "best.safetensors",
+        "last.ckpt.safetensors",
+        "history.csv",
+    ] {
+        assert!(model.join(file).exists(), "{file} missing");
+    }
+    let history = std::fs::read_to_string(model.join("history.csv")).unwrap();
+    assert_eq!(history.lines().count(), 3, "{history}");
+    assert!(history.starts_with("epoch,train_loss,val_loss,lr,seconds"));
+    let config = std::fs::read_to_string(model.join("config.toml")).unwrap();
+    assert!(
+        config.contains("Ha-6564") && config.contains("manifest_hash"),
+        "{config}"
+    );
+
+    // Training into an existing model needs --resume.
+    let again = oddcube().args(args(&["--epochs", "2"])).output().unwrap();
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("--resume"));
+
+    // Resuming with a larger epoch budget adds one epoch.
+    let resumed = oddcube()
+        .args(args(&["--resume", "--epochs", "3"]))
+        .output()
+        .unwrap();
+    assert!(
+        resumed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&resumed.stderr)
+    );
+    let history = std::fs::read_to_string(model.join("history.csv")).unwrap();
+    assert_eq!(history.lines().count(), 4, "{history}");
+}
+
+#[test]
+fn unavailable_devices_are_clear_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("dataset");
+    write_dataset(&data);
+    let model = tmp.path().join("model");
+    let run = |device: &str| {
+        oddcube()
+            .args([
+                "train",
+                "--data",
+                data.to_str().unwrap(),
+                "--out",
+                model.to_str().unwrap(),
+                "--device",
+                device,
+            ])
+            .output()
+            .unwrap()
+    };
+    let wgpu = run("wgpu");
+    assert!(!wgpu.status.success());
+    assert!(String::from_utf8_lossy(&wgpu.stderr).contains("no wgpu backend"));
+    if !cfg!(feature = "cuda") {
+        let cuda = run("cuda");
+        assert!(!cuda.status.success());
+        assert!(String::from_utf8_lossy(&cuda.stderr).contains("without CUDA"));
+    }
+    let missing = oddcube()
+        .args([
+            "train",
+            "--data",
+            tmp.path().join("nope").to_str().unwrap(),
+            "--out",
+            model.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("nope"));
+}
+
+#[test]
+fn bench_prints_train_and_infer_lines() {
+    let out = oddcube()
+        .args([
+            "bench", "--lines", "2", "--batch", "1", "--steps", "1", "--warmup", "0", "--jobs", "1",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for kind in ["train: ", "infer: "] {
+        let line = stdout
+            .lines()
+            .find(|l| l.starts_with(kind))
+            .unwrap_or_else(|| panic!("no {kind} in {stdout}"));
+        assert!(
+            line.contains("samples/s") && line.contains("ms/step") && line.contains("GFLOP/s"),
+            "{line}"
+        );
+    }
+}

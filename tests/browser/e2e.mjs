@@ -1,0 +1,159 @@
+// End-to-end test of `oddcube serve` in headless Debian Chromium, driven by playwright-core:
+// load the table, open the top anomaly, see its maps, click a neighbour, add a label with the
+// keyboard, reload (and restart the server) and see the label kept; hover and click the latent
+// map. Screenshots go to $SCREENSHOTS (default /tmp/oddcube-browser).
+//
+// Inputs (environment): ODDCUBE_BIN (default $CARGO_TARGET_DIR/release/oddcube), ODDCUBE_RESULTS
+// (default: a synthetic RESULTS directory written by the `synthetic_results` example).
+// Run from anywhere: `node tests/browser/e2e.mjs` (after `npm ci` in tests/browser).
+
+import { spawn, execFileSync } from "node:child_process";
+import { mkdtempSync, mkdirSync, existsSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, dirname, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+
+const repo = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
+const targetDir = process.env.CARGO_TARGET_DIR || join(repo, "target");
+const bin = process.env.ODDCUBE_BIN || join(targetDir, "release", "oddcube");
+const shots = process.env.SCREENSHOTS || "/tmp/oddcube-browser";
+mkdirSync(shots, { recursive: true });
+
+function check(condition, message) {
+  if (!condition) throw new Error("FAILED: " + message);
+  console.log("ok -", message);
+}
+
+let results = process.env.ODDCUBE_RESULTS;
+let kindsArgs = [];
+if (!results) {
+  results = mkdtempSync(join(tmpdir(), "oddcube-e2e-"));
+  execFileSync("cargo", ["run", "--release", "-q", "-p", "oddcube-explore", "--example", "synthetic_results", "--", results, "200", "1"], {
+    cwd: repo,
+    stdio: "inherit",
+  });
+  kindsArgs = ["--kinds", join(results, "kinds.csv")];
+}
+check(existsSync(bin), `oddcube binary at ${bin}`);
+execFileSync(bin, ["project", results, "--seed", "1"], { stdio: "inherit" });
+
+function startServer() {
+  return new Promise((resolveUrl, reject) => {
+    const child = spawn(bin, ["serve", "--results", results, "--port", "0", ...kindsArgs], { stdio: ["ignore", "pipe", "inherit"] });
+    let buffer = "";
+    child.stdout.on("data", (chunk) => {
+      buffer += chunk;
+      const match = buffer.match(/http:\/\/127\.0\.0\.1:\d+\//);
+      if (match) resolveUrl({ child, url: match[0] });
+    });
+    child.on("exit", (code) => reject(new Error(`server exited with ${code}`)));
+    setTimeout(() => reject(new Error("server did not print its URL within 30 s")), 30000);
+  });
+}
+
+const stop = (server) => new Promise((done) => { server.child.removeAllListeners("exit"); server.child.on("exit", done); server.child.kill(); });
+
+let server = await startServer();
+console.log("serving", results, "at", server.url);
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"],
+});
+const failures = [];
+try {
+  const page = await browser.newPage({ viewport: { width: 1500, height: 1000 } });
+  page.on("pageerror", (err) => failures.push("page error: " + err.message));
+  page.on("console", (msg) => { if (msg.type() === "error" && !msg.text().includes("404")) failures.push("console: " + msg.text()); });
+
+  // 1. The ranked table.
+  await page.goto(server.url);
+  await page.waitForSelector("[data-testid=catalog] tbody tr");
+  const rows = await page.locator("[data-testid=catalog] tbody tr").count();
+  check(rows === 50, `table shows a page of 50 rows (got ${rows})`);
+  check((await page.textContent("[data-testid=page-info]")).includes("of 200"), "pager counts 200 galaxies");
+  await page.screenshot({ path: join(shots, "1-table.png"), fullPage: false });
+
+  // Sorting by a score column from its header.
+  await page.click("th[data-sort=lof]");
+  await page.waitForFunction(() => location.hash.includes("sort=lof"));
+  await page.waitForSelector("th.sorted[data-sort=lof]");
+  const lofs = await page.$$eval("[data-testid=catalog] tbody tr", (trs) => trs.map((tr) => tr.dataset.plateifu));
+  check(lofs.length === 50, "sorted table re-rendered");
+  await page.click("[data-testid=nav-table]");
+  await page.goto(server.url + "#/");
+  await page.waitForSelector("[data-testid=catalog] tbody tr");
+
+  // 2. Open the top anomaly and see its maps.
+  const top = page.locator("[data-testid=galaxy-link]").first();
+  const topId = (await top.textContent()).trim();
+  await top.click();
+  await page.waitForSelector("[data-testid=galaxy-title]");
+  check((await page.textContent("[data-testid=galaxy-title]")).trim() === topId, `galaxy page of the top anomaly ${topId}`);
+  await page.waitForFunction(() => [...document.querySelectorAll("[data-testid=maps] img")].every((img) => img.complete && img.naturalWidth > 0));
+  const tiles = await page.locator("[data-testid=tile-input]").count();
+  const residualTiles = await page.locator("[data-testid=tile-residual]").count();
+  check(tiles === 19 && residualTiles === 19, `19 input and 19 residual maps loaded (got ${tiles}, ${residualTiles})`);
+  await page.waitForFunction(() => { const img = document.querySelector("[data-testid=bpt-input]"); return img && img.complete && img.naturalWidth > 0; });
+  check(await page.locator("[data-testid=line-shares] rect").count() === 19, "per-line χ² shares drawn for 19 lines");
+  await page.screenshot({ path: join(shots, "2-galaxy.png"), fullPage: true });
+
+  // 3. Click a neighbour.
+  const neighbour = page.locator("[data-testid=neighbour]").first();
+  const neighbourId = await neighbour.getAttribute("data-plateifu");
+  await neighbour.click();
+  await page.waitForFunction((id) => document.querySelector("[data-testid=galaxy-title]")?.textContent.trim() === id, neighbourId);
+  check(true, `neighbour ${neighbourId} opened`);
+
+  // 4. Label it with the keyboard, reload, restart the server: the label stays.
+  await page.keyboard.press("a");
+  await page.waitForFunction(() => document.querySelector("[data-testid=current-label-tag]")?.textContent === "artefact");
+  check(true, "key a labels the galaxy artefact");
+  await page.reload();
+  await page.waitForSelector("[data-testid=galaxy-title]");
+  await page.waitForSelector("[data-testid=current-label-tag]");
+  check((await page.textContent("[data-testid=current-label-tag]")) === "artefact", "label kept after a reload");
+  const csv = readFileSync(join(results, "labels.csv"), "utf8");
+  check(csv.includes(`${neighbourId},artefact,`), "labels.csv on disk has the label");
+  await stop(server);
+  server = await startServer();
+  await page.goto(server.url + "#/galaxy/" + encodeURIComponent(neighbourId));
+  await page.waitForSelector("[data-testid=current-label-tag]");
+  check((await page.textContent("[data-testid=current-label-tag]")) === "artefact", "label kept after a server restart");
+  await page.goto(server.url + "#/?label=artefact");
+  await page.waitForSelector("[data-testid=catalog] tbody tr");
+  const labelled = await page.$$eval("[data-testid=catalog] tbody tr", (trs) => trs.map((tr) => tr.dataset.plateifu));
+  check(labelled.length === 1 && labelled[0] === neighbourId, "table filtered by label shows it");
+  await page.screenshot({ path: join(shots, "3-labelled.png") });
+  await page.keyboard.press("i"); // no galaxy page: must do nothing
+
+  // 5. The latent map: hover shows a plate-ifu, click opens the galaxy.
+  await page.goto(server.url + "#/map");
+  await page.waitForSelector("[data-testid=map-canvas]");
+  const box = await page.locator("[data-testid=map-canvas]").boundingBox();
+  const point = await page.evaluate(() => { const i = 0; return [mapData.screen[0], mapData.screen[1], mapData.plateifu[i]]; });
+  const canvasSize = await page.evaluate(() => { const c = document.getElementById("map-canvas"); return [c.width, c.height]; });
+  const px = box.x + (point[0] * box.width) / canvasSize[0];
+  const py = box.y + (point[1] * box.height) / canvasSize[1];
+  await page.mouse.move(px, py);
+  await page.waitForSelector("[data-testid=map-tooltip]", { state: "visible" });
+  const tip = await page.textContent("[data-testid=map-tooltip]");
+  check(tip.includes("rank"), `hover shows a galaxy: ${tip}`);
+  await page.screenshot({ path: join(shots, "4-map.png") });
+  await page.mouse.click(px, py);
+  await page.waitForSelector("[data-testid=galaxy-title]");
+  check(true, `clicking the map opened ${(await page.textContent("[data-testid=galaxy-title]")).trim()}`);
+
+  // 6. A broken link shows a readable error, not a blank page.
+  await page.goto(server.url + "#/galaxy/no-such-galaxy");
+  await page.waitForSelector("[data-testid=error]");
+  check((await page.textContent("[data-testid=error]")).includes("no galaxy"), "unknown galaxy shows an error");
+} finally {
+  await browser.close();
+  await stop(server);
+}
+if (failures.length) {
+  console.error(failures.join("\n"));
+  process.exit(1);
+}
+console.log(`browser test passed; screenshots in ${shots}`);
