@@ -36,7 +36,10 @@ impl LineFlux {
         } else {
             0.0
         };
-        LineFlux { flux: self.flux + other.flux, ivar }
+        LineFlux {
+            flux: self.flux + other.flux,
+            ivar,
+        }
     }
 }
 
@@ -61,13 +64,24 @@ pub struct BptLines {
 
 impl BptLines {
     /// The DAP channel names of the lines, in the field order of this struct.
-    pub const CHANNELS: [&'static str; 7] =
-        ["Hb-4862", "OIII-5008", "OI-6302", "Ha-6564", "NII-6585", "SII-6718", "SII-6732"];
+    pub const CHANNELS: [&'static str; 7] = [
+        "Hb-4862",
+        "OIII-5008",
+        "OI-6302",
+        "Ha-6564",
+        "NII-6585",
+        "SII-6718",
+        "SII-6732",
+    ];
 
     /// Builds the set from a lookup of (flux, ivar) by DAP channel name; a missing channel
     /// counts as not measured.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<(f64, f64)>) -> Self {
-        let get = |name: &str| lookup(name).map(|(f, i)| LineFlux::new(f, i)).unwrap_or_default();
+        let get = |name: &str| {
+            lookup(name)
+                .map(|(f, i)| LineFlux::new(f, i))
+                .unwrap_or_default()
+        };
         Self {
             hb: get("Hb-4862"),
             oiii: get("OIII-5008"),
@@ -144,7 +158,10 @@ pub struct BptOptions {
 
 impl Default for BptOptions {
     fn default() -> Self {
-        Self { min_snr: 3.0, use_oi: true }
+        Self {
+            min_snr: 3.0,
+            use_oi: true,
+        }
     }
 }
 
@@ -203,14 +220,21 @@ pub fn bpt_point(lines: &BptLines, options: &BptOptions) -> Option<BptPoint> {
     if options.use_oi {
         needed.push(lines.oi);
     }
-    if needed.iter().any(|l| !(l.flux > 0.0) || l.snr() < options.min_snr) {
+    if needed
+        .iter()
+        .any(|l| l.flux.is_nan() || l.flux <= 0.0 || l.snr() < options.min_snr)
+    {
         return None;
     }
     let ratio = |a: LineFlux, b: LineFlux| (a.flux / b.flux).log10();
     Some(BptPoint {
         log_nii_ha: ratio(lines.nii, lines.ha),
         log_sii_ha: ratio(lines.sii(), lines.ha),
-        log_oi_ha: if options.use_oi { ratio(lines.oi, lines.ha) } else { f64::NAN },
+        log_oi_ha: if options.use_oi {
+            ratio(lines.oi, lines.ha)
+        } else {
+            f64::NAN
+        },
         log_oiii_hb: ratio(lines.oiii, lines.hb),
     })
 }
@@ -284,7 +308,10 @@ mod tests {
         // near x = -1.3, far left of any real spectrum).
         for i in 0..100 {
             let x = -1.2 + 0.0124 * i as f64;
-            assert!(kauffmann03_nii(x).unwrap() < kewley01_nii(x).unwrap(), "x = {x}");
+            assert!(
+                kauffmann03_nii(x).unwrap() < kewley01_nii(x).unwrap(),
+                "x = {x}"
+            );
         }
     }
 
@@ -292,15 +319,30 @@ mod tests {
     fn typical_spectra_fall_in_their_classes() {
         let options = BptOptions::default();
         // HII region: log NII/Ha -0.4, SII/Ha -0.5, OI/Ha -1.5, OIII/Hb -0.3.
-        assert_eq!(classify(&lines(-0.4, -0.5, -1.5, -0.3), &options), BptClass::StarForming);
+        assert_eq!(
+            classify(&lines(-0.4, -0.5, -1.5, -0.3), &options),
+            BptClass::StarForming
+        );
         // Composite: between the [NII] curves, star-forming in [SII] and [OI].
-        assert_eq!(classify(&lines(-0.2, -0.5, -1.5, 0.0), &options), BptClass::Composite);
+        assert_eq!(
+            classify(&lines(-0.2, -0.5, -1.5, 0.0), &options),
+            BptClass::Composite
+        );
         // Seyfert: OIII/Hb 10, NII/Ha 1, SII/Ha 0.5, OI/Ha 0.2.
-        assert_eq!(classify(&lines(0.0, -0.3, -0.7, 1.0), &options), BptClass::Seyfert);
+        assert_eq!(
+            classify(&lines(0.0, -0.3, -0.7, 1.0), &options),
+            BptClass::Seyfert
+        );
         // LINER: OIII/Hb 1, NII/Ha 1.5, SII/Ha 1, OI/Ha 0.3.
-        assert_eq!(classify(&lines(0.18, 0.0, -0.5, 0.0), &options), BptClass::Liner);
+        assert_eq!(
+            classify(&lines(0.18, 0.0, -0.5, 0.0), &options),
+            BptClass::Liner
+        );
         // Star-forming in [NII], AGN-like in [SII]: the diagrams disagree.
-        assert_eq!(classify(&lines(-0.6, 0.2, -1.5, -0.2), &options), BptClass::Ambiguous);
+        assert_eq!(
+            classify(&lines(-0.6, 0.2, -1.5, -0.2), &options),
+            BptClass::Ambiguous
+        );
     }
 
     #[test]
@@ -310,7 +352,10 @@ mod tests {
         faint.oi = LineFlux::new(0.01, 1.0);
         assert_eq!(classify(&faint, &options), BptClass::Unclassified);
         // Without the [OI] diagram the same spectrum is classified.
-        let no_oi = BptOptions { use_oi: false, ..options };
+        let no_oi = BptOptions {
+            use_oi: false,
+            ..options
+        };
         assert_eq!(classify(&faint, &no_oi), BptClass::StarForming);
         let mut zero = lines(-0.4, -0.5, -1.5, -0.3);
         zero.hb = LineFlux::new(0.0, 100.0);

@@ -143,18 +143,28 @@ pub struct Dataset {
 impl Dataset {
     /// Opens a dataset directory and checks that its artifacts agree (N, L, S).
     pub fn open(dir: &Path) -> Result<Dataset, DataError> {
-        let err = |reason: String| DataError::Dataset { path: dir.to_path_buf(), reason };
+        let err = |reason: String| DataError::Dataset {
+            path: dir.to_path_buf(),
+            reason,
+        };
         let manifest_path = dir.join(MANIFEST_FILE);
-        let manifest_bytes = std::fs::read(&manifest_path)
-            .map_err(|e| err(format!("cannot read {MANIFEST_FILE}: {e} (is this a dataset made by `oddcube ingest`?)")))?;
+        let manifest_bytes = std::fs::read(&manifest_path).map_err(|e| {
+            err(format!(
+                "cannot read {MANIFEST_FILE}: {e} (is this a dataset made by `oddcube ingest`?)"
+            ))
+        })?;
         let manifest: Manifest = serde_json::from_slice(&manifest_bytes)
             .map_err(|e| err(format!("{MANIFEST_FILE} is not a valid manifest: {e}")))?;
         if manifest.format != FORMAT {
-            return Err(err(format!("format {:?}, this oddcube reads {FORMAT:?}", manifest.format)));
+            return Err(err(format!(
+                "format {:?}, this oddcube reads {FORMAT:?}",
+                manifest.format
+            )));
         }
-        let cubes = read_cubes(&dir.join(CUBES_FILE)).map_err(|reason| err(format!("{CUBES_FILE}: {reason}")))?;
-        let galaxies =
-            read_galaxies(&dir.join(GALAXIES_PARQUET)).map_err(|reason| err(format!("{GALAXIES_PARQUET}: {reason}")))?;
+        let cubes = read_cubes(&dir.join(CUBES_FILE))
+            .map_err(|reason| err(format!("{CUBES_FILE}: {reason}")))?;
+        let galaxies = read_galaxies(&dir.join(GALAXIES_PARQUET))
+            .map_err(|reason| err(format!("{GALAXIES_PARQUET}: {reason}")))?;
         if cubes.n != galaxies.len() || cubes.n != manifest.n_galaxies {
             return Err(err(format!(
                 "{} galaxies in {CUBES_FILE}, {} in {GALAXIES_PARQUET}, {} in {MANIFEST_FILE}",
@@ -172,7 +182,13 @@ impl Dataset {
                 manifest.size
             )));
         }
-        Ok(Dataset { dir: dir.to_path_buf(), cubes, galaxies, manifest, manifest_bytes })
+        Ok(Dataset {
+            dir: dir.to_path_buf(),
+            cubes,
+            galaxies,
+            manifest,
+            manifest_bytes,
+        })
     }
 
     /// Hex xxh3-128 of the `manifest.json` bytes: the dataset's identity for models and results.
@@ -190,9 +206,15 @@ impl Dataset {
         manifest: &Manifest,
         skipped: &[SkippedInput],
     ) -> Result<String, DataError> {
-        let werr = |path: &Path, reason: String| DataError::Write { path: path.to_path_buf(), reason };
+        let werr = |path: &Path, reason: String| DataError::Write {
+            path: path.to_path_buf(),
+            reason,
+        };
         if cubes.n != galaxies.len() || cubes.n != manifest.n_galaxies {
-            return Err(werr(dir, format!("{} cubes for {} galaxies", cubes.n, galaxies.len())));
+            return Err(werr(
+                dir,
+                format!("{} cubes for {} galaxies", cubes.n, galaxies.len()),
+            ));
         }
         std::fs::create_dir_all(dir).map_err(|e| werr(dir, e.to_string()))?;
         write_atomic(&dir.join(CUBES_FILE), &cubes_bytes(cubes, &manifest.lines)?)?;
@@ -214,8 +236,13 @@ pub fn hash_hex(bytes: &[u8]) -> String {
 
 /// Writes `bytes` to `path` atomically: `name.tmp-<pid>` in the same directory, fsync, rename.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), DataError> {
-    let werr = |reason: String| DataError::Write { path: path.to_path_buf(), reason };
-    let name = path.file_name().ok_or_else(|| werr("no file name".to_string()))?;
+    let werr = |reason: String| DataError::Write {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let name = path
+        .file_name()
+        .ok_or_else(|| werr("no file name".to_string()))?;
     let mut tmp_name = name.to_os_string();
     tmp_name.push(format!(".tmp-{}", std::process::id()));
     let tmp = path.with_file_name(tmp_name);
@@ -235,18 +262,27 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), DataError> {
 /// Reads `skipped.csv` of a dataset (path, reason rows).
 pub fn read_skipped(dir: &Path) -> Result<Vec<SkippedInput>, DataError> {
     let path = dir.join(SKIPPED_FILE);
-    let text = std::fs::read_to_string(&path).map_err(|source| DataError::Io { path: path.clone(), source })?;
+    let text = std::fs::read_to_string(&path).map_err(|source| DataError::Io {
+        path: path.clone(),
+        source,
+    })?;
     let rows = parse_csv(&text);
     Ok(rows
         .into_iter()
         .skip(1)
         .filter(|r| r.len() >= 2)
-        .map(|r| SkippedInput { path: r[0].clone(), reason: r[1].clone() })
+        .map(|r| SkippedInput {
+            path: r[0].clone(),
+            reason: r[1].clone(),
+        })
         .collect())
 }
 
 fn cubes_bytes(cubes: &Cubes, lines: &LineSet) -> Result<Vec<u8>, DataError> {
-    let werr = |reason: String| DataError::Write { path: PathBuf::from(CUBES_FILE), reason };
+    let werr = |reason: String| DataError::Write {
+        path: PathBuf::from(CUBES_FILE),
+        reason,
+    };
     let shape = cubes.shape().to_vec();
     let to_le = |v: &[f32]| v.iter().flat_map(|f| f.to_le_bytes()).collect::<Vec<u8>>();
     let (x, w) = (to_le(&cubes.x), to_le(&cubes.w));
@@ -256,28 +292,47 @@ fn cubes_bytes(cubes: &Cubes, lines: &LineSet) -> Result<Vec<u8>, DataError> {
     // differ between runs and break byte-identical outputs.
     let info = serde_json::json!({ "format": FORMAT, "lines": lines.lines, "size": cubes.size });
     let metadata = HashMap::from([("oddcube".to_string(), info.to_string())]);
-    safetensors::tensor::serialize([("x", xv), ("w", wv)], Some(metadata)).map_err(|e| werr(e.to_string()))
+    safetensors::tensor::serialize([("x", xv), ("w", wv)], Some(metadata))
+        .map_err(|e| werr(e.to_string()))
 }
 
 fn read_cubes(path: &Path) -> Result<Cubes, String> {
     let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
     let tensors = SafeTensors::deserialize(&bytes).map_err(|e| e.to_string())?;
     let read = |name: &str| -> Result<([usize; 4], Vec<f32>), String> {
-        let view = tensors.tensor(name).map_err(|e| format!("tensor {name}: {e}"))?;
+        let view = tensors
+            .tensor(name)
+            .map_err(|e| format!("tensor {name}: {e}"))?;
         if view.dtype() != Dtype::F32 {
             return Err(format!("tensor {name} is {:?}, expected F32", view.dtype()));
         }
-        let shape: [usize; 4] =
-            view.shape().try_into().map_err(|_| format!("tensor {name} has shape {:?}, expected [N,L,S,S]", view.shape()))?;
-        let data = view.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+        let shape: [usize; 4] = view.shape().try_into().map_err(|_| {
+            format!(
+                "tensor {name} has shape {:?}, expected [N,L,S,S]",
+                view.shape()
+            )
+        })?;
+        let data = view
+            .data()
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
         Ok((shape, data))
     };
     let (xs, x) = read("x")?;
     let (ws, w) = read("w")?;
     if xs != ws || xs[2] != xs[3] {
-        return Err(format!("x has shape {xs:?} and w {ws:?}; expected equal [N,L,S,S]"));
+        return Err(format!(
+            "x has shape {xs:?} and w {ws:?}; expected equal [N,L,S,S]"
+        ));
     }
-    Ok(Cubes { n: xs[0], n_lines: xs[1], size: xs[2], x, w })
+    Ok(Cubes {
+        n: xs[0],
+        n_lines: xs[1],
+        size: xs[2],
+        x,
+        w,
+    })
 }
 
 fn galaxy_schema() -> Schema {
@@ -301,10 +356,19 @@ fn galaxy_schema() -> Schema {
 }
 
 fn galaxies_parquet(galaxies: &[GalaxyRecord]) -> Result<Vec<u8>, DataError> {
-    let werr = |reason: String| DataError::Write { path: PathBuf::from(GALAXIES_PARQUET), reason };
-    let s = |f: fn(&GalaxyRecord) -> &str| -> ArrayRef { Arc::new(StringArray::from_iter_values(galaxies.iter().map(f))) };
-    let d = |f: fn(&GalaxyRecord) -> f64| -> ArrayRef { Arc::new(Float64Array::from_iter_values(galaxies.iter().map(f))) };
-    let u = |f: fn(&GalaxyRecord) -> u32| -> ArrayRef { Arc::new(UInt32Array::from_iter_values(galaxies.iter().map(f))) };
+    let werr = |reason: String| DataError::Write {
+        path: PathBuf::from(GALAXIES_PARQUET),
+        reason,
+    };
+    let s = |f: fn(&GalaxyRecord) -> &str| -> ArrayRef {
+        Arc::new(StringArray::from_iter_values(galaxies.iter().map(f)))
+    };
+    let d = |f: fn(&GalaxyRecord) -> f64| -> ArrayRef {
+        Arc::new(Float64Array::from_iter_values(galaxies.iter().map(f)))
+    };
+    let u = |f: fn(&GalaxyRecord) -> u32| -> ArrayRef {
+        Arc::new(UInt32Array::from_iter_values(galaxies.iter().map(f)))
+    };
     let columns = vec![
         s(|g| &g.plateifu),
         s(|g| &g.mangaid),
@@ -322,7 +386,8 @@ fn galaxies_parquet(galaxies: &[GalaxyRecord]) -> Result<Vec<u8>, DataError> {
     let schema = Arc::new(galaxy_schema());
     let batch = RecordBatch::try_new(schema.clone(), columns).map_err(|e| werr(e.to_string()))?;
     let mut out = Vec::new();
-    let mut writer = ArrowWriter::try_new(&mut out, schema, None).map_err(|e| werr(e.to_string()))?;
+    let mut writer =
+        ArrowWriter::try_new(&mut out, schema, None).map_err(|e| werr(e.to_string()))?;
     writer.write(&batch).map_err(|e| werr(e.to_string()))?;
     writer.close().map_err(|e| werr(e.to_string()))?;
     Ok(out)
@@ -330,20 +395,39 @@ fn galaxies_parquet(galaxies: &[GalaxyRecord]) -> Result<Vec<u8>, DataError> {
 
 fn read_galaxies(path: &Path) -> Result<Vec<GalaxyRecord>, String> {
     let file = File::open(path).map_err(|e| e.to_string())?;
-    let reader = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| e.to_string())?.build().map_err(|e| e.to_string())?;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+        .map_err(|e| e.to_string())?
+        .build()
+        .map_err(|e| e.to_string())?;
     let mut out = Vec::new();
     for batch in reader {
         let batch = batch.map_err(|e| e.to_string())?;
-        let col = |name: &str| batch.column_by_name(name).ok_or_else(|| format!("no column {name}"));
+        let col = |name: &str| {
+            batch
+                .column_by_name(name)
+                .ok_or_else(|| format!("no column {name}"))
+        };
         fn typed<'a, T: 'static>(a: &'a ArrayRef, name: &str) -> Result<&'a T, String> {
-            a.as_any().downcast_ref::<T>().ok_or_else(|| format!("column {name} has type {}", a.data_type()))
+            a.as_any()
+                .downcast_ref::<T>()
+                .ok_or_else(|| format!("column {name} has type {}", a.data_type()))
         }
         let strs = |n: &str| col(n).and_then(|a| typed::<StringArray>(a, n).cloned());
         let f64s = |n: &str| col(n).and_then(|a| typed::<Float64Array>(a, n).cloned());
         let u32s = |n: &str| col(n).and_then(|a| typed::<UInt32Array>(a, n).cloned());
-        let (plateifu, mangaid, source, notes) = (strs("plateifu")?, strs("mangaid")?, strs("source")?, strs("notes")?);
+        let (plateifu, mangaid, source, notes) = (
+            strs("plateifu")?,
+            strs("mangaid")?,
+            strs("source")?,
+            strs("notes")?,
+        );
         let (ra, dec, z, scale) = (f64s("ra")?, f64s("dec")?, f64s("z")?, f64s("scale")?);
-        let (ifu_size, grid_size, box_size, n_good) = (u32s("ifu_size")?, u32s("grid_size")?, u32s("box_size")?, u32s("n_good")?);
+        let (ifu_size, grid_size, box_size, n_good) = (
+            u32s("ifu_size")?,
+            u32s("grid_size")?,
+            u32s("box_size")?,
+            u32s("n_good")?,
+        );
         for i in 0..batch.num_rows() {
             if plateifu.is_null(i) {
                 return Err(format!("row {i}: null plateifu"));
@@ -369,16 +453,26 @@ fn read_galaxies(path: &Path) -> Result<Vec<GalaxyRecord>, String> {
 
 /// Quotes a CSV field when it holds a comma, quote or line break (RFC 4180).
 fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_string() }
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
 }
 
 /// Formats a float for CSV: shortest round-trip form, `nan` for unknown values.
 fn csv_float(v: f64) -> String {
-    if v.is_nan() { "nan".to_string() } else { format!("{v}") }
+    if v.is_nan() {
+        "nan".to_string()
+    } else {
+        format!("{v}")
+    }
 }
 
 fn galaxies_csv(galaxies: &[GalaxyRecord]) -> String {
-    let mut out = String::from("plateifu,mangaid,ra,dec,z,ifu_size,grid_size,box_size,scale,n_good,source,notes\n");
+    let mut out = String::from(
+        "plateifu,mangaid,ra,dec,z,ifu_size,grid_size,box_size,scale,n_good,source,notes\n",
+    );
     for g in galaxies {
         let row = [
             csv_field(&g.plateifu),
@@ -404,7 +498,11 @@ fn galaxies_csv(galaxies: &[GalaxyRecord]) -> String {
 pub(crate) fn skipped_csv(skipped: &[SkippedInput]) -> String {
     let mut out = String::from("path,reason\n");
     for s in skipped {
-        out.push_str(&format!("{},{}\n", csv_field(&s.path), csv_field(&s.reason)));
+        out.push_str(&format!(
+            "{},{}\n",
+            csv_field(&s.path),
+            csv_field(&s.reason)
+        ));
     }
     out
 }
@@ -477,7 +575,11 @@ mod tests {
                 stretch: Stretch::None,
             },
             shard: Shard::ALL,
-            sources: vec![SourceFile { path: "a".to_string(), bytes: 3, xxh3: hash_hex(b"abc") }],
+            sources: vec![SourceFile {
+                path: "a".to_string(),
+                bytes: 3,
+                xxh3: hash_hex(b"abc"),
+            }],
             n_skipped: 1,
             created_by: "oddcube ingest a --out d".to_string(),
         }
@@ -492,7 +594,10 @@ mod tests {
         }
         cubes.w[3] = 7.0;
         let galaxies = vec![record("7815-3702", 1), record("8000-1901", 2)];
-        let skipped = vec![SkippedInput { path: "bad, file.fits".to_string(), reason: "not \"FITS\"".to_string() }];
+        let skipped = vec![SkippedInput {
+            path: "bad, file.fits".to_string(),
+            reason: "not \"FITS\"".to_string(),
+        }];
         let hash = Dataset::write(dir.path(), &cubes, &galaxies, &manifest(2), &skipped).unwrap();
         let ds = Dataset::open(dir.path()).unwrap();
         assert_eq!(ds.cubes, cubes);
@@ -509,8 +614,10 @@ mod tests {
         assert_eq!(rows.len(), 3);
         assert_eq!(rows[1][10], galaxies[0].source);
         // No temporary files are left behind.
-        let names: Vec<String> =
-            std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        let names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
         assert!(names.iter().all(|n| !n.contains(".tmp-")), "{names:?}");
     }
 
@@ -522,20 +629,37 @@ mod tests {
         for d in [&a, &b] {
             Dataset::write(d.path(), &cubes, &galaxies, &manifest(1), &[]).unwrap();
         }
-        for name in [CUBES_FILE, GALAXIES_PARQUET, GALAXIES_CSV, MANIFEST_FILE, SKIPPED_FILE] {
-            assert_eq!(std::fs::read(a.path().join(name)).unwrap(), std::fs::read(b.path().join(name)).unwrap(), "{name}");
+        for name in [
+            CUBES_FILE,
+            GALAXIES_PARQUET,
+            GALAXIES_CSV,
+            MANIFEST_FILE,
+            SKIPPED_FILE,
+        ] {
+            assert_eq!(
+                std::fs::read(a.path().join(name)).unwrap(),
+                std::fs::read(b.path().join(name)).unwrap(),
+                "{name}"
+            );
         }
     }
 
     #[test]
     fn open_rejects_inconsistent_artifacts() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(matches!(Dataset::open(dir.path()), Err(DataError::Dataset { .. })));
+        assert!(matches!(
+            Dataset::open(dir.path()),
+            Err(DataError::Dataset { .. })
+        ));
         let cubes = Cubes::zeros(1, 2, 4);
         Dataset::write(dir.path(), &cubes, &[record("1-2", 1)], &manifest(1), &[]).unwrap();
         // A manifest claiming another galaxy count must not open.
         let text = std::fs::read_to_string(dir.path().join(MANIFEST_FILE)).unwrap();
-        std::fs::write(dir.path().join(MANIFEST_FILE), text.replace("\"n_galaxies\": 1", "\"n_galaxies\": 2")).unwrap();
+        std::fs::write(
+            dir.path().join(MANIFEST_FILE),
+            text.replace("\"n_galaxies\": 1", "\"n_galaxies\": 2"),
+        )
+        .unwrap();
         let err = Dataset::open(dir.path()).unwrap_err().to_string();
         assert!(err.contains("galaxies"), "{err}");
     }

@@ -114,6 +114,8 @@ impl DataError {
             | DataError::BadInput { path, .. } => path.display().to_string(),
             _ => return text,
         };
-        text.strip_prefix(&format!("{path}: ")).map(str::to_string).unwrap_or(text)
+        text.strip_prefix(&format!("{path}: "))
+            .map(str::to_string)
+            .unwrap_or(text)
     }
 }

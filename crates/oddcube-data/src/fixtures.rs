@@ -48,14 +48,19 @@ pub fn disc(plateifu: &str, n: usize) -> MapsFile {
         ra: Some(180.0),
         dec: Some(45.0),
         z: Some(0.03),
-        ifu_size: plateifu.split_once('-').and_then(|(_, i)| i.parse::<u32>().ok()).map(|d| d / 100),
+        ifu_size: plateifu
+            .split_once('-')
+            .and_then(|(_, i)| i.parse::<u32>().ok())
+            .map(|d| d / 100),
         dapqual: Some(0),
         daptype: Some("HYB10-MILESHC-MASTARSSP".to_string()),
         versdap: Some("fixture".to_string()),
         notices: Vec::new(),
     };
     MapsFile {
-        path: PathBuf::from(format!("manga-{plateifu}-MAPS-HYB10-MILESHC-MASTARSSP.fits.gz")),
+        path: PathBuf::from(format!(
+            "manga-{plateifu}-MAPS-HYB10-MILESHC-MASTARSSP.fits.gz"
+        )),
         meta,
         channels,
         ny: n,
@@ -87,7 +92,11 @@ pub fn maps_hdus(maps: &MapsFile) -> (Vec<Card>, Vec<ImageHdu>) {
         primary.push(Card::float("OBJDEC", dec, "Object Dec. (J2000 deg.)"));
     }
     if let Some(z) = m.z {
-        primary.push(Card::float("SCINPVEL", z * SPEED_OF_LIGHT_KM_S, "Initial guess velocity"));
+        primary.push(Card::float(
+            "SCINPVEL",
+            z * SPEED_OF_LIGHT_KM_S,
+            "Initial guess velocity",
+        ));
     }
     if let Some(q) = m.dapqual {
         primary.push(Card::int("DAPQUAL", q, "DAP quality bitmask"));
@@ -104,15 +113,34 @@ pub fn maps_hdus(maps: &MapsFile) -> (Vec<Card>, Vec<ImageHdu>) {
         .channels
         .iter()
         .enumerate()
-        .map(|(i, c)| Card::str(&format!("C{:0width$}", i + 1), c, &format!("Data in channel {}", i + 1)))
+        .map(|(i, c)| {
+            Card::str(
+                &format!("C{:0width$}", i + 1),
+                c,
+                &format!("Data in channel {}", i + 1),
+            )
+        })
         .collect();
     let mut images = Vec::new();
     if let Some(sky) = &maps.skycoo {
-        images.push(ImageHdu::new(SKYCOO, &[2, maps.ny, maps.nx], ImageData::F32(sky.clone())));
+        images.push(ImageHdu::new(
+            SKYCOO,
+            &[2, maps.ny, maps.nx],
+            ImageData::F32(sky.clone()),
+        ));
     }
-    images.push(ImageHdu::new(GFLUX, &shape, ImageData::F32(maps.flux.clone())).with_cards(channel_cards.clone()));
-    images.push(ImageHdu::new(GFLUX_IVAR, &shape, ImageData::F32(maps.ivar.clone())).with_cards(channel_cards.clone()));
-    images.push(ImageHdu::new(GFLUX_MASK, &shape, ImageData::I32(maps.mask.clone())).with_cards(channel_cards));
+    images.push(
+        ImageHdu::new(GFLUX, &shape, ImageData::F32(maps.flux.clone()))
+            .with_cards(channel_cards.clone()),
+    );
+    images.push(
+        ImageHdu::new(GFLUX_IVAR, &shape, ImageData::F32(maps.ivar.clone()))
+            .with_cards(channel_cards.clone()),
+    );
+    images.push(
+        ImageHdu::new(GFLUX_MASK, &shape, ImageData::I32(maps.mask.clone()))
+            .with_cards(channel_cards),
+    );
     (primary, images)
 }
 
@@ -120,5 +148,13 @@ pub fn maps_hdus(maps: &MapsFile) -> (Vec<Card>, Vec<ImageHdu>) {
 /// fixtures are written often and nothing reads them.
 pub fn write_maps(maps: &MapsFile, path: &Path) -> Result<(), FitsWriteError> {
     let (primary, images) = maps_hdus(maps);
-    write_fits(path, &primary, &images, &WriteOptions { checksum: false, gzip_level: 1 })
+    write_fits(
+        path,
+        &primary,
+        &images,
+        &WriteOptions {
+            checksum: false,
+            gzip_level: 1,
+        },
+    )
 }

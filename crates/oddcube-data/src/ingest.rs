@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use rayon::prelude::*;
 
 use crate::cubes::Cubes;
-use crate::dataset::{self, Dataset, GalaxyRecord, Manifest, Normalisation, SkippedInput, SourceFile};
+use crate::dataset::{
+    self, Dataset, GalaxyRecord, Manifest, Normalisation, SkippedInput, SourceFile,
+};
 use crate::error::DataError;
 use crate::fits::read::read_file;
 use crate::lines::LineSet;
@@ -71,7 +73,10 @@ enum Outcome {
 pub fn collect_inputs(inputs: &[String]) -> (Vec<PathBuf>, Vec<SkippedInput>) {
     let mut files = Vec::new();
     let mut skipped = Vec::new();
-    let skip = |path: &str, reason: String| SkippedInput { path: path.to_string(), reason };
+    let skip = |path: &str, reason: String| SkippedInput {
+        path: path.to_string(),
+        reason,
+    };
     for input in inputs {
         let path = Path::new(input);
         match std::fs::metadata(path) {
@@ -79,11 +84,16 @@ pub fn collect_inputs(inputs: &[String]) -> (Vec<PathBuf>, Vec<SkippedInput>) {
                 let before = files.len();
                 walk_dir(path, &mut files, &mut skipped);
                 if files.len() == before {
-                    skipped.push(skip(input, "directory holds no *.fits or *.fits.gz files".to_string()));
+                    skipped.push(skip(
+                        input,
+                        "directory holds no *.fits or *.fits.gz files".to_string(),
+                    ));
                 }
             }
             Ok(_) => files.push(path.to_path_buf()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && input.contains(['*', '?', '[']) => {
+            Err(e)
+                if e.kind() == std::io::ErrorKind::NotFound && input.contains(['*', '?', '[']) =>
+            {
                 match glob::glob(input) {
                     Err(e) => skipped.push(skip(input, format!("bad glob pattern: {e}"))),
                     Ok(paths) => {
@@ -92,7 +102,10 @@ pub fn collect_inputs(inputs: &[String]) -> (Vec<PathBuf>, Vec<SkippedInput>) {
                             match entry {
                                 Ok(p) if p.is_dir() => walk_dir(&p, &mut files, &mut skipped),
                                 Ok(p) => files.push(p),
-                                Err(e) => skipped.push(skip(&e.path().display().to_string(), e.error().to_string())),
+                                Err(e) => skipped.push(skip(
+                                    &e.path().display().to_string(),
+                                    e.error().to_string(),
+                                )),
                             }
                         }
                         if files.len() == before {
@@ -110,7 +123,10 @@ pub fn collect_inputs(inputs: &[String]) -> (Vec<PathBuf>, Vec<SkippedInput>) {
 }
 
 fn is_maps_name(path: &Path) -> bool {
-    let name = path.file_name().map(|n| n.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_ascii_lowercase())
+        .unwrap_or_default();
     name.ends_with(".fits") || name.ends_with(".fits.gz")
 }
 
@@ -118,7 +134,10 @@ fn walk_dir(dir: &Path, files: &mut Vec<PathBuf>, skipped: &mut Vec<SkippedInput
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) => {
-            skipped.push(SkippedInput { path: dir.display().to_string(), reason: format!("cannot read directory: {e}") });
+            skipped.push(SkippedInput {
+                path: dir.display().to_string(),
+                reason: format!("cannot read directory: {e}"),
+            });
             return;
         }
     };
@@ -130,9 +149,10 @@ fn walk_dir(dir: &Path, files: &mut Vec<PathBuf>, skipped: &mut Vec<SkippedInput
             Ok(meta) if meta.is_dir() => walk_dir(&path, files, skipped),
             Ok(_) if is_maps_name(&path) => files.push(path),
             Ok(_) => {}
-            Err(e) if is_maps_name(&path) => {
-                skipped.push(SkippedInput { path: path.display().to_string(), reason: format!("cannot read: {e}") })
-            }
+            Err(e) if is_maps_name(&path) => skipped.push(SkippedInput {
+                path: path.display().to_string(),
+                reason: format!("cannot read: {e}"),
+            }),
             Err(_) => {}
         }
     }
@@ -141,7 +161,11 @@ fn walk_dir(dir: &Path, files: &mut Vec<PathBuf>, skipped: &mut Vec<SkippedInput
 /// The directory a shard's dataset goes to: `out` for the whole survey, else
 /// `out/part-i-of-n`.
 pub fn shard_dir(out: &Path, shard: Shard) -> PathBuf {
-    if shard.count <= 1 { out.to_path_buf() } else { out.join(shard.part_name()) }
+    if shard.count <= 1 {
+        out.to_path_buf()
+    } else {
+        out.join(shard.part_name())
+    }
 }
 
 /// Ingests `inputs` into a dataset at [`shard_dir`]`(out, shard)`. Bad inputs are skipped and
@@ -158,7 +182,9 @@ pub fn ingest(
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(options.jobs)
         .build()
-        .map_err(|e| DataError::Invalid(format!("cannot start {} worker threads: {e}", options.jobs)))?;
+        .map_err(|e| {
+            DataError::Invalid(format!("cannot start {} worker threads: {e}", options.jobs))
+        })?;
     progress.start("ingest", files.len() as u64);
     let outcomes: Vec<Outcome> = pool.install(|| {
         files
@@ -175,8 +201,14 @@ pub fn ingest(
     let mut galaxies = Vec::new();
     let mut sources = Vec::new();
     let mut notices = Vec::new();
-    let mut skipped: Vec<SkippedInput> =
-        input_skips.into_iter().filter(|s| options.shard.contains(&plateifu_from_file_name(Path::new(&s.path)))).collect();
+    let mut skipped: Vec<SkippedInput> = input_skips
+        .into_iter()
+        .filter(|s| {
+            options
+                .shard
+                .contains(&plateifu_from_file_name(Path::new(&s.path)))
+        })
+        .collect();
     for outcome in outcomes {
         match outcome {
             Outcome::Ingested(galaxy, source, notes) => {
@@ -193,17 +225,21 @@ pub fn ingest(
     }
     // Tensor order: by plateifu, then source path, so re-runs give identical bytes whatever
     // order the workers finished in.
-    galaxies.sort_by(|a, b| (&a.record.plateifu, &a.record.source).cmp(&(&b.record.plateifu, &b.record.source)));
+    galaxies.sort_by(|a, b| {
+        (&a.record.plateifu, &a.record.source).cmp(&(&b.record.plateifu, &b.record.source))
+    });
     let mut kept: Vec<Galaxy> = Vec::with_capacity(galaxies.len());
     for galaxy in galaxies {
         match kept.last() {
-            Some(prev) if prev.record.plateifu == galaxy.record.plateifu => skipped.push(SkippedInput {
-                path: galaxy.record.source.clone(),
-                reason: format!(
-                    "duplicate plateifu {} (already ingested from {})",
-                    galaxy.record.plateifu, prev.record.source
-                ),
-            }),
+            Some(prev) if prev.record.plateifu == galaxy.record.plateifu => {
+                skipped.push(SkippedInput {
+                    path: galaxy.record.source.clone(),
+                    reason: format!(
+                        "duplicate plateifu {} (already ingested from {})",
+                        galaxy.record.plateifu, prev.record.source
+                    ),
+                })
+            }
             _ => kept.push(galaxy),
         }
     }
@@ -213,10 +249,23 @@ pub fn ingest(
     let n_files = sources.len();
 
     if kept.is_empty() && !skipped.is_empty() {
-        std::fs::create_dir_all(&out_dir)
-            .map_err(|e| DataError::Write { path: out_dir.clone(), reason: e.to_string() })?;
-        dataset::write_atomic(&out_dir.join(dataset::SKIPPED_FILE), dataset::skipped_csv(&skipped).as_bytes())?;
-        return Ok(IngestReport { out_dir, n_ingested: 0, n_files, skipped, notices, bytes_read, manifest_hash: None });
+        std::fs::create_dir_all(&out_dir).map_err(|e| DataError::Write {
+            path: out_dir.clone(),
+            reason: e.to_string(),
+        })?;
+        dataset::write_atomic(
+            &out_dir.join(dataset::SKIPPED_FILE),
+            dataset::skipped_csv(&skipped).as_bytes(),
+        )?;
+        return Ok(IngestReport {
+            out_dir,
+            n_ingested: 0,
+            n_files,
+            skipped,
+            notices,
+            bytes_read,
+            manifest_hash: None,
+        });
     }
 
     let size = options.preprocess.size;
@@ -227,7 +276,11 @@ pub fn ingest(
         w.copy_from_slice(&galaxy.w);
     }
     let records: Vec<GalaxyRecord> = kept.into_iter().map(|g| g.record).collect();
-    let reference = if options.lines.position(REFERENCE_LINE).is_some() { REFERENCE_LINE } else { "sum-of-lines" };
+    let reference = if options.lines.position(REFERENCE_LINE).is_some() {
+        REFERENCE_LINE
+    } else {
+        "sum-of-lines"
+    };
     let manifest = Manifest {
         format: dataset::FORMAT.to_string(),
         oddcube_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -261,7 +314,13 @@ pub fn ingest(
 fn ingest_one(path: &Path, options: &IngestOptions) -> Outcome {
     let path_text = path.display().to_string();
     let skip = |e: DataError, source: Option<SourceFile>| {
-        Outcome::Skipped(SkippedInput { path: path_text.clone(), reason: e.reason() }, source)
+        Outcome::Skipped(
+            SkippedInput {
+                path: path_text.clone(),
+                reason: e.reason(),
+            },
+            source,
+        )
     };
     let fallback_in_shard = options.shard.contains(&plateifu_from_file_name(path));
     let raw = match read_file(path) {
@@ -282,7 +341,9 @@ fn ingest_one(path: &Path, options: &IngestOptions) -> Outcome {
     if !options.shard.contains(&maps.meta.plateifu) {
         return Outcome::OtherShard;
     }
-    let result = maps.line_indices(&options.lines).and_then(|idx| preprocess(&maps, &idx, &options.preprocess));
+    let result = maps
+        .line_indices(&options.lines)
+        .and_then(|idx| preprocess(&maps, &idx, &options.preprocess));
     let pre = match result {
         Ok(pre) => pre,
         Err(e) => return skip(e, Some(source)),
@@ -300,7 +361,19 @@ fn ingest_one(path: &Path, options: &IngestOptions) -> Outcome {
         scale: pre.scale,
         n_good: u32::try_from(pre.n_good).unwrap_or(u32::MAX),
         source: path_text,
-        notes: if meta.plateifu_from_filename { "plateifu-from-filename".to_string() } else { String::new() },
+        notes: if meta.plateifu_from_filename {
+            "plateifu-from-filename".to_string()
+        } else {
+            String::new()
+        },
     };
-    Outcome::Ingested(Box::new(Galaxy { record, x: pre.x, w: pre.w }), source, meta.notices.clone())
+    Outcome::Ingested(
+        Box::new(Galaxy {
+            record,
+            x: pre.x,
+            w: pre.w,
+        }),
+        source,
+        meta.notices.clone(),
+    )
 }

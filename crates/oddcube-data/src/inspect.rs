@@ -60,22 +60,33 @@ pub fn inspect(path: &Path, mask_policy: MaskPolicy) -> Result<InspectReport, Da
 /// Summarises an already-read MAPS file.
 pub fn report(maps: &MapsFile, file_bytes: u64, mask_policy: MaskPolicy) -> InspectReport {
     let plane = maps.plane_len();
-    let footprint: Vec<bool> = (0..plane).map(|p| (0..maps.channels.len()).any(|c| maps.mask[c * plane + p] & NOCOV == 0)).collect();
+    let footprint: Vec<bool> = (0..plane)
+        .map(|p| (0..maps.channels.len()).any(|c| maps.mask[c * plane + p] & NOCOV == 0))
+        .collect();
     let lines = maps
         .channels
         .iter()
         .enumerate()
         .map(|(c, name)| {
-            let (flux, ivar, mask) = (maps.plane(&maps.flux, c), maps.plane(&maps.ivar, c), maps.plane(&maps.mask, c));
-            let good: Vec<usize> =
-                (0..plane).filter(|&p| footprint[p] && mask_policy.is_good(mask[p], flux[p], ivar[p])).collect();
+            let (flux, ivar, mask) = (
+                maps.plane(&maps.flux, c),
+                maps.plane(&maps.ivar, c),
+                maps.plane(&maps.mask, c),
+            );
+            let good: Vec<usize> = (0..plane)
+                .filter(|&p| footprint[p] && mask_policy.is_good(mask[p], flux[p], ivar[p]))
+                .collect();
             LineReport {
                 index: c,
                 name: name.clone(),
                 wavelength: wavelength(name),
                 good_spaxels: good.len(),
                 median_flux: median(good.iter().map(|&p| f64::from(flux[p])).collect()),
-                median_sigma: median(good.iter().map(|&p| 1.0 / f64::from(ivar[p]).sqrt()).collect()),
+                median_sigma: median(
+                    good.iter()
+                        .map(|&p| 1.0 / f64::from(ivar[p]).sqrt())
+                        .collect(),
+                ),
             }
         })
         .collect();
@@ -100,7 +111,11 @@ fn median(mut v: Vec<f64>) -> Option<f64> {
     }
     v.sort_unstable_by(f64::total_cmp);
     let n = v.len();
-    Some(if n % 2 == 1 { v[n / 2] } else { 0.5 * (v[n / 2 - 1] + v[n / 2]) })
+    Some(if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        0.5 * (v[n / 2 - 1] + v[n / 2])
+    })
 }
 
 #[cfg(test)]

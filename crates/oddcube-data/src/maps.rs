@@ -117,37 +117,71 @@ impl MapsFile {
         let [n_channels, ny, nx] = match flux_hdu.shape.as_slice() {
             &[c, y, x] if c > 0 && y > 0 && x > 0 => [c, y, x],
             other => {
-                return Err(bad(flux_hdu, format!("shape {other:?}, expected [channel, y, x] (NAXIS = 3)")));
+                return Err(bad(
+                    flux_hdu,
+                    format!("shape {other:?}, expected [channel, y, x] (NAXIS = 3)"),
+                ));
             }
         };
         for hdu in [ivar_hdu, mask_hdu] {
             if hdu.shape != flux_hdu.shape {
-                return Err(bad(hdu, format!("shape {:?} does not match {GFLUX} {:?}", hdu.shape, flux_hdu.shape)));
+                return Err(bad(
+                    hdu,
+                    format!(
+                        "shape {:?} does not match {GFLUX} {:?}",
+                        hdu.shape, flux_hdu.shape
+                    ),
+                ));
             }
         }
         if !matches!(mask_hdu.bitpix, 8 | 16 | 32) {
-            return Err(bad(mask_hdu, format!("BITPIX {}, a bit mask must be an integer type (8, 16 or 32)", mask_hdu.bitpix)));
+            return Err(bad(
+                mask_hdu,
+                format!(
+                    "BITPIX {}, a bit mask must be an integer type (8, 16 or 32)",
+                    mask_hdu.bitpix
+                ),
+            ));
         }
         for hdu in [flux_hdu, ivar_hdu] {
             if hdu.kind != HduKind::Image {
                 return Err(bad(hdu, "is not an IMAGE extension".to_string()));
             }
         }
-        let channels = channel_names(flux_hdu, n_channels).map_err(|reason| bad(flux_hdu, reason))?;
+        let channels =
+            channel_names(flux_hdu, n_channels).map_err(|reason| bad(flux_hdu, reason))?;
         let flux = fits.read_f32(flux_hdu)?;
         let ivar = fits.read_f32(ivar_hdu)?;
         let mask = fits.read_i32(mask_hdu)?;
         let skycoo = match fits.hdu(SKYCOO) {
-            Some(h) if h.shape == [2, ny, nx] && h.kind == HduKind::Image => Some(fits.read_f32(h)?),
+            Some(h) if h.shape == [2, ny, nx] && h.kind == HduKind::Image => {
+                Some(fits.read_f32(h)?)
+            }
             _ => None,
         };
         let meta = read_meta(fits.primary(), &path);
         let hdus = fits
             .hdus()
             .iter()
-            .map(|h| HduSummary { name: h.name.clone(), kind: h.kind, bitpix: h.bitpix, shape: h.shape.clone() })
+            .map(|h| HduSummary {
+                name: h.name.clone(),
+                kind: h.kind,
+                bitpix: h.bitpix,
+                shape: h.shape.clone(),
+            })
             .collect();
-        Ok(Self { path, meta, channels, ny, nx, flux, ivar, mask, skycoo, hdus })
+        Ok(Self {
+            path,
+            meta,
+            channels,
+            ny,
+            nx,
+            flux,
+            ivar,
+            mask,
+            skycoo,
+            hdus,
+        })
     }
 
     /// Pixels per map (`ny · nx`).
@@ -170,11 +204,13 @@ impl MapsFile {
     /// Channel indices of a line set's lines in this file, or an error naming the file, the
     /// first missing line and the lines the file has.
     pub fn line_indices(&self, lines: &LineSet) -> Result<Vec<usize>, DataError> {
-        lines.indices_in(&self.channels).map_err(|line| DataError::MissingLine {
-            path: self.path.clone(),
-            line,
-            available: self.channels.join(","),
-        })
+        lines
+            .indices_in(&self.channels)
+            .map_err(|line| DataError::MissingLine {
+                path: self.path.clone(),
+                line,
+                available: self.channels.join(","),
+            })
     }
 }
 
@@ -186,7 +222,11 @@ fn channel_names(hdu: &Hdu, n_channels: usize) -> Result<Vec<String>, String> {
                 .or_else(|| hdu.str(&format!("C{i}")))
                 .map(|s| s.trim().to_string())
                 .filter(|s| !s.is_empty())
-                .ok_or_else(|| format!("no channel-name card C{i:02} (or C{i}) for channel {i} of {n_channels}"))
+                .ok_or_else(|| {
+                    format!(
+                        "no channel-name card C{i:02} (or C{i}) for channel {i} of {n_channels}"
+                    )
+                })
         })
         .collect()
 }
@@ -197,12 +237,20 @@ fn read_meta(primary: &Hdu, path: &Path) -> MapsMeta {
         .str("PLATEIFU")
         .filter(|s| !s.is_empty())
         .map(str::to_string)
-        .or_else(|| Some(format!("{}-{}", primary.int("PLATEID")?, primary.int("IFUDSGN")?)));
+        .or_else(|| {
+            Some(format!(
+                "{}-{}",
+                primary.int("PLATEID")?,
+                primary.int("IFUDSGN")?
+            ))
+        });
     let (plateifu, plateifu_from_filename) = match from_cards {
         Some(p) => (p, false),
         None => {
             let p = plateifu_from_file_name(path);
-            notices.push(format!("no PLATEIFU in the primary header; using {p:?} from the file name"));
+            notices.push(format!(
+                "no PLATEIFU in the primary header; using {p:?} from the file name"
+            ));
             (p, true)
         }
     };
@@ -237,12 +285,19 @@ fn read_meta(primary: &Hdu, path: &Path) -> MapsMeta {
 /// `manga-7815-3702-MAPS-….fits.gz` → `7815-3702`; any other name → the part before `-MAPS`
 /// (or the whole stem without `.fits`/`.gz`).
 pub fn plateifu_from_file_name(path: &Path) -> String {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let stem = name.strip_suffix(".gz").unwrap_or(&name);
     let stem = stem.strip_suffix(".fits").unwrap_or(stem);
     let head = stem.split("-MAPS").next().unwrap_or(stem);
     let head = head.strip_prefix("manga-").unwrap_or(head);
-    if head.is_empty() { stem.to_string() } else { head.to_string() }
+    if head.is_empty() {
+        stem.to_string()
+    } else {
+        head.to_string()
+    }
 }
 
 #[cfg(test)]
@@ -259,8 +314,14 @@ mod tests {
     }
 
     fn good_count_and_sum(m: &MapsFile, c: usize) -> (usize, f64) {
-        let (f, i, k) = (m.plane(&m.flux, c), m.plane(&m.ivar, c), m.plane(&m.mask, c));
-        let good: Vec<usize> = (0..m.plane_len()).filter(|&p| MaskPolicy::Strict.is_good(k[p], f[p], i[p])).collect();
+        let (f, i, k) = (
+            m.plane(&m.flux, c),
+            m.plane(&m.ivar, c),
+            m.plane(&m.mask, c),
+        );
+        let good: Vec<usize> = (0..m.plane_len())
+            .filter(|&p| MaskPolicy::Strict.is_good(k[p], f[p], i[p]))
+            .collect();
         (good.len(), good.iter().map(|&p| f64::from(f[p])).sum())
     }
 
@@ -272,7 +333,11 @@ mod tests {
         assert_eq!((m.ny, m.nx), (42, 42));
         let meta = &m.meta;
         assert_eq!(meta.plateifu, "7815-3702");
-        assert!(!meta.plateifu_from_filename && meta.notices.is_empty(), "{:?}", meta.notices);
+        assert!(
+            !meta.plateifu_from_filename && meta.notices.is_empty(),
+            "{:?}",
+            meta.notices
+        );
         assert_eq!(meta.mangaid.as_deref(), Some("1-113540"));
         assert_eq!(meta.ra, Some(317.903201533));
         assert_eq!(meta.dec, Some(11.4969433994));
@@ -290,7 +355,12 @@ mod tests {
         assert!(m.line_indices(&LineSet::dr15()).is_ok());
         // The dr17 preset asks for lines a DR15 file lacks: the error names file, line and list.
         let err = m.line_indices(&LineSet::dr17()).unwrap_err().to_string();
-        assert!(err.contains("manga-7815-3702") && err.contains("NI-5199") && err.contains("Ha-6564,NII-6585"), "{err}");
+        assert!(
+            err.contains("manga-7815-3702")
+                && err.contains("NI-5199")
+                && err.contains("Ha-6564,NII-6585"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -300,7 +370,11 @@ mod tests {
         assert_eq!((m.ny, m.nx, m.hdus.len()), (4, 4, 64));
         assert_eq!(m.meta.plateifu, "tiny-test");
         assert!(m.meta.plateifu_from_filename);
-        assert!(m.meta.notices.iter().any(|n| n.contains("PLATEIFU")), "{:?}", m.meta.notices);
+        assert!(
+            m.meta.notices.iter().any(|n| n.contains("PLATEIFU")),
+            "{:?}",
+            m.meta.notices
+        );
         assert_eq!(m.meta.ifu_size, None);
         assert_eq!(m.meta.ra, None);
         assert_eq!(m.meta.dapqual, Some(32));
@@ -312,13 +386,23 @@ mod tests {
         assert!((sum - 19.3386337608099).abs() < 1e-5);
         assert_eq!(m.plane(&m.flux, 23)[4 + 2], 8.773736);
         assert_eq!(m.plane(&m.ivar, 23)[4 + 2], 41.426777);
-        assert!(m.line_indices(&LineSet::dr17()).is_ok() && m.line_indices(&LineSet::dr15()).is_ok());
+        assert!(
+            m.line_indices(&LineSet::dr17()).is_ok() && m.line_indices(&LineSet::dr15()).is_ok()
+        );
     }
 
     #[test]
     fn plateifu_from_names() {
-        assert_eq!(plateifu_from_file_name(Path::new("/a/manga-7815-3702-MAPS-HYB10-GAU-MILESHC.fits.gz")), "7815-3702");
-        assert_eq!(plateifu_from_file_name(Path::new("x/tiny-test-MAPS-X.fits")), "tiny-test");
+        assert_eq!(
+            plateifu_from_file_name(Path::new(
+                "/a/manga-7815-3702-MAPS-HYB10-GAU-MILESHC.fits.gz"
+            )),
+            "7815-3702"
+        );
+        assert_eq!(
+            plateifu_from_file_name(Path::new("x/tiny-test-MAPS-X.fits")),
+            "tiny-test"
+        );
         assert_eq!(plateifu_from_file_name(Path::new("galaxy.fits")), "galaxy");
     }
 
@@ -329,7 +413,10 @@ mod tests {
         let path = dir.path().join("m.fits");
         fixtures::write_maps(&maps, &path).unwrap();
         let back = MapsFile::read(&path).unwrap();
-        assert_eq!((&back.flux, &back.ivar, &back.mask), (&maps.flux, &maps.ivar, &maps.mask));
+        assert_eq!(
+            (&back.flux, &back.ivar, &back.mask),
+            (&maps.flux, &maps.ivar, &maps.mask)
+        );
         assert_eq!(back.channels, maps.channels);
         assert_eq!(back.meta.ifu_size, Some(19));
         // Fewer than ten channels use C1…C9.
@@ -339,7 +426,10 @@ mod tests {
         maps.ivar.truncate(3 * plane);
         maps.mask.truncate(3 * plane);
         fixtures::write_maps(&maps, &path).unwrap();
-        assert_eq!(MapsFile::read(&path).unwrap().channels, ["OII-3727", "OII-3729", "H12-3751"]);
+        assert_eq!(
+            MapsFile::read(&path).unwrap().channels,
+            ["OII-3727", "OII-3729", "H12-3751"]
+        );
     }
 
     #[test]
@@ -354,20 +444,73 @@ mod tests {
             MapsFile::read(&path).unwrap_err().to_string()
         };
         let err = write("nogflux.fits", &|im| im.retain(|h| h.extname != GFLUX));
-        assert!(err.contains("nogflux.fits") && err.contains("EMLINE_GFLUX"), "{err}");
+        assert!(
+            err.contains("nogflux.fits") && err.contains("EMLINE_GFLUX"),
+            "{err}"
+        );
         let err = write("shape.fits", &|im| {
             let h = im.iter_mut().find(|h| h.extname == GFLUX_IVAR).unwrap();
             h.shape = vec![35, 4, 9];
         });
-        assert!(err.contains("shape.fits") && err.contains("does not match"), "{err}");
+        assert!(
+            err.contains("shape.fits") && err.contains("does not match"),
+            "{err}"
+        );
         let err = write("maskfloat.fits", &|im| {
             let h = im.iter_mut().find(|h| h.extname == GFLUX_MASK).unwrap();
             h.data = ImageData::F32(vec![0.0; 35 * 36]);
         });
-        assert!(err.contains("maskfloat.fits") && err.contains("BITPIX -32"), "{err}");
+        assert!(
+            err.contains("maskfloat.fits") && err.contains("BITPIX -32"),
+            "{err}"
+        );
         let err = write("nochannels.fits", &|im| {
-            im.iter_mut().find(|h| h.extname == GFLUX).unwrap().cards.retain(|c| c.key != "C07");
+            im.iter_mut()
+                .find(|h| h.extname == GFLUX)
+                .unwrap()
+                .cards
+                .retain(|c| c.key != "C07");
         });
         assert!(err.contains("C07"), "{err}");
+    }
+
+    /// Random byte mutations of a valid file (plain and gzip) never panic: each either parses
+    /// or is an error. (The cargo-fuzz target in fuzz/ runs the same path for longer.)
+    #[test]
+    fn mutated_files_never_panic() {
+        use rand::{Rng, SeedableRng};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("seed.fits");
+        let mut maps = fixtures::disc("8000-1901", 5);
+        maps.channels.truncate(3);
+        maps.flux.truncate(75);
+        maps.ivar.truncate(75);
+        maps.mask.truncate(75);
+        fixtures::write_maps(&maps, &path).unwrap();
+        let seed = std::fs::read(&path).unwrap();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+        let config = crate::preprocess::PreprocessConfig {
+            size: 4,
+            ..Default::default()
+        };
+        for round in 0..400 {
+            let mut bytes = seed.clone();
+            for _ in 0..rng.random_range(1..8) {
+                let at = rng.random_range(0..bytes.len());
+                bytes[at] = match rng.random_range(0..3) {
+                    0 => rng.random(),
+                    1 => b"0123456789-+ .E'"[rng.random_range(0..16)],
+                    _ => bytes[at] ^ 0x80,
+                };
+            }
+            if round % 5 == 0 {
+                bytes.truncate(rng.random_range(0..bytes.len()));
+            }
+            if let Ok(m) = MapsFile::from_bytes(bytes, &path) {
+                let _ = crate::inspect::report(&m, 0, MaskPolicy::Strict);
+                let all: Vec<usize> = (0..m.channels.len()).collect();
+                let _ = crate::preprocess::preprocess(&m, &all, &config);
+            }
+        }
     }
 }

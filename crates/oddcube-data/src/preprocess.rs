@@ -41,7 +41,9 @@ impl Stretch {
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "none" => Some(Stretch::None),
-            "asinh" => Some(Stretch::Asinh { softening: DEFAULT_ASINH_SOFTENING }),
+            "asinh" => Some(Stretch::Asinh {
+                softening: DEFAULT_ASINH_SOFTENING,
+            }),
             _ => None,
         }
     }
@@ -53,7 +55,10 @@ impl Stretch {
             Stretch::None => (x, w),
             Stretch::Asinh { softening } => {
                 let t = f64::from(x) / softening;
-                ((softening * t.asinh()) as f32, (f64::from(w) * (1.0 + t * t)) as f32)
+                (
+                    (softening * t.asinh()) as f32,
+                    (f64::from(w) * (1.0 + t * t)) as f32,
+                )
             }
         }
     }
@@ -72,7 +77,11 @@ pub struct PreprocessConfig {
 
 impl Default for PreprocessConfig {
     fn default() -> Self {
-        Self { size: DEFAULT_SIZE, mask_policy: MaskPolicy::Strict, stretch: Stretch::None }
+        Self {
+            size: DEFAULT_SIZE,
+            mask_policy: MaskPolicy::Strict,
+            stretch: Stretch::None,
+        }
     }
 }
 
@@ -100,10 +109,15 @@ pub fn preprocess(
     line_indices: &[usize],
     config: &PreprocessConfig,
 ) -> Result<Preprocessed, DataError> {
-    let no_data = |reason: String| DataError::NoUsableData { path: maps.path.clone(), reason };
+    let no_data = |reason: String| DataError::NoUsableData {
+        path: maps.path.clone(),
+        reason,
+    };
     let size = config.size;
     if size == 0 {
-        return Err(DataError::Invalid("grid size must be at least 1".to_string()));
+        return Err(DataError::Invalid(
+            "grid size must be at least 1".to_string(),
+        ));
     }
     let (nx, ny) = (maps.nx, maps.ny);
     let plane = nx * ny;
@@ -116,7 +130,9 @@ pub fn preprocess(
         });
     }
     if let Some(&bad) = line_indices.iter().find(|&&c| c >= maps.channels.len()) {
-        return Err(DataError::Invalid(format!("channel index {bad} out of range")));
+        return Err(DataError::Invalid(format!(
+            "channel index {bad} out of range"
+        )));
     }
     if line_indices.is_empty() {
         return Err(DataError::Invalid("no lines selected".to_string()));
@@ -125,10 +141,16 @@ pub fn preprocess(
     // Footprint: spaxels the IFU covered (NOCOV clear); NOCOV is a spaxel property, so any
     // selected line's mask tells.
     let footprint: Vec<bool> = (0..plane)
-        .map(|p| line_indices.iter().any(|&c| maps.mask[c * plane + p] & NOCOV == 0))
+        .map(|p| {
+            line_indices
+                .iter()
+                .any(|&c| maps.mask[c * plane + p] & NOCOV == 0)
+        })
         .collect();
     if !footprint.iter().any(|&f| f) {
-        return Err(no_data("no spaxel inside the IFU footprint (every spaxel is NOCOV)".to_string()));
+        return Err(no_data(
+            "no spaxel inside the IFU footprint (every spaxel is NOCOV)".to_string(),
+        ));
     }
     let footprint_ref = &footprint;
     let good: Vec<bool> = line_indices
@@ -136,11 +158,16 @@ pub fn preprocess(
         .flat_map(|&c| {
             (0..plane).map(move |p| {
                 let i = c * plane + p;
-                footprint_ref[p] && config.mask_policy.is_good(maps.mask[i], maps.flux[i], maps.ivar[i])
+                footprint_ref[p]
+                    && config
+                        .mask_policy
+                        .is_good(maps.mask[i], maps.flux[i], maps.ivar[i])
             })
         })
         .collect();
-    let n_good = (0..plane).filter(|&p| (0..line_indices.len()).any(|l| good[l * plane + p])).count();
+    let n_good = (0..plane)
+        .filter(|&p| (0..line_indices.len()).any(|l| good[l * plane + p]))
+        .count();
     if n_good == 0 {
         return Err(no_data(format!(
             "no good spaxels under the {:?} mask policy (masked, IVAR ≤ 0 or non-finite everywhere)",
@@ -214,13 +241,19 @@ pub fn preprocess(
                 let var = order_free_sum(&mut var_terms) / (g * g);
                 let o = l * out_plane + jy * size + jx;
                 x_out[o] = flux as f32;
-                w_out[o] = if var > 0.0 && var.is_finite() { (g / var) as f32 } else { 0.0 };
+                w_out[o] = if var > 0.0 && var.is_finite() {
+                    (g / var) as f32
+                } else {
+                    0.0
+                };
             }
         }
     }
 
-    let scale = normalisation_scale(maps, line_indices, &x_out, &w_out, out_plane)
-        .ok_or_else(|| no_data("no positive flux in any good pixel; cannot normalise".to_string()))?;
+    let scale =
+        normalisation_scale(maps, line_indices, &x_out, &w_out, out_plane).ok_or_else(|| {
+            no_data("no positive flux in any good pixel; cannot normalise".to_string())
+        })?;
     let scale2 = scale * scale;
     for (x, w) in x_out.iter_mut().zip(w_out.iter_mut()) {
         let xn = (f64::from(*x) / scale) as f32;
@@ -284,7 +317,9 @@ fn centre_half_pixels(maps: &MapsFile, footprint: &[bool]) -> (i64, i64) {
             .map(r2)
             .min_by(f64::total_cmp);
         if let Some(best) = best {
-            chosen = (0..plane).filter(|&p| footprint[p] && r2(p) == best).collect();
+            chosen = (0..plane)
+                .filter(|&p| footprint[p] && r2(p) == best)
+                .collect();
         }
     }
     if chosen.is_empty() {
@@ -326,14 +361,16 @@ fn normalisation_scale(
             .collect(),
     };
     let positive = |s: f64| (s > 0.0 && s.is_finite()).then_some(s);
-    percentile(values, SCALE_PERCENTILE).and_then(positive).or_else(|| {
-        x.iter()
-            .zip(w)
-            .filter(|(_, w)| **w > 0.0)
-            .map(|(x, _)| f64::from(*x))
-            .max_by(f64::total_cmp)
-            .and_then(positive)
-    })
+    percentile(values, SCALE_PERCENTILE)
+        .and_then(positive)
+        .or_else(|| {
+            x.iter()
+                .zip(w)
+                .filter(|(_, w)| **w > 0.0)
+                .map(|(x, _)| f64::from(*x))
+                .max_by(f64::total_cmp)
+                .and_then(positive)
+        })
 }
 
 /// Nearest-rank percentile (`q` in 0–100) of finite values; `None` for no values.
@@ -354,6 +391,9 @@ mod tests {
     use crate::mask::{DONOTUSE, UNRELIABLE};
     use rand::{Rng, SeedableRng};
 
+    /// Where a grid transform sends pixel (y, x) of an n×n grid.
+    type GridMap = fn(usize, usize, usize) -> (usize, usize);
+
     /// A disc with random flux and scattered masked pixels, so no symmetry hides mistakes.
     fn lumpy(n: usize, seed: u64) -> MapsFile {
         let mut m = fixtures::disc("8000-1901", n);
@@ -371,7 +411,7 @@ mod tests {
     }
 
     /// Applies a grid transform to every `[plane][y][x]` array of a square MAPS file.
-    fn transform_maps(m: &MapsFile, t: fn(usize, usize, usize) -> (usize, usize)) -> MapsFile {
+    fn transform_maps(m: &MapsFile, t: GridMap) -> MapsFile {
         let mut out = m.clone();
         let n = m.nx;
         let map = |src: &[f32]| transform(src, n, t);
@@ -383,7 +423,7 @@ mod tests {
     }
 
     /// `out[t(y, x)] = in[y, x]` for each n×n plane.
-    fn transform<T: Copy + Default>(src: &[T], n: usize, t: fn(usize, usize, usize) -> (usize, usize)) -> Vec<T> {
+    fn transform<T: Copy + Default>(src: &[T], n: usize, t: GridMap) -> Vec<T> {
         let mut out = vec![T::default(); src.len()];
         for (k, plane) in src.chunks(n * n).enumerate() {
             for y in 0..n {
@@ -396,7 +436,7 @@ mod tests {
         out
     }
 
-    const TRANSFORMS: [(&str, fn(usize, usize, usize) -> (usize, usize)); 4] = [
+    const TRANSFORMS: [(&str, GridMap); 4] = [
         ("flip x", |n, y, x| (y, n - 1 - x)),
         ("flip y", |n, y, x| (n - 1 - y, x)),
         ("transpose", |_, y, x| (x, y)),
@@ -409,7 +449,10 @@ mod tests {
         // Odd and even grids; even grids put the SPX_SKYCOO origin between four spaxels.
         for (n, size) in [(11, 8), (12, 8), (42, 32), (7, 32), (12, 7)] {
             let m = lumpy(n, n as u64);
-            let config = PreprocessConfig { size, ..Default::default() };
+            let config = PreprocessConfig {
+                size,
+                ..Default::default()
+            };
             let base = preprocess(&m, &lines, &config).unwrap();
             for (name, t) in TRANSFORMS {
                 let moved = preprocess(&transform_maps(&m, t), &lines, &config).unwrap();
@@ -417,8 +460,22 @@ mod tests {
                 assert_eq!(moved.box_size, base.box_size, "{name} n={n}");
                 let expect_x = transform(&base.x, size, t);
                 let expect_w = transform(&base.w, size, t);
-                assert!(moved.x.iter().zip(&expect_x).all(|(a, b)| a.to_bits() == b.to_bits()), "{name} n={n} S={size} x");
-                assert!(moved.w.iter().zip(&expect_w).all(|(a, b)| a.to_bits() == b.to_bits()), "{name} n={n} S={size} w");
+                assert!(
+                    moved
+                        .x
+                        .iter()
+                        .zip(&expect_x)
+                        .all(|(a, b)| a.to_bits() == b.to_bits()),
+                    "{name} n={n} S={size} x"
+                );
+                assert!(
+                    moved
+                        .w
+                        .iter()
+                        .zip(&expect_w)
+                        .all(|(a, b)| a.to_bits() == b.to_bits()),
+                    "{name} n={n} S={size} w"
+                );
             }
         }
     }
@@ -448,7 +505,10 @@ mod tests {
         m.flux[ha * plane + 7] = f32::NAN;
         m.ivar[ha * plane + 8] = f32::INFINITY;
         m.ivar[ha * plane + 9] = 0.0;
-        let config = PreprocessConfig { size: 16, ..Default::default() };
+        let config = PreprocessConfig {
+            size: 16,
+            ..Default::default()
+        };
         let p = preprocess(&m, &[ha, 14], &config).unwrap();
         assert_eq!(p.box_size, 16);
         for bad in 5..10 {
@@ -456,14 +516,22 @@ mod tests {
             assert_eq!(p.x[bad], 0.0, "pixel {bad}");
         }
         // Lenient keeps the UNRELIABLE pixel.
-        let lenient = PreprocessConfig { mask_policy: MaskPolicy::Lenient, ..config };
+        let lenient = PreprocessConfig {
+            mask_policy: MaskPolicy::Lenient,
+            ..config
+        };
         assert!(preprocess(&m, &[ha, 14], &lenient).unwrap().w[6] > 0.0);
         // The scale is the 99th percentile of good Hα flux; x = flux/scale, w = ivar·scale².
-        let good: Vec<f64> =
-            (0..plane).filter(|p| !(5..10).contains(p)).map(|p| f64::from(m.flux[ha * plane + p])).collect();
+        let good: Vec<f64> = (0..plane)
+            .filter(|p| !(5..10).contains(p))
+            .map(|p| f64::from(m.flux[ha * plane + p]))
+            .collect();
         assert_eq!(p.scale, percentile(good, 99.0).unwrap());
         for q in [0usize, 100, 255] {
-            let (f, iv) = (f64::from(m.flux[ha * plane + q]), f64::from(m.ivar[ha * plane + q]));
+            let (f, iv) = (
+                f64::from(m.flux[ha * plane + q]),
+                f64::from(m.ivar[ha * plane + q]),
+            );
             assert!((f64::from(p.x[q]) - f / p.scale).abs() < 1e-6 * (f / p.scale).abs().max(1.0));
             assert!((f64::from(p.w[q]) / (iv * p.scale * p.scale) - 1.0).abs() < 1e-5);
         }
@@ -476,10 +544,24 @@ mod tests {
         for (n, size) in [(42, 32), (9, 32), (74, 32), (33, 32)] {
             let m = full_grid(n);
             let plane = n * n;
-            let p = preprocess(&m, &[23], &PreprocessConfig { size, ..Default::default() }).unwrap();
-            let input: f64 = m.flux[23 * plane..24 * plane].iter().map(|&f| f64::from(f)).sum();
+            let p = preprocess(
+                &m,
+                &[23],
+                &PreprocessConfig {
+                    size,
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+            let input: f64 = m.flux[23 * plane..24 * plane]
+                .iter()
+                .map(|&f| f64::from(f))
+                .sum();
             let output: f64 = p.x.iter().map(|&x| f64::from(x)).sum::<f64>() * p.scale;
-            assert!((output / input - 1.0).abs() < 1e-5, "n={n} S={size}: {output} vs {input}");
+            assert!(
+                (output / input - 1.0).abs() < 1e-5,
+                "n={n} S={size}: {output} vs {input}"
+            );
             assert!(p.w.iter().all(|&w| w > 0.0));
         }
         // Variance adds with squared area weights: 2×2 equal pixels into one output pixel.
@@ -489,7 +571,15 @@ mod tests {
             m.flux[23 * plane + p] = 1.0;
             m.ivar[23 * plane + p] = 4.0;
         }
-        let p = preprocess(&m, &[23], &PreprocessConfig { size: 1, ..Default::default() }).unwrap();
+        let p = preprocess(
+            &m,
+            &[23],
+            &PreprocessConfig {
+                size: 1,
+                ..Default::default()
+            },
+        )
+        .unwrap();
         // Flux 4 (scale 4 → x = 1); variance 4 · (1/4) = 1 → w = 1 · scale⁻²·… in units of x: 16.
         assert_eq!(p.scale, 4.0);
         assert_eq!(p.x, [1.0]);
@@ -504,7 +594,15 @@ mod tests {
             m.ivar[23 * 4 + p] = 4.0;
         }
         m.mask[23 * 4] = DONOTUSE;
-        let p = preprocess(&m, &[23], &PreprocessConfig { size: 1, ..Default::default() }).unwrap();
+        let p = preprocess(
+            &m,
+            &[23],
+            &PreprocessConfig {
+                size: 1,
+                ..Default::default()
+            },
+        )
+        .unwrap();
         // Three good quarter-pixels of flux 1: flux 3 / good fraction 0.75 = 4.
         assert_eq!(p.scale, 4.0);
         assert_eq!(p.x, [1.0]);
@@ -523,29 +621,59 @@ mod tests {
         assert!(preprocess(&m, &[23], &PreprocessConfig::default()).is_err());
         let mut m = fixtures::disc("1-2", 8);
         m.mask.iter_mut().for_each(|v| *v = NOCOV | DONOTUSE);
-        let err = preprocess(&m, &[23], &PreprocessConfig::default()).unwrap_err().to_string();
+        let err = preprocess(&m, &[23], &PreprocessConfig::default())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("footprint"), "{err}");
         let mut m = fixtures::disc("1-2", 8);
         m.flux.iter_mut().for_each(|v| *v = 0.0);
-        let err = preprocess(&m, &[23], &PreprocessConfig::default()).unwrap_err().to_string();
+        let err = preprocess(&m, &[23], &PreprocessConfig::default())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("positive flux"), "{err}");
     }
 
     #[test]
     fn without_halpha_the_scale_uses_the_sum_of_lines() {
         let m = full_grid(8);
-        let p = preprocess(&m, &[14, 16], &PreprocessConfig { size: 8, ..Default::default() }).unwrap();
-        let sums: Vec<f64> =
-            (0..64).map(|q| f64::from(m.flux[14 * 64 + q]) + f64::from(m.flux[16 * 64 + q])).collect();
+        let p = preprocess(
+            &m,
+            &[14, 16],
+            &PreprocessConfig {
+                size: 8,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let sums: Vec<f64> = (0..64)
+            .map(|q| f64::from(m.flux[14 * 64 + q]) + f64::from(m.flux[16 * 64 + q]))
+            .collect();
         assert!((p.scale / percentile(sums, 99.0).unwrap() - 1.0).abs() < 1e-6);
     }
 
     #[test]
     fn asinh_stretch_transforms_values_and_weights() {
         let m = full_grid(8);
-        let plain = preprocess(&m, &[23], &PreprocessConfig { size: 8, ..Default::default() }).unwrap();
+        let plain = preprocess(
+            &m,
+            &[23],
+            &PreprocessConfig {
+                size: 8,
+                ..Default::default()
+            },
+        )
+        .unwrap();
         let stretch = Stretch::Asinh { softening: 0.1 };
-        let s = preprocess(&m, &[23], &PreprocessConfig { size: 8, stretch, ..Default::default() }).unwrap();
+        let s = preprocess(
+            &m,
+            &[23],
+            &PreprocessConfig {
+                size: 8,
+                stretch,
+                ..Default::default()
+            },
+        )
+        .unwrap();
         assert_eq!(s.scale, plain.scale);
         for q in 0..64 {
             let x = f64::from(plain.x[q]);

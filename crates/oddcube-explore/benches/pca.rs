@@ -72,7 +72,7 @@ fn main() {
             .score(&cubes, &NoProgress)
             .expect("valid synthetic input");
         let score_s = start.elapsed().as_secs_f64();
-        let mean_recon = scores.recon.iter().sum::<f64>() / n as f64;
+        let mean_recon = scores.iter().map(|s| s.recon).sum::<f64>() / n as f64;
         println!(
             "k=16 mask_iterations={}: fit {fit_s:.2} s, score {score_s:.2} s, mean recon {mean_recon:.4e}",
             options.mask_iterations

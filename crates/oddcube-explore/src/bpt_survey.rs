@@ -4,8 +4,8 @@
 //! real data (`oddcube evaluate --labels bpt.csv --label-column class`).
 
 use oddcube_data::bpt::{
-    BptClass, BptLines, BptOptions, LineFlux, classify, kauffmann03_nii, kewley01_nii, kewley01_oi, kewley01_sii,
-    kewley06_oi, kewley06_sii,
+    BptClass, BptLines, BptOptions, LineFlux, classify, kauffmann03_nii, kewley01_nii, kewley01_oi,
+    kewley01_sii, kewley06_oi, kewley06_sii,
 };
 use oddcube_data::dataset::Dataset;
 use oddcube_data::preprocess::Stretch;
@@ -30,7 +30,10 @@ pub struct BptSurveyOptions {
 
 impl Default for BptSurveyOptions {
     fn default() -> Self {
-        Self { aperture_arcsec: 2.5, min_snr: 3.0 }
+        Self {
+            aperture_arcsec: 2.5,
+            min_snr: 3.0,
+        }
     }
 }
 
@@ -65,7 +68,7 @@ pub struct BptRow {
 /// flux (1e-17 erg/s/cm² in the resampled pixel) and its variance. The variance ignores the
 /// good-area fraction folded into the weight, so it is an upper bound (conservative S/N).
 pub fn unnormalise(x: f32, w: f32, scale: f64, stretch: Stretch) -> Option<(f64, f64)> {
-    if !(w > 0.0) {
+    if w.is_nan() || w <= 0.0 {
         return None;
     }
     let (xn, wn) = match stretch {
@@ -101,7 +104,11 @@ pub fn aperture_fractions(size: usize, radius: f64) -> Vec<f64> {
 }
 
 fn ratio(a: LineFlux, b: LineFlux) -> f64 {
-    if a.flux > 0.0 && b.flux > 0.0 { (a.flux / b.flux).log10() } else { f64::NAN }
+    if a.flux > 0.0 && b.flux > 0.0 {
+        (a.flux / b.flux).log10()
+    } else {
+        f64::NAN
+    }
 }
 
 fn usable(lines: &[LineFlux], min_snr: f64) -> bool {
@@ -116,7 +123,7 @@ fn below(curve: fn(f64) -> Option<f64>, x: f64, y: f64) -> bool {
 
 /// Classifies the galaxies of `dataset` (all of them, dataset order).
 pub fn classify_dataset(dataset: &Dataset, options: &BptSurveyOptions) -> Result<Vec<BptRow>> {
-    if !(options.aperture_arcsec > 0.0) {
+    if options.aperture_arcsec.is_nan() || options.aperture_arcsec <= 0.0 {
         return Err(ExploreError::InvalidParameter {
             name: "aperture".to_string(),
             value: options.aperture_arcsec.to_string(),
@@ -124,9 +131,16 @@ pub fn classify_dataset(dataset: &Dataset, options: &BptSurveyOptions) -> Result
         });
     }
     let lines = &dataset.manifest.lines;
-    let positions: Vec<Option<usize>> = BptLines::CHANNELS.iter().map(|c| lines.position(c)).collect();
+    let positions: Vec<Option<usize>> = BptLines::CHANNELS
+        .iter()
+        .map(|c| lines.position(c))
+        .collect();
     let missing = |names: &[&str]| -> Vec<String> {
-        names.iter().filter(|n| lines.position(n).is_none()).map(|n| n.to_string()).collect()
+        names
+            .iter()
+            .filter(|n| lines.position(n).is_none())
+            .map(|n| n.to_string())
+            .collect()
     };
     let stretch = dataset.manifest.normalisation.stretch;
     let size = dataset.cubes.size;
@@ -145,11 +159,18 @@ pub fn classify_dataset(dataset: &Dataset, options: &BptSurveyOptions) -> Result
             positions
                 .iter()
                 .map(|pos| {
-                    let Some(l) = *pos else { return LineFlux::default() };
+                    let Some(l) = *pos else {
+                        return LineFlux::default();
+                    };
                     let (mut flux, mut var) = (0.0, 0.0);
                     for (p, &f) in fractions.iter().enumerate() {
                         if f > 0.0
-                            && let Some((fx, vx)) = unnormalise(x[l * plane + p], w[l * plane + p], record.scale, stretch)
+                            && let Some((fx, vx)) = unnormalise(
+                                x[l * plane + p],
+                                w[l * plane + p],
+                                record.scale,
+                                stretch,
+                            )
                         {
                             flux += f * fx;
                             var += f * f * vx;
@@ -160,7 +181,10 @@ pub fn classify_dataset(dataset: &Dataset, options: &BptSurveyOptions) -> Result
                 .collect()
         };
         let get = |name: &str| {
-            BptLines::CHANNELS.iter().position(|c| *c == name).map(|i| (fluxes[i].flux, fluxes[i].ivar))
+            BptLines::CHANNELS
+                .iter()
+                .position(|c| *c == name)
+                .map(|i| (fluxes[i].flux, fluxes[i].ivar))
         };
         let bpt = BptLines::from_lookup(get);
         let (hb, oiii, ha, nii, sii, oi) = (bpt.hb, bpt.oiii, bpt.ha, bpt.nii, bpt.sii(), bpt.oi);
@@ -174,7 +198,10 @@ pub fn classify_dataset(dataset: &Dataset, options: &BptSurveyOptions) -> Result
             needed.extend_from_slice(extra);
             let absent = missing(&needed);
             if !absent.is_empty() {
-                return (false, Some(format!("{name}: dataset lacks {}", absent.join("+"))));
+                return (
+                    false,
+                    Some(format!("{name}: dataset lacks {}", absent.join("+"))),
+                );
             }
             if !usable(&[hb, oiii, ha, flux], snr) {
                 return (false, Some(format!("{name}: S/N < {snr}")));
@@ -210,7 +237,13 @@ pub fn classify_dataset(dataset: &Dataset, options: &BptSurveyOptions) -> Result
         // The overall class needs [NII] and [SII]; [OI] joins when the dataset has it.
         let has_oi = lines.position("OI-6302").is_some();
         let class = if nii_ok && sii_ok && (oi_ok || !has_oi) {
-            classify(&bpt, &BptOptions { min_snr: snr, use_oi: has_oi })
+            classify(
+                &bpt,
+                &BptOptions {
+                    min_snr: snr,
+                    use_oi: has_oi,
+                },
+            )
         } else {
             BptClass::Unclassified
         };
@@ -237,7 +270,13 @@ pub fn bpt_csv(rows: &[BptRow]) -> String {
         "plateifu,class,nii_class,sii_class,oi_class,log_nii_ha,log_sii_ha,log_oi_ha,log_oiii_hb,\
          snr_hb,snr_oiii,snr_oi,snr_ha,snr_nii,snr_sii,flux_hb,flux_oiii,flux_oi,flux_ha,flux_nii,flux_sii,note\n",
     );
-    let num = |v: f64| if v.is_finite() { format!("{v:.5}") } else { "nan".to_string() };
+    let num = |v: f64| {
+        if v.is_finite() {
+            format!("{v:.5}")
+        } else {
+            "nan".to_string()
+        }
+    };
     for r in rows {
         let l = &r.lines;
         let cells = [
@@ -280,11 +319,140 @@ mod tests {
         for (xn, wn) in [(0.05f32, 100.0f32), (2.0, 4.0), (0.0, 9.0)] {
             let (xs, ws) = stretch.apply(xn, wn);
             let (flux, var) = unnormalise(xs, ws, 3.0, stretch).unwrap();
-            assert!((flux - 3.0 * f64::from(xn)).abs() < 1e-5 * (1.0 + flux.abs()), "{flux}");
+            assert!(
+                (flux - 3.0 * f64::from(xn)).abs() < 1e-5 * (1.0 + flux.abs()),
+                "{flux}"
+            );
             assert!((var - 9.0 / f64::from(wn)).abs() < 1e-4 * var, "{var}");
         }
         assert_eq!(unnormalise(1.0, 4.0, 2.0, Stretch::None), Some((2.0, 1.0)));
         assert_eq!(unnormalise(1.0, 0.0, 2.0, Stretch::None), None);
+    }
+
+    /// Writes and reopens a dataset of flat maps: each line constant (`levels`, normalised) with
+    /// weight 10⁴ on an 8×8 grid covering 16 original spaxels (1″ pixels), scale 2.
+    fn flat_dataset(dir: &std::path::Path, lines: &str, levels: &[f32]) -> Dataset {
+        use oddcube_data::dataset::{FORMAT, GalaxyRecord, Manifest, Normalisation};
+        let lines = oddcube_data::LineSet::parse(lines).unwrap();
+        let mut cubes = oddcube_data::Cubes::zeros(1, lines.len(), 8);
+        for (l, level) in levels.iter().enumerate() {
+            cubes.x[l * 64..(l + 1) * 64].fill(*level);
+            cubes.w[l * 64..(l + 1) * 64].fill(1.0e4);
+        }
+        let galaxy = GalaxyRecord {
+            plateifu: "1-1".to_string(),
+            mangaid: String::new(),
+            ra: 0.0,
+            dec: 0.0,
+            z: 0.0,
+            ifu_size: 19,
+            grid_size: 20,
+            box_size: 16,
+            scale: 2.0,
+            n_good: 64,
+            source: String::new(),
+            notes: String::new(),
+        };
+        let manifest = Manifest {
+            format: FORMAT.to_string(),
+            oddcube_version: "test".to_string(),
+            lines,
+            size: 8,
+            n_galaxies: 1,
+            mask_policy: oddcube_data::MaskPolicy::Strict,
+            normalisation: Normalisation {
+                method: "percentile-of-reference".to_string(),
+                reference: "Ha-6564".to_string(),
+                percentile: 99.0,
+                stretch: Stretch::None,
+            },
+            shard: oddcube_data::Shard::ALL,
+            sources: Vec::new(),
+            n_skipped: 0,
+            created_by: "test".to_string(),
+        };
+        Dataset::write(dir, &cubes, &[galaxy], &manifest, &[]).unwrap();
+        Dataset::open(dir).unwrap()
+    }
+
+    #[test]
+    fn classifies_known_flat_maps_and_reports_missing_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        // [NII]/Hα = 0.3 (log −0.52), [OIII]/Hβ = 0.5 (log −0.30): star-forming on [NII].
+        let dataset = flat_dataset(
+            dir.path(),
+            "Hb-4862,OIII-5008,Ha-6564,NII-6585",
+            &[0.2, 0.1, 0.6, 0.18],
+        );
+        let rows = classify_dataset(&dataset, &BptSurveyOptions::default()).unwrap();
+        let r = &rows[0];
+        assert!((r.log_nii_ha - 0.3f64.log10()).abs() < 1e-6);
+        assert!((r.log_oiii_hb - 0.5f64.log10()).abs() < 1e-6);
+        assert_eq!(
+            (r.nii_class, r.sii_class, r.oi_class),
+            ("sf", "unclassified", "unclassified")
+        );
+        // No [SII] in the dataset: the overall class cannot be decided, and the note says why.
+        assert_eq!(r.class, BptClass::Unclassified);
+        assert!(
+            r.note.contains("[SII]: dataset lacks SII-6718+SII-6732"),
+            "{}",
+            r.note
+        );
+        // Aperture 2.5″ on 1″ pixels: flux = area (π·1.25², to sub-sampling accuracy) × x × scale.
+        let area = std::f64::consts::PI * 1.25 * 1.25;
+        assert!(
+            (r.lines.ha.flux / (area * 0.6 * 2.0) - 1.0).abs() < 0.05,
+            "{}",
+            r.lines.ha.flux
+        );
+        // S/N = Σf·x·scale / sqrt(Σf²·scale²/w) and Σf² ≤ Σf, so at least x·sqrt(w·area).
+        assert!(r.lines.ha.snr() >= 0.6 * (1.0e4 * area).sqrt() * 0.95);
+        let csv = bpt_csv(&rows);
+        assert_eq!(csv.lines().count(), 2);
+        assert!(
+            csv.lines()
+                .nth(1)
+                .unwrap()
+                .starts_with("1-1,unclassified,sf,unclassified,unclassified,-0.52288,")
+        );
+    }
+
+    #[test]
+    fn full_line_set_gives_an_overall_class() {
+        let dir = tempfile::tempdir().unwrap();
+        // Seyfert-like: [OIII]/Hβ = 10, [NII]/Hα = 1, [SII]/Hα = 0.6, [OI]/Hα = 0.2.
+        let dataset = flat_dataset(
+            dir.path(),
+            "Hb-4862,OIII-5008,OI-6302,Ha-6564,NII-6585,SII-6718,SII-6732",
+            &[0.05, 0.5, 0.03, 0.15, 0.15, 0.05, 0.04],
+        );
+        let rows = classify_dataset(&dataset, &BptSurveyOptions::default()).unwrap();
+        assert_eq!(rows[0].class, BptClass::Seyfert, "{:?}", rows[0]);
+        assert_eq!(
+            (rows[0].nii_class, rows[0].sii_class, rows[0].oi_class),
+            ("agn", "seyfert", "seyfert")
+        );
+        assert!(rows[0].note.is_empty());
+        // A huge S/N threshold leaves it unclassified.
+        let strict = BptSurveyOptions {
+            min_snr: 1e9,
+            ..BptSurveyOptions::default()
+        };
+        assert_eq!(
+            classify_dataset(&dataset, &strict).unwrap()[0].class,
+            BptClass::Unclassified
+        );
+        assert!(
+            classify_dataset(
+                &dataset,
+                &BptSurveyOptions {
+                    aperture_arcsec: 0.0,
+                    min_snr: 3.0
+                }
+            )
+            .is_err()
+        );
     }
 
     #[test]

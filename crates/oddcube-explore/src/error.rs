@@ -69,12 +69,6 @@ pub enum ExploreError {
         /// Why it is invalid.
         reason: String,
     },
-    /// A galaxy has no usable pixel, so no reconstruction error can be defined.
-    #[error("galaxy {index} has no usable pixel (all weights are 0)")]
-    NoGoodPixels {
-        /// Tensor index of the galaxy.
-        index: usize,
-    },
     /// A file is not a valid .npy array of the expected kind.
     #[error("{path}: {reason}")]
     Npy {

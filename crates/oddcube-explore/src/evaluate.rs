@@ -116,12 +116,21 @@ pub fn evaluate(
 }
 
 /// The headline of an `evaluation.json` document for one score column (see
-/// [`Evaluation::headline`]). Errors only if `text` is not an evaluation document.
+/// [`Evaluation::headline`]). Accepts a bare [`Evaluation`] or a report object that holds one
+/// under an `"evaluation"` key (what `oddcube evaluate` writes). Errors only if `text` is neither.
 pub fn headline_from_json(text: &str, score: &str) -> Result<String> {
-    let evaluation: Evaluation = serde_json::from_str(text).map_err(|e| ExploreError::Json {
+    let json_error = |reason: String| ExploreError::Json {
         what: "evaluation.json".to_string(),
-        reason: e.to_string(),
-    })?;
+        reason,
+    };
+    let mut document: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| json_error(e.to_string()))?;
+    let body = match document.get_mut("evaluation") {
+        Some(inner) => inner.take(),
+        None => document,
+    };
+    let evaluation: Evaluation =
+        serde_json::from_value(body).map_err(|e| json_error(e.to_string()))?;
     Ok(evaluation.headline(score))
 }
 
@@ -167,6 +176,19 @@ impl Evaluation {
                 out,
                 "\n  {:<width$}  AUROC {:.3}  AP {:.3}  top-{} precision {:.3}",
                 row.split, m.auroc, m.average_precision, m.n_positive, m.precision_at_n_positive
+            );
+        }
+        // Baselines (columns named `pca_*`) in one line each, so the deep model's margin shows.
+        for row in self
+            .rows
+            .iter()
+            .filter(|r| r.split == OVERALL && r.score != score && r.score.starts_with("pca_"))
+        {
+            let m = &row.metrics;
+            let _ = write!(
+                out,
+                "\n  baseline {}: overall AUROC {:.3}  AP {:.3}  top-{} precision {:.3}",
+                row.score, m.auroc, m.average_precision, m.n_positive, m.precision_at_n_positive
             );
         }
         out
@@ -297,6 +319,22 @@ mod tests {
                 .contains("recon, chi2")
         );
         assert!(headline_from_json("{}", "recon").is_err());
+        assert!(headline_from_json("not json", "recon").is_err());
+        // The report shape `oddcube evaluate` writes, with a baseline column.
+        let mut with_baseline = eval.clone();
+        let mut baseline_row = eval.rows[2].clone();
+        baseline_row.score = "pca_recon".to_string();
+        with_baseline.rows.push(baseline_row);
+        let report = serde_json::json!({ "results": "r", "evaluation": with_baseline });
+        let headline = headline_from_json(&report.to_string(), "recon").unwrap();
+        assert_eq!(headline.lines().count(), 5, "{headline}");
+        assert!(
+            headline
+                .lines()
+                .last()
+                .unwrap()
+                .contains("baseline pca_recon: overall AUROC 1.000")
+        );
         let table = eval.to_table();
         assert_eq!(table.lines().count(), 7);
         assert!(table.lines().next().unwrap().starts_with("score"));

@@ -1,5 +1,6 @@
 //! The PCA reconstruction-error baseline: a linear model the deep autoencoder must beat, scored
-//! exactly like it (`recon`, `chi2`, per-line contributions) on the same masked cubes.
+//! exactly like it (`recon`, `chi2`, per-line shares) on the same masked cubes: [`PcaModel`]
+//! implements [`Autoencoder`], its latents being the k component coefficients.
 //!
 //! Fitting works on flattened galaxies (`N × L·S·S`, e.g. 10^4 × 19 456) without LAPACK and
 //! without ever forming a `d × d` or `N × N` matrix: randomized subspace iteration on `XᵀX`
@@ -15,6 +16,7 @@ use rand_distr::StandardNormal;
 use rayon::prelude::*;
 
 use crate::error::{ExploreError, Result, check_len};
+use crate::score::{Autoencoder, GalaxyScores, galaxy_scores};
 
 /// Settings for [`PcaModel::fit`].
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -65,19 +67,6 @@ pub struct PcaModel {
     pub explained_variance: Vec<f64>,
     /// Total variance of the (filled) training data, for explained-variance ratios.
     pub total_variance: f64,
-}
-
-/// Reconstruction-error scores of galaxies under a model, one entry per galaxy.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ReconScores {
-    /// Number of lines per galaxy (columns of `per_line`).
-    pub n_lines: usize,
-    /// `Σ_good (x − x̂)² / n_good`: mean squared residual over usable pixels (binary weights).
-    pub recon: Vec<f64>,
-    /// `Σ_good w (x − x̂)² / n_good`: mean χ² per usable pixel (IVAR weights).
-    pub chi2: Vec<f64>,
-    /// Per-line contributions to `recon`, row-major `[n, n_lines]`; each row sums to `recon`.
-    pub per_line: Vec<f64>,
 }
 
 /// The masked least-squares fit of one galaxy: coefficients minimising
@@ -192,13 +181,11 @@ impl PcaModel {
 
     /// The k coefficients of one galaxy by masked least squares (pixels with `w > 0` only).
     ///
-    /// Errors on length mismatch or when the galaxy has no usable pixel.
+    /// A galaxy without usable pixels gets zero coefficients (the mean galaxy). Errors on length
+    /// mismatch.
     pub fn project(&self, x: &[f32], w: &[f32]) -> Result<Vec<f64>> {
         check_len("galaxy values", x.len(), self.dim)?;
         check_len("galaxy weights", w.len(), self.dim)?;
-        if !w.iter().any(|&v| v > 0.0) {
-            return Err(ExploreError::NoGoodPixels { index: 0 });
-        }
         Ok(self.project_unchecked(x, w))
     }
 
@@ -254,53 +241,55 @@ impl PcaModel {
             .collect()
     }
 
-    /// Scores every galaxy of `cubes` (same flattened size as the fit): `recon`, `chi2` and
-    /// per-line contributions, the autoencoder's score definitions.
+    /// Latents (the k masked least-squares coefficients) and reconstructions `μ + C a` of every
+    /// galaxy of `cubes`, as `([n, k], [n, L, S, S])` f32 — the [`Autoencoder`] contract, so the
+    /// baseline goes through exactly the scoring path of the deep model.
     ///
-    /// Errors if the galaxy size differs from the model's or a galaxy has no usable pixel.
-    pub fn score(&self, cubes: &Cubes, progress: &dyn Progress) -> Result<ReconScores> {
-        validate_matrix(&cubes.x, &cubes.w, cubes.n, cubes.galaxy_len())?;
+    /// Errors if the galaxy size differs from the model's. A galaxy without usable pixels gets
+    /// zero coefficients (the mean galaxy); its scores are then NaN, as for the autoencoder.
+    pub fn encode_reconstruct(&self, cubes: &Cubes) -> Result<(Vec<f32>, Vec<f32>)> {
         check_len("values per galaxy", cubes.galaxy_len(), self.dim)?;
-        let n_lines = cubes.n_lines;
-        let plane = cubes.size * cubes.size;
-        if let Some(index) = (0..cubes.n).find(|&i| !cubes.galaxy(i).1.iter().any(|&v| v > 0.0)) {
-            return Err(ExploreError::NoGoodPixels { index });
-        }
-        progress.start("PCA scores", cubes.n as u64);
-        let rows: Vec<(f64, f64, Vec<f64>)> = (0..cubes.n)
+        validate_matrix(&cubes.x, &cubes.w, cubes.n, cubes.galaxy_len())?;
+        let per_galaxy: Vec<(Vec<f64>, Vec<f64>)> = (0..cubes.n)
             .into_par_iter()
             .map(|i| {
                 let (x, w) = cubes.galaxy(i);
-                let fit = self.reconstruct_unchecked(&self.project_unchecked(x, w));
-                let mut n_good = 0usize;
-                let mut chi2 = 0.0;
-                let mut per_line = vec![0.0; n_lines];
-                for (j, ((&xj, &wj), &fj)) in x.iter().zip(w).zip(&fit).enumerate() {
-                    if wj > 0.0 {
-                        let r2 = (xj as f64 - fj).powi(2);
-                        n_good += 1;
-                        chi2 += wj as f64 * r2;
-                        per_line[j / plane] += r2;
-                    }
-                }
-                let norm = n_good as f64;
-                per_line.iter_mut().for_each(|v| *v /= norm);
-                progress.advance(1);
-                (per_line.iter().sum(), chi2 / norm, per_line)
+                let coefficients = self.project_unchecked(x, w);
+                let fit = self.reconstruct_unchecked(&coefficients);
+                (coefficients, fit)
             })
             .collect();
-        progress.finish();
-        let mut scores = ReconScores {
-            n_lines,
-            recon: Vec::new(),
-            chi2: Vec::new(),
-            per_line: Vec::new(),
-        };
-        for (recon, chi2, per_line) in rows {
-            scores.recon.push(recon);
-            scores.chi2.push(chi2);
-            scores.per_line.extend(per_line);
+        let mut latents = Vec::with_capacity(cubes.n * self.components);
+        let mut reconstructions = Vec::with_capacity(cubes.x.len());
+        for (coefficients, fit) in per_galaxy {
+            latents.extend(coefficients.iter().map(|&v| v as f32));
+            reconstructions.extend(fit.iter().map(|&v| v as f32));
         }
+        Ok((latents, reconstructions))
+    }
+
+    /// Scores every galaxy of `cubes` with the autoencoder's definitions
+    /// ([`crate::score::galaxy_scores`]: `recon`, `chi2`, per-line shares).
+    ///
+    /// Errors if the galaxy size differs from the model's.
+    pub fn score(&self, cubes: &Cubes, progress: &dyn Progress) -> Result<Vec<GalaxyScores>> {
+        progress.start("PCA scores", cubes.n as u64);
+        let (_, reconstructions) = self.encode_reconstruct(cubes)?;
+        let len = cubes.galaxy_len();
+        let scores = (0..cubes.n)
+            .into_par_iter()
+            .map(|i| {
+                let (x, w) = cubes.galaxy(i);
+                galaxy_scores(
+                    x,
+                    w,
+                    &reconstructions[i * len..(i + 1) * len],
+                    cubes.n_lines,
+                )
+            })
+            .collect();
+        progress.advance(cubes.n as u64);
+        progress.finish();
         Ok(scores)
     }
 
@@ -315,6 +304,19 @@ impl PcaModel {
 #[inline]
 fn is_usable(weight: f32) -> bool {
     weight > 0.0
+}
+
+impl Autoencoder for PcaModel {
+    fn latent_dim(&self) -> usize {
+        self.components
+    }
+
+    fn encode_reconstruct(
+        &self,
+        cubes: &Cubes,
+    ) -> std::result::Result<(Vec<f32>, Vec<f32>), String> {
+        PcaModel::encode_reconstruct(self, cubes).map_err(|e| e.to_string())
+    }
 }
 
 fn validate_matrix(x: &[f32], w: &[f32], n: usize, dim: usize) -> Result<()> {
@@ -756,6 +758,10 @@ mod tests {
         cubes
     }
 
+    fn recon(scores: &[GalaxyScores]) -> Vec<f64> {
+        scores.iter().map(|s| s.recon).collect()
+    }
+
     fn top(scores: &[f64]) -> usize {
         (0..scores.len())
             .max_by(|&a, &b| scores[a].total_cmp(&scores[b]))
@@ -771,7 +777,11 @@ mod tests {
         };
         let model = PcaModel::fit(&cubes, &options, &NoProgress).unwrap();
         let scores = model.score(&cubes, &NoProgress).unwrap();
-        assert!(scores.recon.iter().all(|&r| r < 1e-9), "{:?}", scores.recon);
+        assert!(
+            recon(&scores).iter().all(|&r| r < 1e-9),
+            "{:?}",
+            recon(&scores)
+        );
         let ratio: f64 = model.explained_variance_ratio().iter().sum();
         assert!((ratio - 1.0).abs() < 1e-6, "{ratio}");
         // Plant an off-subspace galaxy: a bump on a few pixels of line 1.
@@ -779,13 +789,20 @@ mod tests {
         x[30..34].iter_mut().for_each(|v| *v += 2.0);
         let model = PcaModel::fit(&cubes, &options, &NoProgress).unwrap();
         let scores = model.score(&cubes, &NoProgress).unwrap();
-        assert_eq!(top(&scores.recon), 17);
-        assert_eq!(top(&scores.chi2), 17);
-        // chi2 = recon × 4 (every weight is 4); per-line rows sum to recon; the bump is in line 1.
-        assert!((scores.chi2[17] - 4.0 * scores.recon[17]).abs() < 1e-9);
-        let row = &scores.per_line[17 * 2..17 * 2 + 2];
-        assert!((row[0] + row[1] - scores.recon[17]).abs() < 1e-12);
-        assert!(row[1] > row[0]);
+        assert_eq!(top(&recon(&scores)), 17);
+        assert_eq!(top(&scores.iter().map(|s| s.chi2).collect::<Vec<_>>()), 17);
+        // chi2 = recon × 4 (every weight is 4); the bump in line 1 dominates its line shares.
+        assert!((scores[17].chi2 - 4.0 * scores[17].recon).abs() < 1e-9);
+        let shares = &scores[17].line_shares;
+        assert!((shares[0] + shares[1] - 1.0).abs() < 1e-12);
+        assert!(shares[1] > shares[0]);
+        // The Autoencoder view: k-dimensional latents and full-size reconstructions.
+        let (latents, reconstructions) = model.encode_reconstruct(&cubes).unwrap();
+        assert_eq!(
+            (latents.len(), reconstructions.len()),
+            (60 * 3, cubes.x.len())
+        );
+        assert_eq!(Autoencoder::latent_dim(&model), 3);
     }
 
     #[test]
@@ -807,7 +824,7 @@ mod tests {
             };
             let model = PcaModel::fit(&cubes, &options, &NoProgress).unwrap();
             let scores = model.score(&cubes, &NoProgress).unwrap();
-            (scores.recon.iter().cloned().fold(0.0, f64::max), model)
+            (recon(&scores).into_iter().fold(0.0, f64::max), model)
         };
         // Mean filling alone biases the subspace; EM refinement converges to the exact one
         // (measured: worst recon 0.98 → 1.6e-3 after 4 → 3e-10 after 16; data variance ~650).
@@ -819,7 +836,58 @@ mod tests {
         let j = w.iter().position(|&v| v > 0.0).unwrap();
         x[j] += 5.0;
         let scores = model.score(&cubes, &NoProgress).unwrap();
-        assert_eq!(top(&scores.recon), 5);
+        assert_eq!(top(&recon(&scores)), 5);
+    }
+
+    #[test]
+    fn randomized_fit_matches_exact_covariance_eigenvalues() {
+        // Full-rank noisy data with a decaying spectrum; the exact answer is the eigen-decomposition
+        // of the 50 × 50 sample covariance.
+        let (n, dim, k) = (120, 50, 5);
+        let mut rng = ChaCha8Rng::seed_from_u64(9);
+        let x: Vec<f32> = (0..n * dim)
+            .map(|i| rng.sample::<f32, _>(StandardNormal) * (1.0 + 10.0 / (1.0 + (i % dim) as f32)))
+            .collect();
+        let w = vec![1.0f32; n * dim];
+        let options = PcaOptions {
+            components: k,
+            ..PcaOptions::default()
+        };
+        let model = PcaModel::fit_matrix(&x, &w, n, dim, &options, &NoProgress).unwrap();
+        let mean: Vec<f64> = (0..dim)
+            .map(|j| (0..n).map(|i| x[i * dim + j] as f64).sum::<f64>() / n as f64)
+            .collect();
+        let mut cov = vec![0.0f64; dim * dim];
+        for i in 0..n {
+            for a in 0..dim {
+                for b in 0..dim {
+                    cov[a * dim + b] += (x[i * dim + a] as f64 - mean[a])
+                        * (x[i * dim + b] as f64 - mean[b])
+                        / (n - 1) as f64;
+                }
+            }
+        }
+        let (exact, vectors) = symmetric_eigen(cov, dim);
+        // Subspace iteration converges geometrically; 6 passes reach ~4e-6 on the 5th here.
+        for m in 0..k {
+            let rel = (model.explained_variance[m] - exact[m]).abs() / exact[m];
+            assert!(
+                rel < 1e-4,
+                "component {m}: {} vs {}",
+                model.explained_variance[m],
+                exact[m]
+            );
+            // Same direction up to sign.
+            let overlap: f64 = (0..dim)
+                .map(|j| model.loadings[j * k + m] * vectors[j * dim + m])
+                .sum();
+            assert!(
+                overlap.abs() > 1.0 - 1e-4,
+                "component {m}: overlap {overlap}"
+            );
+        }
+        let total: f64 = exact.iter().sum();
+        assert!((model.total_variance - total).abs() / total < 1e-9);
     }
 
     #[test]
@@ -857,10 +925,10 @@ mod tests {
         let model = fit(2).unwrap();
         let mut empty = cubes.clone();
         empty.galaxy_mut(3).1.fill(0.0);
-        assert!(matches!(
-            model.score(&empty, &NoProgress),
-            Err(ExploreError::NoGoodPixels { index: 3 })
-        ));
+        // No usable pixel: NaN scores, exactly as the autoencoder path reports it.
+        let scores = model.score(&empty, &NoProgress).unwrap();
+        assert!(scores[3].recon.is_nan() && scores[3].chi2.is_nan());
+        assert!(scores[2].recon.is_finite());
         let other = Cubes::zeros(2, 1, 5);
         assert!(model.score(&other, &NoProgress).is_err());
         let mut nan = cubes.clone();

@@ -545,12 +545,13 @@ fn umap_layout(
     progress.start("UMAP graph", 1);
     let manifold =
         umap_rs::Umap::new(config).learn_manifold(data, knn_indices.view(), knn_dists.view());
+    progress.advance(1);
     progress.finish();
     let (a, b) = manifold.curve_params();
     let mut edges: Vec<(u32, u32, f32)> = manifold
         .graph()
         .iter()
-        .map(|(&w, (i, j))| (i as u32, j as u32, w))
+        .map(|(&w, (i, j))| (i, j, w))
         .collect();
     edges.sort_by_key(|&(i, j, _)| (i, j));
     let n_epochs = options

@@ -147,7 +147,13 @@ impl ScoreSettings {
 
 impl Default for ScoreSettings {
     fn default() -> Self {
-        Self { rank_by: RankBy::Chi2, pvalues: PValueMethod::Robust, fdr: 0.05, knn_k: 10, metric: Metric::Euclidean }
+        Self {
+            rank_by: RankBy::Chi2,
+            pvalues: PValueMethod::Robust,
+            fdr: 0.05,
+            knn_k: 10,
+            metric: Metric::Euclidean,
+        }
     }
 }
 
@@ -165,14 +171,18 @@ pub struct GalaxyScores {
 /// Scores one galaxy from its normalised maps `x`, weights `w` and reconstruction `xhat`
 /// (each `n_lines · S · S`, line-major). Only pixels with `w > 0` count.
 pub fn galaxy_scores(x: &[f32], w: &[f32], xhat: &[f32], n_lines: usize) -> GalaxyScores {
-    let plane = if n_lines == 0 { 0 } else { x.len() / n_lines };
+    let plane = x.len().checked_div(n_lines).unwrap_or(0);
     let mut n_usable = 0usize;
     let mut sq_sum = 0.0f64;
     let mut per_line = vec![0.0f64; n_lines];
     if plane > 0 {
         for (line, chi2_line) in per_line.iter_mut().enumerate() {
             let range = line * plane..(line + 1) * plane;
-            for ((&xi, &wi), &fi) in x[range.clone()].iter().zip(&w[range.clone()]).zip(&xhat[range]) {
+            for ((&xi, &wi), &fi) in x[range.clone()]
+                .iter()
+                .zip(&w[range.clone()])
+                .zip(&xhat[range])
+            {
                 if wi > 0.0 {
                     let r = f64::from(xi) - f64::from(fi);
                     n_usable += 1;
@@ -183,10 +193,20 @@ pub fn galaxy_scores(x: &[f32], w: &[f32], xhat: &[f32], n_lines: usize) -> Gala
         }
     }
     let chi2_sum: f64 = per_line.iter().sum();
-    let line_shares = per_line.iter().map(|v| if chi2_sum > 0.0 { v / chi2_sum } else { 0.0 }).collect();
-    let (recon, chi2) =
-        if n_usable == 0 { (f64::NAN, f64::NAN) } else { (sq_sum / n_usable as f64, chi2_sum / n_usable as f64) };
-    GalaxyScores { recon, chi2, line_shares }
+    let line_shares = per_line
+        .iter()
+        .map(|v| if chi2_sum > 0.0 { v / chi2_sum } else { 0.0 })
+        .collect();
+    let (recon, chi2) = if n_usable == 0 {
+        (f64::NAN, f64::NAN)
+    } else {
+        (sq_sum / n_usable as f64, chi2_sum / n_usable as f64)
+    };
+    GalaxyScores {
+        recon,
+        chi2,
+        line_shares,
+    }
 }
 
 /// What scoring needs from a trained model: latents and reconstructions of a batch of cubes.
@@ -196,7 +216,10 @@ pub trait Autoencoder {
     fn latent_dim(&self) -> usize;
 
     /// `(latents [n, D], reconstructions [n, L, S, S])` of every galaxy of `cubes`, in order.
-    fn encode_reconstruct(&self, cubes: &Cubes) -> std::result::Result<(Vec<f32>, Vec<f32>), String>;
+    fn encode_reconstruct(
+        &self,
+        cubes: &Cubes,
+    ) -> std::result::Result<(Vec<f32>, Vec<f32>), String>;
 }
 
 /// Per-galaxy scores and latents of some galaxies of a dataset.
@@ -211,11 +234,16 @@ pub struct Scored {
 }
 
 /// Names of the population-level columns, in catalogue order.
-pub const POPULATION_COLUMNS: [&str; 6] = ["knn_dist", "lof", "pvalue", "qvalue", "fdr_flag", "rank"];
+pub const POPULATION_COLUMNS: [&str; 6] =
+    ["knn_dist", "lof", "pvalue", "qvalue", "fdr_flag", "rank"];
 
 /// Builds catalogue rows (contract column order) for `galaxies` with their `scores`; the
 /// population columns are placeholders (NaN, false, rank 0) until [`finalize_population_scores`].
-pub fn base_catalog(galaxies: &[&GalaxyRecord], lines: &[String], scores: &[GalaxyScores]) -> Result<Catalog> {
+pub fn base_catalog(
+    galaxies: &[&GalaxyRecord],
+    lines: &[String],
+    scores: &[GalaxyScores],
+) -> Result<Catalog> {
     check_len("galaxy scores", scores.len(), galaxies.len())?;
     if let Some(s) = scores.iter().find(|s| s.line_shares.len() != lines.len()) {
         return Err(ExploreError::LengthMismatch {
@@ -226,19 +254,33 @@ pub fn base_catalog(galaxies: &[&GalaxyRecord], lines: &[String], scores: &[Gala
     }
     let n = galaxies.len();
     let mut c = Catalog::default();
-    let strs = |f: fn(&GalaxyRecord) -> &str| Column::Str(galaxies.iter().map(|g| f(g).to_string()).collect());
+    let strs = |f: fn(&GalaxyRecord) -> &str| {
+        Column::Str(galaxies.iter().map(|g| f(g).to_string()).collect())
+    };
     let f64s = |f: fn(&GalaxyRecord) -> f64| Column::F64(galaxies.iter().map(|g| f(g)).collect());
     c.push("plateifu", strs(|g| &g.plateifu))?;
     c.push("mangaid", strs(|g| &g.mangaid))?;
     c.push("ra", f64s(|g| g.ra))?;
     c.push("dec", f64s(|g| g.dec))?;
     c.push("z", f64s(|g| g.z))?;
-    c.push("ifu_size", Column::U32(galaxies.iter().map(|g| g.ifu_size).collect()))?;
-    c.push("n_good", Column::U32(galaxies.iter().map(|g| g.n_good).collect()))?;
-    c.push("recon", Column::F64(scores.iter().map(|s| s.recon).collect()))?;
+    c.push(
+        "ifu_size",
+        Column::U32(galaxies.iter().map(|g| g.ifu_size).collect()),
+    )?;
+    c.push(
+        "n_good",
+        Column::U32(galaxies.iter().map(|g| g.n_good).collect()),
+    )?;
+    c.push(
+        "recon",
+        Column::F64(scores.iter().map(|s| s.recon).collect()),
+    )?;
     c.push("chi2", Column::F64(scores.iter().map(|s| s.chi2).collect()))?;
     for (l, line) in lines.iter().enumerate() {
-        c.push(&format!("{LINE_COLUMN_PREFIX}{line}"), Column::F64(scores.iter().map(|s| s.line_shares[l]).collect()))?;
+        c.push(
+            &format!("{LINE_COLUMN_PREFIX}{line}"),
+            Column::F64(scores.iter().map(|s| s.line_shares[l]).collect()),
+        )?;
     }
     for name in ["knn_dist", "lof", "pvalue", "qvalue"] {
         c.push(name, Column::F64(vec![f64::NAN; n]))?;
@@ -291,7 +333,12 @@ pub fn score_galaxies(
             .into_par_iter()
             .map(|i| {
                 let (x, w) = chunk.galaxy(i);
-                galaxy_scores(x, w, &xhat[i * galaxy_len..(i + 1) * galaxy_len], cubes.n_lines)
+                galaxy_scores(
+                    x,
+                    w,
+                    &xhat[i * galaxy_len..(i + 1) * galaxy_len],
+                    cubes.n_lines,
+                )
             })
             .collect();
         scores.extend(chunk_scores);
@@ -299,7 +346,11 @@ pub fn score_galaxies(
     }
     progress.finish();
     let records: Vec<&GalaxyRecord> = rows.iter().map(|&r| &galaxies[r]).collect();
-    Ok(Scored { catalog: base_catalog(&records, lines, &scores)?, latents, latent_dim: dim })
+    Ok(Scored {
+        catalog: base_catalog(&records, lines, &scores)?,
+        latents,
+        latent_dim: dim,
+    })
 }
 
 /// Empirical p-value of each score against all the others (leave-one-out; higher = more
@@ -334,7 +385,8 @@ fn erfc(x: f64) -> f64 {
                 + t * (0.096_784_18
                     + t * (-0.186_288_06
                         + t * (0.278_868_07
-                            + t * (-1.135_203_98 + t * (1.488_515_87 + t * (-0.822_152_23 + t * 0.170_872_77))))))));
+                            + t * (-1.135_203_98
+                                + t * (1.488_515_87 + t * (-0.822_152_23 + t * 0.170_872_77))))))));
     let r = t * poly.exp();
     if x >= 0.0 { r } else { 2.0 - r }
 }
@@ -344,7 +396,11 @@ const MAD_TO_SIGMA: f64 = 1.482_602_218_505_602;
 
 fn median(sorted: &[f64]) -> f64 {
     let n = sorted.len();
-    if n % 2 == 1 { sorted[n / 2] } else { 0.5 * (sorted[n / 2 - 1] + sorted[n / 2]) }
+    if n % 2 == 1 {
+        sorted[n / 2]
+    } else {
+        0.5 * (sorted[n / 2 - 1] + sorted[n / 2])
+    }
 }
 
 /// p-values from a normal fitted robustly to `log(score)`: centre = median, σ = 1.4826·MAD
@@ -352,25 +408,34 @@ fn median(sorted: &[f64]) -> f64 {
 /// smallest positive score before the log; non-finite scores get p = 1, as does everything when
 /// the population has no spread.
 pub fn robust_tail_p_values(scores: &[f64]) -> Vec<f64> {
-    let floor = scores.iter().copied().filter(|s| s.is_finite() && *s > 0.0).fold(f64::INFINITY, f64::min);
+    let floor = scores
+        .iter()
+        .copied()
+        .filter(|s| s.is_finite() && *s > 0.0)
+        .fold(f64::INFINITY, f64::min);
     if !floor.is_finite() {
         return vec![1.0; scores.len()];
     }
     let log = |s: f64| s.max(floor).ln();
-    let mut logs: Vec<f64> = scores.iter().copied().filter(|s| s.is_finite()).map(log).collect();
+    let mut logs: Vec<f64> = scores
+        .iter()
+        .copied()
+        .filter(|s| s.is_finite())
+        .map(log)
+        .collect();
     logs.sort_by(f64::total_cmp);
     let centre = median(&logs);
     let mut deviations: Vec<f64> = logs.iter().map(|v| (v - centre).abs()).collect();
     deviations.sort_by(f64::total_cmp);
     let mut sigma = MAD_TO_SIGMA * median(&deviations);
-    if !(sigma > 0.0) {
+    if sigma.is_nan() || sigma <= 0.0 {
         let mean = logs.iter().sum::<f64>() / logs.len() as f64;
         sigma = (logs.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / logs.len() as f64).sqrt();
     }
     scores
         .iter()
         .map(|&s| {
-            if !s.is_finite() || !(sigma > 0.0) {
+            if !s.is_finite() || sigma.is_nan() || sigma <= 0.0 {
                 return 1.0;
             }
             let z = (log(s) - centre) / sigma;
@@ -409,12 +474,18 @@ pub fn finalize_population_scores(
     let n = catalog.len();
     let view = LatentView::new(latents, n, latent_dim)?;
     if settings.knn_k == 0 {
-        return Err(ExploreError::InvalidK { k: 0, reason: "knn_k must be at least 1".to_string() });
+        return Err(ExploreError::InvalidK {
+            k: 0,
+            reason: "knn_k must be at least 1".to_string(),
+        });
     }
     let (knn_dist, lof) = if n >= 2 {
         let k = settings.knn_k.min(n - 1);
         let graph = all_nearest(&view, k, settings.metric, progress)?;
-        (knn_distance_scores(&graph, k)?, local_outlier_factor(&graph, k)?)
+        (
+            knn_distance_scores(&graph, k)?,
+            local_outlier_factor(&graph, k)?,
+        )
     } else {
         (vec![f64::NAN; n], vec![f64::NAN; n])
     };
@@ -460,7 +531,11 @@ impl std::str::FromStr for ResidualSelection {
         match s {
             "none" => Ok(ResidualSelection::None),
             "all" => Ok(ResidualSelection::All),
-            _ => s.strip_prefix("top:").and_then(|k| k.parse().ok()).map(ResidualSelection::Top).ok_or_else(bad),
+            _ => s
+                .strip_prefix("top:")
+                .and_then(|k| k.parse().ok())
+                .map(ResidualSelection::Top)
+                .ok_or_else(bad),
         }
     }
 }
@@ -479,7 +554,12 @@ impl std::fmt::Display for ResidualSelection {
 /// when the population columns are final; in a shard part (`population_final == false`) it takes
 /// the K highest per-galaxy scores (the rank-by score if per-galaxy, else chi2), a superset-safe
 /// choice: the global top K by chi2/recon lies inside the union of every part's top K.
-pub fn residual_rows(catalog: &Catalog, selection: ResidualSelection, rank_by: RankBy, population_final: bool) -> Vec<usize> {
+pub fn residual_rows(
+    catalog: &Catalog,
+    selection: ResidualSelection,
+    rank_by: RankBy,
+    population_final: bool,
+) -> Vec<usize> {
     match selection {
         ResidualSelection::None => Vec::new(),
         ResidualSelection::All => (0..catalog.len()).collect(),
@@ -487,7 +567,11 @@ pub fn residual_rows(catalog: &Catalog, selection: ResidualSelection, rank_by: R
             let order: Vec<u32> = if population_final {
                 catalog.u32("rank").map(<[u32]>::to_vec).unwrap_or_default()
             } else {
-                let column = if rank_by.is_per_galaxy() { rank_by.column() } else { "chi2" };
+                let column = if rank_by.is_per_galaxy() {
+                    rank_by.column()
+                } else {
+                    "chi2"
+                };
                 catalog.f64(column).map(ranks).unwrap_or_default()
             };
             let mut rows: Vec<usize> = (0..order.len()).collect();
@@ -519,7 +603,12 @@ pub fn write_residuals(
         check_len("model reconstructions", xhat.len(), chunk.x.len())?;
         for i in 0..chunk.n {
             let (x, w) = chunk.galaxy(i);
-            writer.write_galaxy(c * CHUNK + i, x, &xhat[i * galaxy_len..(i + 1) * galaxy_len], w)?;
+            writer.write_galaxy(
+                c * CHUNK + i,
+                x,
+                &xhat[i * galaxy_len..(i + 1) * galaxy_len],
+                w,
+            )?;
         }
         progress.advance(chunk_rows.len() as u64);
     }
@@ -544,7 +633,10 @@ pub(crate) mod tests {
             2 * self.n_lines
         }
 
-        fn encode_reconstruct(&self, cubes: &Cubes) -> std::result::Result<(Vec<f32>, Vec<f32>), String> {
+        fn encode_reconstruct(
+            &self,
+            cubes: &Cubes,
+        ) -> std::result::Result<(Vec<f32>, Vec<f32>), String> {
             let plane = cubes.size * cubes.size;
             let mut z = Vec::new();
             let mut xhat = Vec::new();
@@ -552,12 +644,20 @@ pub(crate) mod tests {
                 let (x, w) = cubes.galaxy(i);
                 for l in 0..cubes.n_lines {
                     let r = l * plane..(l + 1) * plane;
-                    let good: Vec<f32> =
-                        x[r.clone()].iter().zip(&w[r]).filter(|(_, w)| **w > 0.0).map(|(x, _)| *x).collect();
+                    let good: Vec<f32> = x[r.clone()]
+                        .iter()
+                        .zip(&w[r])
+                        .filter(|(_, w)| **w > 0.0)
+                        .map(|(x, _)| *x)
+                        .collect();
                     // Sorted sum: the mean must not depend on pixel order (flipped galaxies).
                     let mut sorted = good.clone();
                     sorted.sort_by(f32::total_cmp);
-                    let mean = if sorted.is_empty() { 0.0 } else { sorted.iter().sum::<f32>() / sorted.len() as f32 };
+                    let mean = if sorted.is_empty() {
+                        0.0
+                    } else {
+                        sorted.iter().sum::<f32>() / sorted.len() as f32
+                    };
                     let max = sorted.last().copied().unwrap_or(0.0);
                     z.extend([mean, max]);
                     xhat.extend(std::iter::repeat_n(mean, plane));
@@ -576,7 +676,11 @@ pub(crate) mod tests {
             *v = rng.random_range(0.0..1.0f32).powi(3) * 4.0;
         }
         for v in cubes.w.iter_mut() {
-            *v = if rng.random_range(0.0..1.0f32) < 0.15 { 0.0 } else { rng.random_range(0.5..20.0f32) };
+            *v = if rng.random_range(0.0..1.0f32) < 0.15 {
+                0.0
+            } else {
+                rng.random_range(0.5..20.0f32)
+            };
         }
         cubes
     }
@@ -660,14 +764,25 @@ pub(crate) mod tests {
             &(0..n)
                 .map(|i| GalaxyScores {
                     recon: i as f64,
-                    chi2: if i == 40 { 1000.0 } else { 1.0 + (i % 10) as f64 * 0.1 },
+                    chi2: if i == 40 {
+                        1000.0
+                    } else {
+                        1.0 + (i % 10) as f64 * 0.1
+                    },
                     line_shares: vec![1.0],
                 })
                 .collect::<Vec<_>>(),
         )
         .unwrap();
-        let latents: Vec<f32> =
-            (0..n).flat_map(|i| if i == 40 { [50.0, 50.0] } else { [(i % 7) as f32, (i / 7) as f32] }).collect();
+        let latents: Vec<f32> = (0..n)
+            .flat_map(|i| {
+                if i == 40 {
+                    [50.0, 50.0]
+                } else {
+                    [(i % 7) as f32, (i / 7) as f32]
+                }
+            })
+            .collect();
         let settings = ScoreSettings {
             rank_by: RankBy::Chi2,
             pvalues: PValueMethod::Empirical,
@@ -683,13 +798,19 @@ pub(crate) mod tests {
         assert_eq!(catalog.f64("qvalue").unwrap()[40], 1.0);
         assert!(!catalog.bool("fdr_flag").unwrap()[40]);
         // The robust tail model flags exactly the outlier at 5 %.
-        let robust = ScoreSettings { pvalues: PValueMethod::Robust, ..settings };
+        let robust = ScoreSettings {
+            pvalues: PValueMethod::Robust,
+            ..settings
+        };
         finalize_population_scores(&mut catalog, &latents, 2, &robust, &NoProgress).unwrap();
         let flags = catalog.bool("fdr_flag").unwrap();
         assert!(flags[40] && flags.iter().filter(|&&f| f).count() == 1);
         assert!(catalog.f64("pvalue").unwrap()[40] < 1e-10);
         // At FDR 1.0 every galaxy is flagged; rank 1 is the outlier; its latent scores are highest.
-        let loose = ScoreSettings { fdr: 1.0, ..settings };
+        let loose = ScoreSettings {
+            fdr: 1.0,
+            ..settings
+        };
         finalize_population_scores(&mut catalog, &latents, 2, &loose, &NoProgress).unwrap();
         assert!(catalog.bool("fdr_flag").unwrap().iter().all(|&f| f));
         assert_eq!(catalog.u32("rank").unwrap()[40], 1);
@@ -705,8 +826,8 @@ pub(crate) mod tests {
         assert_eq!(
             names,
             [
-                "plateifu", "mangaid", "ra", "dec", "z", "ifu_size", "n_good", "recon", "chi2", "line:L0", "knn_dist",
-                "lof", "pvalue", "qvalue", "fdr_flag", "rank"
+                "plateifu", "mangaid", "ra", "dec", "z", "ifu_size", "n_good", "recon", "chi2",
+                "line:L0", "knn_dist", "lof", "pvalue", "qvalue", "fdr_flag", "rank"
             ]
         );
     }
@@ -719,13 +840,29 @@ pub(crate) mod tests {
         let scores: Vec<GalaxyScores> = (0..n)
             .map(|i| GalaxyScores {
                 recon: 0.0,
-                chi2: if i < 10 { 100.0 + i as f64 } else { 1.0 + (i % 50) as f64 * 0.01 },
+                chi2: if i < 10 {
+                    100.0 + i as f64
+                } else {
+                    1.0 + (i % 50) as f64 * 0.01
+                },
                 line_shares: vec![1.0],
             })
             .collect();
-        let mut catalog = base_catalog(&records(n).iter().collect::<Vec<_>>(), &line_names(1), &scores).unwrap();
+        let mut catalog = base_catalog(
+            &records(n).iter().collect::<Vec<_>>(),
+            &line_names(1),
+            &scores,
+        )
+        .unwrap();
         let latents: Vec<f32> = (0..n).map(|i| i as f32).collect();
-        finalize_population_scores(&mut catalog, &latents, 1, &ScoreSettings::default(), &NoProgress).unwrap();
+        finalize_population_scores(
+            &mut catalog,
+            &latents,
+            1,
+            &ScoreSettings::default(),
+            &NoProgress,
+        )
+        .unwrap();
         let flags = catalog.bool("fdr_flag").unwrap();
         assert_eq!(flags.iter().filter(|&&f| f).count(), 10);
         assert!(flags[..10].iter().all(|&f| f));
@@ -733,7 +870,10 @@ pub(crate) mod tests {
         let bh = benjamini_hochberg(catalog.f64("pvalue").unwrap(), 0.05).unwrap();
         assert_eq!(catalog.f64("qvalue").unwrap(), &bh.q_values[..]);
         // Empirical p-values of the same population flag nothing: q = 1 throughout.
-        let empirical = ScoreSettings { pvalues: PValueMethod::Empirical, ..ScoreSettings::default() };
+        let empirical = ScoreSettings {
+            pvalues: PValueMethod::Empirical,
+            ..ScoreSettings::default()
+        };
         finalize_population_scores(&mut catalog, &latents, 1, &empirical, &NoProgress).unwrap();
         assert!(catalog.bool("fdr_flag").unwrap().iter().all(|&f| !f));
     }
@@ -753,32 +893,64 @@ pub(crate) mod tests {
             metric: Metric::Cosine,
         };
         let all: Vec<usize> = (0..n).collect();
-        let mut whole = score_galaxies(&model, &cubes, &galaxies, &lines, &all, &NoProgress).unwrap();
-        finalize_population_scores(&mut whole.catalog, &whole.latents, whole.latent_dim, &settings, &NoProgress)
-            .unwrap();
+        let mut whole =
+            score_galaxies(&model, &cubes, &galaxies, &lines, &all, &NoProgress).unwrap();
+        finalize_population_scores(
+            &mut whole.catalog,
+            &whole.latents,
+            whole.latent_dim,
+            &settings,
+            &NoProgress,
+        )
+        .unwrap();
 
-        let shards: Vec<oddcube_data::Shard> = (0..3).map(|i| oddcube_data::Shard::new(i, 3).unwrap()).collect();
+        let shards: Vec<oddcube_data::Shard> = (0..3)
+            .map(|i| oddcube_data::Shard::new(i, 3).unwrap())
+            .collect();
         let parts: Vec<Scored> = shards
             .iter()
             .map(|shard| {
-                let rows: Vec<usize> = (0..n).filter(|&i| shard.contains(&galaxies[i].plateifu)).collect();
+                let rows: Vec<usize> = (0..n)
+                    .filter(|&i| shard.contains(&galaxies[i].plateifu))
+                    .collect();
                 score_galaxies(&model, &cubes, &galaxies, &lines, &rows, &NoProgress).unwrap()
             })
             .collect();
-        assert!(parts.iter().all(|p| !p.catalog.is_empty()), "every shard should get galaxies");
+        assert!(
+            parts.iter().all(|p| !p.catalog.is_empty()),
+            "every shard should get galaxies"
+        );
         // Join the parts back into dataset order, as merge does.
-        let joined = Catalog::concat(&parts.iter().map(|p| p.catalog.clone()).collect::<Vec<_>>()).unwrap();
+        let joined =
+            Catalog::concat(&parts.iter().map(|p| p.catalog.clone()).collect::<Vec<_>>()).unwrap();
         let joined_latents: Vec<f32> = parts.iter().flat_map(|p| p.latents.clone()).collect();
         let order: Vec<usize> = {
             let names = joined.str("plateifu").unwrap();
-            galaxies.iter().map(|g| names.iter().position(|p| *p == g.plateifu).unwrap()).collect()
+            galaxies
+                .iter()
+                .map(|g| names.iter().position(|p| *p == g.plateifu).unwrap())
+                .collect()
         };
         let mut merged = joined.select_rows(&order).unwrap();
-        let merged_latents: Vec<f32> =
-            order.iter().flat_map(|&r| joined_latents[r * whole.latent_dim..(r + 1) * whole.latent_dim].to_vec()).collect();
-        finalize_population_scores(&mut merged, &merged_latents, whole.latent_dim, &settings, &NoProgress).unwrap();
+        let merged_latents: Vec<f32> = order
+            .iter()
+            .flat_map(|&r| {
+                joined_latents[r * whole.latent_dim..(r + 1) * whole.latent_dim].to_vec()
+            })
+            .collect();
+        finalize_population_scores(
+            &mut merged,
+            &merged_latents,
+            whole.latent_dim,
+            &settings,
+            &NoProgress,
+        )
+        .unwrap();
         assert_eq!(merged_latents, whole.latents);
-        assert_eq!(format!("{:?}", merged.columns), format!("{:?}", whole.catalog.columns));
+        assert_eq!(
+            format!("{:?}", merged.columns),
+            format!("{:?}", whole.catalog.columns)
+        );
     }
 
     /// The 8 symmetries of the square applied to every `[S, S]` plane of a galaxy.
@@ -818,7 +990,10 @@ pub(crate) mod tests {
             for op in 0..8 {
                 let t = galaxy_scores(&d4(x, s, op), &d4(w, s, op), &d4(xhat, s, op), l);
                 // Only the summation order changes: equal to f64 rounding.
-                assert!((t.recon - base.recon).abs() <= 1e-12 * base.recon, "op {op}");
+                assert!(
+                    (t.recon - base.recon).abs() <= 1e-12 * base.recon,
+                    "op {op}"
+                );
                 assert!((t.chi2 - base.chi2).abs() <= 1e-12 * base.chi2, "op {op}");
                 for (a, b) in t.line_shares.iter().zip(&base.line_shares) {
                     assert!((a - b).abs() < 1e-12);
@@ -838,7 +1013,13 @@ pub(crate) mod tests {
             let scored = score_galaxies(&model, &t, &galaxies, &lines, &rows, &NoProgress).unwrap();
             assert_eq!(scored.latents, base.latents);
             for col in ["recon", "chi2"] {
-                for (a, b) in scored.catalog.f64(col).unwrap().iter().zip(base.catalog.f64(col).unwrap()) {
+                for (a, b) in scored
+                    .catalog
+                    .f64(col)
+                    .unwrap()
+                    .iter()
+                    .zip(base.catalog.f64(col).unwrap())
+                {
                     assert!((a - b).abs() <= 1e-12 * b.abs());
                 }
             }
@@ -847,8 +1028,14 @@ pub(crate) mod tests {
 
     #[test]
     fn residual_selection_and_file() {
-        assert_eq!("top:5".parse::<ResidualSelection>().unwrap(), ResidualSelection::Top(5));
-        assert_eq!("all".parse::<ResidualSelection>().unwrap(), ResidualSelection::All);
+        assert_eq!(
+            "top:5".parse::<ResidualSelection>().unwrap(),
+            ResidualSelection::Top(5)
+        );
+        assert_eq!(
+            "all".parse::<ResidualSelection>().unwrap(),
+            ResidualSelection::All
+        );
         assert!("top:x".parse::<ResidualSelection>().is_err());
         assert!("chi".parse::<RankBy>().is_err());
         let (n, l, s) = (12, 2, 5);
@@ -857,26 +1044,62 @@ pub(crate) mod tests {
         let lines = line_names(l);
         let model = FlatModel { n_lines: l };
         let all: Vec<usize> = (0..n).collect();
-        let mut scored = score_galaxies(&model, &cubes, &galaxies, &lines, &all, &NoProgress).unwrap();
-        let part_rows = residual_rows(&scored.catalog, ResidualSelection::Top(3), RankBy::Lof, false);
-        finalize_population_scores(&mut scored.catalog, &scored.latents, scored.latent_dim, &ScoreSettings::default(), &NoProgress)
-            .unwrap();
-        let rows = residual_rows(&scored.catalog, ResidualSelection::Top(3), RankBy::Chi2, true);
+        let mut scored =
+            score_galaxies(&model, &cubes, &galaxies, &lines, &all, &NoProgress).unwrap();
+        let part_rows = residual_rows(
+            &scored.catalog,
+            ResidualSelection::Top(3),
+            RankBy::Lof,
+            false,
+        );
+        finalize_population_scores(
+            &mut scored.catalog,
+            &scored.latents,
+            scored.latent_dim,
+            &ScoreSettings::default(),
+            &NoProgress,
+        )
+        .unwrap();
+        let rows = residual_rows(
+            &scored.catalog,
+            ResidualSelection::Top(3),
+            RankBy::Chi2,
+            true,
+        );
         // Chi2-ranked: the part's per-galaxy choice and the final ranks agree.
         assert_eq!(rows, part_rows);
         let rank = scored.catalog.u32("rank").unwrap();
-        assert_eq!(rows.iter().map(|&r| rank[r]).collect::<Vec<_>>(), vec![1, 2, 3]);
+        assert_eq!(
+            rows.iter().map(|&r| rank[r]).collect::<Vec<_>>(),
+            vec![1, 2, 3]
+        );
         let dir = tempfile::tempdir().unwrap();
         let names: Vec<String> = rows.iter().map(|&r| galaxies[r].plateifu.clone()).collect();
-        write_residuals(dir.path(), &model, &cubes, &names, &lines, &rows, &NoProgress).unwrap();
-        let res = crate::results::Residuals::open(dir.path()).unwrap().unwrap();
+        write_residuals(
+            dir.path(),
+            &model,
+            &cubes,
+            &names,
+            &lines,
+            &rows,
+            &NoProgress,
+        )
+        .unwrap();
+        let res = crate::results::Residuals::open(dir.path())
+            .unwrap()
+            .unwrap();
         assert_eq!(res.plateifus, names);
         let maps = res.galaxy(0).unwrap();
         let (x, w) = cubes.galaxy(rows[0]);
         assert_eq!(maps.x, x);
         // Σ residual² / n_usable is the galaxy's chi2.
         let n_usable = w.iter().filter(|&&v| v > 0.0).count() as f64;
-        let chi2: f64 = maps.residual.iter().map(|r| f64::from(*r).powi(2)).sum::<f64>() / n_usable;
+        let chi2: f64 = maps
+            .residual
+            .iter()
+            .map(|r| f64::from(*r).powi(2))
+            .sum::<f64>()
+            / n_usable;
         let want = scored.catalog.f64("chi2").unwrap()[rows[0]];
         assert!((chi2 - want).abs() < 1e-4 * want, "{chi2} vs {want}");
     }

@@ -28,7 +28,12 @@ pub fn edit_distance(a: &str, b: &str) -> usize {
 /// (plate-ifus share their plate), then alphabetically. Only names within half the query's
 /// length in edit distance, or sharing a prefix of at least 4 characters, are offered.
 pub fn suggestions(names: &[String], query: &str, max: usize) -> Vec<String> {
-    let common_prefix = |a: &str| a.chars().zip(query.chars()).take_while(|(x, y)| x == y).count();
+    let common_prefix = |a: &str| {
+        a.chars()
+            .zip(query.chars())
+            .take_while(|(x, y)| x == y)
+            .count()
+    };
     let limit = (query.chars().count() / 2).max(2);
     let mut scored: Vec<(usize, usize, &String)> = names
         .iter()
@@ -37,12 +42,18 @@ pub fn suggestions(names: &[String], query: &str, max: usize) -> Vec<String> {
         .collect();
     scored.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)).then(a.2.cmp(b.2)));
     scored.dedup_by(|a, b| a.2 == b.2);
-    scored.into_iter().take(max).map(|(_, _, n)| n.clone()).collect()
+    scored
+        .into_iter()
+        .take(max)
+        .map(|(_, _, n)| n.clone())
+        .collect()
 }
 
 /// Row of `plateifu` in the catalogue, or an error that lists close matches.
 pub fn resolve_plateifu(catalog: &Catalog, plateifu: &str) -> Result<usize> {
-    let names = catalog.str("plateifu").ok_or_else(|| ExploreError::Empty("catalogue column plateifu".to_string()))?;
+    let names = catalog
+        .str("plateifu")
+        .ok_or_else(|| ExploreError::Empty("catalogue column plateifu".to_string()))?;
     if let Some(row) = names.iter().position(|p| p == plateifu) {
         return Ok(row);
     }
@@ -62,10 +73,23 @@ pub fn resolve_plateifu(catalog: &Catalog, plateifu: &str) -> Result<usize> {
 /// Reads one latent vector of dimension `dim` from `path`: a `.npy` file (little-endian f4 or
 /// f8, shape `(D,)` or `(1, D)`), or a text file of `D` numbers separated by whitespace or commas.
 pub fn read_vector(path: &Path, dim: usize) -> Result<Vec<f32>> {
-    let bytes = std::fs::read(path).map_err(|source| ExploreError::Io { path: path.to_path_buf(), source })?;
-    let values = if bytes.starts_with(b"\x93NUMPY") { parse_npy_vector(path, &bytes)? } else { parse_text_vector(path, &bytes)? };
+    let bytes = std::fs::read(path).map_err(|source| ExploreError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let values = if bytes.starts_with(b"\x93NUMPY") {
+        parse_npy_vector(path, &bytes)?
+    } else {
+        parse_text_vector(path, &bytes)?
+    };
     if values.len() != dim {
-        return Err(invalid(path, format!("holds {} numbers, the latent space has D = {dim}", values.len())));
+        return Err(invalid(
+            path,
+            format!(
+                "holds {} numbers, the latent space has D = {dim}",
+                values.len()
+            ),
+        ));
     }
     if let Some(i) = values.iter().position(|v| !v.is_finite()) {
         return Err(invalid(path, format!("value #{i} is not finite")));
@@ -74,17 +98,24 @@ pub fn read_vector(path: &Path, dim: usize) -> Result<Vec<f32>> {
 }
 
 fn parse_text_vector(path: &Path, bytes: &[u8]) -> Result<Vec<f32>> {
-    let text = std::str::from_utf8(bytes).map_err(|_| invalid(path, "neither a .npy file nor UTF-8 text"))?;
+    let text = std::str::from_utf8(bytes)
+        .map_err(|_| invalid(path, "neither a .npy file nor UTF-8 text"))?;
     text.split(|c: char| c.is_whitespace() || c == ',')
         .filter(|t| !t.is_empty())
-        .map(|t| t.parse::<f32>().map_err(|_| invalid(path, format!("{t:?} is not a number"))))
+        .map(|t| {
+            t.parse::<f32>()
+                .map_err(|_| invalid(path, format!("{t:?} is not a number")))
+        })
         .collect()
 }
 
 fn parse_npy_vector(path: &Path, bytes: &[u8]) -> Result<Vec<f32>> {
     let (len_size, header_len) = match bytes.get(6) {
         Some(1) if bytes.len() >= 10 => (2, u16::from_le_bytes([bytes[8], bytes[9]]) as usize),
-        Some(2 | 3) if bytes.len() >= 12 => (4, u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize),
+        Some(2 | 3) if bytes.len() >= 12 => (
+            4,
+            u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
+        ),
         _ => return Err(invalid(path, "unsupported or truncated .npy header")),
     };
     let start = 8 + len_size + header_len;
@@ -98,7 +129,10 @@ fn parse_npy_vector(path: &Path, bytes: &[u8]) -> Result<Vec<f32>> {
     } else if compact.contains("'descr':'<f8'") {
         8
     } else {
-        return Err(invalid(path, "the .npy dtype must be little-endian float32 or float64"));
+        return Err(invalid(
+            path,
+            "the .npy dtype must be little-endian float32 or float64",
+        ));
     };
     if compact.contains("'fortran_order':True") {
         return Err(invalid(path, "Fortran-ordered .npy is not supported"));
@@ -108,14 +142,27 @@ fn parse_npy_vector(path: &Path, bytes: &[u8]) -> Result<Vec<f32>> {
         .nth(1)
         .and_then(|s| s.split(')').next())
         .ok_or_else(|| invalid(path, ".npy header has no shape"))?;
-    let dims: Vec<usize> = shape.split(',').filter(|s| !s.is_empty()).filter_map(|s| s.parse().ok()).collect();
+    let dims: Vec<usize> = shape
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .filter_map(|s| s.parse().ok())
+        .collect();
     let count = match dims[..] {
         [d] | [1, d] => d,
-        _ => return Err(invalid(path, format!("shape ({shape}) is not one vector: expected (D,) or (1, D)"))),
+        _ => {
+            return Err(invalid(
+                path,
+                format!("shape ({shape}) is not one vector: expected (D,) or (1, D)"),
+            ));
+        }
     };
-    let data = bytes.get(start..start + count * width).ok_or_else(|| invalid(path, ".npy data is truncated"))?;
+    let data = bytes
+        .get(start..start + count * width)
+        .ok_or_else(|| invalid(path, ".npy data is truncated"))?;
     Ok(if width == 4 {
-        data.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+        data.chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect()
     } else {
         data.chunks_exact(8)
             .map(|c| f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f32)
@@ -150,7 +197,9 @@ pub fn similar(
     exclude: Option<usize>,
 ) -> Result<Vec<SimilarRow>> {
     crate::error::check_len("catalogue rows", catalog.len(), view.n())?;
-    let names = catalog.str("plateifu").ok_or_else(|| ExploreError::Empty("catalogue column plateifu".to_string()))?;
+    let names = catalog
+        .str("plateifu")
+        .ok_or_else(|| ExploreError::Empty("catalogue column plateifu".to_string()))?;
     let neighbours: Vec<Neighbour> = nearest(view, query, k, metric, exclude)?;
     Ok(neighbours
         .iter()
@@ -205,13 +254,28 @@ pub fn format_rows(rows: &[SimilarRow], format: OutputFormat) -> String {
         OutputFormat::Csv => {
             let mut s = String::from("position,plateifu,distance,rank,chi2\n");
             for r in rows {
-                s.push_str(&format!("{},{},{},{},{}\n", r.position, csv_field(&r.plateifu), r.distance, r.rank, r.chi2));
+                s.push_str(&format!(
+                    "{},{},{},{},{}\n",
+                    r.position,
+                    csv_field(&r.plateifu),
+                    r.distance,
+                    r.rank,
+                    r.chi2
+                ));
             }
             s
         }
         OutputFormat::Table => {
-            let width = rows.iter().map(|r| r.plateifu.chars().count()).max().unwrap_or(8).max(8);
-            let mut s = format!("{:>3}  {:<width$}  {:>10}  {:>6}  {:>10}\n", "#", "plateifu", "distance", "rank", "chi2");
+            let width = rows
+                .iter()
+                .map(|r| r.plateifu.chars().count())
+                .max()
+                .unwrap_or(8)
+                .max(8);
+            let mut s = format!(
+                "{:>3}  {:<width$}  {:>10}  {:>6}  {:>10}\n",
+                "#", "plateifu", "distance", "rank", "chi2"
+            );
             for r in rows {
                 s.push_str(&format!(
                     "{:>3}  {:<width$}  {:>10.5}  {:>6}  {:>10.4}\n",
@@ -233,17 +297,25 @@ mod tests {
         assert_eq!(edit_distance("kitten", "sitting"), 3);
         assert_eq!(edit_distance("", "abc"), 3);
         assert_eq!(edit_distance("8485-1901", "8485-1901"), 0);
-        let names: Vec<String> = ["8485-1901", "8485-1902", "8485-12701", "7443-12703", "10001-3701"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        let names: Vec<String> = [
+            "8485-1901",
+            "8485-1902",
+            "8485-12701",
+            "7443-12703",
+            "10001-3701",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
         let s = suggestions(&names, "8485-1910", 3);
         assert_eq!(s[..2], ["8485-1901".to_string(), "8485-1902".to_string()]);
         assert!(suggestions(&names, "zzzzzzzzzzzzzzzzzzzzzz", 3).is_empty());
         let mut catalog = Catalog::default();
         catalog.push("plateifu", Column::Str(names)).unwrap();
         assert_eq!(resolve_plateifu(&catalog, "7443-12703").unwrap(), 3);
-        let err = resolve_plateifu(&catalog, "7443-1270").unwrap_err().to_string();
+        let err = resolve_plateifu(&catalog, "7443-1270")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("did you mean 7443-12703"), "{err}");
     }
 
@@ -253,13 +325,23 @@ mod tests {
         let text = dir.path().join("v.txt");
         std::fs::write(&text, "1.5, -2\n3e-1\n").unwrap();
         assert_eq!(read_vector(&text, 3).unwrap(), vec![1.5, -2.0, 0.3]);
-        assert!(read_vector(&text, 4).unwrap_err().to_string().contains("D = 4"));
+        assert!(
+            read_vector(&text, 4)
+                .unwrap_err()
+                .to_string()
+                .contains("D = 4")
+        );
         std::fs::write(&text, "1 two 3").unwrap();
-        assert!(read_vector(&text, 3).unwrap_err().to_string().contains("\"two\""));
+        assert!(
+            read_vector(&text, 3)
+                .unwrap_err()
+                .to_string()
+                .contains("\"two\"")
+        );
         // A 1-D float64 array as numpy.save writes it.
         let dict = "{'descr': '<f8', 'fortran_order': False, 'shape': (3,), }";
         let mut header = dict.to_string();
-        while (10 + header.len() + 1) % 64 != 0 {
+        while !(10 + header.len() + 1).is_multiple_of(64) {
             header.push(' ');
         }
         header.push('\n');
@@ -276,23 +358,42 @@ mod tests {
         crate::latents::write_npy_f32(&npy, &[0.5, 0.25], 1, 2).unwrap();
         assert_eq!(read_vector(&npy, 2).unwrap(), vec![0.5, 0.25]);
         crate::latents::write_npy_f32(&npy, &[0.5, 0.25, 1.0, 1.0], 2, 2).unwrap();
-        assert!(read_vector(&npy, 2).unwrap_err().to_string().contains("not one vector"));
+        assert!(
+            read_vector(&npy, 2)
+                .unwrap_err()
+                .to_string()
+                .contains("not one vector")
+        );
     }
 
     #[test]
     fn similar_rows_and_formats() {
         let mut catalog = Catalog::default();
-        catalog.push("plateifu", Column::Str(vec!["a".into(), "b".into(), "c".into()])).unwrap();
-        catalog.push("chi2", Column::F64(vec![1.0, 2.0, 3.0])).unwrap();
+        catalog
+            .push(
+                "plateifu",
+                Column::Str(vec!["a".into(), "b".into(), "c".into()]),
+            )
+            .unwrap();
+        catalog
+            .push("chi2", Column::F64(vec![1.0, 2.0, 3.0]))
+            .unwrap();
         catalog.push("rank", Column::U32(vec![3, 2, 1])).unwrap();
         let latents = [0.0f32, 0.0, 1.0, 0.0, 5.0, 0.0];
         let view = LatentView::new(&latents, 3, 2).unwrap();
         let rows = similar(&catalog, &view, &[0.0, 0.0], 2, Metric::Euclidean, Some(0)).unwrap();
-        assert_eq!(rows.iter().map(|r| r.plateifu.as_str()).collect::<Vec<_>>(), ["b", "c"]);
-        assert_eq!((rows[1].distance, rows[1].rank, rows[1].chi2), (5.0, 1, 3.0));
+        assert_eq!(
+            rows.iter().map(|r| r.plateifu.as_str()).collect::<Vec<_>>(),
+            ["b", "c"]
+        );
+        assert_eq!(
+            (rows[1].distance, rows[1].rank, rows[1].chi2),
+            (5.0, 1, 3.0)
+        );
         let csv = format_rows(&rows, OutputFormat::Csv);
         assert_eq!(csv.lines().nth(1), Some("1,b,1,2,2"));
-        let json: serde_json::Value = serde_json::from_str(&format_rows(&rows, OutputFormat::Json)).unwrap();
+        let json: serde_json::Value =
+            serde_json::from_str(&format_rows(&rows, OutputFormat::Json)).unwrap();
         assert_eq!(json[1]["plateifu"], "c");
         assert!(format_rows(&rows, OutputFormat::Table).lines().count() == 3);
         assert!("yaml".parse::<OutputFormat>().is_err());

@@ -12,7 +12,7 @@ const fmt = (v) => {
   if (v === null || v === undefined || Number.isNaN(v)) return "–";
   if (typeof v !== "number") return esc(v);
   const a = Math.abs(v);
-  if (v === 0) return "0";
+  if (Number.isInteger(v) && a < 1e9) return String(v);
   if (a >= 1e4 || a < 1e-3) return v.toExponential(2);
   return v.toPrecision(4);
 };

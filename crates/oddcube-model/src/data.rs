@@ -126,20 +126,14 @@ impl HostBatch {
     }
 }
 
-/// The loss of reconstructing every galaxy of `eval` by the weighted per-pixel mean of `train`
-/// (per line and pixel, using the same loss weights): the floor any useful model must beat.
-/// Returns `Σ w (x − mean)² / Σ w` over all of `eval`.
-pub fn mean_baseline_loss(train: &Cubes, eval: &Cubes, mode: LossMode) -> Result<f64> {
-    if train.galaxy_len() != eval.galaxy_len() {
-        return Err(ModelError::Data(
-            "train and eval cubes differ in shape".into(),
-        ));
-    }
-    let len = train.galaxy_len();
+/// The weighted per-line, per-pixel mean of `cubes` `[T, S, S]` under `mode`'s loss weights
+/// (0 where no galaxy has an unmasked pixel).
+pub fn mean_map(cubes: &Cubes, mode: LossMode) -> Vec<f32> {
+    let len = cubes.galaxy_len();
     let mut sum = vec![0.0f64; len];
     let mut weight = vec![0.0f64; len];
-    for i in 0..train.n {
-        let (x, w) = train.galaxy(i);
+    for i in 0..cubes.n {
+        let (x, w) = cubes.galaxy(i);
         for p in 0..len {
             let wv = loss_weight(w[p], mode) as f64;
             if wv > 0.0 && x[p].is_finite() {
@@ -148,18 +142,29 @@ pub fn mean_baseline_loss(train: &Cubes, eval: &Cubes, mode: LossMode) -> Result
             }
         }
     }
-    let mean: Vec<f64> = sum
-        .iter()
+    sum.iter()
         .zip(&weight)
-        .map(|(s, w)| if *w > 0.0 { s / w } else { 0.0 })
-        .collect();
+        .map(|(s, w)| if *w > 0.0 { (s / w) as f32 } else { 0.0 })
+        .collect()
+}
+
+/// The loss of reconstructing every galaxy of `eval` by the [`mean_map`] of `train`: the floor
+/// any useful model must beat. Returns `Σ w (x − mean)² / Σ w` over all of `eval`.
+pub fn mean_baseline_loss(train: &Cubes, eval: &Cubes, mode: LossMode) -> Result<f64> {
+    if train.galaxy_len() != eval.galaxy_len() {
+        return Err(ModelError::Data(
+            "train and eval cubes differ in shape".into(),
+        ));
+    }
+    let mean = mean_map(train, mode);
+    let len = train.galaxy_len();
     let (mut sse, mut total) = (0.0f64, 0.0f64);
     for i in 0..eval.n {
         let (x, w) = eval.galaxy(i);
         for p in 0..len {
             let wv = loss_weight(w[p], mode) as f64;
             if wv > 0.0 && x[p].is_finite() {
-                sse += wv * (x[p] as f64 - mean[p]).powi(2);
+                sse += wv * (x[p] as f64 - mean[p] as f64).powi(2);
                 total += wv;
             }
         }
@@ -224,9 +229,11 @@ mod tests {
         let mut train = Cubes::zeros(2, 1, 1);
         train.x = vec![1.0, 3.0];
         train.w = vec![1.0, 1.0];
+        assert_eq!(mean_map(&train, LossMode::Mse), vec![2.0]);
         assert!((mean_baseline_loss(&train, &train, LossMode::Mse).unwrap() - 1.0).abs() < 1e-12);
         // χ² weights 1 and 3: weighted mean 2.5; loss (1·2.25 + 3·0.25) / 4 = 0.75.
         train.w = vec![1.0, 3.0];
+        assert_eq!(mean_map(&train, LossMode::Chi2), vec![2.5]);
         assert!((mean_baseline_loss(&train, &train, LossMode::Chi2).unwrap() - 0.75).abs() < 1e-12);
     }
 }

@@ -63,6 +63,9 @@ pub fn parameter_shapes(arch: &ArchConfig) -> BTreeMap<String, Vec<usize>> {
     }
     add("dec.out.weight".into(), vec![1, cin, 3, 3]);
     add("dec.out.bias".into(), vec![1]);
+    // A learned per-line, per-pixel output offset, set to the training set's mean map before
+    // training: the network starts at the mean-galaxy baseline and learns the departures.
+    add("dec.mean".into(), vec![arch.n_lines, arch.size, arch.size]);
     shapes
 }
 
@@ -72,6 +75,9 @@ pub fn parameter_shapes(arch: &ArchConfig) -> BTreeMap<String, Vec<usize>> {
 fn initial_values(name: &str, shape: &[usize], fan_in: usize, rng: &mut ChaCha8Rng) -> Vec<f32> {
     let len: usize = shape.iter().product();
     let bound = 1.0 / (fan_in.max(1) as f32).sqrt();
+    if name == "dec.mean" {
+        return vec![0.0; len];
+    }
     let mut values: Vec<f32> = (0..len).map(|_| rng.random_range(-bound..bound)).collect();
     if name.contains(".lstm") && name.ends_with(".bias") {
         let hidden = len / 4;
@@ -144,6 +150,7 @@ pub struct Network {
     dec_lstm: Vec<ConvLstmLayer>,
     up: Vec<Conv>,
     out: Conv,
+    mean: Tensor,
 }
 
 impl Network {
@@ -222,6 +229,7 @@ impl Network {
             dec_lstm,
             up,
             out: conv("dec.out", 1)?,
+            mean: get("dec.mean")?,
         })
     }
 
@@ -288,7 +296,9 @@ impl Network {
             maps = conv.forward(&maps.upsample_nearest2d(cur, cur)?)?.relu()?;
         }
         let out = self.out.forward(&maps)?;
-        Ok(out.reshape((b, a.n_lines, a.size, a.size))?)
+        Ok(out
+            .reshape((b, a.n_lines, a.size, a.size))?
+            .broadcast_add(&self.mean)?)
     }
 
     /// The full pass. `eps` `[B, D]` is the VAE's standard-normal noise; without it the VAE

@@ -26,7 +26,7 @@ use crate::checkpoint::{
     load_checkpoint, save_checkpoint, save_weights, write_atomic,
 };
 use crate::config::{LossMode, ModelConfig};
-use crate::data::{Augment, HostBatch, mean_baseline_loss, split};
+use crate::data::{Augment, HostBatch, mean_baseline_loss, mean_map, split};
 use crate::error::{ModelError, Result};
 use crate::loss::{objective, per_galaxy_sse};
 use crate::network::{Network, init_params, named_vars};
@@ -198,17 +198,21 @@ pub fn train(
     }
     write_atomic(&config_path, config.to_toml()?.as_bytes())?;
 
-    let varmap: VarMap = init_params(arch, tc.seed, device)?;
+    let mut varmap: VarMap = init_params(arch, tc.seed, device)?;
     let net = Network::new(arch, &varmap)?;
     let mut optimiser = AdamW::new(named_vars(&varmap)?, tc.weight_decay)?;
+    let train_cubes = cubes.select(&train_idx);
     let mut state = if options.resume && ckpt_path.exists() {
         load_checkpoint(&ckpt_path, &varmap, &mut optimiser, device)?
     } else {
+        // Start from the mean-galaxy prediction (see `dec.mean` in the network).
+        let mean = mean_map(&train_cubes, tc.loss);
+        let shape = (arch.n_lines, arch.size, arch.size);
+        varmap.set_one("dec.mean", Tensor::from_vec(mean, shape, device)?)?;
         LoopState::default()
     };
 
     let baseline = {
-        let train_cubes = cubes.select(&train_idx);
         let eval_cubes = if val_idx.is_empty() {
             train_cubes.clone()
         } else {
@@ -216,6 +220,7 @@ pub fn train(
         };
         mean_baseline_loss(&train_cubes, &eval_cubes, tc.loss)?
     };
+    drop(train_cubes);
 
     let steps_per_epoch = train_idx.len().div_ceil(tc.batch) as u64;
     let total_steps = steps_per_epoch * tc.epochs as u64;

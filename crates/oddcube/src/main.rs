@@ -23,6 +23,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// The whole chain on a simulated survey: simulate → ingest → train → score → evaluate →
+    /// project → figures, with a summary (re-running reuses finished stages).
+    Demo(cmd::demo::Args),
     /// Show what a MaNGA DAP MAPS file holds: HDUs, line channels, grid, good spaxels, metadata.
     Inspect(cmd::inspect::Args),
     /// Download DR17 MAPS files from the SDSS Science Archive Server (resumable, retried).
@@ -57,6 +60,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     ui::init_logging(cli.verbose, cli.quiet);
     let result = match cli.command {
+        Command::Demo(args) => cmd::demo::run(args),
         Command::Inspect(args) => cmd::inspect::run(args),
         Command::Fetch(args) => cmd::fetch::run(args),
         Command::Ingest(args) => cmd::ingest::run(args),

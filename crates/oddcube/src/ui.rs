@@ -46,6 +46,8 @@ struct PlainState {
     message: String,
     last: Instant,
     started: Instant,
+    /// The count at the last line printed, so `finish` does not repeat it.
+    logged_done: Option<u64>,
 }
 
 impl Bar {
@@ -74,6 +76,7 @@ impl Bar {
                 message: String::new(),
                 last: Instant::now(),
                 started: Instant::now(),
+                logged_done: None,
             })
         });
         Self { bar, plain, quiet }
@@ -85,8 +88,11 @@ impl Bar {
         }
         if let Some(state) = &self.plain {
             let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
-            if force || s.last.elapsed() >= Duration::from_secs(5) {
+            let due = s.last.elapsed() >= Duration::from_secs(5);
+            let already_final = force && s.logged_done == Some(s.done);
+            if (force || due) && !already_final {
                 s.last = Instant::now();
+                s.logged_done = Some(s.done);
                 eprintln!(
                     "{}: {}/{} ({:.0} s) {}",
                     s.label,
@@ -114,6 +120,7 @@ impl Progress for Bar {
             s.message.clear();
             s.started = Instant::now();
             s.last = Instant::now();
+            s.logged_done = None;
         }
     }
 

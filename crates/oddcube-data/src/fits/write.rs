@@ -18,6 +18,8 @@ use std::path::{Path, PathBuf};
 use fitsio::FitsFile;
 use fitsio::images::{ImageDescription, ImageType};
 
+use crate::error::DataError;
+
 /// The value of a header card.
 #[derive(Debug, Clone, PartialEq)]
 pub enum CardValue {
@@ -66,7 +68,11 @@ impl Card {
     /// A card of any value; an empty comment means no comment.
     pub fn new(key: &str, value: CardValue, comment: &str) -> Self {
         let comment = (!comment.is_empty()).then(|| comment.to_string());
-        Self { key: key.to_string(), value, comment }
+        Self {
+            key: key.to_string(),
+            value,
+            comment,
+        }
     }
 }
 
@@ -141,7 +147,12 @@ pub struct ImageHdu {
 impl ImageHdu {
     /// An extension with no extra cards.
     pub fn new(extname: &str, shape: &[usize], data: ImageData) -> Self {
-        Self { extname: extname.to_string(), shape: shape.to_vec(), data, cards: Vec::new() }
+        Self {
+            extname: extname.to_string(),
+            shape: shape.to_vec(),
+            data,
+            cards: Vec::new(),
+        }
     }
 
     /// Adds header cards (builder style).
@@ -163,7 +174,10 @@ pub struct WriteOptions {
 
 impl Default for WriteOptions {
     fn default() -> Self {
-        Self { checksum: true, gzip_level: 1 }
+        Self {
+            checksum: true,
+            gzip_level: 1,
+        }
     }
 }
 
@@ -214,6 +228,25 @@ pub enum FitsWriteError {
     },
 }
 
+/// Write failures become [`DataError::Write`] naming the file, like every other data-crate error.
+impl From<FitsWriteError> for DataError {
+    fn from(err: FitsWriteError) -> Self {
+        let path = match &err {
+            FitsWriteError::ShapeMismatch { path, .. }
+            | FitsWriteError::BadCard { path, .. }
+            | FitsWriteError::Fits { path, .. }
+            | FitsWriteError::Io { path, .. } => path.clone(),
+        };
+        let text = err.to_string();
+        let prefix = format!("{}: ", path.display());
+        let reason = text
+            .strip_prefix(&prefix)
+            .map(str::to_string)
+            .unwrap_or(text);
+        DataError::Write { path, reason }
+    }
+}
+
 /// Writes a FITS file: a primary HDU with no data (NAXIS = 0) carrying `primary` cards, then
 /// one IMAGE extension per entry of `images`, in order. A path ending in `.gz` is written
 /// gzip-compressed. The final file appears atomically; on error no partial file is left.
@@ -235,9 +268,15 @@ pub fn write_fits(
             });
         }
     }
-    let gzip = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gz"));
+    let gzip = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("gz"));
     let final_tmp = temp_sibling(path, "");
-    let plain_tmp = if gzip { temp_sibling(path, ".fits") } else { final_tmp.clone() };
+    let plain_tmp = if gzip {
+        temp_sibling(path, ".fits")
+    } else {
+        final_tmp.clone()
+    };
     let result = write_plain(&plain_tmp, path, primary, images, options).and_then(|()| {
         if gzip {
             gzip_file(&plain_tmp, &final_tmp, options.gzip_level)?;
@@ -245,8 +284,10 @@ pub fn write_fits(
         } else {
             sync_file(&final_tmp)?;
         }
-        std::fs::rename(&final_tmp, path)
-            .map_err(|source| FitsWriteError::Io { path: path.to_path_buf(), source })
+        std::fs::rename(&final_tmp, path).map_err(|source| FitsWriteError::Io {
+            path: path.to_path_buf(),
+            source,
+        })
     });
     if result.is_err() {
         let _ = std::fs::remove_file(&plain_tmp);
@@ -258,7 +299,10 @@ pub fn write_fits(
 /// `dir/name.tmp-<pid><suffix>`: unique per target and process, in the target's directory so
 /// the final rename never crosses file systems.
 fn temp_sibling(path: &Path, suffix: &str) -> PathBuf {
-    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    let mut name = path
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
     name.push(format!(".tmp-{}{suffix}", std::process::id()));
     path.with_file_name(name)
 }
@@ -270,7 +314,10 @@ fn write_plain(
     images: &[ImageHdu],
     options: &WriteOptions,
 ) -> Result<(), FitsWriteError> {
-    let fits_err = |source| FitsWriteError::Fits { path: target.to_path_buf(), source };
+    let fits_err = |source| FitsWriteError::Fits {
+        path: target.to_path_buf(),
+        source,
+    };
     let mut file = FitsFile::create(tmp).overwrite().open().map_err(fits_err)?;
     for card in primary {
         write_card(&mut file, card, target)?;
@@ -279,9 +326,13 @@ fn write_plain(
         checksum_current_hdu(&mut file, target)?;
     }
     for image in images {
-        let description =
-            ImageDescription { data_type: image.data.image_type(), dimensions: &image.shape };
-        let hdu = file.create_image(image.extname.as_str(), &description).map_err(fits_err)?;
+        let description = ImageDescription {
+            data_type: image.data.image_type(),
+            dimensions: &image.shape,
+        };
+        let hdu = file
+            .create_image(image.extname.as_str(), &description)
+            .map_err(fits_err)?;
         for card in &image.cards {
             write_card(&mut file, card, target)?;
         }
@@ -317,12 +368,16 @@ fn raw_call(
     // cfitsio does not keep it.
     let fptr = unsafe { file.as_raw() };
     call(fptr, &mut status);
-    fitsio::errors::check_status(status)
-        .map_err(|source| FitsWriteError::Fits { path: target.to_path_buf(), source })
+    fitsio::errors::check_status(status).map_err(|source| FitsWriteError::Fits {
+        path: target.to_path_buf(),
+        source,
+    })
 }
 
 fn checksum_current_hdu(file: &mut FitsFile, target: &Path) -> Result<(), FitsWriteError> {
-    raw_call(file, target, |fptr, status| unsafe { fitsio::sys::ffpcks(fptr, status) })
+    raw_call(file, target, |fptr, status| unsafe {
+        fitsio::sys::ffpcks(fptr, status)
+    })
 }
 
 fn write_card(file: &mut FitsFile, card: &Card, target: &Path) -> Result<(), FitsWriteError> {
@@ -411,7 +466,10 @@ fn gzip_file(plain: &Path, target: &Path, level: u32) -> Result<(), FitsWriteErr
 fn sync_file(path: &Path) -> Result<(), FitsWriteError> {
     File::open(path)
         .and_then(|f| f.sync_all())
-        .map_err(|source| FitsWriteError::Io { path: path.to_path_buf(), source })
+        .map_err(|source| FitsWriteError::Io {
+            path: path.to_path_buf(),
+            source,
+        })
 }
 
 #[cfg(test)]
@@ -421,12 +479,20 @@ mod tests {
 
     fn sample_images() -> Vec<ImageHdu> {
         vec![
-            ImageHdu::new("FLUX", &[2, 3, 4], ImageData::F32((0..24).map(|i| i as f32).collect()))
-                .with_cards(vec![
-                    Card::str("C01", "Ha-6564", "Data in channel 1"),
-                    Card::str("BUNIT", "1E-17 erg/s/cm^2/spaxel", "Unit of pixel value"),
-                ]),
-            ImageHdu::new("MASK", &[3, 4], ImageData::I32((0..12).map(|i| i - 6).collect())),
+            ImageHdu::new(
+                "FLUX",
+                &[2, 3, 4],
+                ImageData::F32((0..24).map(|i| i as f32).collect()),
+            )
+            .with_cards(vec![
+                Card::str("C01", "Ha-6564", "Data in channel 1"),
+                Card::str("BUNIT", "1E-17 erg/s/cm^2/spaxel", "Unit of pixel value"),
+            ]),
+            ImageHdu::new(
+                "MASK",
+                &[3, 4],
+                ImageData::I32((0..12).map(|i| i - 6).collect()),
+            ),
         ]
     }
 
@@ -435,7 +501,9 @@ mod tests {
         let mut bytes = Vec::new();
         let file = File::open(path).unwrap();
         if path.extension().is_some_and(|e| e == "gz") {
-            flate2::read::GzDecoder::new(file).read_to_end(&mut bytes).unwrap();
+            flate2::read::GzDecoder::new(file)
+                .read_to_end(&mut bytes)
+                .unwrap();
         } else {
             BufReader::new(file).read_to_end(&mut bytes).unwrap();
         }
@@ -443,7 +511,10 @@ mod tests {
     }
 
     fn header_cards(bytes: &[u8]) -> Vec<String> {
-        bytes.chunks(80).map(|c| String::from_utf8_lossy(c).to_string()).collect()
+        bytes
+            .chunks(80)
+            .map(|c| String::from_utf8_lossy(c).to_string())
+            .collect()
     }
 
     #[test]
@@ -468,9 +539,15 @@ mod tests {
             let mut f = FitsFile::open(&plain).unwrap();
             assert_eq!(f.num_hdus().unwrap(), 3);
             let hdu = f.primary_hdu().unwrap();
-            assert_eq!(hdu.read_key::<String>(&mut f, "PLATEIFU").unwrap(), "7443-12703");
+            assert_eq!(
+                hdu.read_key::<String>(&mut f, "PLATEIFU").unwrap(),
+                "7443-12703"
+            );
             assert_eq!(hdu.read_key::<i64>(&mut f, "DRP3QUAL").unwrap(), 0);
-            assert_eq!(hdu.read_key::<f64>(&mut f, "SCINPVEL").unwrap(), 8808.5919386934);
+            assert_eq!(
+                hdu.read_key::<f64>(&mut f, "SCINPVEL").unwrap(),
+                8808.5919386934
+            );
             let flux = f.hdu("FLUX").unwrap();
             let values: Vec<f32> = flux.read_image(&mut f).unwrap();
             assert_eq!(values, (0..24).map(|i| i as f32).collect::<Vec<_>>());
@@ -497,15 +574,33 @@ mod tests {
         let find = |hdu_key: &str| cards.iter().filter(|c| c.starts_with(hdu_key)).count();
         assert_eq!(find("CHECKSUM="), 3);
         assert_eq!(find("DATASUM ="), 3);
-        let flux_start = cards.iter().position(|c| c.starts_with("XTENSION= 'IMAGE")).unwrap();
+        let flux_start = cards
+            .iter()
+            .position(|c| c.starts_with("XTENSION= 'IMAGE"))
+            .unwrap();
         let flux = &cards[flux_start..flux_start + 8];
-        assert!(flux[1].starts_with("BITPIX  =                  -32"), "{flux:?}");
-        assert!(flux[3].starts_with("NAXIS1  =                    4"), "{flux:?}");
-        assert!(flux[4].starts_with("NAXIS2  =                    3"), "{flux:?}");
-        assert!(flux[5].starts_with("NAXIS3  =                    2"), "{flux:?}");
+        assert!(
+            flux[1].starts_with("BITPIX  =                  -32"),
+            "{flux:?}"
+        );
+        assert!(
+            flux[3].starts_with("NAXIS1  =                    4"),
+            "{flux:?}"
+        );
+        assert!(
+            flux[4].starts_with("NAXIS2  =                    3"),
+            "{flux:?}"
+        );
+        assert!(
+            flux[5].starts_with("NAXIS3  =                    2"),
+            "{flux:?}"
+        );
         let mask_start = flux_start
             + 1
-            + cards[flux_start + 1..].iter().position(|c| c.starts_with("XTENSION=")).unwrap();
+            + cards[flux_start + 1..]
+                .iter()
+                .position(|c| c.starts_with("XTENSION="))
+                .unwrap();
         assert!(cards[mask_start + 1].starts_with("BITPIX  =                   32"));
         // cfitsio verifies the checksums it wrote.
         let mut f = FitsFile::open(&path).unwrap();
@@ -527,8 +622,16 @@ mod tests {
             Card::float("BSCALE", 2.0, ""),
             Card::float("BZERO", 10.0, ""),
         ]);
-        write_fits(&path, &[], &[image], &WriteOptions { checksum: false, gzip_level: 1 })
-            .unwrap();
+        write_fits(
+            &path,
+            &[],
+            &[image],
+            &WriteOptions {
+                checksum: false,
+                gzip_level: 1,
+            },
+        )
+        .unwrap();
         let bytes = raw_bytes(&path);
         // Data start at the second 2880-byte block of the extension: header of primary is one
         // block, the extension header one block.
@@ -541,14 +644,23 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("long.fits");
         let long = "x".repeat(150);
-        write_fits(&path, &[Card::str("LONGKEY", &long, "")], &[], &WriteOptions::default())
-            .unwrap();
+        write_fits(
+            &path,
+            &[Card::str("LONGKEY", &long, "")],
+            &[],
+            &WriteOptions::default(),
+        )
+        .unwrap();
         let cards = header_cards(&raw_bytes(&path));
         assert!(cards.iter().any(|c| c.starts_with("CONTINUE")));
         let mut f = FitsFile::open(&path).unwrap();
         let hdu = f.primary_hdu().unwrap();
         // fitsio's read_key truncates CONTINUE strings; check the start only.
-        assert!(hdu.read_key::<String>(&mut f, "LONGKEY").unwrap().starts_with("xxxx"));
+        assert!(
+            hdu.read_key::<String>(&mut f, "LONGKEY")
+                .unwrap()
+                .starts_with("xxxx")
+        );
     }
 
     #[test]
@@ -557,7 +669,14 @@ mod tests {
         let path = dir.path().join("bad.fits.gz");
         let image = ImageHdu::new("X", &[2, 2], ImageData::F32(vec![0.0; 3]));
         let err = write_fits(&path, &[], &[image], &WriteOptions::default()).unwrap_err();
-        assert!(matches!(err, FitsWriteError::ShapeMismatch { expected: 4, len: 3, .. }));
+        assert!(matches!(
+            err,
+            FitsWriteError::ShapeMismatch {
+                expected: 4,
+                len: 3,
+                ..
+            }
+        ));
         let nan_card = Card::float("BAD", f64::NAN, "");
         let err = write_fits(&path, &[nan_card], &[], &WriteOptions::default()).unwrap_err();
         assert!(matches!(err, FitsWriteError::BadCard { .. }), "{err}");

@@ -161,7 +161,10 @@ mod tests {
             assert!(g.reff_arcsec > 0.0 && g.z > 0.0 && g.z < 0.3, "{g:?}");
         }
         for size in [19, 37, 61, 91, 127] {
-            assert!(table.iter().filter(|g| g.ifu_size == size).count() > 500, "{size}");
+            assert!(
+                table.iter().filter(|g| g.ifu_size == size).count() > 500,
+                "{size}"
+            );
         }
     }
 
@@ -176,14 +179,20 @@ mod tests {
             assert!(plate >= 7443, "{plate}");
             assert_eq!(ifu / 100, size);
             assert!((1..=5).contains(&(ifu % 100)));
-            assert!(seen.insert(format!("{plate}-{ifu}")), "duplicate {plate}-{ifu}");
+            assert!(
+                seen.insert(format!("{plate}-{ifu}")),
+                "duplicate {plate}-{ifu}"
+            );
         }
         assert_ne!(namer.mangaid(0), namer.mangaid(1));
     }
 
     #[test]
     fn grid_sizes_follow_bundle_sizes() {
-        let sizes: Vec<usize> = [19, 37, 61, 91, 127].iter().map(|&s| grid_size(s)).collect();
+        let sizes: Vec<usize> = [19, 37, 61, 91, 127]
+            .iter()
+            .map(|&s| grid_size(s))
+            .collect();
         assert_eq!(sizes, [34, 44, 54, 64, 74]);
     }
 }

@@ -33,8 +33,27 @@ pub enum GalaxyKind {
 
 impl GalaxyKind {
     /// The anomaly kinds, in the order they are assigned.
-    pub const ANOMALIES: [GalaxyKind; 4] =
-        [GalaxyKind::Seyfert, GalaxyKind::Blueberry, GalaxyKind::Eelr, GalaxyKind::DualNucleus];
+    pub const ANOMALIES: [GalaxyKind; 4] = [
+        GalaxyKind::Seyfert,
+        GalaxyKind::Blueberry,
+        GalaxyKind::Eelr,
+        GalaxyKind::DualNucleus,
+    ];
+
+    /// Every kind, ordinary first.
+    pub const ALL: [GalaxyKind; 6] = [
+        GalaxyKind::StarForming,
+        GalaxyKind::Retired,
+        GalaxyKind::Seyfert,
+        GalaxyKind::Blueberry,
+        GalaxyKind::Eelr,
+        GalaxyKind::DualNucleus,
+    ];
+
+    /// The kind with this `truth.csv` name.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.name() == name)
+    }
 
     /// Name used in `truth.csv`.
     pub fn name(self) -> &'static str {
@@ -149,9 +168,9 @@ impl GalaxyMaps {
 /// S/N, modelled on the real galaxy 7815-3702: blue lines and the far-red (sky-dominated)
 /// lines are noisier. Fixed-ratio partners take their noise from the main line.
 const BASE_SIGMA: [f64; N_CHANNELS] = [
-    0.070, 0.070, 0.065, 0.062, 0.056, 0.052, 0.052, 0.054, 0.054, 0.0, 0.050, 0.044, 0.041,
-    0.036, 0.037, 0.0, 0.032, 0.040, 0.040, 0.041, 0.028, 0.0, 0.0, 0.039, 0.034, 0.039, 0.035,
-    0.036, 0.036, 0.045, 0.060, 0.0, 0.065, 0.060, 0.070,
+    0.070, 0.070, 0.065, 0.062, 0.056, 0.052, 0.052, 0.054, 0.054, 0.0, 0.050, 0.044, 0.041, 0.036,
+    0.037, 0.0, 0.032, 0.040, 0.040, 0.041, 0.028, 0.0, 0.0, 0.039, 0.034, 0.039, 0.035, 0.036,
+    0.036, 0.045, 0.060, 0.0, 0.065, 0.060, 0.070,
 ];
 
 /// Per-line chance that the DAP flags a Gaussian fit NEARBOUND (value kept) or MATHERROR
@@ -199,7 +218,11 @@ struct Canvas {
 
 impl Canvas {
     fn new(grid: Grid, k: [f64; N_CHANNELS]) -> Self {
-        Self { grid, k, data: vec![0.0; N_CHANNELS * grid.plane()] }
+        Self {
+            grid,
+            k,
+            data: vec![0.0; N_CHANNELS * grid.plane()],
+        }
     }
 
     /// Adds emission with intrinsic Hβ `hb` and spectrum `spectrum` behind E(B−V) `ebv`.
@@ -208,8 +231,8 @@ impl Canvas {
             return;
         }
         let plane = self.grid.plane();
-        for c in 0..N_CHANNELS {
-            self.data[c * plane + p] += hb * spectrum[c] * 10f64.powf(-0.4 * self.k[c] * ebv);
+        for (c, (line, k)) in spectrum.iter().zip(&self.k).enumerate() {
+            self.data[c * plane + p] += hb * line * 10f64.powf(-0.4 * k * ebv);
         }
     }
 
@@ -300,11 +323,12 @@ impl Host {
                 retired,
                 ha_amplitude: lognormal(rng, 1.5, 0.5),
                 ebv: uniform(rng, 0.0, 0.15),
-                log_nii_ha: normal(rng, 0.0, 0.08).clamp(-0.15, 0.25),
+                // LINER-like ratios (LIERs): clear of the Kewley+01 lines in every diagram.
+                log_nii_ha: normal(rng, 0.1, 0.08).clamp(0.0, 0.3),
                 nii_gradient: 0.0,
                 below_kauffmann: 0.0,
-                log_oiii_hb: normal(rng, 0.0, 0.1).clamp(-0.05, 0.3),
-                log_sii_ha: normal(rng, -0.1, 0.06).clamp(-0.25, 0.1),
+                log_oiii_hb: normal(rng, 0.12, 0.08).clamp(0.05, 0.35),
+                log_sii_ha: normal(rng, -0.05, 0.06).clamp(-0.15, 0.1),
                 log_oi_ha: normal(rng, -0.7, 0.08),
                 n_clumps: 0,
             }
@@ -314,7 +338,7 @@ impl Host {
             let centre = spectra::hii_region(log_nii_ha, below_kauffmann, -0.5, -1.5);
             Host {
                 retired,
-                ha_amplitude: lognormal(rng, 22.0, 0.6),
+                ha_amplitude: lognormal(rng, 35.0, 0.6),
                 ebv: uniform(rng, 0.05, 0.5),
                 log_nii_ha,
                 nii_gradient: normal(rng, -0.12, 0.04).min(-0.02),
@@ -345,7 +369,12 @@ impl Host {
                 // Sérsic n = 2 (b = 3.67): concentrated, following the old stars.
                 let profile = (-3.67 * ((r + 0.3) / disk.reff).sqrt()).exp()
                     / (-3.67 * (0.3 / disk.reff).sqrt()).exp();
-                canvas.add(p, self.ha_amplitude / CASE_B_HA_HB * profile, self.ebv, &spectrum);
+                canvas.add(
+                    p,
+                    self.ha_amplitude / CASE_B_HA_HB * profile,
+                    self.ebv,
+                    &spectrum,
+                );
             }
             return;
         }
@@ -367,7 +396,8 @@ impl Host {
             for &(cx, cy, sigma, amp) in &clumps {
                 let d2 = (x - cx).powi(2) + (y - cy).powi(2);
                 if d2 < 25.0 * sigma * sigma {
-                    surface += amp * (-r / scale).exp().max(0.1) * (-0.5 * d2 / (sigma * sigma)).exp();
+                    surface +=
+                        amp * (-r / scale).exp().max(0.1) * (-0.5 * d2 / (sigma * sigma)).exp();
                 }
             }
             let rr = r / disk.reff;
@@ -380,7 +410,12 @@ impl Host {
             )
             .spectrum();
             let ebv = self.ebv * (-r / (1.5 * disk.reff)).exp();
-            canvas.add(p, self.ha_amplitude / CASE_B_HA_HB * surface, ebv, &spectrum);
+            canvas.add(
+                p,
+                self.ha_amplitude / CASE_B_HA_HB * surface,
+                ebv,
+                &spectrum,
+            );
         }
     }
 }
@@ -395,7 +430,9 @@ pub fn simulate_galaxy(
         // Blueberries are dwarf galaxies of ≲ 1–2″; only the bundle and redshift carry over.
         geometry.reff_arcsec = uniform(rng, 0.6, 1.5);
     }
-    let grid = Grid { size: grid_size(geometry.ifu_size) };
+    let grid = Grid {
+        size: grid_size(geometry.ifu_size),
+    };
     let disk = Disk::new(&geometry);
     let psf_fwhm = uniform(rng, 2.3, 2.8);
     let kernel = render::gaussian_kernel(psf_fwhm / 2.3548 / SPAXEL_ARCSEC);
@@ -428,7 +465,16 @@ pub fn simulate_galaxy(
         host.n_clumps = 0;
         let spectrum = ratios.spectrum();
         let sigma = disk.reff / 1.18; // Re of a Gaussian = 1.18 σ
-        canvas.add_gaussian(0.0, 0.0, sigma, sigma * disk.q, disk.sin_pa.atan2(disk.cos_pa), 1.0, host.ebv, &spectrum);
+        canvas.add_gaussian(
+            0.0,
+            0.0,
+            sigma,
+            sigma * disk.q,
+            disk.sin_pa.atan2(disk.cos_pa),
+            1.0,
+            host.ebv,
+            &spectrum,
+        );
         // A faint underlying galaxy of the same gas (a few per cent of the light).
         let mut halo = Canvas::new(grid, k);
         for p in 0..plane {
@@ -443,8 +489,16 @@ pub fn simulate_galaxy(
         let scale = peak_ha / unit_peak;
         host.ha_amplitude = scale / CASE_B_HA_HB;
         let halo_peak = halo[ch::HA * plane + centre_p] * scale;
-        anomaly = (grid.centre(), grid.centre(), (disk.reff + psf_fwhm) / SPAXEL_ARCSEC, peak_ha / halo_peak.max(1e-12));
-        core.iter().zip(&halo).map(|(c, h)| (c + h) * scale).collect()
+        anomaly = (
+            grid.centre(),
+            grid.centre(),
+            (disk.reff + psf_fwhm) / SPAXEL_ARCSEC,
+            peak_ha / halo_peak.max(1e-12),
+        );
+        core.iter()
+            .zip(&halo)
+            .map(|(c, h)| (c + h) * scale)
+            .collect()
     } else {
         host.render(&mut canvas, &disk, rng);
         let host_maps = canvas.convolved(&kernel);
@@ -457,13 +511,31 @@ pub fn simulate_galaxy(
                     normal(rng, -0.85, 0.08),
                 );
                 let mut nucleus = Canvas::new(grid, k);
-                nucleus.add_gaussian(0.0, 0.0, 0.3, 0.3, 0.0, 1.0, uniform(rng, 0.1, 0.4), &ratios.spectrum());
+                nucleus.add_gaussian(
+                    0.0,
+                    0.0,
+                    0.3,
+                    0.3,
+                    0.0,
+                    1.0,
+                    uniform(rng, 0.1, 0.4),
+                    &ratios.spectrum(),
+                );
                 let nucleus = nucleus.convolved(&kernel);
                 let host_peak = host_maps[ch::HA * plane + centre_p];
                 let target = (uniform(rng, 2.0, 6.0) * host_peak).max(uniform(rng, 4.0, 20.0));
                 let scale = target / nucleus[ch::HA * plane + centre_p].max(1e-12);
-                anomaly = (grid.centre(), grid.centre(), fwhm_px, target / host_peak.max(1e-12));
-                host_maps.iter().zip(&nucleus).map(|(h, n)| h + n * scale).collect()
+                anomaly = (
+                    grid.centre(),
+                    grid.centre(),
+                    fwhm_px,
+                    target / host_peak.max(1e-12),
+                );
+                host_maps
+                    .iter()
+                    .zip(&nucleus)
+                    .map(|(h, n)| h + n * scale)
+                    .collect()
             }
             GalaxyKind::Eelr => {
                 let reach = coverage_radius_for(geometry.ifu_size) - 2.5;
@@ -480,7 +552,16 @@ pub fn simulate_galaxy(
                     uniform(rng, -1.3, -1.0),
                 );
                 let mut cloud = Canvas::new(grid, k);
-                cloud.add_gaussian(x0, y0, sigma_major, uniform(rng, 0.5, 1.0), angle, 1.0, uniform(rng, 0.0, 0.15), &ratios.spectrum());
+                cloud.add_gaussian(
+                    x0,
+                    y0,
+                    sigma_major,
+                    uniform(rng, 0.5, 1.0),
+                    angle,
+                    1.0,
+                    uniform(rng, 0.0, 0.15),
+                    &ratios.spectrum(),
+                );
                 let cloud = cloud.convolved(&kernel);
                 let (col, row) = grid.pixel(x0, y0);
                 let at = (row.round() as usize).min(grid.size - 1) * grid.size
@@ -489,26 +570,64 @@ pub fn simulate_galaxy(
                 let host_ha = host_maps[ch::HA * plane + at];
                 let target = (uniform(rng, 1.5, 4.0) * host_ha).max(uniform(rng, 2.0, 8.0));
                 let scale = target / cloud[ch::OIII_5008 * plane + at].max(1e-12);
-                anomaly = (col, row, 2.0 * sigma_major / SPAXEL_ARCSEC, target / host_oiii.max(1e-12));
-                host_maps.iter().zip(&cloud).map(|(h, c)| h + c * scale).collect()
+                anomaly = (
+                    col,
+                    row,
+                    2.0 * sigma_major / SPAXEL_ARCSEC,
+                    target / host_oiii.max(1e-12),
+                );
+                host_maps
+                    .iter()
+                    .zip(&cloud)
+                    .map(|(h, c)| h + c * scale)
+                    .collect()
             }
             GalaxyKind::DualNucleus => {
                 let separation = uniform(rng, 2.5, 5.0);
                 let angle = uniform(rng, 0.0, std::f64::consts::PI);
-                let (dx, dy) = (0.5 * separation * angle.cos(), 0.5 * separation * angle.sin());
+                let (dx, dy) = (
+                    0.5 * separation * angle.cos(),
+                    0.5 * separation * angle.sin(),
+                );
                 let mut nuclei = Canvas::new(grid, k);
                 for sign in [1.0, -1.0] {
-                    let ratios = spectra::hii_region(uniform(rng, -0.35, -0.25), uniform(rng, 0.1, 0.2), -0.55, -1.4);
+                    let ratios = spectra::hii_region(
+                        uniform(rng, -0.35, -0.25),
+                        uniform(rng, 0.1, 0.2),
+                        -0.55,
+                        -1.4,
+                    );
                     let brightness = uniform(rng, 0.6, 1.0);
-                    nuclei.add_gaussian(sign * dx, sign * dy, 0.4, 0.4, 0.0, brightness, uniform(rng, 0.6, 1.0), &ratios.spectrum());
+                    nuclei.add_gaussian(
+                        sign * dx,
+                        sign * dy,
+                        0.4,
+                        0.4,
+                        0.0,
+                        brightness,
+                        uniform(rng, 0.6, 1.0),
+                        &ratios.spectrum(),
+                    );
                 }
                 let nuclei = nuclei.convolved(&kernel);
                 let host_peak = host_maps[ch::HA * plane + centre_p];
-                let nuclei_peak = nuclei[ch::HA * plane..(ch::HA + 1) * plane].iter().cloned().fold(0.0, f64::max);
+                let nuclei_peak = nuclei[ch::HA * plane..(ch::HA + 1) * plane]
+                    .iter()
+                    .cloned()
+                    .fold(0.0, f64::max);
                 let target = (uniform(rng, 1.5, 4.0) * host_peak).max(uniform(rng, 3.0, 10.0));
                 let scale = target / nuclei_peak.max(1e-12);
-                anomaly = (grid.centre(), grid.centre(), (0.5 * separation + 0.5 * psf_fwhm) / SPAXEL_ARCSEC, target / host_peak.max(1e-12));
-                host_maps.iter().zip(&nuclei).map(|(h, n)| h + n * scale).collect()
+                anomaly = (
+                    grid.centre(),
+                    grid.centre(),
+                    (0.5 * separation + 0.5 * psf_fwhm) / SPAXEL_ARCSEC,
+                    target / host_peak.max(1e-12),
+                );
+                host_maps
+                    .iter()
+                    .zip(&nuclei)
+                    .map(|(h, n)| h + n * scale)
+                    .collect()
             }
             GalaxyKind::StarForming | GalaxyKind::Retired | GalaxyKind::Blueberry => host_maps,
         }
@@ -526,8 +645,16 @@ pub fn simulate_galaxy(
         nii_gradient: host.nii_gradient,
         log_oiii_hb: host.log_oiii_hb,
         n_clumps: host.n_clumps,
-        vmax: if host.retired { uniform(rng, 50.0, 150.0) } else { uniform(rng, 100.0, 250.0) },
-        continuum_snr: if host.retired { uniform(rng, 40.0, 90.0) } else { uniform(rng, 25.0, 70.0) },
+        vmax: if host.retired {
+            uniform(rng, 50.0, 150.0)
+        } else {
+            uniform(rng, 100.0, 250.0)
+        },
+        continuum_snr: if host.retired {
+            uniform(rng, 40.0, 90.0)
+        } else {
+            uniform(rng, 25.0, 70.0)
+        },
         anomaly_col: anomaly.0,
         anomaly_row: anomaly.1,
         anomaly_radius: anomaly.2,
@@ -560,7 +687,11 @@ fn observe(
     let mut gas_sigma = vec![0f32; plane];
     let mut stellar_velocity = vec![0f32; plane];
     let mut stellar_sigma = vec![0f32; plane];
-    let sigma0 = if retired { uniform(rng, 120.0, 220.0) } else { uniform(rng, 50.0, 110.0) };
+    let sigma0 = if retired {
+        uniform(rng, 120.0, 220.0)
+    } else {
+        uniform(rng, 50.0, 110.0)
+    };
     let turnover = 0.4 * disk.reff;
     for p in 0..plane {
         let (x, y) = grid.sky(p % size, p / size);
@@ -570,11 +701,13 @@ fn observe(
         let hex = render::hex_radius(x, y);
         let rs = r.hypot(soft);
         let profile = if retired || truth.kind == GalaxyKind::Blueberry {
-            (-3.67 * (rs / disk.reff.max(1.0)).sqrt()).exp() / (-3.67 * (soft / disk.reff.max(1.0)).sqrt()).exp()
+            (-3.67 * (rs / disk.reff.max(1.0)).sqrt()).exp()
+                / (-3.67 * (soft / disk.reff.max(1.0)).sqrt()).exp()
         } else {
             (-(rs - soft) / (disk.reff / 1.68)).exp()
         };
-        let snr = truth.continuum_snr * profile * (1.0 + 0.05 * rng.sample::<f64, _>(StandardNormal));
+        let snr =
+            truth.continuum_snr * profile * (1.0 + 0.05 * rng.sample::<f64, _>(StandardNormal));
         if hex > cover {
             spaxel_mask[p] = NOCOV | LOWCOV | DONOTUSE;
         } else {
@@ -594,11 +727,11 @@ fn observe(
     }
     if truth.kind == GalaxyKind::Seyfert {
         // The narrow-line region is kinematically hot where the nucleus dominates.
-        for p in 0..plane {
-            let agn_fraction = 1.0 - (truth.anomaly_contrast.recip().min(1.0)).min(1.0);
+        let agn_fraction = 1.0 - truth.anomaly_contrast.recip().min(1.0);
+        for (p, sigma) in gas_sigma.iter_mut().enumerate() {
             let (x, y) = grid.sky(p % size, p / size);
             let w = (-0.5 * (x * x + y * y) / (soft * soft / 1.38)).exp();
-            gas_sigma[p] += (200.0 * agn_fraction * w) as f32;
+            *sigma += (200.0 * agn_fraction * w) as f32;
         }
     }
 
@@ -617,9 +750,9 @@ fn observe(
     let mut sflux_mask = vec![0i32; N_CHANNELS * plane];
     let mut scratch = Vec::new();
     let is_partner = |c: usize| FIXED_RATIOS.iter().any(|(d, _, _)| *d == c);
-    for c in 0..N_CHANNELS {
+    for (c, base_sigma) in BASE_SIGMA.iter().enumerate() {
         let noise = render::correlated_noise(size, 0.8, rng, &mut scratch);
-        let base = BASE_SIGMA[c].max(0.03) * truth.noise_scale;
+        let base = base_sigma.max(0.03) * truth.noise_scale;
         for p in 0..plane {
             let i = c * plane + p;
             let m = model[i];
@@ -660,9 +793,9 @@ fn observe(
         }
     }
     // The summed-flux channel 0 is the [OII] doublet (OIId-3728); channel 1 is not measured.
-    for p in 0..plane {
+    for (p, &bits) in spaxel_mask.iter().enumerate() {
         let (d0, d1) = (ch::OII_3727 * plane + p, ch::OII_3729 * plane + p);
-        if spaxel_mask[p] == 0 {
+        if bits == 0 {
             let s0 = 1.0 / f64::from(sflux_ivar[d0]).max(1e-12);
             let s1 = 1.0 / f64::from(sflux_ivar[d1]).max(1e-12);
             sflux[d0] += sflux[d1];
@@ -670,11 +803,18 @@ fn observe(
         }
         sflux[d1] = 0.0;
         sflux_ivar[d1] = 0.0;
-        sflux_mask[d1] = if spaxel_mask[p] == 0 { NOVALUE | DONOTUSE } else { spaxel_mask[p] };
+        sflux_mask[d1] = if bits == 0 { NOVALUE | DONOTUSE } else { bits };
+    }
+    let mut model: Vec<f32> = model.iter().map(|&v| v as f32).collect();
+    // Re-derive partners from the stored f32 main line, exactly as the fluxes are.
+    for (dependent, main, ratio) in FIXED_RATIOS {
+        for p in 0..plane {
+            model[dependent * plane + p] = (ratio * f64::from(model[main * plane + p])) as f32;
+        }
     }
     GalaxyMaps {
         grid,
-        model: model.iter().map(|&v| v as f32).collect(),
+        model,
         flux,
         ivar,
         mask,
@@ -694,5 +834,7 @@ fn observe(
 
 /// Channel indices of the lines whose flux the DAP fits freely (not a fixed-ratio partner).
 pub fn independent_channels() -> Vec<usize> {
-    (0..N_CHANNELS).filter(|c| !FIXED_RATIOS.iter().any(|(d, _, _)| d == c)).collect()
+    (0..N_CHANNELS)
+        .filter(|c| !FIXED_RATIOS.iter().any(|(d, _, _)| d == c))
+        .collect()
 }

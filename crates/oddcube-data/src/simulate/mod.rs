@@ -23,7 +23,7 @@ use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
 use crate::error::DataError;
-use crate::fits::write::{FitsWriteError, WriteOptions, write_fits};
+use crate::fits::write::{WriteOptions, write_fits};
 use crate::progress::Progress;
 pub use catalogue::Geometry;
 pub use galaxy::{GalaxyKind, GalaxyMaps, GalaxyTruth};
@@ -46,7 +46,12 @@ pub struct SurveyConfig {
 
 impl Default for SurveyConfig {
     fn default() -> Self {
-        Self { galaxies: 100, seed: 0, anomaly_fraction: 0.05, gzip_level: 1 }
+        Self {
+            galaxies: 100,
+            seed: 0,
+            anomaly_fraction: 0.05,
+            gzip_level: 1,
+        }
     }
 }
 
@@ -79,7 +84,10 @@ impl GalaxyPlan {
 
     /// File name in the SDSS convention.
     pub fn file_name(&self) -> String {
-        format!("manga-{}-{}-MAPS-{DAPTYPE}.fits.gz", self.plate, self.ifudesign)
+        format!(
+            "manga-{}-{}-MAPS-{DAPTYPE}.fits.gz",
+            self.plate, self.ifudesign
+        )
     }
 }
 
@@ -105,7 +113,9 @@ pub fn plan_survey(config: &SurveyConfig) -> Result<Vec<GalaxyPlan>, DataError> 
     }
     let table = catalogue::geometry_table();
     if table.is_empty() {
-        return Err(DataError::Invalid("the embedded geometry table is empty".into()));
+        return Err(DataError::Invalid(
+            "the embedded geometry table is empty".into(),
+        ));
     }
     // Stream 0 plans the survey; streams 1.. render galaxies.
     let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
@@ -131,7 +141,8 @@ pub fn plan_survey(config: &SurveyConfig) -> Result<Vec<GalaxyPlan>, DataError> 
             let mut geometry = table[rng.random_range(0..table.len())];
             // Offset the position a little so no simulated galaxy sits on a real one.
             geometry.ra_deg = (geometry.ra_deg + rng.random_range(-0.05..0.05)).rem_euclid(360.0);
-            geometry.dec_deg = (geometry.dec_deg + rng.random_range(-0.05..0.05)).clamp(-90.0, 90.0);
+            geometry.dec_deg =
+                (geometry.dec_deg + rng.random_range(-0.05..0.05)).clamp(-90.0, 90.0);
             let (plate, ifudesign) = namer.plate_ifu(geometry.ifu_size, &mut rng);
             GalaxyPlan {
                 index,
@@ -175,23 +186,16 @@ pub fn write_galaxy(
     let path = dir.join(plan.file_name());
     let primary = layout::primary_cards(&info, truth, maps);
     let hdus = layout::extension_hdus(&info, truth, maps);
-    write_fits(&path, &primary, &hdus, &WriteOptions { checksum: true, gzip_level })?;
+    write_fits(
+        &path,
+        &primary,
+        &hdus,
+        &WriteOptions {
+            checksum: true,
+            gzip_level,
+        },
+    )?;
     Ok(path)
-}
-
-impl From<FitsWriteError> for DataError {
-    fn from(err: FitsWriteError) -> Self {
-        let path = match &err {
-            FitsWriteError::ShapeMismatch { path, .. }
-            | FitsWriteError::BadCard { path, .. }
-            | FitsWriteError::Fits { path, .. }
-            | FitsWriteError::Io { path, .. } => path.clone(),
-        };
-        let text = err.to_string();
-        let prefix = format!("{}: ", path.display());
-        let reason = text.strip_prefix(&prefix).map(str::to_string).unwrap_or(text);
-        DataError::Write { path, reason }
-    }
 }
 
 /// What a survey run produced.
@@ -216,8 +220,10 @@ pub fn simulate_survey(
 ) -> Result<SurveySummary, DataError> {
     let started = Instant::now();
     let plans = plan_survey(config)?;
-    std::fs::create_dir_all(out_dir)
-        .map_err(|source| DataError::Io { path: out_dir.to_path_buf(), source })?;
+    std::fs::create_dir_all(out_dir).map_err(|source| DataError::Io {
+        path: out_dir.to_path_buf(),
+        source,
+    })?;
     progress.start("simulate", plans.len() as u64);
     let results: Vec<Result<(PathBuf, GalaxyTruth), DataError>> = plans
         .par_iter()
@@ -245,7 +251,12 @@ pub fn simulate_survey(
             None => kinds.push((plan.kind, 1)),
         }
     }
-    Ok(SurveySummary { files, truth_path, kinds, seconds: started.elapsed().as_secs_f64() })
+    Ok(SurveySummary {
+        files,
+        truth_path,
+        kinds,
+        seconds: started.elapsed().as_secs_f64(),
+    })
 }
 
 /// Columns of `truth.csv`.
@@ -254,11 +265,19 @@ reff_arcsec,psf_fwhm_arcsec,noise_scale,ebv,ha_amplitude,log_nii_ha,nii_gradient
 n_clumps,vmax_kms,continuum_snr,anomaly_col,anomaly_row,anomaly_radius,anomaly_contrast";
 
 fn number(value: f64) -> String {
-    if value.is_finite() { format!("{value:.5}") } else { String::new() }
+    if value.is_finite() {
+        format!("{value:.5}")
+    } else {
+        String::new()
+    }
 }
 
 /// Writes the ground-truth table atomically (temp file, fsync, rename).
-pub fn write_truth(path: &Path, plans: &[GalaxyPlan], truths: &[GalaxyTruth]) -> Result<(), DataError> {
+pub fn write_truth(
+    path: &Path,
+    plans: &[GalaxyPlan],
+    truths: &[GalaxyTruth],
+) -> Result<(), DataError> {
     let mut text = String::from(TRUTH_COLUMNS);
     text.push('\n');
     for (plan, t) in plans.iter().zip(truths) {
@@ -295,8 +314,14 @@ pub fn write_truth(path: &Path, plans: &[GalaxyPlan], truths: &[GalaxyTruth]) ->
         text.push_str(&row.join(","));
         text.push('\n');
     }
-    let write_err = |source: std::io::Error| DataError::Write { path: path.to_path_buf(), reason: source.to_string() };
-    let mut tmp_name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    let write_err = |source: std::io::Error| DataError::Write {
+        path: path.to_path_buf(),
+        reason: source.to_string(),
+    };
+    let mut tmp_name = path
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
     tmp_name.push(format!(".tmp-{}", std::process::id()));
     let tmp = path.with_file_name(tmp_name);
     let result = (|| {
@@ -310,3 +335,6 @@ pub fn write_truth(path: &Path, plans: &[GalaxyPlan], truths: &[GalaxyTruth]) ->
     }
     result.map_err(write_err)
 }
+
+#[cfg(test)]
+mod tests;

@@ -29,7 +29,10 @@ impl Grid {
     /// (so it falls with column, as RA does in MaNGA cubes), y positive to the North.
     pub fn sky(&self, col: usize, row: usize) -> (f64, f64) {
         let c = self.centre();
-        (-(col as f64 - c) * SPAXEL_ARCSEC, (row as f64 - c) * SPAXEL_ARCSEC)
+        (
+            -(col as f64 - c) * SPAXEL_ARCSEC,
+            (row as f64 - c) * SPAXEL_ARCSEC,
+        )
     }
 
     /// Pixel position (col, row), fractional, of an on-sky offset.
@@ -55,8 +58,9 @@ pub fn coverage_radius(rings: u32) -> f64 {
 /// 1-D Gaussian kernel with standard deviation `sigma` (pixels), truncated at 4σ, unit sum.
 pub fn gaussian_kernel(sigma: f64) -> Vec<f64> {
     let half = (4.0 * sigma).ceil().max(1.0) as i64;
-    let mut kernel: Vec<f64> =
-        (-half..=half).map(|i| (-0.5 * (i as f64 / sigma).powi(2)).exp()).collect();
+    let mut kernel: Vec<f64> = (-half..=half)
+        .map(|i| (-0.5 * (i as f64 / sigma).powi(2)).exp())
+        .collect();
     let sum: f64 = kernel.iter().sum();
     kernel.iter_mut().for_each(|k| *k /= sum);
     kernel
@@ -96,8 +100,15 @@ pub fn convolve_separable(image: &mut [f64], size: usize, kernel: &[f64], scratc
 
 /// Unit-variance Gaussian noise correlated over ~`sigma` pixels, as resampling fibre spectra
 /// onto the cube grid correlates neighbouring spaxels.
-pub fn correlated_noise(size: usize, sigma: f64, rng: &mut impl Rng, scratch: &mut Vec<f64>) -> Vec<f64> {
-    let mut field: Vec<f64> = (0..size * size).map(|_| rng.sample(StandardNormal)).collect();
+pub fn correlated_noise(
+    size: usize,
+    sigma: f64,
+    rng: &mut impl Rng,
+    scratch: &mut Vec<f64>,
+) -> Vec<f64> {
+    let mut field: Vec<f64> = (0..size * size)
+        .map(|_| rng.sample(StandardNormal))
+        .collect();
     let kernel = gaussian_kernel(sigma);
     convolve_separable(&mut field, size, &kernel, scratch);
     // A separable smoothing of white noise scales its variance by (Σk²)² in the interior.
@@ -117,7 +128,10 @@ mod tests {
         assert!((hex_radius(10.0, 0.0) - 10.0).abs() < 1e-12);
         assert!((hex_radius(0.0, 10.0 * 3f64.sqrt() / 2.0) - 10.0).abs() < 1e-12);
         assert!((hex_radius(5.0, 10.0 * 3f64.sqrt() / 2.0) - 10.0).abs() < 1e-12);
-        assert!(hex_radius(0.0, 9.0) > 10.0, "flat top is closer than the vertices");
+        assert!(
+            hex_radius(0.0, 9.0) > 10.0,
+            "flat top is closer than the vertices"
+        );
         assert_eq!(coverage_radius(3), 10.3);
     }
 
@@ -132,7 +146,10 @@ mod tests {
         assert!((total - 1.0).abs() < 1e-9);
         // Peak of a unit 2-D Gaussian with sigma 2 px: 1/(2π·4).
         let peak = image[15 * size + 15];
-        assert!((peak - 1.0 / (8.0 * std::f64::consts::PI)).abs() < 2e-3, "{peak}");
+        assert!(
+            (peak - 1.0 / (8.0 * std::f64::consts::PI)).abs() < 2e-3,
+            "{peak}"
+        );
     }
 
     #[test]

@@ -165,7 +165,8 @@ pub fn cardelli_k(wavelength_aa: f64) -> f64 {
             + 0.01979 * y.powi(5)
             - 0.77530 * y.powi(6)
             + 0.32999 * y.powi(7);
-        let b = 1.41338 * y + 2.28305 * y.powi(2) + 1.07233 * y.powi(3) - 5.38434 * y.powi(4)
+        let b = 1.41338 * y + 2.28305 * y.powi(2) + 1.07233 * y.powi(3)
+            - 5.38434 * y.powi(4)
             - 0.62251 * y.powi(5)
             + 5.30260 * y.powi(6)
             - 2.09002 * y.powi(7);
@@ -187,7 +188,9 @@ pub fn channel_k() -> [f64; N_CHANNELS] {
 /// proxy), `below` dex under the Kauffmann+03 line in [OIII]/Hβ.
 pub fn hii_region(log_nii_ha: f64, below: f64, log_sii_ha: f64, log_oi_ha: f64) -> LineRatios {
     let x = log_nii_ha.min(-0.05);
-    let log_oiii_hb = crate::bpt::kauffmann03_nii(x).map_or(-1.0, |k| k - below).min(0.8);
+    let log_oiii_hb = crate::bpt::kauffmann03_nii(x)
+        .map_or(-1.0, |k| k - below)
+        .min(0.8);
     let oiii_hb = 10f64.powf(log_oiii_hb);
     LineRatios {
         log_oiii_hb,
@@ -207,7 +210,12 @@ pub fn hii_region(log_nii_ha: f64, below: f64, log_sii_ha: f64, log_oi_ha: f64) 
 }
 
 /// Ratios of diffuse LINER-like gas in a retired galaxy (ionised by old stars).
-pub fn retired_gas(log_nii_ha: f64, log_oiii_hb: f64, log_sii_ha: f64, log_oi_ha: f64) -> LineRatios {
+pub fn retired_gas(
+    log_nii_ha: f64,
+    log_oiii_hb: f64,
+    log_sii_ha: f64,
+    log_oi_ha: f64,
+) -> LineRatios {
     LineRatios {
         log_oiii_hb,
         log_nii_ha,
@@ -225,7 +233,12 @@ pub fn retired_gas(log_nii_ha: f64, log_oiii_hb: f64, log_sii_ha: f64, log_oi_ha
 }
 
 /// Ratios of a Seyfert narrow-line region: high ionisation, strong HeII and [NeIII].
-pub fn seyfert_nlr(log_oiii_hb: f64, log_nii_ha: f64, log_sii_ha: f64, log_oi_ha: f64) -> LineRatios {
+pub fn seyfert_nlr(
+    log_oiii_hb: f64,
+    log_nii_ha: f64,
+    log_sii_ha: f64,
+    log_oi_ha: f64,
+) -> LineRatios {
     LineRatios {
         log_oiii_hb,
         log_nii_ha,
@@ -287,7 +300,11 @@ mod tests {
             (ch::PEPS, "Peps-9548"),
         ];
         for (index, name) in checks {
-            assert!(names[index].eq_ignore_ascii_case(name), "{index}: {} vs {name}", names[index]);
+            assert!(
+                names[index].eq_ignore_ascii_case(name),
+                "{index}: {} vs {name}",
+                names[index]
+            );
         }
         assert_eq!(names.len(), N_CHANNELS);
     }
@@ -295,11 +312,26 @@ mod tests {
     #[test]
     fn cardelli_matches_published_values() {
         // CCM89, R_V = 3.1: k(Hβ) ≈ 3.61, k(Hα) ≈ 2.53, k(V = 5500 Å) ≈ 3.1.
-        assert!((cardelli_k(4862.7) - 3.61).abs() < 0.03, "{}", cardelli_k(4862.7));
-        assert!((cardelli_k(6564.6) - 2.53).abs() < 0.03, "{}", cardelli_k(6564.6));
-        assert!((cardelli_k(5494.5) - 3.1).abs() < 0.03, "{}", cardelli_k(5494.5));
+        assert!(
+            (cardelli_k(4862.7) - 3.61).abs() < 0.03,
+            "{}",
+            cardelli_k(4862.7)
+        );
+        assert!(
+            (cardelli_k(6564.6) - 2.53).abs() < 0.03,
+            "{}",
+            cardelli_k(6564.6)
+        );
+        assert!(
+            (cardelli_k(5494.5) - 3.1).abs() < 0.03,
+            "{}",
+            cardelli_k(5494.5)
+        );
         let k = channel_k();
-        assert!(k.windows(2).all(|w| w[0] >= w[1]), "k falls with wavelength");
+        assert!(
+            k.windows(2).all(|w| w[0] >= w[1]),
+            "k falls with wavelength"
+        );
     }
 
     #[test]

@@ -92,7 +92,10 @@ pub fn class_map(
     };
     Ok((0..pixels)
         .map(|p| {
-            if index.iter().all(|&l| !(w[l * pixels + p] > 0.0)) {
+            if index
+                .iter()
+                .all(|&l| w[l * pixels + p].is_nan() || w[l * pixels + p] <= 0.0)
+            {
                 return None;
             }
             let lookup = |name: &str| {

@@ -220,7 +220,7 @@ pub fn galaxy_png(figure: &GalaxyFigure<'_>) -> Result<Vec<u8>> {
             ))
             .map_err(figure_error)?;
         }
-        for l in 0..n_lines {
+        for (l, &scale) in scales.iter().enumerate() {
             let x0 = LEFT + l as i32 * (PANEL + GAP);
             let name = figure.lines[l].clone();
             root.draw(&Text::new(
@@ -230,8 +230,7 @@ pub fn galaxy_png(figure: &GalaxyFigure<'_>) -> Result<Vec<u8>> {
             ))
             .map_err(figure_error)?;
             let base = l * pixels;
-            let scale = scales[l];
-            let masked = |p: usize| !(maps.w[base + p] > 0.0);
+            let masked = |p: usize| maps.w[base + p].is_nan() || maps.w[base + p] <= 0.0;
             draw_map(&root, (x0, row_y[0], PANEL), figure.size, |p| {
                 if masked(p) {
                     MASKED

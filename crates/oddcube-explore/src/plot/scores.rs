@@ -129,11 +129,16 @@ fn draw_panel(
         .caption(panel.name, (FONT, 22).into_font().style(FontStyle::Bold))
         .x_label_area_size(56)
         .y_label_area_size(70)
-        .build_cartesian_2d(lo..hi, (0.8f64..max_count * 2.0).log_scale())
+        .build_cartesian_2d(
+            lo - 0.5 * width..hi + 0.5 * width,
+            (0.8f64..max_count * 2.0).log_scale(),
+        )
         .map_err(figure_error)?;
     chart
         .configure_mesh()
         .disable_x_mesh()
+        .light_line_style(WHITE)
+        .bold_line_style(RGBColor(225, 225, 225))
         .x_desc(x_desc)
         .y_desc("galaxies per bin")
         .axis_desc_style((FONT, 18))

@@ -214,10 +214,8 @@ pub async fn galaxies(
         .label
         .as_deref()
         .filter(|l| !l.is_empty() && *l != "any");
-    if let Some(l) = label_filter {
-        if !matches!(l, "labelled" | "unlabelled") {
-            l.parse::<UserLabel>().map_err(ApiError::bad_request)?;
-        }
+    if let Some(l) = label_filter.filter(|l| !matches!(*l, "labelled" | "unlabelled")) {
+        l.parse::<UserLabel>().map_err(ApiError::bad_request)?;
     }
     let kind_filter = query
         .kind
@@ -227,7 +225,10 @@ pub async fn galaxies(
     let plateifus = catalog.str("plateifu").unwrap_or(&[]);
     let flags = catalog.bool("fdr_flag");
     let ifus = catalog.u32("ifu_size");
-    let mut rows: Vec<usize> = (0..state.len())
+    let order = state.sort_order(sort, column, descending);
+    let rows: Vec<usize> = order
+        .iter()
+        .copied()
         .filter(|&r| {
             needle.as_ref().is_none_or(|q| {
                 state
@@ -262,18 +263,6 @@ pub async fn galaxies(
             })
         })
         .collect();
-    rows.sort_by(|&a, &b| {
-        let (ka, kb) = (sort_key(column, a), sort_key(column, b));
-        let nan = |k: &Key<'_>| matches!(k, Key::Number(v) if v.is_nan());
-        match (nan(&ka), nan(&kb)) {
-            (true, false) => std::cmp::Ordering::Greater,
-            (false, true) => std::cmp::Ordering::Less,
-            _ => {
-                let ord = ka.partial_cmp(&kb).unwrap_or(std::cmp::Ordering::Equal);
-                (if descending { ord.reverse() } else { ord }).then(a.cmp(&b))
-            }
-        }
-    });
     let total = rows.len();
     let page: Vec<Value> = rows
         .iter()
@@ -394,6 +383,38 @@ pub async fn galaxy(
 }
 
 impl AppState {
+    /// All catalogue rows sorted by `column` (NaN last, ties by row), cached per column and
+    /// direction: sorting 10^5 rows once instead of per request keeps table pages fast.
+    fn sort_order(&self, name: &str, column: &Column, descending: bool) -> Arc<Vec<usize>> {
+        let key = (name.to_string(), descending);
+        if let Some(hit) = self
+            .sort_cache
+            .lock()
+            .ok()
+            .and_then(|c| c.get(&key).cloned())
+        {
+            return hit;
+        }
+        let mut rows: Vec<usize> = (0..self.len()).collect();
+        rows.sort_by(|&a, &b| {
+            let (ka, kb) = (sort_key(column, a), sort_key(column, b));
+            let nan = |k: &Key<'_>| matches!(k, Key::Number(v) if v.is_nan());
+            match (nan(&ka), nan(&kb)) {
+                (true, false) => std::cmp::Ordering::Greater,
+                (false, true) => std::cmp::Ordering::Less,
+                _ => {
+                    let ord = ka.partial_cmp(&kb).unwrap_or(std::cmp::Ordering::Equal);
+                    (if descending { ord.reverse() } else { ord }).then(a.cmp(&b))
+                }
+            }
+        });
+        let rows = Arc::new(rows);
+        if let Ok(mut cache) = self.sort_cache.lock() {
+            cache.insert(key, Arc::clone(&rows));
+        }
+        rows
+    }
+
     /// True when maps of catalogue row `row` can be shown.
     fn has_maps(&self, row: usize) -> bool {
         let stored = self.residuals.as_ref().is_some_and(|r| {

@@ -101,7 +101,12 @@ fn valid_plateifu(plateifu: &str) -> bool {
 impl LabelStore {
     /// Opens `dir/labels.csv` (an empty store when the file does not exist yet).
     pub fn open(dir: &Path) -> Result<LabelStore> {
-        let path = dir.join(LABELS_FILE);
+        Self::open_file(&dir.join(LABELS_FILE))
+    }
+
+    /// Opens a labels file written by the explorer at any path (empty when it does not exist).
+    pub fn open_file(path: &Path) -> Result<LabelStore> {
+        let path = path.to_path_buf();
         let mut labels = BTreeMap::new();
         let text = match std::fs::read_to_string(&path) {
             Ok(t) => t,
@@ -144,6 +149,14 @@ impl LabelStore {
     /// The label of `plateifu`, if any.
     pub fn get(&self, plateifu: &str) -> Option<&LabelEntry> {
         self.labels.get(plateifu)
+    }
+
+    /// The label of each galaxy of `plateifus` (catalogue order), for [`demote_scores`].
+    pub fn labels_for(&self, plateifus: &[String]) -> Vec<Option<UserLabel>> {
+        plateifus
+            .iter()
+            .map(|p| self.labels.get(p).map(|e| e.label))
+            .collect()
     }
 
     /// All labels, by plate-ifu.
@@ -342,6 +355,15 @@ mod tests {
         let again = LabelStore::open(dir.path()).unwrap();
         assert_eq!(again.get("8485-1901").unwrap().label, UserLabel::Artefact);
         assert_eq!(again, store);
+        let ids = ["7443-12703".to_string(), "1-1".to_string()];
+        assert_eq!(
+            again.labels_for(&ids),
+            vec![Some(UserLabel::Interesting), None]
+        );
+        assert_eq!(
+            LabelStore::open_file(&dir.path().join(LABELS_FILE)).unwrap(),
+            store
+        );
         store.set("8485-1901", None).unwrap();
         assert!(
             LabelStore::open(dir.path())
@@ -420,7 +442,7 @@ mod tests {
             out[15], 1.0,
             "artefacts far away do not count; the interesting one cancels nothing"
         );
-        let none = demote_scores(&view, &scores, &vec![None; 20], &options).unwrap();
+        let none = demote_scores(&view, &scores, &[None; 20], &options).unwrap();
         assert_eq!(none, scores);
         assert!(demote_scores(&view, &scores[..3], &labels, &options).is_err());
         let estimated = demote_scores(

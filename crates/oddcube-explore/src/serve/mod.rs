@@ -65,6 +65,8 @@ pub struct AppState {
     search_keys: Vec<String>,
     reconstructor: Option<Reconstructor>,
     recon_cache: Mutex<HashMap<usize, Arc<Vec<f32>>>>,
+    /// Row order per (sort column, descending), filled on first use.
+    sort_cache: Mutex<HashMap<(String, bool), Arc<Vec<usize>>>>,
 }
 
 /// One galaxy's maps as the pages need them (`[L, S, S]` each).
@@ -146,13 +148,13 @@ impl AppState {
                 .map(|p| index.get(p.as_str()).copied())
                 .collect();
         }
-        if let Some(res) = &residuals {
-            if res.lines != lines || res.size != size {
-                return Err(data_error(
-                    &sources.results.join(crate::results::RESIDUALS_FILE),
-                    "lines or grid differ from manifest.json",
-                ));
-            }
+        if let Some(res) = &residuals
+            && (res.lines != lines || res.size != size)
+        {
+            return Err(data_error(
+                &sources.results.join(crate::results::RESIDUALS_FILE),
+                "lines or grid differ from manifest.json",
+            ));
         }
         let row_index: HashMap<&str, usize> = plateifus
             .iter()
@@ -205,6 +207,7 @@ impl AppState {
             search_keys,
             reconstructor,
             recon_cache: Mutex::new(HashMap::new()),
+            sort_cache: Mutex::new(HashMap::new()),
         })
     }
 

@@ -149,9 +149,21 @@ pub fn write_synthetic_results(dir: &Path, n: usize, seed: u64) -> Result<Vec<(S
     let graph = all_nearest(&view, 5, Metric::Euclidean, &oddcube_data::NoProgress)?;
     let knn_dist = crate::lof::knn_distance_scores(&graph, 5)?;
     let lof = crate::lof::local_outlier_factor(&graph, 5)?;
+    // Empirical p-values against the ordinary galaxies (the reference population a real run
+    // calibrates on), so the nuclei get small p-values and FDR flags.
+    let mut reference: Vec<f64> = recon
+        .iter()
+        .zip(&kinds)
+        .filter(|(_, k)| **k == "normal")
+        .map(|(s, _)| *s)
+        .collect();
+    reference.sort_by(f64::total_cmp);
     let pvalue: Vec<f64> = recon
         .iter()
-        .map(|s| recon.iter().filter(|o| *o >= s).count() as f64 / n as f64)
+        .map(|s| {
+            let at_least = reference.len() - reference.partition_point(|r| r < s);
+            (1 + at_least) as f64 / (1 + reference.len()) as f64
+        })
         .collect();
     let bh = crate::fdr::benjamini_hochberg(&pvalue, 0.2)?;
     let mut order: Vec<usize> = (0..n).collect();

@@ -28,12 +28,23 @@ pub struct Args {
 
 /// Runs `oddcube bpt`.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::ensure!(args.aperture > 0.0, "--aperture {} must be a positive diameter in arcsec", args.aperture);
+    anyhow::ensure!(
+        args.aperture > 0.0,
+        "--aperture {} must be a positive diameter in arcsec",
+        args.aperture
+    );
     anyhow::ensure!(args.snr >= 0.0, "--snr {} must not be negative", args.snr);
-    let dataset = Dataset::open(&args.dataset).with_context(|| format!("opening dataset {}", args.dataset.display()))?;
-    let options = BptSurveyOptions { aperture_arcsec: args.aperture, min_snr: args.snr };
+    let dataset = Dataset::open(&args.dataset)
+        .with_context(|| format!("opening dataset {}", args.dataset.display()))?;
+    let options = BptSurveyOptions {
+        aperture_arcsec: args.aperture,
+        min_snr: args.snr,
+    };
     let rows = classify_dataset(&dataset, &options)?;
-    let out = args.out.clone().unwrap_or_else(|| args.dataset.join("bpt.csv"));
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| args.dataset.join("bpt.csv"));
     write_atomic(&out, bpt_csv(&rows).as_bytes())?;
     let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
     for r in &rows {
@@ -41,7 +52,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     let summary: Vec<String> = counts.iter().map(|(c, n)| format!("{c} {n}")).collect();
     println!("{} galaxies: {}", rows.len(), summary.join(", "));
-    if let Some(note) = rows.iter().map(|r| r.note.as_str()).find(|n| n.contains("lacks")) {
+    if let Some(note) = rows
+        .iter()
+        .map(|r| r.note.as_str())
+        .find(|n| n.contains("lacks"))
+    {
         println!("note: {note}");
     }
     eprintln!("wrote {}", out.display());

@@ -77,18 +77,31 @@ struct Baseline {
 }
 
 /// The normal labels: --normal, else those whose rows are all `is_anomaly` false, else defaults.
-fn normal_labels(args: &Args, labels: &BTreeMap<String, String>) -> anyhow::Result<BTreeSet<String>> {
+fn normal_labels(
+    args: &Args,
+    labels: &BTreeMap<String, String>,
+) -> anyhow::Result<BTreeSet<String>> {
     if let Some(normal) = &args.normal {
-        return Ok(normal.iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect());
+        return Ok(normal
+            .iter()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect());
     }
     if let Ok(flags) = read_labels_csv(&args.labels, &args.id_column, "is_anomaly") {
         let mut anomalous: BTreeMap<&str, bool> = BTreeMap::new();
         for (id, label) in labels {
-            let flag = flags.get(id).map(|f| matches!(f.to_ascii_lowercase().as_str(), "1" | "true" | "yes"));
+            let flag = flags
+                .get(id)
+                .map(|f| matches!(f.to_ascii_lowercase().as_str(), "1" | "true" | "yes"));
             let entry = anomalous.entry(label.as_str()).or_insert(false);
             *entry |= flag.unwrap_or(false);
         }
-        let normal: BTreeSet<String> = anomalous.iter().filter(|(_, a)| !**a).map(|(l, _)| l.to_string()).collect();
+        let normal: BTreeSet<String> = anomalous
+            .iter()
+            .filter(|(_, a)| !**a)
+            .map(|(l, _)| l.to_string())
+            .collect();
         if !normal.is_empty() {
             tracing::info!("normal labels from the is_anomaly column: {normal:?}");
             return Ok(normal);
@@ -101,7 +114,10 @@ fn normal_labels(args: &Args, labels: &BTreeMap<String, String>) -> anyhow::Resu
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let results = Results::open(&args.results)?;
     let catalog = &results.catalog;
-    let plateifus = catalog.str("plateifu").context("catalogue has no plateifu column")?.to_vec();
+    let plateifus = catalog
+        .str("plateifu")
+        .context("catalogue has no plateifu column")?
+        .to_vec();
     let label_map = read_labels_csv(&args.labels, &args.id_column, &args.label_column)?;
     let labels = align_labels(&plateifus, &label_map);
     let n_labelled = labels.iter().filter(|l| l.is_some()).count();
@@ -122,23 +138,47 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let bar = Bar::new(false);
     let mut baseline = None;
     if !args.no_baseline {
-        let data_dir = args.data.clone().unwrap_or_else(|| PathBuf::from(&results.manifest.dataset_dir));
+        let data_dir = args
+            .data
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(&results.manifest.dataset_dir));
         let dataset = Dataset::open(&data_dir).with_context(|| {
-            format!("opening dataset {} for the PCA baseline (use --data DIR or --no-baseline)", data_dir.display())
+            format!(
+                "opening dataset {} for the PCA baseline (use --data DIR or --no-baseline)",
+                data_dir.display()
+            )
         })?;
         if dataset.manifest_hash() != results.manifest.dataset_hash {
-            tracing::warn!("dataset {} is not the one these results were scored on", data_dir.display());
+            tracing::warn!(
+                "dataset {} is not the one these results were scored on",
+                data_dir.display()
+            );
         }
-        let options = PcaOptions { components: args.pca_components, ..PcaOptions::default() };
-        let pca = PcaModel::fit(&dataset.cubes, &options, &bar).context("fitting the PCA baseline")?;
-        let scores = pca.score(&dataset.cubes, &bar).context("scoring the PCA baseline")?;
-        let row_of: BTreeMap<&str, usize> =
-            dataset.galaxies.iter().enumerate().map(|(i, g)| (g.plateifu.as_str(), i)).collect();
-        let pick = |values: &[f64]| -> Vec<f64> {
-            plateifus.iter().map(|p| row_of.get(p.as_str()).map_or(f64::NAN, |&i| values[i])).collect()
+        let options = PcaOptions {
+            components: args.pca_components,
+            ..PcaOptions::default()
         };
-        columns.push(("pca_recon".to_string(), pick(&scores.recon)));
-        columns.push(("pca_chi2".to_string(), pick(&scores.chi2)));
+        let pca =
+            PcaModel::fit(&dataset.cubes, &options, &bar).context("fitting the PCA baseline")?;
+        let scores = pca
+            .score(&dataset.cubes, &bar)
+            .context("scoring the PCA baseline")?;
+        let row_of: BTreeMap<&str, usize> = dataset
+            .galaxies
+            .iter()
+            .enumerate()
+            .map(|(i, g)| (g.plateifu.as_str(), i))
+            .collect();
+        let pick = |values: &[f64]| -> Vec<f64> {
+            plateifus
+                .iter()
+                .map(|p| row_of.get(p.as_str()).map_or(f64::NAN, |&i| values[i]))
+                .collect()
+        };
+        let recon: Vec<f64> = scores.iter().map(|s| s.recon).collect();
+        let chi2: Vec<f64> = scores.iter().map(|s| s.chi2).collect();
+        columns.push(("pca_recon".to_string(), pick(&recon)));
+        columns.push(("pca_chi2".to_string(), pick(&chi2)));
         baseline = Some(Baseline {
             method: "pca",
             dataset: data_dir.display().to_string(),
@@ -152,11 +192,16 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let labelled_rows: Vec<usize> = (0..labels.len()).filter(|&i| labels[i].is_some()).collect();
     let purity = if labelled_rows.len() > args.purity_k && args.purity_k > 0 {
         let dim = results.latent_dim;
-        let sub: Vec<f32> =
-            labelled_rows.iter().flat_map(|&r| results.latents[r * dim..(r + 1) * dim].iter().copied()).collect();
+        let sub: Vec<f32> = labelled_rows
+            .iter()
+            .flat_map(|&r| results.latents[r * dim..(r + 1) * dim].iter().copied())
+            .collect();
         let view = LatentView::new(&sub, labelled_rows.len(), dim)?;
         let graph = all_nearest(&view, args.purity_k, Metric::Euclidean, &bar)?;
-        let sub_labels: Vec<String> = labelled_rows.iter().filter_map(|&r| labels[r].clone()).collect();
+        let sub_labels: Vec<String> = labelled_rows
+            .iter()
+            .filter_map(|&r| labels[r].clone())
+            .collect();
         Some(neighbour_purity(&graph, &sub_labels, args.purity_k)?)
     } else {
         None
@@ -164,9 +209,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 
     println!("{}", evaluation.to_table());
     if let Some(p) = &purity {
-        println!("neighbour purity (k = {}, labelled galaxies, euclidean latents): overall {:.3}", p.k, p.overall);
+        println!(
+            "neighbour purity (k = {}, labelled galaxies, euclidean latents): overall {:.3}",
+            p.k, p.overall
+        );
         for (label, lp) in &p.per_label {
-            println!("  {label:<16} n = {:>5}  purity {:.3}  (chance {:.3})", lp.count, lp.purity, lp.chance);
+            println!(
+                "  {label:<16} n = {:>5}  purity {:.3}  (chance {:.3})",
+                lp.count, lp.purity, lp.chance
+            );
         }
     }
     let report = Report {

@@ -1,12 +1,111 @@
-//! `oddcube inspect` (being written).
+//! `oddcube inspect`: what one MaNGA DAP MAPS file holds.
 
+use std::fmt::Write as _;
+use std::path::PathBuf;
 use std::process::ExitCode;
+
+use oddcube_data::MaskPolicy;
+use oddcube_data::inspect::{InspectReport, inspect};
 
 /// Arguments of `oddcube inspect`.
 #[derive(clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// A MAPS file (`.fits` or `.fits.gz`).
+    file: PathBuf,
+    /// Mask policy for the good-spaxel counts: `strict` or `lenient`.
+    #[arg(long, default_value = "strict", value_parser = ["strict", "lenient"])]
+    mask_policy: String,
+    /// Print the report as JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
 
 /// Runs `oddcube inspect`.
-pub fn run(_args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("oddcube inspect is not built yet")
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let policy = MaskPolicy::parse(&args.mask_policy).ok_or_else(|| {
+        anyhow::anyhow!(
+            "--mask-policy {:?}: expected strict or lenient",
+            args.mask_policy
+        )
+    })?;
+    let report = inspect(&args.file, policy)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", render(&report));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn opt<T: std::fmt::Display>(v: &Option<T>) -> String {
+    v.as_ref()
+        .map_or_else(|| "-".to_string(), |v| v.to_string())
+}
+
+/// The human-readable report.
+fn render(r: &InspectReport) -> String {
+    let m = &r.meta;
+    let mut s = String::new();
+    // Writing to a String cannot fail.
+    let _ = writeln!(s, "{} ({} bytes)", r.path, r.file_bytes);
+    let source = if m.plateifu_from_filename {
+        " (from the file name)"
+    } else {
+        ""
+    };
+    let _ = writeln!(s, "plateifu   {}{source}", m.plateifu);
+    let _ = writeln!(s, "mangaid    {}", opt(&m.mangaid));
+    let _ = writeln!(s, "ra, dec    {}, {} deg", opt(&m.ra), opt(&m.dec));
+    let _ = writeln!(
+        s,
+        "z          {}  (SCINPVEL / c)",
+        m.z.map_or("-".to_string(), |z| format!("{z:.6}"))
+    );
+    let _ = writeln!(s, "IFU size   {}", opt(&m.ifu_size));
+    let _ = writeln!(
+        s,
+        "DAP        {} {}  DAPQUAL {}",
+        opt(&m.daptype),
+        opt(&m.versdap),
+        opt(&m.dapqual)
+    );
+    for notice in &m.notices {
+        let _ = writeln!(s, "notice     {notice}");
+    }
+    let _ = writeln!(
+        s,
+        "grid       {} × {} spaxels, {} in the IFU footprint; good counts use the {:?} mask policy",
+        r.ny, r.nx, r.footprint_spaxels, r.mask_policy
+    );
+    let _ = writeln!(s, "\nHDUs ({}):", r.hdus.len());
+    for (i, h) in r.hdus.iter().enumerate() {
+        let _ = writeln!(
+            s,
+            "  {i:>3} {:<22} {:<10} BITPIX {:>3}  {:?}",
+            h.name,
+            format!("{:?}", h.kind),
+            h.bitpix,
+            h.shape
+        );
+    }
+    let _ = writeln!(s, "\nEMLINE_GFLUX channels ({}):", r.lines.len());
+    let _ = writeln!(
+        s,
+        "  {:>3} {:<12} {:>9} {:>6} {:>12} {:>12}",
+        "#", "line", "λ (Å)", "good", "median flux", "median σ"
+    );
+    for l in &r.lines {
+        let num = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.4}"));
+        let _ = writeln!(
+            s,
+            "  {:>3} {:<12} {:>9} {:>6} {:>12} {:>12}",
+            l.index + 1,
+            l.name,
+            l.wavelength.map_or("-".to_string(), |w| format!("{w:.2}")),
+            l.good_spaxels,
+            num(l.median_flux),
+            num(l.median_sigma)
+        );
+    }
+    s
 }

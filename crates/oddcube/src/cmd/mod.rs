@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod bpt;
+pub mod demo;
 pub mod evaluate;
 pub mod fetch;
 pub mod ingest;

@@ -11,8 +11,8 @@ use oddcube_data::{Progress, Shard};
 use oddcube_explore::knn::Metric;
 use oddcube_explore::results::{RESIDUALS_FILE, RESULTS_FORMAT, Results, ResultsManifest};
 use oddcube_explore::score::{
-    Autoencoder, PValueMethod, RankBy, ResidualSelection, ScoreSettings, finalize_population_scores, residual_rows,
-    score_galaxies, write_residuals,
+    Autoencoder, PValueMethod, RankBy, ResidualSelection, ScoreSettings,
+    finalize_population_scores, residual_rows, score_galaxies, write_residuals,
 };
 use oddcube_model::Model;
 use oddcube_model::checkpoint::{BEST_WEIGHTS, CONFIG};
@@ -77,16 +77,24 @@ impl Autoencoder for ModelAdapter {
     }
 
     fn encode_reconstruct(&self, cubes: &Cubes) -> Result<(Vec<f32>, Vec<f32>), String> {
-        let z = self.model.encode(cubes, self.batch).map_err(|e| e.to_string())?;
-        let xhat = self.model.reconstruct(cubes, self.batch).map_err(|e| e.to_string())?;
+        let z = self
+            .model
+            .encode(cubes, self.batch)
+            .map_err(|e| e.to_string())?;
+        let xhat = self
+            .model
+            .reconstruct(cubes, self.batch)
+            .map_err(|e| e.to_string())?;
         Ok((z, xhat.x))
     }
 }
 
 /// Loads `dir` on `device` with a readable error.
 pub(crate) fn load_model(dir: &Path, device: &str, batch: usize) -> anyhow::Result<ModelAdapter> {
-    let device = oddcube_model::select_device(device).with_context(|| format!("device {device:?}"))?;
-    let model = Model::load(dir, &device).with_context(|| format!("loading model {}", dir.display()))?;
+    let device =
+        oddcube_model::select_device(device).with_context(|| format!("device {device:?}"))?;
+    let model =
+        Model::load(dir, &device).with_context(|| format!("loading model {}", dir.display()))?;
     anyhow::ensure!(batch > 0, "--batch must be at least 1");
     Ok(ModelAdapter { model, batch })
 }
@@ -111,10 +119,18 @@ pub(crate) fn metric_name(metric: Metric) -> &'static str {
 
 /// Runs `oddcube score`.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::ensure!(args.fdr > 0.0 && args.fdr <= 1.0, "--fdr {} must lie in (0, 1]", args.fdr);
+    anyhow::ensure!(
+        args.fdr > 0.0 && args.fdr <= 1.0,
+        "--fdr {} must lie in (0, 1]",
+        args.fdr
+    );
     anyhow::ensure!(args.knn_k >= 1, "--knn-k must be at least 1");
-    let shard = args.shard.or_else(Shard::from_slurm_env).unwrap_or(Shard::ALL);
-    let dataset = Dataset::open(&args.data).with_context(|| format!("opening dataset {}", args.data.display()))?;
+    let shard = args
+        .shard
+        .or_else(Shard::from_slurm_env)
+        .unwrap_or(Shard::ALL);
+    let dataset = Dataset::open(&args.data)
+        .with_context(|| format!("opening dataset {}", args.data.display()))?;
     let model = load_model(&args.model, &args.device, args.batch)?;
     let config = model.model.config();
     let lines = dataset.manifest.lines.lines.clone();
@@ -127,14 +143,20 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             lines.join(", ")
         );
     }
-    if !config.data.manifest_hash.is_empty() && config.data.manifest_hash != dataset.manifest_hash() {
+    if !config.data.manifest_hash.is_empty() && config.data.manifest_hash != dataset.manifest_hash()
+    {
         tracing::info!("scoring a dataset other than the one the model was trained on");
     }
 
-    let rows: Vec<usize> =
-        (0..dataset.galaxies.len()).filter(|&i| shard.contains(&dataset.galaxies[i].plateifu)).collect();
+    let rows: Vec<usize> = (0..dataset.galaxies.len())
+        .filter(|&i| shard.contains(&dataset.galaxies[i].plateifu))
+        .collect();
     let sharded = shard.count > 1;
-    let out = if sharded { args.out.join(shard.part_name()) } else { args.out.clone() };
+    let out = if sharded {
+        args.out.join(shard.part_name())
+    } else {
+        args.out.clone()
+    };
     let settings = ScoreSettings {
         rank_by: args.rank_by,
         pvalues: args.pvalues,
@@ -144,10 +166,23 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let bar = Bar::new(false);
     let started = std::time::Instant::now();
-    let mut scored = score_galaxies(&model, &dataset.cubes, &dataset.galaxies, &lines, &rows, &bar)?;
+    let mut scored = score_galaxies(
+        &model,
+        &dataset.cubes,
+        &dataset.galaxies,
+        &lines,
+        &rows,
+        &bar,
+    )?;
     let seconds = started.elapsed().as_secs_f64();
     if !sharded {
-        finalize_population_scores(&mut scored.catalog, &scored.latents, scored.latent_dim, &settings, &bar)?;
+        finalize_population_scores(
+            &mut scored.catalog,
+            &scored.latents,
+            scored.latent_dim,
+            &settings,
+            &bar,
+        )?;
     }
 
     let manifest = ResultsManifest {
@@ -182,8 +217,19 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
     } else {
         let dataset_rows: Vec<usize> = picked.iter().map(|&r| rows[r]).collect();
-        let names: Vec<String> = dataset_rows.iter().map(|&r| dataset.galaxies[r].plateifu.clone()).collect();
-        write_residuals(&out, &model, &dataset.cubes, &names, &lines, &dataset_rows, &bar)?;
+        let names: Vec<String> = dataset_rows
+            .iter()
+            .map(|&r| dataset.galaxies[r].plateifu.clone())
+            .collect();
+        write_residuals(
+            &out,
+            &model,
+            &dataset.cubes,
+            &names,
+            &lines,
+            &dataset_rows,
+            &bar,
+        )?;
     }
     Results::write(&out, &manifest, &scored.catalog, &scored.latents)?;
     bar.finish();
@@ -196,25 +242,46 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     );
     if !sharded {
         print_top(&scored.catalog, args.rank_by, 10);
-        let flagged = scored.catalog.bool("fdr_flag").map_or(0, |f| f.iter().filter(|&&v| v).count());
-        eprintln!("{flagged} galaxies flagged at FDR {} (p-values: {})", args.fdr, args.pvalues);
+        let flagged = scored
+            .catalog
+            .bool("fdr_flag")
+            .map_or(0, |f| f.iter().filter(|&&v| v).count());
+        eprintln!(
+            "{flagged} galaxies flagged at FDR {} (p-values: {})",
+            args.fdr, args.pvalues
+        );
     } else {
-        eprintln!("shard {shard}: run `oddcube merge {}` when every part is done", args.out.display());
+        eprintln!(
+            "shard {shard}: run `oddcube merge {}` when every part is done",
+            args.out.display()
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
 
 /// Prints the `n` best-ranked galaxies.
 fn print_top(catalog: &oddcube_explore::results::Catalog, rank_by: RankBy, n: usize) {
-    let (Some(names), Some(rank), Some(score), Some(q)) =
-        (catalog.str("plateifu"), catalog.u32("rank"), catalog.f64(rank_by.column()), catalog.f64("qvalue"))
-    else {
+    let (Some(names), Some(rank), Some(score), Some(q)) = (
+        catalog.str("plateifu"),
+        catalog.u32("rank"),
+        catalog.f64(rank_by.column()),
+        catalog.f64("qvalue"),
+    ) else {
         return;
     };
     let mut rows: Vec<usize> = (0..catalog.len()).collect();
     rows.sort_by_key(|&r| rank[r]);
-    println!("{:>5}  {:<14} {:>12} {:>10}", "rank", "plateifu", rank_by.column(), "qvalue");
+    println!(
+        "{:>5}  {:<14} {:>12} {:>10}",
+        "rank",
+        "plateifu",
+        rank_by.column(),
+        "qvalue"
+    );
     for &r in rows.iter().take(n) {
-        println!("{:>5}  {:<14} {:>12.5} {:>10.3e}", rank[r], names[r], score[r], q[r]);
+        println!(
+            "{:>5}  {:<14} {:>12.5} {:>10.3e}",
+            rank[r], names[r], score[r], q[r]
+        );
     }
 }

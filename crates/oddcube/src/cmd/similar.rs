@@ -64,7 +64,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     );
     let view = latents.view();
     let (query, exclude): (Vec<f32>, Option<usize>) = if let Some(plateifu) = &args.plateifu {
-        let row = resolve_plateifu(&catalog, plateifu).with_context(|| format!("in {}", args.results.display()))?;
+        let row = resolve_plateifu(&catalog, plateifu)
+            .with_context(|| format!("in {}", args.results.display()))?;
         let vector = view.row(row).context("latent row out of range")?.to_vec();
         (vector, Some(row))
     } else if let Some(path) = &args.vector {
@@ -83,25 +84,51 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 
 /// Preprocesses a MAPS file exactly as the scored dataset was, and encodes it. Returns the latent
 /// vector and the file's plate-ifu.
-fn encode_maps(args: &Args, manifest: &ResultsManifest, path: &Path) -> anyhow::Result<(Vec<f32>, String)> {
-    let data_dir = args.data.clone().unwrap_or_else(|| PathBuf::from(&manifest.dataset_dir));
+fn encode_maps(
+    args: &Args,
+    manifest: &ResultsManifest,
+    path: &Path,
+) -> anyhow::Result<(Vec<f32>, String)> {
+    let data_dir = args
+        .data
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(&manifest.dataset_dir));
     let manifest_path = data_dir.join(oddcube_data::dataset::MANIFEST_FILE);
-    let bytes = std::fs::read(&manifest_path)
-        .with_context(|| format!("reading {} (use --data to point at the dataset)", manifest_path.display()))?;
-    let dataset: DatasetManifest =
-        serde_json::from_slice(&bytes).with_context(|| format!("{} is not a dataset manifest", manifest_path.display()))?;
+    let bytes = std::fs::read(&manifest_path).with_context(|| {
+        format!(
+            "reading {} (use --data to point at the dataset)",
+            manifest_path.display()
+        )
+    })?;
+    let dataset: DatasetManifest = serde_json::from_slice(&bytes)
+        .with_context(|| format!("{} is not a dataset manifest", manifest_path.display()))?;
     let maps = MapsFile::read(path).with_context(|| format!("reading {}", path.display()))?;
-    let indices = maps.line_indices(&dataset.lines).with_context(|| format!("{}", path.display()))?;
+    let indices = maps
+        .line_indices(&dataset.lines)
+        .with_context(|| format!("{}", path.display()))?;
     let config = PreprocessConfig {
         size: dataset.size,
         mask_policy: dataset.mask_policy,
         stretch: dataset.normalisation.stretch,
     };
-    let pre = preprocess(&maps, &indices, &config).with_context(|| format!("preprocessing {}", path.display()))?;
-    let model_dir = args.model.clone().unwrap_or_else(|| PathBuf::from(&manifest.model_dir));
+    let pre = preprocess(&maps, &indices, &config)
+        .with_context(|| format!("preprocessing {}", path.display()))?;
+    let model_dir = args
+        .model
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(&manifest.model_dir));
     let model = load_model(&model_dir, &args.device, 1)?;
-    let cubes = Cubes { n: 1, n_lines: dataset.lines.len(), size: dataset.size, x: pre.x, w: pre.w };
-    let z = model.model.encode(&cubes, 1).with_context(|| format!("encoding {}", path.display()))?;
+    let cubes = Cubes {
+        n: 1,
+        n_lines: dataset.lines.len(),
+        size: dataset.size,
+        x: pre.x,
+        w: pre.w,
+    };
+    let z = model
+        .model
+        .encode(&cubes, 1)
+        .with_context(|| format!("encoding {}", path.display()))?;
     anyhow::ensure!(
         z.len() == manifest.latent_dim,
         "model {} has latent dimension {}, the results have {}",
