@@ -17,10 +17,10 @@ pub fn find_parts(dir: &Path) -> Result<Vec<(Shard, PathBuf)>, DataError> {
     let mut parts = Vec::new();
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        if let Some(shard) = parse_part_name(&name) {
-            if entry.path().is_dir() {
-                parts.push((shard, entry.path()));
-            }
+        if let Some(shard) = parse_part_name(&name)
+            && entry.path().is_dir()
+        {
+            parts.push((shard, entry.path()));
         }
     }
     if parts.is_empty() {

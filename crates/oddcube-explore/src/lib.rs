@@ -10,6 +10,7 @@ pub mod knn;
 pub mod labels;
 pub mod latents;
 pub mod lof;
+pub mod merge;
 pub mod metrics;
 pub mod pca;
 pub mod plot;

@@ -72,8 +72,10 @@ pub struct ProjectOptions {
     pub min_dist: f32,
     /// Layout epochs; `None` = umap-learn's default (500 up to 10 000 galaxies, else 200).
     pub n_epochs: Option<usize>,
-    /// Up to this many galaxies the neighbour graph comes from the exact scan; above, from HNSW.
-    pub exact_knn_below: usize,
+    /// The neighbour graph comes from the exact scan while `n² · dim` is at most this (the
+    /// scan's cost: ~4·10^10 is tens of seconds on two cores), from HNSW above it. At low latent
+    /// dimension the exact scan beats HNSW up to surprisingly large maps.
+    pub exact_knn_budget: f64,
     /// Galaxies whose HNSW neighbours are checked against the exact scan.
     pub recall_sample: usize,
     /// Below this recall the HNSW search is widened, and if still below, the exact scan is used.
@@ -88,7 +90,7 @@ impl Default for ProjectOptions {
             n_neighbors: 15,
             min_dist: 0.1,
             n_epochs: None,
-            exact_knn_below: 20_000,
+            exact_knn_budget: 4e10,
             recall_sample: 200,
             min_recall: 0.9,
         }
@@ -351,7 +353,7 @@ fn jacobi_eigen(mut a: Vec<f64>, dim: usize) -> (Vec<f64>, Vec<f64>) {
 }
 
 /// The neighbour graph UMAP needs (`k` neighbours, self excluded): the exact scan for small
-/// maps, HNSW above `options.exact_knn_below`, with its recall measured on a seeded sample of
+/// maps (`n² · dim` within `options.exact_knn_budget`), HNSW above, with its recall measured on a seeded sample of
 /// galaxies against the exact scan; a low recall widens the search, then falls back to exact.
 pub fn knn_for_map(
     view: &LatentView<'_>,
@@ -360,7 +362,7 @@ pub fn knn_for_map(
     progress: &dyn Progress,
 ) -> Result<(KnnGraph, KnnReport)> {
     let exact = |progress: &dyn Progress| knn::all_nearest(view, k, Metric::Euclidean, progress);
-    if view.n() <= options.exact_knn_below {
+    if (view.n() as f64).powi(2) * view.dim() as f64 <= options.exact_knn_budget {
         let graph = exact(progress)?;
         return Ok((
             graph,
@@ -374,8 +376,8 @@ pub fn knn_for_map(
     }
     let (n, dim) = (view.n(), view.dim());
     progress.start("HNSW index", n as u64);
-    let max_connections = 24;
-    let hnsw = Hnsw::<f32, DistL2>::new(max_connections, n, 16, 200, DistL2 {});
+    let (max_connections, ef_construction) = (16, 100);
+    let hnsw = Hnsw::<f32, DistL2>::new(max_connections, n, 16, ef_construction, DistL2 {});
     for (i, row) in view.as_slice().chunks_exact(dim).enumerate() {
         hnsw.insert_slice((row, i));
         if i % 1024 == 1023 {
@@ -884,7 +886,7 @@ mod tests {
         let (data, _) = blobs(4, 150, 6, 11);
         let view = LatentView::new(&data, 600, 6).unwrap();
         let options = ProjectOptions {
-            exact_knn_below: 0,
+            exact_knn_budget: 0.0,
             ..Default::default()
         };
         let (graph, report) = knn_for_map(&view, 10, &options, &NoProgress).unwrap();

@@ -5,6 +5,8 @@ use std::process::ExitCode;
 
 use oddcube_data::merge;
 
+use crate::ui::Bar;
+
 /// Arguments of `oddcube merge`.
 #[derive(clap::Args)]
 pub struct Args {
@@ -35,10 +37,22 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         );
         return Ok(ExitCode::SUCCESS);
     }
+    if first.join(oddcube_explore::results::CATALOG_PARQUET).is_file() {
+        let merged = oddcube_explore::merge::merge_results(&args.dir, &args.out, &created_by, &Bar::new(false))?;
+        println!(
+            "merged {} results parts: {} galaxies (population scores computed on the whole), {} residual maps → {}",
+            merged.n_parts,
+            merged.n_galaxies,
+            merged.n_residuals,
+            args.out.display()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     anyhow::bail!(
-        "{}: not a dataset part (no {} and {}): nothing to merge",
+        "{}: neither a dataset part ({} + {}) nor a results part ({}): nothing to merge",
         first.display(),
         oddcube_data::dataset::MANIFEST_FILE,
-        oddcube_data::dataset::CUBES_FILE
+        oddcube_data::dataset::CUBES_FILE,
+        oddcube_explore::results::CATALOG_PARQUET
     )
 }
