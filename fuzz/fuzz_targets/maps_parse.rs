@@ -1,5 +1,8 @@
 //! Fuzz target: arbitrary bytes (plain or gzip) through the FITS parser, the MAPS reader, the
 //! inspect report and preprocessing. Any panic or abort is a bug: bad input must be an error.
+//!
+//! Run: `cd fuzz && cargo +nightly fuzz run -O -a maps_parse corpus/maps_parse -- -max_len=65536`
+//! (seed the corpus with small MAPS files, e.g. the real tiny-test file and a 4×4 fixture).
 
 #![no_main]
 

@@ -24,7 +24,13 @@ impl Cubes {
     /// An all-zero stack of the given shape.
     pub fn zeros(n: usize, n_lines: usize, size: usize) -> Self {
         let len = n * n_lines * size * size;
-        Self { n, n_lines, size, x: vec![0.0; len], w: vec![0.0; len] }
+        Self {
+            n,
+            n_lines,
+            size,
+            x: vec![0.0; len],
+            w: vec![0.0; len],
+        }
     }
 
     /// Values per galaxy (`n_lines * size * size`).

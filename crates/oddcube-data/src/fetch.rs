@@ -42,7 +42,10 @@ impl std::str::FromStr for PlateIfu {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let bad = || format!("{s:?} is not a plate-ifu such as 8485-1901");
         let (plate, ifu) = s.trim().split_once('-').ok_or_else(bad)?;
-        Ok(PlateIfu { plate: plate.parse().map_err(|_| bad())?, ifu: ifu.parse().map_err(|_| bad())? })
+        Ok(PlateIfu {
+            plate: plate.parse().map_err(|_| bad())?,
+            ifu: ifu.parse().map_err(|_| bad())?,
+        })
     }
 }
 
@@ -75,17 +78,25 @@ pub fn parse_plateifu_list(text: &str) -> Result<Vec<PlateIfu>, String> {
         .filter(|(_, l)| !l.is_empty())
         .collect();
     let csv_header = rows.first().is_some_and(|(_, l)| {
-        l.contains(',') && l.split(',').next().is_some_and(|t| t.trim().parse::<PlateIfu>().is_err())
+        l.contains(',')
+            && l.split(',')
+                .next()
+                .is_some_and(|t| t.trim().parse::<PlateIfu>().is_err())
     });
     let mut out = Vec::new();
     for (lineno, line) in rows.iter().skip(usize::from(csv_header)) {
         let tokens: Vec<&str> = if csv_header {
             line.split(',').take(1).collect()
         } else {
-            line.split([',', ' ', '\t', ';']).filter(|t| !t.trim().is_empty()).collect()
+            line.split([',', ' ', '\t', ';'])
+                .filter(|t| !t.trim().is_empty())
+                .collect()
         };
         for token in tokens {
-            let p = token.trim().parse::<PlateIfu>().map_err(|e| format!("line {lineno}: {e}"))?;
+            let p = token
+                .trim()
+                .parse::<PlateIfu>()
+                .map_err(|e| format!("line {lineno}: {e}"))?;
             if !out.contains(&p) {
                 out.push(p);
             }
@@ -216,7 +227,12 @@ pub fn fetch_all(
     let items = targets
         .iter()
         .zip(results)
-        .map(|(t, o)| (*t, o.unwrap_or(FetchOutcome::Failed("not attempted".into()))))
+        .map(|(t, o)| {
+            (
+                *t,
+                o.unwrap_or(FetchOutcome::Failed("not attempted".into())),
+            )
+        })
         .collect();
     Ok(FetchReport { items })
 }
@@ -229,7 +245,11 @@ fn fetch_one(agent: &ureq::Agent, target: PlateIfu, opts: &FetchOptions) -> Fetc
         return FetchOutcome::AlreadyPresent;
     }
     let part_path = opts.out_dir.join(format!("{name}.part"));
-    let url = format!("{}/{}", opts.base_url.trim_end_matches('/'), target.archive_path(&opts.daptype));
+    let url = format!(
+        "{}/{}",
+        opts.base_url.trim_end_matches('/'),
+        target.archive_path(&opts.daptype)
+    );
     let mut wait = opts.backoff;
     let mut last_reason = String::new();
     for attempt in 0..=opts.retries {
@@ -242,7 +262,10 @@ fn fetch_one(agent: &ureq::Agent, target: PlateIfu, opts: &FetchOptions) -> Fetc
                 Ok(()) => {
                     return match fs::rename(&part_path, &final_path) {
                         Ok(()) => FetchOutcome::Downloaded(written),
-                        Err(e) => FetchOutcome::Failed(format!("{}: rename failed: {e}", final_path.display())),
+                        Err(e) => FetchOutcome::Failed(format!(
+                            "{}: rename failed: {e}",
+                            final_path.display()
+                        )),
                     };
                 }
                 Err(e) => {
@@ -255,7 +278,10 @@ fn fetch_one(agent: &ureq::Agent, target: PlateIfu, opts: &FetchOptions) -> Fetc
             Err(AttemptError::Retry(reason)) => last_reason = reason,
         }
     }
-    FetchOutcome::Failed(format!("{last_reason} (gave up after {} attempts)", opts.retries + 1))
+    FetchOutcome::Failed(format!(
+        "{last_reason} (gave up after {} attempts)",
+        opts.retries + 1
+    ))
 }
 
 /// One HTTP request: resumes `part_path` with a Range request when it has bytes. Returns the
@@ -266,7 +292,9 @@ fn attempt_download(agent: &ureq::Agent, url: &str, part_path: &Path) -> Result<
     if have > 0 {
         request = request.header("Range", format!("bytes={have}-"));
     }
-    let response = request.call().map_err(|e| AttemptError::Retry(format!("{url}: {e}")))?;
+    let response = request
+        .call()
+        .map_err(|e| AttemptError::Retry(format!("{url}: {e}")))?;
     let status = response.status().as_u16();
     let (append, expected_total) = match status {
         200 => (false, content_length(&response)),
@@ -275,13 +303,20 @@ fn attempt_download(agent: &ureq::Agent, url: &str, part_path: &Path) -> Result<
             // The part may already hold everything; verification decides.
             return Ok(0);
         }
-        404 | 410 => return Err(AttemptError::Permanent(format!("{url}: not found (HTTP {status})"))),
+        404 | 410 => {
+            return Err(AttemptError::Permanent(format!(
+                "{url}: not found (HTTP {status})"
+            )));
+        }
         400..=499 => return Err(AttemptError::Permanent(format!("{url}: HTTP {status}"))),
         _ => return Err(AttemptError::Retry(format!("{url}: HTTP {status}"))),
     };
     let io_err = |e: io::Error| AttemptError::Retry(format!("{}: {e}", part_path.display()));
     let mut file = if append {
-        OpenOptions::new().append(true).open(part_path).map_err(io_err)?
+        OpenOptions::new()
+            .append(true)
+            .open(part_path)
+            .map_err(io_err)?
     } else {
         File::create(part_path).map_err(io_err)?
     };
@@ -295,7 +330,9 @@ fn attempt_download(agent: &ureq::Agent, url: &str, part_path: &Path) -> Result<
             Err(e) => {
                 let _ = file.flush();
                 let got = if append { have + written } else { written };
-                let of = expected_total.map(|t| format!(" of {t}")).unwrap_or_default();
+                let of = expected_total
+                    .map(|t| format!(" of {t}"))
+                    .unwrap_or_default();
                 return Err(AttemptError::Retry(format!(
                     "{url}: truncated, connection lost after {got}{of} bytes ({e})"
                 )));
@@ -309,13 +346,21 @@ fn attempt_download(agent: &ureq::Agent, url: &str, part_path: &Path) -> Result<
     if let Some(expected) = expected_total
         && total < expected
     {
-        return Err(AttemptError::Retry(format!("{url}: truncated ({total} of {expected} bytes)")));
+        return Err(AttemptError::Retry(format!(
+            "{url}: truncated ({total} of {expected} bytes)"
+        )));
     }
     Ok(written)
 }
 
 fn content_length(response: &ureq::http::Response<ureq::Body>) -> Option<u64> {
-    response.headers().get("content-length")?.to_str().ok()?.parse().ok()
+    response
+        .headers()
+        .get("content-length")?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
 }
 
 /// Decodes the whole gzip stream, which checks its CRC-32 and length trailer.
@@ -344,10 +389,14 @@ mod tests {
 
     #[test]
     fn plateifu_lists() {
-        let l = parse_plateifu_list("8485-1901, 7443-12701\n# comment\n8485-1901 9000-3701\n").unwrap();
+        let l =
+            parse_plateifu_list("8485-1901, 7443-12701\n# comment\n8485-1901 9000-3701\n").unwrap();
         assert_eq!(l.len(), 3);
         let csv = parse_plateifu_list("plateifu,kind\n8485-1901,sf\n7443-12701,seyfert\n").unwrap();
-        assert_eq!(csv.iter().map(|p| p.to_string()).collect::<Vec<_>>(), ["8485-1901", "7443-12701"]);
+        assert_eq!(
+            csv.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
+            ["8485-1901", "7443-12701"]
+        );
         assert!(parse_plateifu_list("# nothing\n").is_err());
         assert!(parse_plateifu_list("8485-1901\nbogus\n").is_err());
     }

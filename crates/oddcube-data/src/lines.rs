@@ -46,30 +46,84 @@ pub const DR17_CHANNELS: [(&str, f64); 35] = [
 
 /// The 22 DR15 Gaussian-fit channels, in file order.
 pub const DR15_CHANNELS: [&str; 22] = [
-    "OII-3727", "OII-3729", "Hthe-3798", "Heta-3836", "NeIII-3869", "Hzet-3890", "NeIII-3968",
-    "Heps-3971", "Hdel-4102", "Hgam-4341", "HeII-4687", "Hb-4862", "OIII-4960", "OIII-5008",
-    "HeI-5877", "OI-6302", "OI-6365", "NII-6549", "Ha-6564", "NII-6585", "SII-6718", "SII-6732",
+    "OII-3727",
+    "OII-3729",
+    "Hthe-3798",
+    "Heta-3836",
+    "NeIII-3869",
+    "Hzet-3890",
+    "NeIII-3968",
+    "Heps-3971",
+    "Hdel-4102",
+    "Hgam-4341",
+    "HeII-4687",
+    "Hb-4862",
+    "OIII-4960",
+    "OIII-5008",
+    "HeI-5877",
+    "OI-6302",
+    "OI-6365",
+    "NII-6549",
+    "Ha-6564",
+    "NII-6585",
+    "SII-6718",
+    "SII-6732",
 ];
 
 /// Preset `dr17`: the 25 DR17 channels in 3800–8000 Å minus the six that are fixed-ratio
 /// partners or blends of another channel (NeIII-3968, OIII-4960, OI-6365, NII-6549, HeI-3889,
 /// NI-5201), so every map carries independent information.
 pub const PRESET_DR17: [&str; 19] = [
-    "Heta-3836", "NeIII-3869", "Hzet-3890", "Heps-3971", "Hdel-4102", "Hgam-4341", "HeII-4687",
-    "Hb-4862", "OIII-5008", "NI-5199", "HeI-5877", "OI-6302", "Ha-6564", "NII-6585", "SII-6718",
-    "SII-6732", "HeI-7067", "ArIII-7137", "ArIII-7753",
+    "Heta-3836",
+    "NeIII-3869",
+    "Hzet-3890",
+    "Heps-3971",
+    "Hdel-4102",
+    "Hgam-4341",
+    "HeII-4687",
+    "Hb-4862",
+    "OIII-5008",
+    "NI-5199",
+    "HeI-5877",
+    "OI-6302",
+    "Ha-6564",
+    "NII-6585",
+    "SII-6718",
+    "SII-6732",
+    "HeI-7067",
+    "ArIII-7137",
+    "ArIII-7753",
 ];
 
 /// Preset `dr15`: the DR15 22-line list cut to 3800–8000 Å; present in DR15 and DR17 files.
 pub const PRESET_DR15: [&str; 19] = [
-    "Heta-3836", "NeIII-3869", "Hzet-3890", "NeIII-3968", "Heps-3971", "Hdel-4102", "Hgam-4341",
-    "HeII-4687", "Hb-4862", "OIII-4960", "OIII-5008", "HeI-5877", "OI-6302", "OI-6365",
-    "NII-6549", "Ha-6564", "NII-6585", "SII-6718", "SII-6732",
+    "Heta-3836",
+    "NeIII-3869",
+    "Hzet-3890",
+    "NeIII-3968",
+    "Heps-3971",
+    "Hdel-4102",
+    "Hgam-4341",
+    "HeII-4687",
+    "Hb-4862",
+    "OIII-4960",
+    "OIII-5008",
+    "HeI-5877",
+    "OI-6302",
+    "OI-6365",
+    "NII-6549",
+    "Ha-6564",
+    "NII-6585",
+    "SII-6718",
+    "SII-6732",
 ];
 
 /// Rest wavelength (Å) of a DAP channel name, if it is one of the DR17 channels.
 pub fn wavelength(name: &str) -> Option<f64> {
-    DR17_CHANNELS.iter().find(|(n, _)| *n == name).map(|(_, w)| *w)
+    DR17_CHANNELS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, w)| *w)
 }
 
 /// An ordered set of emission lines (DAP channel names) to read from each galaxy.
@@ -112,7 +166,10 @@ impl LineSet {
     }
 
     fn preset(name: &str, lines: &[&str]) -> Self {
-        Self { preset: name.to_string(), lines: lines.iter().map(|s| s.to_string()).collect() }
+        Self {
+            preset: name.to_string(),
+            lines: lines.iter().map(|s| s.to_string()).collect(),
+        }
     }
 
     /// Parses `dr17`, `dr15` or a comma-separated list of channel names (kept in the given
@@ -127,8 +184,15 @@ impl LineSet {
         let mut lines: Vec<String> = Vec::new();
         for name in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
             if wavelength(name).is_none() {
-                let known = DR17_CHANNELS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(",");
-                return Err(LineSetError::Unknown { name: name.to_string(), known });
+                let known = DR17_CHANNELS
+                    .iter()
+                    .map(|(n, _)| *n)
+                    .collect::<Vec<_>>()
+                    .join(",");
+                return Err(LineSetError::Unknown {
+                    name: name.to_string(),
+                    known,
+                });
             }
             if lines.iter().any(|l| l == name) {
                 return Err(LineSetError::Duplicate(name.to_string()));
@@ -138,7 +202,10 @@ impl LineSet {
         if lines.is_empty() {
             return Err(LineSetError::Empty);
         }
-        Ok(Self { preset: "custom".to_string(), lines })
+        Ok(Self {
+            preset: "custom".to_string(),
+            lines,
+        })
     }
 
     /// Number of lines (the sequence length T of the model).
@@ -155,7 +222,12 @@ impl LineSet {
     pub fn indices_in(&self, channels: &[String]) -> Result<Vec<usize>, String> {
         self.lines
             .iter()
-            .map(|l| channels.iter().position(|c| c == l).ok_or_else(|| l.clone()))
+            .map(|l| {
+                channels
+                    .iter()
+                    .position(|c| c == l)
+                    .ok_or_else(|| l.clone())
+            })
             .collect()
     }
 
@@ -167,7 +239,13 @@ impl LineSet {
 
 impl fmt::Display for LineSet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} ({} lines: {})", self.preset, self.lines.len(), self.lines.join(","))
+        write!(
+            f,
+            "{} ({} lines: {})",
+            self.preset,
+            self.lines.len(),
+            self.lines.join(",")
+        )
     }
 }
 
@@ -180,14 +258,27 @@ mod tests {
         for set in [LineSet::dr17(), LineSet::dr15()] {
             assert_eq!(set.len(), 19, "{set}");
             let waves: Vec<f64> = set.lines.iter().map(|l| wavelength(l).unwrap()).collect();
-            assert!(waves.windows(2).all(|w| w[0] < w[1]), "{set} not in wavelength order");
-            assert!(waves.iter().all(|&w| w > 3800.0 && w < 8000.0), "{set} out of range");
+            assert!(
+                waves.windows(2).all(|w| w[0] < w[1]),
+                "{set} not in wavelength order"
+            );
+            assert!(
+                waves.iter().all(|&w| w > 3800.0 && w < 8000.0),
+                "{set} out of range"
+            );
         }
     }
 
     #[test]
     fn dr17_preset_is_range_minus_dependent_channels() {
-        let dependent = ["NeIII-3968", "OIII-4960", "OI-6365", "NII-6549", "HeI-3889", "NI-5201"];
+        let dependent = [
+            "NeIII-3968",
+            "OIII-4960",
+            "OI-6365",
+            "NII-6549",
+            "HeI-3889",
+            "NI-5201",
+        ];
         let expected: Vec<&str> = DR17_CHANNELS
             .iter()
             .filter(|(_, w)| *w > 3800.0 && *w < 8000.0)
@@ -215,8 +306,14 @@ mod tests {
         let set = LineSet::parse(" Ha-6564, Hb-4862 ").unwrap();
         assert_eq!(set.lines, ["Ha-6564", "Hb-4862"]);
         assert_eq!(set.preset, "custom");
-        assert!(matches!(LineSet::parse("Ha-6564,Halpha"), Err(LineSetError::Unknown { .. })));
-        assert!(matches!(LineSet::parse("Ha-6564,Ha-6564"), Err(LineSetError::Duplicate(_))));
+        assert!(matches!(
+            LineSet::parse("Ha-6564,Halpha"),
+            Err(LineSetError::Unknown { .. })
+        ));
+        assert!(matches!(
+            LineSet::parse("Ha-6564,Ha-6564"),
+            Err(LineSetError::Duplicate(_))
+        ));
         assert_eq!(LineSet::parse(" , "), Err(LineSetError::Empty));
     }
 
@@ -224,6 +321,9 @@ mod tests {
     fn missing_line_is_reported() {
         let channels: Vec<String> = DR15_CHANNELS.iter().map(|s| s.to_string()).collect();
         assert!(LineSet::dr15().indices_in(&channels).is_ok());
-        assert_eq!(LineSet::dr17().indices_in(&channels), Err("NI-5199".to_string()));
+        assert_eq!(
+            LineSet::dr17().indices_in(&channels),
+            Err("NI-5199".to_string())
+        );
     }
 }

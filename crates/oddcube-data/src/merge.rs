@@ -12,8 +12,14 @@ use crate::shard::Shard;
 /// from the names. Errors when there are none, when the parts disagree on n, or when a part is
 /// missing or repeated.
 pub fn find_parts(dir: &Path) -> Result<Vec<(Shard, PathBuf)>, DataError> {
-    let err = |reason: String| DataError::Dataset { path: dir.to_path_buf(), reason };
-    let entries = std::fs::read_dir(dir).map_err(|source| DataError::Io { path: dir.to_path_buf(), source })?;
+    let err = |reason: String| DataError::Dataset {
+        path: dir.to_path_buf(),
+        reason,
+    };
+    let entries = std::fs::read_dir(dir).map_err(|source| DataError::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
     let mut parts = Vec::new();
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
@@ -24,17 +30,28 @@ pub fn find_parts(dir: &Path) -> Result<Vec<(Shard, PathBuf)>, DataError> {
         }
     }
     if parts.is_empty() {
-        return Err(err("no part-i-of-n directories (made by `--shard i/n --out DIR`)".into()));
+        return Err(err(
+            "no part-i-of-n directories (made by `--shard i/n --out DIR`)".into(),
+        ));
     }
     parts.sort_by_key(|(s, _)| (s.count, s.index));
     let n = parts[0].0.count;
     if let Some((other, _)) = parts.iter().find(|(s, _)| s.count != n) {
-        return Err(err(format!("parts of different shard counts: {n} and {}", other.count)));
+        return Err(err(format!(
+            "parts of different shard counts: {n} and {}",
+            other.count
+        )));
     }
     let present: Vec<u32> = parts.iter().map(|(s, _)| s.index).collect();
-    let missing: Vec<String> = (0..n).filter(|i| !present.contains(i)).map(|i| format!("part-{i}-of-{n}")).collect();
+    let missing: Vec<String> = (0..n)
+        .filter(|i| !present.contains(i))
+        .map(|i| format!("part-{i}-of-{n}"))
+        .collect();
     if !missing.is_empty() {
-        return Err(err(format!("incomplete: missing {} (of {n} parts)", missing.join(", "))));
+        return Err(err(format!(
+            "incomplete: missing {} (of {n} parts)",
+            missing.join(", ")
+        )));
     }
     Ok(parts)
 }
@@ -63,7 +80,11 @@ pub struct MergedDataset {
 /// the same inputs writes: galaxies in plate-ifu order (ingest's order), the same tensors, the
 /// union of sources and skipped inputs. Each part must hold exactly the galaxies its shard hash
 /// assigns to it, so a part from another run or another split is caught.
-pub fn merge_datasets(dir: &Path, out: &Path, created_by: &str) -> Result<MergedDataset, DataError> {
+pub fn merge_datasets(
+    dir: &Path,
+    out: &Path,
+    created_by: &str,
+) -> Result<MergedDataset, DataError> {
     let parts = find_parts(dir)?;
     let mut opened: Vec<(Shard, Dataset, Vec<SkippedInput>)> = Vec::with_capacity(parts.len());
     for (shard, path) in &parts {
@@ -74,9 +95,15 @@ pub fn merge_datasets(dir: &Path, out: &Path, created_by: &str) -> Result<Merged
     let first = &opened[0].1.manifest;
     for (shard, ds, _) in &opened {
         let m = &ds.manifest;
-        let err = |reason: String| DataError::Dataset { path: ds.dir.clone(), reason };
+        let err = |reason: String| DataError::Dataset {
+            path: ds.dir.clone(),
+            reason,
+        };
         if m.shard != *shard {
-            return Err(err(format!("manifest says shard {}, directory name says {shard}", m.shard)));
+            return Err(err(format!(
+                "manifest says shard {}, directory name says {shard}",
+                m.shard
+            )));
         }
         if m.lines != first.lines
             || m.size != first.size
@@ -90,7 +117,10 @@ pub fn merge_datasets(dir: &Path, out: &Path, created_by: &str) -> Result<Merged
             )));
         }
         if let Some(g) = ds.galaxies.iter().find(|g| !shard.contains(&g.plateifu)) {
-            return Err(err(format!("{} does not belong to shard {shard}", g.plateifu)));
+            return Err(err(format!(
+                "{} does not belong to shard {shard}",
+                g.plateifu
+            )));
         }
     }
 
@@ -103,11 +133,17 @@ pub fn merge_datasets(dir: &Path, out: &Path, created_by: &str) -> Result<Merged
         let (ra, rb) = (record(a), record(b));
         (ra.plateifu.as_str(), ra.source.as_str()).cmp(&(rb.plateifu.as_str(), rb.source.as_str()))
     });
-    if let Some(w) = order.windows(2).find(|w| record(&w[0]).plateifu == record(&w[1]).plateifu) {
+    if let Some(w) = order
+        .windows(2)
+        .find(|w| record(&w[0]).plateifu == record(&w[1]).plateifu)
+    {
         let (a, b) = (record(&w[0]), record(&w[1]));
         return Err(DataError::Dataset {
             path: dir.to_path_buf(),
-            reason: format!("galaxy {} appears twice ({} and {})", a.plateifu, a.source, b.source),
+            reason: format!(
+                "galaxy {} appears twice ({} and {})",
+                a.plateifu, a.source, b.source
+            ),
         });
     }
 
@@ -120,10 +156,16 @@ pub fn merge_datasets(dir: &Path, out: &Path, created_by: &str) -> Result<Merged
         dw.copy_from_slice(w);
         galaxies.push(opened[p].1.galaxies[i].clone());
     }
-    let mut skipped: Vec<SkippedInput> = opened.iter().flat_map(|(_, _, s)| s.iter().cloned()).collect();
+    let mut skipped: Vec<SkippedInput> = opened
+        .iter()
+        .flat_map(|(_, _, s)| s.iter().cloned())
+        .collect();
     skipped.sort_by(|a, b| (&a.path, &a.reason).cmp(&(&b.path, &b.reason)));
     skipped.dedup_by(|a, b| a.path == b.path);
-    let mut sources: Vec<_> = opened.iter().flat_map(|(_, ds, _)| ds.manifest.sources.iter().cloned()).collect();
+    let mut sources: Vec<_> = opened
+        .iter()
+        .flat_map(|(_, ds, _)| ds.manifest.sources.iter().cloned())
+        .collect();
     sources.sort_by(|a, b| a.path.cmp(&b.path));
     sources.dedup_by(|a, b| a.path == b.path);
 
@@ -136,7 +178,12 @@ pub fn merge_datasets(dir: &Path, out: &Path, created_by: &str) -> Result<Merged
         ..first.clone()
     };
     let manifest_hash = Dataset::write(out, &cubes, &galaxies, &manifest, &skipped)?;
-    Ok(MergedDataset { n_galaxies: galaxies.len(), n_parts: opened.len(), n_skipped: skipped.len(), manifest_hash })
+    Ok(MergedDataset {
+        n_galaxies: galaxies.len(),
+        n_parts: opened.len(),
+        n_skipped: skipped.len(),
+        manifest_hash,
+    })
 }
 
 #[cfg(test)]
@@ -145,7 +192,10 @@ mod tests {
 
     #[test]
     fn part_names() {
-        assert_eq!(parse_part_name("part-2-of-3"), Some(Shard { index: 2, count: 3 }));
+        assert_eq!(
+            parse_part_name("part-2-of-3"),
+            Some(Shard { index: 2, count: 3 })
+        );
         assert_eq!(parse_part_name("part-3-of-3"), None);
         assert_eq!(parse_part_name("part-x-of-3"), None);
         assert_eq!(parse_part_name("results"), None);

@@ -49,9 +49,17 @@ impl Shard {
 impl FromStr for Shard {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (i, n) = s.split_once('/').ok_or_else(|| format!("shard {s:?}: expected i/n, e.g. 0/4"))?;
-        let i = i.trim().parse().map_err(|_| format!("shard {s:?}: {i:?} is not an index"))?;
-        let n = n.trim().parse().map_err(|_| format!("shard {s:?}: {n:?} is not a count"))?;
+        let (i, n) = s
+            .split_once('/')
+            .ok_or_else(|| format!("shard {s:?}: expected i/n, e.g. 0/4"))?;
+        let i = i
+            .trim()
+            .parse()
+            .map_err(|_| format!("shard {s:?}: {i:?} is not an index"))?;
+        let n = n
+            .trim()
+            .parse()
+            .map_err(|_| format!("shard {s:?}: {n:?} is not a count"))?;
         Shard::new(i, n)
     }
 }
@@ -68,15 +76,24 @@ mod tests {
 
     #[test]
     fn parse_and_partition() {
-        assert_eq!("1/3".parse::<Shard>().unwrap(), Shard { index: 1, count: 3 });
+        assert_eq!(
+            "1/3".parse::<Shard>().unwrap(),
+            Shard { index: 1, count: 3 }
+        );
         assert!("3/3".parse::<Shard>().is_err());
         assert!("x/3".parse::<Shard>().is_err());
         assert!("1".parse::<Shard>().is_err());
-        let ids: Vec<String> = (0..300).map(|i| format!("{}-{}", 7000 + i, 1901 + i % 5)).collect();
+        let ids: Vec<String> = (0..300)
+            .map(|i| format!("{}-{}", 7000 + i, 1901 + i % 5))
+            .collect();
         let shards: Vec<Shard> = (0..3).map(|i| Shard::new(i, 3).unwrap()).collect();
         for id in &ids {
             assert_eq!(shards.iter().filter(|s| s.contains(id)).count(), 1);
         }
-        assert!(shards.iter().all(|s| ids.iter().filter(|id| s.contains(id)).count() > 60));
+        assert!(
+            shards
+                .iter()
+                .all(|s| ids.iter().filter(|id| s.contains(id)).count() > 60)
+        );
     }
 }

@@ -39,7 +39,10 @@ pub fn merge_results(
         if r.manifest.shard != shard.to_string() || r.manifest.population_final {
             return Err(invalid(
                 path,
-                format!("not the score output of shard {shard} (manifest shard {})", r.manifest.shard),
+                format!(
+                    "not the score output of shard {shard} (manifest shard {})",
+                    r.manifest.shard
+                ),
             ));
         }
         opened.push(r);
@@ -74,11 +77,20 @@ pub fn merge_results(
         order.extend((0..r.catalog.len()).map(|i| (p, i)));
     }
     let plateifu = |&(p, i): &(usize, usize)| -> &str {
-        opened[p].catalog.str("plateifu").map_or("", |c| c[i].as_str())
+        opened[p]
+            .catalog
+            .str("plateifu")
+            .map_or("", |c| c[i].as_str())
     };
     order.sort_by(|a, b| plateifu(a).cmp(plateifu(b)));
-    if let Some(w) = order.windows(2).find(|w| plateifu(&w[0]) == plateifu(&w[1])) {
-        return Err(invalid(dir, format!("galaxy {} appears in two parts", plateifu(&w[0]))));
+    if let Some(w) = order
+        .windows(2)
+        .find(|w| plateifu(&w[0]) == plateifu(&w[1]))
+    {
+        return Err(invalid(
+            dir,
+            format!("galaxy {} appears in two parts", plateifu(&w[0])),
+        ));
     }
 
     let catalogs: Vec<_> = opened.iter().map(|r| r.catalog.clone()).collect();
@@ -108,13 +120,17 @@ pub fn merge_results(
         .iter()
         .map(|r| Residuals::open(&r.dir))
         .collect::<Result<_>>()?;
-    let names = catalog.str("plateifu").ok_or_else(|| invalid(dir, "no plateifu column"))?.to_vec();
+    let names = catalog
+        .str("plateifu")
+        .ok_or_else(|| invalid(dir, "no plateifu column"))?
+        .to_vec();
     let mut picked: Vec<(String, usize, usize)> = Vec::new(); // (plateifu, part, tensor index)
     for row in wanted {
         let name = &names[row];
-        let found = stored.iter().enumerate().find_map(|(p, s)| {
-            s.as_ref().and_then(|s| s.index_of(name)).map(|i| (p, i))
-        });
+        let found = stored
+            .iter()
+            .enumerate()
+            .find_map(|(p, s)| s.as_ref().and_then(|s| s.index_of(name)).map(|i| (p, i)));
         if let Some((p, i)) = found {
             picked.push((name.clone(), p, i));
         }
@@ -125,22 +141,35 @@ pub fn merge_results(
     manifest.shard = oddcube_data::Shard::ALL.to_string();
     manifest.population_final = true;
     manifest.created_by = created_by.to_string();
-    std::fs::create_dir_all(out).map_err(|source| ExploreError::Io { path: out.to_path_buf(), source })?;
+    std::fs::create_dir_all(out).map_err(|source| ExploreError::Io {
+        path: out.to_path_buf(),
+        source,
+    })?;
     if picked.is_empty() {
         let _ = std::fs::remove_file(out.join(crate::results::RESIDUALS_FILE));
     } else {
         let plateifus: Vec<String> = picked.iter().map(|(n, _, _)| n.clone()).collect();
-        let size = stored.iter().flatten().next().map_or(first.size, |s| s.size);
+        let size = stored
+            .iter()
+            .flatten()
+            .next()
+            .map_or(first.size, |s| s.size);
         let mut writer = ResidualsWriter::create(out, &plateifus, &first.lines, size)?;
         for (slot, (name, p, i)) in picked.iter().enumerate() {
             let maps = stored[*p]
                 .as_ref()
                 .and_then(|s| s.galaxy(*i))
-                .ok_or_else(|| invalid(&opened[*p].dir, format!("residuals of {name} unreadable")))?;
+                .ok_or_else(|| {
+                    invalid(&opened[*p].dir, format!("residuals of {name} unreadable"))
+                })?;
             writer.write_galaxy(slot, maps.x, maps.xhat, maps.w)?;
         }
         writer.finish()?;
     }
     Results::write(out, &manifest, &catalog, &latents)?;
-    Ok(MergedResults { n_galaxies: catalog.len(), n_parts: opened.len(), n_residuals: picked.len() })
+    Ok(MergedResults {
+        n_galaxies: catalog.len(),
+        n_parts: opened.len(),
+        n_residuals: picked.len(),
+    })
 }

@@ -89,7 +89,7 @@ impl ArchConfig {
                 kind,
                 size: 32,
                 n_lines,
-                downsample: 1,
+                downsample: 2,
                 conv_channels: 16,
                 hidden: vec![32],
                 decoder_hidden: vec![32],

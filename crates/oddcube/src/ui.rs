@@ -58,7 +58,11 @@ impl Bar {
         let terminal = std::io::stderr().is_terminal() && !quiet;
         let bar = ProgressBar::with_draw_target(
             None,
-            if terminal { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() },
+            if terminal {
+                ProgressDrawTarget::stderr()
+            } else {
+                ProgressDrawTarget::hidden()
+            },
         );
         bar.set_style(
             ProgressStyle::with_template(

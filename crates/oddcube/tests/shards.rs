@@ -8,7 +8,9 @@ use assert_cmd::Command;
 
 fn oddcube() -> Command {
     let mut cmd = Command::cargo_bin("oddcube").expect("binary built");
-    cmd.env_remove("SLURM_ARRAY_TASK_ID").env_remove("SLURM_ARRAY_TASK_COUNT").arg("--quiet");
+    cmd.env_remove("SLURM_ARRAY_TASK_ID")
+        .env_remove("SLURM_ARRAY_TASK_COUNT")
+        .arg("--quiet");
     cmd
 }
 
@@ -39,7 +41,10 @@ fn close(a: f64, b: f64, rel: f64, what: &str) {
 /// (the values themselves agree to ~1e-8 here).
 fn assert_same_results(whole: &Path, merged: &Path) {
     use oddcube_explore::results::{Column, Residuals, Results};
-    let (a, b) = (Results::open(whole).unwrap(), Results::open(merged).unwrap());
+    let (a, b) = (
+        Results::open(whole).unwrap(),
+        Results::open(merged).unwrap(),
+    );
     assert_eq!(a.catalog.len(), b.catalog.len());
     assert_eq!(a.catalog.columns.len(), b.catalog.columns.len());
     for ((name_a, col_a), (name_b, col_b)) in a.catalog.columns.iter().zip(&b.catalog.columns) {
@@ -56,8 +61,14 @@ fn assert_same_results(whole: &Path, merged: &Path) {
     for (i, (u, v)) in a.latents.iter().zip(&b.latents).enumerate() {
         close(f64::from(*u), f64::from(*v), 1e-4, &format!("latent {i}"));
     }
-    let (ra, rb) = (Residuals::open(whole).unwrap().unwrap(), Residuals::open(merged).unwrap().unwrap());
-    assert_eq!(ra.plateifus, rb.plateifus, "residual maps stored for different galaxies");
+    let (ra, rb) = (
+        Residuals::open(whole).unwrap().unwrap(),
+        Residuals::open(merged).unwrap().unwrap(),
+    );
+    assert_eq!(
+        ra.plateifus, rb.plateifus,
+        "residual maps stored for different galaxies"
+    );
     for i in 0..ra.len() {
         let (ga, gb) = (ra.galaxy(i).unwrap(), rb.galaxy(i).unwrap());
         assert_eq!(ga.x, gb.x);
@@ -72,24 +83,76 @@ fn assert_same_results(whole: &Path, merged: &Path) {
 fn sharded_pipeline_equals_unsharded() {
     let tmp = tempfile::tempdir().unwrap();
     let p = |name: &str| tmp.path().join(name).display().to_string();
-    run(&["simulate", "--out", &p("survey"), "--galaxies", "18", "--seed", "7", "--anomaly-fraction", "0.2"]);
+    run(&[
+        "simulate",
+        "--out",
+        &p("survey"),
+        "--galaxies",
+        "18",
+        "--seed",
+        "7",
+        "--anomaly-fraction",
+        "0.2",
+    ]);
 
     // Ingest: whole vs 3 shards + merge.
-    run(&["ingest", &p("survey"), "--out", &p("dataset"), "--size", "16"]);
+    run(&[
+        "ingest",
+        &p("survey"),
+        "--out",
+        &p("dataset"),
+        "--size",
+        "16",
+    ]);
     for i in 0..3 {
-        run(&["ingest", &p("survey"), "--out", &p("dataset-parts"), "--size", "16", "--shard", &format!("{i}/3")]);
+        run(&[
+            "ingest",
+            &p("survey"),
+            "--out",
+            &p("dataset-parts"),
+            "--size",
+            "16",
+            "--shard",
+            &format!("{i}/3"),
+        ]);
     }
     run(&["merge", &p("dataset-parts"), "--out", &p("dataset-merged")]);
-    for file in ["cubes.safetensors", "galaxies.csv", "galaxies.parquet", "skipped.csv"] {
+    for file in [
+        "cubes.safetensors",
+        "galaxies.csv",
+        "galaxies.parquet",
+        "skipped.csv",
+    ] {
         assert!(
-            bytes(&tmp.path().join("dataset").join(file)) == bytes(&tmp.path().join("dataset-merged").join(file)),
+            bytes(&tmp.path().join("dataset").join(file))
+                == bytes(&tmp.path().join("dataset-merged").join(file)),
             "{file} differs between the unsharded and the merged dataset"
         );
     }
 
     // Score: whole vs 3 shards + merge, with one model.
-    run(&["train", "--data", &p("dataset"), "--out", &p("model"), "--epochs", "1", "--seed", "3"]);
-    run(&["score", "--model", &p("model"), "--data", &p("dataset"), "--out", &p("results"), "--residuals", "top:4"]);
+    run(&[
+        "train",
+        "--data",
+        &p("dataset"),
+        "--out",
+        &p("model"),
+        "--epochs",
+        "1",
+        "--seed",
+        "3",
+    ]);
+    run(&[
+        "score",
+        "--model",
+        &p("model"),
+        "--data",
+        &p("dataset"),
+        "--out",
+        &p("results"),
+        "--residuals",
+        "top:4",
+    ]);
     for i in 0..3 {
         run(&[
             "score",
@@ -106,11 +169,17 @@ fn sharded_pipeline_equals_unsharded() {
         ]);
     }
     run(&["merge", &p("results-parts"), "--out", &p("results-merged")]);
-    assert_same_results(&tmp.path().join("results"), &tmp.path().join("results-merged"));
+    assert_same_results(
+        &tmp.path().join("results"),
+        &tmp.path().join("results-merged"),
+    );
 
     // A missing part is refused with a message that names it.
     std::fs::remove_dir_all(tmp.path().join("results-parts/part-1-of-3")).unwrap();
-    let out = oddcube().args(["merge", &p("results-parts"), "--out", &p("x")]).output().unwrap();
+    let out = oddcube()
+        .args(["merge", &p("results-parts"), "--out", &p("x")])
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("missing part-1-of-3"), "{stderr}");
@@ -120,15 +189,35 @@ fn sharded_pipeline_equals_unsharded() {
 fn shard_defaults_come_from_slurm_array_variables() {
     let tmp = tempfile::tempdir().unwrap();
     let p = |name: &str| tmp.path().join(name).display().to_string();
-    run(&["simulate", "--out", &p("survey"), "--galaxies", "6", "--seed", "1"]);
+    run(&[
+        "simulate",
+        "--out",
+        &p("survey"),
+        "--galaxies",
+        "6",
+        "--seed",
+        "1",
+    ]);
     let out = Command::cargo_bin("oddcube")
         .unwrap()
-        .args(["--quiet", "ingest", &p("survey"), "--out", &p("parts"), "--size", "16"])
+        .args([
+            "--quiet",
+            "ingest",
+            &p("survey"),
+            "--out",
+            &p("parts"),
+            "--size",
+            "16",
+        ])
         .env("SLURM_ARRAY_TASK_ID", "1")
         .env("SLURM_ARRAY_TASK_COUNT", "2")
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(tmp.path().join("parts/part-1-of-2/manifest.json").is_file());
     assert!(!tmp.path().join("parts/part-0-of-2").exists());
 }

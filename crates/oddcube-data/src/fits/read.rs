@@ -764,6 +764,17 @@ mod tests {
         let mut bytes = primary();
         bytes.truncate(160);
         assert!(FitsFile::from_bytes(bytes, p).is_err());
+        // A lone opening quote as a string value makes fitsrs 0.4.1 panic (slice 1..0 in
+        // card.rs, found by the fuzzer); the reader turns that into an error for the file.
+        let mut bytes = header(&[
+            kv("SIMPLE", "T"),
+            kv("BITPIX", "8"),
+            kv("NAXIS", "0"),
+            card("PLATEIFU= '"),
+        ]);
+        bytes.extend(image("X", -32, &[1], &[], vec![0; 4]));
+        let err = FitsFile::from_bytes(bytes, p).unwrap_err().to_string();
+        assert!(err.contains("malformed"), "{err}");
         // Every prefix of a small valid file fails cleanly or parses.
         let mut bytes = primary();
         bytes.extend(image("X", 16, &[3, 2], &[], vec![1; 12]));

@@ -142,16 +142,18 @@ pub fn map_png(figure: &MapFigure<'_>) -> Result<Vec<u8>> {
                 )
             }))
             .map_err(figure_error)?;
-        let label_style = TextStyle::from((FONT, 17).into_font().style(FontStyle::Bold))
-            .color(&BLACK)
-            .pos(Pos::new(HPos::Left, VPos::Bottom));
+        // Labels sit up-right of their ring on a translucent white box, so they stay readable
+        // over dense regions of the map.
+        let label_font = (FONT, 17).into_font().style(FontStyle::Bold);
+        let label_style = TextStyle::from(label_font.clone()).color(&BLACK);
         chart
             .draw_series(figure.highlight.iter().enumerate().map(|(r, &i)| {
-                Text::new(
-                    format!("{} {}", r + 1, figure.plateifus[i]),
-                    (figure.xy[i][0], figure.xy[i][1]),
-                    label_style.clone(),
-                )
+                let text = format!("{} {}", r + 1, figure.plateifus[i]);
+                let (w, h) = label_font.box_size(&text).unwrap_or((120, 17));
+                let (w, h) = (w as i32, h as i32);
+                EmptyElement::at((figure.xy[i][0], figure.xy[i][1]))
+                    + Rectangle::new([(9, -h - 12), (w + 15, -6)], WHITE.mix(0.8).filled())
+                    + Text::new(text, (12, -h - 9), label_style.clone())
             }))
             .map_err(figure_error)?;
 

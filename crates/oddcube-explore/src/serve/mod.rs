@@ -37,6 +37,9 @@ pub const MAX_BODY_BYTES: usize = 16 * 1024;
 /// one galaxy; errors are messages for the page.
 pub type Reconstructor = Box<dyn Fn(&Cubes) -> std::result::Result<Cubes, String> + Send + Sync>;
 
+/// A table sort: column name and whether it is descending.
+type SortKey = (String, bool);
+
 /// Reconstructions kept in memory when a model is attached.
 const RECON_CACHE: usize = 64;
 
@@ -66,7 +69,7 @@ pub struct AppState {
     reconstructor: Option<Reconstructor>,
     recon_cache: Mutex<HashMap<usize, Arc<Vec<f32>>>>,
     /// Row order per (sort column, descending), filled on first use.
-    sort_cache: Mutex<HashMap<(String, bool), Arc<Vec<usize>>>>,
+    sort_cache: Mutex<HashMap<SortKey, Arc<Vec<usize>>>>,
 }
 
 /// One galaxy's maps as the pages need them (`[L, S, S]` each).

@@ -68,5 +68,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     for (p, reason) in report.failures() {
         println!("  failed {p}: {reason}");
     }
-    Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::from(3) })
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(3)
+    })
 }

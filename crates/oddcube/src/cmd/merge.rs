@@ -37,8 +37,16 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         );
         return Ok(ExitCode::SUCCESS);
     }
-    if first.join(oddcube_explore::results::CATALOG_PARQUET).is_file() {
-        let merged = oddcube_explore::merge::merge_results(&args.dir, &args.out, &created_by, &Bar::new(false))?;
+    if first
+        .join(oddcube_explore::results::CATALOG_PARQUET)
+        .is_file()
+    {
+        let merged = oddcube_explore::merge::merge_results(
+            &args.dir,
+            &args.out,
+            &created_by,
+            &Bar::new(false),
+        )?;
         println!(
             "merged {} results parts: {} galaxies (population scores computed on the whole), {} residual maps → {}",
             merged.n_parts,

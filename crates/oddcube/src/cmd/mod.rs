@@ -21,7 +21,11 @@ pub fn command_line() -> String {
     let args: Vec<String> = std::env::args().collect();
     let mut words = vec!["oddcube".to_string()];
     words.extend(args.into_iter().skip(1).map(|a| {
-        if a.is_empty() || a.contains(char::is_whitespace) { format!("{a:?}") } else { a }
+        if a.is_empty() || a.contains(char::is_whitespace) {
+            format!("{a:?}")
+        } else {
+            a
+        }
     }));
     words.join(" ")
 }
