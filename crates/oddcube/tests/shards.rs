@@ -174,6 +174,37 @@ fn sharded_pipeline_equals_unsharded() {
         &tmp.path().join("results-merged"),
     );
 
+    // Labels feed back: the top galaxy marked as an artefact is demoted below rank 1.
+    let top = {
+        let r = oddcube_explore::results::Results::open(&tmp.path().join("results")).unwrap();
+        let rank = r.catalog.u32("rank").unwrap().to_vec();
+        let names = r.catalog.str("plateifu").unwrap().to_vec();
+        names[rank.iter().position(|&k| k == 1).unwrap()].clone()
+    };
+    std::fs::write(
+        tmp.path().join("labels.csv"),
+        format!("plateifu,label,time\n{top},artefact,2026-11-28T00:00:00Z\n"),
+    )
+    .unwrap();
+    run(&[
+        "score",
+        "--model",
+        &p("model"),
+        "--data",
+        &p("dataset"),
+        "--out",
+        &p("results-labelled"),
+        "--labels",
+        &p("labels.csv"),
+    ]);
+    let r = oddcube_explore::results::Results::open(&tmp.path().join("results-labelled")).unwrap();
+    let row = r.catalog.row_of(&top).unwrap();
+    assert!(
+        r.catalog.u32("rank").unwrap()[row] > 1,
+        "{top} marked artefact is still ranked first"
+    );
+    assert!(r.catalog.f64("adjusted").unwrap()[row] < r.catalog.f64("chi2").unwrap()[row]);
+
     // A missing part is refused with a message that names it.
     std::fs::remove_dir_all(tmp.path().join("results-parts/part-1-of-3")).unwrap();
     let out = oddcube()

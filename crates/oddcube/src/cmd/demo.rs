@@ -20,7 +20,7 @@ pub struct Args {
     #[arg(long, default_value = "oddcube-demo")]
     out: PathBuf,
     /// Galaxies in the simulated survey.
-    #[arg(long, default_value_t = 300)]
+    #[arg(long, default_value_t = 200)]
     galaxies: usize,
     /// Fraction of them that are anomalous (Seyferts, blueberries, ...).
     #[arg(long, default_value_t = 0.08)]
@@ -29,7 +29,7 @@ pub struct Args {
     #[arg(long, default_value_t = 42)]
     seed: u64,
     /// Training epochs.
-    #[arg(long, default_value_t = 12)]
+    #[arg(long, default_value_t = 5)]
     epochs: usize,
     /// Redo every stage even when its outputs are up to date.
     #[arg(long)]

@@ -58,6 +58,13 @@ pub struct Args {
     /// Residual maps to store: top:K (K most anomalous), all, or none.
     #[arg(long, default_value = "top:50")]
     pub residuals: ResidualSelection,
+    /// Your labels (`labels.csv` as `oddcube serve` saves it: plateifu,label,time with labels
+    /// interesting / artefact / normal). Galaxies you marked artefact or normal, and galaxies
+    /// whose nearest labelled neighbours in latent space are mostly artefact/normal, are
+    /// demoted: the rank-by score is scaled down (rule in `oddcube_explore::serve::labels`),
+    /// stored as column `adjusted`, and `rank` follows it. p-values stay on the raw score.
+    #[arg(long)]
+    pub labels: Option<PathBuf>,
     /// Device: cpu, cuda or cuda:N.
     #[arg(long, default_value = "cpu")]
     pub device: String,
@@ -183,6 +190,19 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             &settings,
             &bar,
         )?;
+        if let Some(path) = &args.labels {
+            apply_labels(
+                &mut scored.catalog,
+                &scored.latents,
+                scored.latent_dim,
+                args.rank_by,
+                path,
+            )?;
+        }
+    } else if args.labels.is_some() {
+        anyhow::bail!(
+            "--labels needs the whole population: score without --shard (or re-score after `oddcube merge`)"
+        );
     }
 
     let manifest = ResultsManifest {
@@ -284,4 +304,46 @@ fn print_top(catalog: &oddcube_explore::results::Catalog, rank_by: RankBy, n: us
             rank[r], names[r], score[r], q[r]
         );
     }
+}
+
+/// Demotes galaxies by the user's labels: fills column `adjusted` with the demoted rank-by
+/// score and re-ranks by it.
+fn apply_labels(
+    catalog: &mut oddcube_explore::results::Catalog,
+    latents: &[f32],
+    latent_dim: usize,
+    rank_by: RankBy,
+    path: &Path,
+) -> anyhow::Result<()> {
+    use oddcube_explore::results::Column;
+    use oddcube_explore::serve::labels::{DemoteOptions, LabelStore, demote_scores};
+    let store = LabelStore::open_file(path)
+        .with_context(|| format!("reading labels {}", path.display()))?;
+    let names = catalog
+        .str("plateifu")
+        .context("catalogue has no plateifu column")?
+        .to_vec();
+    let labels = store.labels_for(&names);
+    let known = labels.iter().filter(|l| l.is_some()).count();
+    if known == 0 {
+        tracing::warn!(
+            "{}: none of its labels names a galaxy of this catalogue",
+            path.display()
+        );
+    }
+    let scores = catalog
+        .f64(rank_by.column())
+        .context("catalogue lacks its rank-by column")?
+        .to_vec();
+    let view = oddcube_explore::LatentView::new(latents, names.len(), latent_dim)?;
+    let adjusted = demote_scores(&view, &scores, &labels, &DemoteOptions::default())?;
+    let rank = oddcube_explore::score::ranks(&adjusted);
+    catalog.set("adjusted", Column::F64(adjusted))?;
+    catalog.set("rank", Column::U32(rank))?;
+    eprintln!(
+        "applied {known} labels from {}: rank follows the adjusted {} score",
+        path.display(),
+        rank_by.column()
+    );
+    Ok(())
 }
