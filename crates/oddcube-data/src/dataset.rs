@@ -7,7 +7,6 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -234,29 +233,12 @@ pub fn hash_hex(bytes: &[u8]) -> String {
     format!("{:032x}", xxhash_rust::xxh3::xxh3_128(bytes))
 }
 
-/// Writes `bytes` to `path` atomically: `name.tmp-<pid>` in the same directory, fsync, rename.
+/// Writes `bytes` to `path` atomically (see [`crate::atomic`]).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), DataError> {
-    let werr = |reason: String| DataError::Write {
+    crate::atomic::write_bytes(path, bytes).map_err(|e| DataError::Write {
         path: path.to_path_buf(),
-        reason,
-    };
-    let name = path
-        .file_name()
-        .ok_or_else(|| werr("no file name".to_string()))?;
-    let mut tmp_name = name.to_os_string();
-    tmp_name.push(format!(".tmp-{}", std::process::id()));
-    let tmp = path.with_file_name(tmp_name);
-    let result = (|| {
-        let mut file = File::create(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(werr(e.to_string()));
-    }
-    Ok(())
+        reason: e.to_string(),
+    })
 }
 
 /// Reads `skipped.csv` of a dataset (path, reason rows).

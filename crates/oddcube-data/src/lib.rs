@@ -2,6 +2,7 @@
 //! line sets, mask policy, the MAPS reader, preprocessing to a fixed grid, the on-disk dataset
 //! store, sharding, and the simulated survey. No machine learning lives here.
 
+pub mod atomic;
 pub mod bpt;
 pub mod cubes;
 pub mod dataset;

@@ -6,7 +6,7 @@
 
 use std::fs::File;
 use std::io::{BufWriter, Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use memmap2::Mmap;
 
@@ -60,35 +60,19 @@ pub fn write_npy_f32(path: &Path, data: &[f32], n: usize, dim: usize) -> Result<
             cols: dim,
         });
     }
-    let tmp = temp_path(path);
-    let result = (|| -> std::io::Result<()> {
-        let file = File::create(&tmp)?;
+    oddcube_data::atomic::write_with(path, |file| {
         let mut out = BufWriter::with_capacity(1 << 20, file);
         out.write_all(&header_bytes(n, dim))?;
         for chunk in data.chunks(16_384) {
             let bytes: Vec<u8> = chunk.iter().flat_map(|v| v.to_le_bytes()).collect();
             out.write_all(&bytes)?;
         }
-        let file = out.into_inner().map_err(|e| e.into_error())?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    result.map_err(|source| {
-        let _ = std::fs::remove_file(&tmp);
-        ExploreError::Io {
-            path: path.to_path_buf(),
-            source,
-        }
+        out.flush()
     })
-}
-
-fn temp_path(path: &Path) -> PathBuf {
-    let mut name = path
-        .file_name()
-        .map(|n| n.to_os_string())
-        .unwrap_or_default();
-    name.push(format!(".tmp-{}", std::process::id()));
-    path.with_file_name(name)
+    .map_err(|source| ExploreError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// Parsed fields of an .npy header that matter here.

@@ -60,31 +60,9 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ExploreError + '_ {
     }
 }
 
-/// Writes `bytes` to `path` atomically: `name.tmp-<pid>` in the same directory, fsync, rename.
+/// Writes `bytes` to `path` atomically (see [`oddcube_data::atomic`]).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = temp_path(path);
-    let result = (|| -> std::io::Result<()> {
-        let mut file = File::create(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    result.map_err(|source| {
-        let _ = std::fs::remove_file(&tmp);
-        ExploreError::Io {
-            path: path.to_path_buf(),
-            source,
-        }
-    })
-}
-
-fn temp_path(path: &Path) -> PathBuf {
-    let mut name = path
-        .file_name()
-        .map(|n| n.to_os_string())
-        .unwrap_or_default();
-    name.push(format!(".tmp-{}", std::process::id()));
-    path.with_file_name(name)
+    oddcube_data::atomic::write_bytes(path, bytes).map_err(io_err(path))
 }
 
 /// One catalogue column.
@@ -692,7 +670,7 @@ impl ResidualsWriter {
         let mut header_bytes = serde_json::to_vec(&serde_json::Value::Object(header))
             .map_err(|e| invalid(&path, e.to_string()))?;
         header_bytes.resize(header_bytes.len().next_multiple_of(8), b' ');
-        let tmp = temp_path(&path);
+        let tmp = oddcube_data::atomic::temp_path(&path);
         let file = File::create(&tmp).map_err(io_err(&tmp))?;
         let data_start = 8 + header_bytes.len() as u64;
         let result = (|| -> std::io::Result<()> {

@@ -3,8 +3,7 @@
 //! loop state in one safetensors file, so a checkpoint is replaced in a single rename).
 
 use std::collections::HashMap;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use candle_core::{Device, Tensor};
 use candle_nn::VarMap;
@@ -23,38 +22,10 @@ pub const CONFIG: &str = "config.toml";
 /// Name of the per-epoch history in a model directory.
 pub const HISTORY: &str = "history.csv";
 
-/// Writes `bytes` to `path` so that readers see either the old file or the complete new one:
-/// write `name.tmp-<pid>` in the same directory, fsync, rename, fsync the directory.
+/// Writes `bytes` to `path` so that readers see either the old file or the complete new one
+/// (temporary sibling, fsync, rename, directory fsync: [`oddcube_data::atomic`]).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .ok_or_else(|| ModelError::Config(format!("{} has no file name", path.display())))?;
-    let tmp: PathBuf = dir.join(format!(
-        "{}.tmp-{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let result = (|| -> std::io::Result<()> {
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        drop(file);
-        std::fs::rename(&tmp, path)?;
-        // Persist the rename itself; not every platform can open a directory, so best effort.
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
-    })();
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(ModelError::io(path, e));
-    }
-    Ok(())
+    oddcube_data::atomic::write_bytes(path, bytes).map_err(|e| ModelError::io(path, e))
 }
 
 /// Host (CPU) copies of tensors for serialisation, so any device's tensors can be written.

@@ -13,7 +13,6 @@ pub mod layout;
 pub mod render;
 pub mod spectra;
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -318,22 +317,7 @@ pub fn write_truth(
         path: path.to_path_buf(),
         reason: source.to_string(),
     };
-    let mut tmp_name = path
-        .file_name()
-        .map(|n| n.to_os_string())
-        .unwrap_or_default();
-    tmp_name.push(format!(".tmp-{}", std::process::id()));
-    let tmp = path.with_file_name(tmp_name);
-    let result = (|| {
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(text.as_bytes())?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result.map_err(write_err)
+    crate::atomic::write_bytes(path, text.as_bytes()).map_err(write_err)
 }
 
 #[cfg(test)]
