@@ -73,7 +73,13 @@ pub fn map_png(figure: &MapFigure<'_>) -> Result<Vec<u8>> {
     }
     let pad_x = ((x_hi - x_lo) * 0.05).max(1e-3);
     let pad_y = ((y_hi - y_lo) * 0.05).max(1e-3);
-    let scale = Scale::percentile(figure.colour_by.iter().copied(), 1.0, 99.0)
+    // Anomaly scores have long tails: a linear colour scale paints all but a handful of galaxies
+    // the same colour, so positive scores spanning over two decades are coloured by their log.
+    let linear = Scale::percentile(figure.colour_by.iter().copied(), 1.0, 99.0);
+    let logarithmic = figure.colour_by.iter().all(|v| !v.is_finite() || *v > 0.0)
+        && linear.is_some_and(|s| s.lo > 0.0 && s.hi / s.lo > 100.0);
+    let tone = |v: f64| if logarithmic { v.log10() } else { v };
+    let scale = Scale::percentile(figure.colour_by.iter().map(|&v| tone(v)), 1.0, 99.0)
         .unwrap_or(Scale { lo: 0.0, hi: 1.0 });
     let radius = if n <= 2_000 {
         4
@@ -123,7 +129,7 @@ pub fn map_png(figure: &MapFigure<'_>) -> Result<Vec<u8>> {
                     .iter()
                     .filter(|&&i| figure.xy[i][0].is_finite() && figure.xy[i][1].is_finite())
                     .map(|&i| {
-                        let c = ColourMap::Plasma.at(scale.unit(figure.colour_by[i]));
+                        let c = ColourMap::Plasma.at(scale.unit(tone(figure.colour_by[i])));
                         Circle::new(
                             (figure.xy[i][0], figure.xy[i][1]),
                             radius,
@@ -178,6 +184,11 @@ pub fn map_png(figure: &MapFigure<'_>) -> Result<Vec<u8>> {
             let t = f64::from(k) / 4.0;
             let ty = by + ((1.0 - t) * f64::from(bh - 1)) as i32;
             let value = scale.lo + t * (scale.hi - scale.lo);
+            let value = if logarithmic {
+                10f64.powf(value)
+            } else {
+                value
+            };
             bar_area
                 .draw(&PathElement::new(
                     vec![(bx + bw, ty), (bx + bw + 6, ty)],
@@ -217,7 +228,11 @@ pub fn map_png(figure: &MapFigure<'_>) -> Result<Vec<u8>> {
         }
         bar_area
             .draw(&Text::new(
-                "(1st–99th pct)",
+                if logarithmic {
+                    "(1st–99th pct, log scale)"
+                } else {
+                    "(1st–99th pct)"
+                },
                 (10, by + bh + 20),
                 TextStyle::from((FONT, 16)).pos(Pos::new(HPos::Left, VPos::Top)),
             ))
