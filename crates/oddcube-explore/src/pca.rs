@@ -635,7 +635,7 @@ fn orthonormalize(matrix: &mut [f64], rows: usize, width: usize, rng: &mut ChaCh
 /// Eigen-decomposition of a symmetric `n × n` row-major matrix by cyclic Jacobi rotations.
 /// Returns eigenvalues in descending order and the matching eigenvectors as the columns of a
 /// row-major `n × n` matrix. Meant for the small (≤ a few hundred) Ritz problems here.
-fn symmetric_eigen(mut a: Vec<f64>, n: usize) -> (Vec<f64>, Vec<f64>) {
+pub(crate) fn symmetric_eigen(mut a: Vec<f64>, n: usize) -> (Vec<f64>, Vec<f64>) {
     let mut v = vec![0.0f64; n * n];
     for i in 0..n {
         v[i * n + i] = 1.0;

@@ -246,7 +246,7 @@ pub fn pca_2d(view: &LatentView<'_>) -> Result<Pca2d> {
             sym[a * dim + b] = sym[b * dim + a];
         }
     }
-    let (values, vectors) = jacobi_eigen(sym, dim);
+    let (values, vectors) = crate::pca::symmetric_eigen(sym, dim);
     let mut order: Vec<usize> = (0..dim).collect();
     order.sort_by(|&a, &b| values[b].total_cmp(&values[a]));
     let total: f64 = values.iter().map(|v| v.max(0.0)).sum();
@@ -293,63 +293,6 @@ pub fn pca_2d(view: &LatentView<'_>) -> Result<Pca2d> {
         xy,
         explained_variance_ratio: ratio,
     })
-}
-
-/// Eigen-decomposition of a symmetric `dim × dim` matrix by cyclic Jacobi rotations; returns the
-/// eigenvalues and the eigenvectors as columns of a row-major matrix.
-fn jacobi_eigen(mut a: Vec<f64>, dim: usize) -> (Vec<f64>, Vec<f64>) {
-    let mut v = vec![0f64; dim * dim];
-    for i in 0..dim {
-        v[i * dim + i] = 1.0;
-    }
-    let scale: f64 = a
-        .iter()
-        .map(|x| x * x)
-        .sum::<f64>()
-        .sqrt()
-        .max(f64::MIN_POSITIVE);
-    for _sweep in 0..100 {
-        let off: f64 = (0..dim)
-            .flat_map(|p| (0..dim).filter(move |&q| q != p).map(move |q| (p, q)))
-            .map(|(p, q)| a[p * dim + q] * a[p * dim + q])
-            .sum::<f64>()
-            .sqrt();
-        if off <= 1e-14 * scale {
-            break;
-        }
-        for p in 0..dim {
-            for q in p + 1..dim {
-                let apq = a[p * dim + q];
-                if apq.abs() <= 1e-300 {
-                    continue;
-                }
-                let theta = (a[q * dim + q] - a[p * dim + p]) / (2.0 * apq);
-                let t = theta.signum() / (theta.abs() + (theta * theta + 1.0).sqrt());
-                let t = if theta == 0.0 { 1.0 } else { t };
-                let c = 1.0 / (t * t + 1.0).sqrt();
-                let s = t * c;
-                for k in 0..dim {
-                    let akp = a[k * dim + p];
-                    let akq = a[k * dim + q];
-                    a[k * dim + p] = c * akp - s * akq;
-                    a[k * dim + q] = s * akp + c * akq;
-                }
-                for k in 0..dim {
-                    let apk = a[p * dim + k];
-                    let aqk = a[q * dim + k];
-                    a[p * dim + k] = c * apk - s * aqk;
-                    a[q * dim + k] = s * apk + c * aqk;
-                }
-                for k in 0..dim {
-                    let vkp = v[k * dim + p];
-                    let vkq = v[k * dim + q];
-                    v[k * dim + p] = c * vkp - s * vkq;
-                    v[k * dim + q] = s * vkp + c * vkq;
-                }
-            }
-        }
-    }
-    ((0..dim).map(|i| a[i * dim + i]).collect(), v)
 }
 
 /// The neighbour graph UMAP needs (`k` neighbours, self excluded): the exact scan for small
@@ -829,7 +772,7 @@ mod tests {
 
     #[test]
     fn jacobi_matches_a_known_spectrum() {
-        let (values, vectors) = jacobi_eigen(vec![2.0, 1.0, 1.0, 2.0], 2);
+        let (values, vectors) = crate::pca::symmetric_eigen(vec![2.0, 1.0, 1.0, 2.0], 2);
         let mut sorted = values.clone();
         sorted.sort_by(f64::total_cmp);
         assert!((sorted[0] - 1.0).abs() < 1e-12 && (sorted[1] - 3.0).abs() < 1e-12);
