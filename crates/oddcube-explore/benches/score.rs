@@ -8,10 +8,9 @@
 use std::time::Instant;
 
 use oddcube_data::NoProgress;
-use oddcube_data::cubes::Cubes;
 use oddcube_data::dataset::GalaxyRecord;
 use oddcube_explore::score::{
-    Autoencoder, ScoreSettings, finalize_population_scores, score_galaxies,
+    ModelScorer, ScoreSettings, finalize_population_scores, score_galaxies,
 };
 use oddcube_model::network::init_params;
 use oddcube_model::synthetic::synthetic_cubes;
@@ -21,28 +20,6 @@ use oddcube_model::{
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
-
-struct Adapter {
-    model: Model,
-    batch: usize,
-}
-
-impl Autoencoder for Adapter {
-    fn latent_dim(&self) -> usize {
-        self.model.latent_dim()
-    }
-    fn encode_reconstruct(&self, cubes: &Cubes) -> Result<(Vec<f32>, Vec<f32>), String> {
-        let z = self
-            .model
-            .encode(cubes, self.batch)
-            .map_err(|e| e.to_string())?;
-        let xhat = self
-            .model
-            .reconstruct(cubes, self.batch)
-            .map_err(|e| e.to_string())?;
-        Ok((z, xhat.x))
-    }
-}
 
 fn record(name: &str) -> GalaxyRecord {
     GalaxyRecord {
@@ -90,7 +67,7 @@ fn main() {
     };
     let varmap = init_params(&arch, 0, &device).expect("parameters of a valid preset");
     let model = Model::from_parts(config, varmap, &device).expect("network of a valid preset");
-    let adapter = Adapter { model, batch: 32 };
+    let adapter = ModelScorer { model, batch: 32 };
 
     let n = if quick { 64 } else { 256 };
     let (cubes, names) = synthetic_cubes(n, n_lines, arch.size, 1);

@@ -157,6 +157,31 @@ impl Default for ScoreSettings {
     }
 }
 
+/// A trained [`oddcube_model::Model`] as an [`Autoencoder`], run `batch` galaxies at a time.
+pub struct ModelScorer {
+    /// The network.
+    pub model: oddcube_model::Model,
+    /// Galaxies per forward pass.
+    pub batch: usize,
+}
+
+impl Autoencoder for ModelScorer {
+    fn latent_dim(&self) -> usize {
+        self.model.latent_dim()
+    }
+
+    fn encode_reconstruct(
+        &self,
+        cubes: &Cubes,
+    ) -> std::result::Result<(Vec<f32>, Vec<f32>), String> {
+        let (z, xhat) = self
+            .model
+            .encode_reconstruct(cubes, self.batch)
+            .map_err(|e| e.to_string())?;
+        Ok((z, xhat.x))
+    }
+}
+
 /// The reconstruction scores of one galaxy.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GalaxyScores {

@@ -110,6 +110,28 @@ impl Model {
         })
     }
 
+    /// Latents `[N, D]` (VAE: μ) and reconstructions from one forward pass per batch — what
+    /// scoring needs, without running the encoder twice.
+    pub fn encode_reconstruct(&self, cubes: &Cubes, batch: usize) -> Result<(Vec<f32>, Cubes)> {
+        self.check(cubes)?;
+        let mut z = Vec::with_capacity(cubes.n * self.latent_dim());
+        let mut x = Vec::with_capacity(cubes.x.len());
+        for host in input_batches(cubes, batch) {
+            let (input, _) = host?.to_device(&self.device)?;
+            let fwd = self.net.forward(&input, None)?;
+            z.extend(fwd.z.flatten_all()?.to_vec1::<f32>()?);
+            x.extend(fwd.recon.flatten_all()?.to_vec1::<f32>()?);
+        }
+        let recon = Cubes {
+            n: cubes.n,
+            n_lines: cubes.n_lines,
+            size: cubes.size,
+            x,
+            w: cubes.w.clone(),
+        };
+        Ok((z, recon))
+    }
+
     /// Per-galaxy reconstruction loss `Σ w (x − x̂)² / Σ w` with `mode`'s weights (NaN for a
     /// galaxy without unmasked pixels).
     pub fn galaxy_losses(&self, cubes: &Cubes, batch: usize, mode: LossMode) -> Result<Vec<f64>> {
@@ -197,6 +219,12 @@ mod tests {
                 again.reconstruct(&cubes, 4).unwrap(),
             );
             assert_eq!(r1.x, r2.x);
+            let (z_both, r_both) = model.encode_reconstruct(&cubes, 4).unwrap();
+            assert_eq!(z_both, z1, "one-pass latents differ from encode()");
+            assert_eq!(
+                r_both.x, r1.x,
+                "one-pass reconstructions differ from reconstruct()"
+            );
             assert_eq!(r1.shape(), cubes.shape());
             let losses = model.galaxy_losses(&cubes, 2, LossMode::Mse).unwrap();
             assert_eq!(losses.len(), 6);

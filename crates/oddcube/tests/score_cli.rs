@@ -5,11 +5,10 @@
 use std::path::Path;
 
 use assert_cmd::Command;
-use oddcube_data::cubes::Cubes;
 use oddcube_data::dataset::Dataset;
 use oddcube_explore::results::{Catalog, Residuals, Results};
 use oddcube_explore::score::{
-    Autoencoder, ScoreSettings, finalize_population_scores, score_galaxies,
+    ModelScorer, ScoreSettings, finalize_population_scores, score_galaxies,
 };
 use oddcube_model::Model;
 
@@ -31,22 +30,6 @@ fn run_ok(args: &[&str]) -> String {
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
-}
-
-/// The trained model behind the scoring library, as the CLI wires it.
-struct Adapter(Model);
-
-impl Autoencoder for Adapter {
-    fn latent_dim(&self) -> usize {
-        self.0.latent_dim()
-    }
-    fn encode_reconstruct(&self, cubes: &Cubes) -> Result<(Vec<f32>, Vec<f32>), String> {
-        let z = self.0.encode(cubes, 16).map_err(|e| e.to_string())?;
-        Ok((
-            z,
-            self.0.reconstruct(cubes, 16).map_err(|e| e.to_string())?.x,
-        ))
-    }
 }
 
 /// One of the 8 symmetries of the square (bit 0: flip x, bit 1: flip y, bit 2: transpose) on
@@ -438,7 +421,10 @@ fn simulate_ingest_train_score_evaluate_similar_bpt() {
     // scoring arithmetic itself is a unit test in oddcube-explore's score.rs).
     let dataset = Dataset::open(&data).unwrap();
     let device = oddcube_model::select_device("cpu").unwrap();
-    let adapter = Adapter(Model::load(&model, &device).unwrap());
+    let adapter = ModelScorer {
+        model: Model::load(&model, &device).unwrap(),
+        batch: 16,
+    };
     let rows: Vec<usize> = (0..dataset.galaxies.len()).collect();
     let lines = dataset.manifest.lines.lines.clone();
     let base = score_galaxies(

@@ -5,13 +5,12 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use oddcube_data::cubes::Cubes;
 use oddcube_data::dataset::{Dataset, hash_hex};
 use oddcube_data::{Progress, Shard};
 use oddcube_explore::knn::Metric;
 use oddcube_explore::results::{RESIDUALS_FILE, RESULTS_FORMAT, Results, ResultsManifest};
 use oddcube_explore::score::{
-    Autoencoder, PValueMethod, RankBy, ResidualSelection, ScoreSettings,
+    ModelScorer, PValueMethod, RankBy, ResidualSelection, ScoreSettings,
     finalize_population_scores, residual_rows, score_galaxies, write_residuals,
 };
 use oddcube_model::Model;
@@ -70,40 +69,14 @@ pub struct Args {
     pub device: String,
 }
 
-/// A loaded model as scoring sees it: both passes of one batch size.
-pub(crate) struct ModelAdapter {
-    /// The network.
-    pub model: Model,
-    /// Galaxies per forward pass.
-    pub batch: usize,
-}
-
-impl Autoencoder for ModelAdapter {
-    fn latent_dim(&self) -> usize {
-        self.model.latent_dim()
-    }
-
-    fn encode_reconstruct(&self, cubes: &Cubes) -> Result<(Vec<f32>, Vec<f32>), String> {
-        let z = self
-            .model
-            .encode(cubes, self.batch)
-            .map_err(|e| e.to_string())?;
-        let xhat = self
-            .model
-            .reconstruct(cubes, self.batch)
-            .map_err(|e| e.to_string())?;
-        Ok((z, xhat.x))
-    }
-}
-
 /// Loads `dir` on `device` with a readable error.
-pub(crate) fn load_model(dir: &Path, device: &str, batch: usize) -> anyhow::Result<ModelAdapter> {
+pub(crate) fn load_model(dir: &Path, device: &str, batch: usize) -> anyhow::Result<ModelScorer> {
     let device =
         oddcube_model::select_device(device).with_context(|| format!("device {device:?}"))?;
     let model =
         Model::load(dir, &device).with_context(|| format!("loading model {}", dir.display()))?;
     anyhow::ensure!(batch > 0, "--batch must be at least 1");
-    Ok(ModelAdapter { model, batch })
+    Ok(ModelScorer { model, batch })
 }
 
 /// xxh3-128 of the model's config and best weights: identifies the exact network scored with.
