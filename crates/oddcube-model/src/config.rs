@@ -15,14 +15,31 @@ pub enum ModelKind {
     Vae,
 }
 
-/// Which implementation computes a ConvLSTM cell step. Only the plain-candle reference exists
-/// now; fused kernels are meant to be added as further variants with identical numerics.
+/// Which implementation computes the ConvLSTM steps and the per-step convs. Both give the same
+/// numbers up to floating-point summation order; the choice is about speed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum CellKernelKind {
-    /// Gates from one candle conv over `concat[x_t, h_{t−1}]`, then candle element-wise ops.
-    #[default]
+    /// Plain candle ops: gates from one candle conv over `concat[x_t, h_{t−1}]`, then candle
+    /// element-wise ops; candle's conv2d everywhere else. Runs on every device.
     Reference,
+    /// The fused CPU kernels of [`crate::kernels`] (GEMM convs with fused bias/ReLU/upsampling,
+    /// a one-pass ConvLSTM step). Falls back to `Reference` on other devices.
+    #[default]
+    Fused,
+}
+
+impl std::str::FromStr for CellKernelKind {
+    type Err = ModelError;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "fused" => Ok(Self::Fused),
+            "reference" => Ok(Self::Reference),
+            other => Err(ModelError::Config(format!(
+                "unknown kernel {other:?} (fused or reference)"
+            ))),
+        }
+    }
 }
 
 /// The network's architecture. Shapes: input `[B, T, 1, S, S]`, latent `[B, D]`.
@@ -97,7 +114,7 @@ impl ArchConfig {
                 head_channels: 8,
                 latent: 32,
                 beta: 1e-3,
-                cell: CellKernelKind::Reference,
+                cell: CellKernelKind::default(),
             },
             Preset::Paper => Self {
                 kind,
@@ -111,7 +128,7 @@ impl ArchConfig {
                 head_channels: 16,
                 latent: 128,
                 beta: 1e-3,
-                cell: CellKernelKind::Reference,
+                cell: CellKernelKind::default(),
             },
         }
     }

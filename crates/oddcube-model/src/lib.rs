@@ -11,6 +11,7 @@ pub mod device;
 pub mod error;
 pub mod flops;
 pub mod infer;
+pub mod kernels;
 pub mod loss;
 pub mod network;
 pub mod optim;

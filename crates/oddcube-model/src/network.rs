@@ -175,12 +175,15 @@ impl Network {
             }
             Ok(var.as_tensor().clone())
         };
-        let conv = |p: &str, stride| -> Result<Conv> {
-            Ok(Conv::new(
+        let conv = |p: &str, stride, upsample, relu| -> Result<Conv> {
+            Conv::new(
                 get(&format!("{p}.weight"))?,
                 get(&format!("{p}.bias"))?,
                 stride,
-            ))
+                upsample,
+                relu,
+                arch.cell,
+            )
         };
         let linear = |p: &str| -> Result<Linear> {
             Ok(Linear::new(
@@ -197,7 +200,7 @@ impl Network {
             ))
         };
         let down = (0..arch.downsample)
-            .map(|i| conv(&format!("enc.down{i}"), 2))
+            .map(|i| conv(&format!("enc.down{i}"), 2, 1, true))
             .collect::<Result<_>>()?;
         let enc_lstm = arch
             .hidden
@@ -216,19 +219,19 @@ impl Network {
             .map(|(l, &h)| lstm(&format!("dec.lstm{l}"), h))
             .collect::<Result<_>>()?;
         let up = (0..arch.downsample)
-            .map(|i| conv(&format!("dec.up{i}"), 1))
+            .map(|i| conv(&format!("dec.up{i}"), 1, 2, true))
             .collect::<Result<_>>()?;
         Ok(Self {
             arch: arch.clone(),
             down,
             enc_lstm,
-            head: conv("enc.head", 1)?,
+            head: conv("enc.head", 1, 1, true)?,
             to_latent,
             to_logvar,
             from_latent: linear("dec.fc")?,
             dec_lstm,
             up,
-            out: conv("dec.out", 1)?,
+            out: conv("dec.out", 1, 1, false)?,
             mean: get("dec.mean")?,
         })
     }
@@ -252,7 +255,7 @@ impl Network {
         // The per-step convs are shared over steps, so all steps go through them as one batch.
         let mut feats = x.reshape((b * t, 1, s, s))?;
         for conv in &self.down {
-            feats = conv.forward(&feats)?.relu()?;
+            feats = conv.forward(&feats)?;
         }
         let side = a.inner_size();
         let channels = feats.dim(1)?;
@@ -263,11 +266,7 @@ impl Network {
         let last = tops
             .last()
             .ok_or_else(|| ModelError::Data("sequence of zero lines".into()))?;
-        let flat = self
-            .head
-            .forward(last)?
-            .relu()?
-            .reshape((b, a.head_len()))?;
+        let flat = self.head.forward(last)?.reshape((b, a.head_len()))?;
         let first = self.to_latent.forward(&flat)?;
         let logvar = match &self.to_logvar {
             Some(head) => Some(head.forward(&flat)?),
@@ -290,10 +289,8 @@ impl Network {
         let mut maps = Tensor::stack(&tops, 1)?;
         let hidden = maps.dim(2)?;
         maps = maps.reshape((b * a.n_lines, hidden, side, side))?;
-        let mut cur = side;
         for conv in &self.up {
-            cur *= 2;
-            maps = conv.forward(&maps.upsample_nearest2d(cur, cur)?)?.relu()?;
+            maps = conv.forward(&maps)?;
         }
         let out = self.out.forward(&maps)?;
         Ok(out

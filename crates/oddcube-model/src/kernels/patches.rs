@@ -1,0 +1,488 @@
+//! Convolution geometry, the patch gather (`im2col`) and its transpose (`col2im`), the GEMM
+//! wrapper, and the helpers that turn candle storages into plane views.
+
+use std::cell::RefCell;
+
+use candle_core::{CpuStorage, Layout};
+
+/// Geometry of a square-kernel 2-D convolution, optionally reading its input through a
+/// nearest-neighbour upsampling by an integer factor (so "upsample ×2 then conv" never
+/// materialises the upsampled map).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConvGeometry {
+    /// Kernel side k.
+    pub kernel: usize,
+    /// Stride (≥ 1).
+    pub stride: usize,
+    /// Zero padding on every side, in upsampled pixels.
+    pub padding: usize,
+    /// Nearest-neighbour upsampling factor applied to the input first (1 = none).
+    pub upsample: usize,
+}
+
+impl ConvGeometry {
+    /// "Same"-style geometry: padding k/2, the given stride, no upsampling.
+    pub fn same(kernel: usize, stride: usize) -> Self {
+        Self {
+            kernel,
+            stride,
+            padding: kernel / 2,
+            upsample: 1,
+        }
+    }
+
+    /// Output length along one axis for an input of `len`, or `None` if the kernel does not
+    /// fit or the geometry is degenerate.
+    pub fn out_len(&self, len: usize) -> Option<usize> {
+        if self.stride == 0 || self.upsample == 0 || self.kernel == 0 {
+            return None;
+        }
+        let eff = len * self.upsample + 2 * self.padding;
+        (eff >= self.kernel).then(|| (eff - self.kernel) / self.stride + 1)
+    }
+
+    /// Output coordinates `o` whose kernel tap `tap` reads inside the (upsampled) input of
+    /// length `len_eff`: `0 ≤ o·stride + tap − padding < len_eff`, clipped to `[0, out_len)`.
+    fn valid(&self, tap: usize, len_eff: usize, out_len: usize) -> (usize, usize) {
+        let lo = self.padding.saturating_sub(tap).div_ceil(self.stride);
+        let hi = if len_eff + self.padding > tap {
+            ((len_eff - 1 + self.padding - tap) / self.stride + 1).min(out_len)
+        } else {
+            0
+        };
+        (lo.min(hi), hi)
+    }
+
+    /// Input index (in original pixels) read by output `o` at tap `tap`; only valid inside
+    /// [`Self::valid`]'s range.
+    #[inline]
+    fn source(&self, o: usize, tap: usize) -> usize {
+        (o * self.stride + tap - self.padding) / self.upsample
+    }
+}
+
+/// Read access to `channels` maps of `height × width` per image inside a flat buffer: image
+/// `n`, channel `c` starts at `offset + n·image_stride + c·height·width`.
+#[derive(Debug, Clone, Copy)]
+pub struct Planes<'a> {
+    /// The whole storage.
+    pub data: &'a [f32],
+    /// Start of image 0, channel 0.
+    pub offset: usize,
+    /// Distance between images.
+    pub image_stride: usize,
+    /// Channels visible through this view.
+    pub channels: usize,
+    /// Map height.
+    pub height: usize,
+    /// Map width.
+    pub width: usize,
+}
+
+impl<'a> Planes<'a> {
+    /// One channel map of one image.
+    #[inline]
+    pub fn plane(&self, image: usize, channel: usize) -> &'a [f32] {
+        let hw = self.height * self.width;
+        let start = self.offset + image * self.image_stride + channel * hw;
+        &self.data[start..start + hw]
+    }
+
+    /// The same buffer seen from channel `first` on, with `channels` channels.
+    pub fn channels(&self, first: usize, channels: usize) -> Planes<'a> {
+        Planes {
+            offset: self.offset + first * self.height * self.width,
+            channels,
+            ..*self
+        }
+    }
+}
+
+/// A `[N, C, H, W]` f32 view of a candle storage whose per-image part is contiguous (any image
+/// stride, e.g. a slice of a larger sequence tensor).
+pub fn planes<'a>(
+    storage: &'a CpuStorage,
+    layout: &Layout,
+    what: &str,
+) -> candle_core::Result<(usize, Planes<'a>)> {
+    let CpuStorage::F32(data) = storage else {
+        candle_core::bail!("{what}: the fused CPU kernels need f32 tensors");
+    };
+    let (dims, stride) = (layout.dims(), layout.stride());
+    let &[n, c, h, w] = dims else {
+        candle_core::bail!("{what}: expected a 4-D tensor, got shape {dims:?}");
+    };
+    let inner_ok =
+        (w <= 1 || stride[3] == 1) && (h <= 1 || stride[2] == w) && (c <= 1 || stride[1] == h * w);
+    if !inner_ok {
+        candle_core::bail!("{what}: each image must be contiguous (strides {stride:?})");
+    }
+    let view = Planes {
+        data: data.as_slice(),
+        offset: layout.start_offset(),
+        image_stride: if n <= 1 { c * h * w } else { stride[0] },
+        channels: c,
+        height: h,
+        width: w,
+    };
+    let last = view.offset + n.saturating_sub(1) * view.image_stride + c * h * w;
+    if n > 0 && last > data.len() {
+        candle_core::bail!("{what}: layout reaches past the storage");
+    }
+    Ok((n, view))
+}
+
+/// A contiguous f32 slice of a candle storage.
+pub fn contiguous<'a>(
+    storage: &'a CpuStorage,
+    layout: &Layout,
+    what: &str,
+) -> candle_core::Result<&'a [f32]> {
+    let CpuStorage::F32(data) = storage else {
+        candle_core::bail!("{what}: the fused CPU kernels need f32 tensors");
+    };
+    match layout.contiguous_offsets() {
+        Some((start, end)) => Ok(&data[start..end]),
+        None => candle_core::bail!("{what}: must be contiguous"),
+    }
+}
+
+/// Column-buffer floats per chunk that keep a chunk's working set in a core's L2 cache.
+const CHUNK_FLOATS: usize = 1 << 18;
+/// Chunks a batch is split into at least, so two or more cores have work even for one small
+/// batch. Fixed (not the thread count) so summation order, and hence every result, does not
+/// depend on how many threads run.
+const MIN_CHUNKS: usize = 4;
+
+/// Images per chunk for `n` images whose column buffers take `floats_per_image` each.
+pub fn images_per_chunk(n: usize, floats_per_image: usize) -> usize {
+    let fit = (CHUNK_FLOATS / floats_per_image.max(1)).max(1);
+    fit.min(n.div_ceil(MIN_CHUNKS)).max(1)
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` on a per-thread scratch buffer of `len` floats (contents unspecified), reused
+/// across calls so the hot loops do not page-fault fresh allocations.
+pub fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+    SCRATCH.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut buf) => {
+            if buf.len() < len {
+                buf.resize(len, 0.0);
+            }
+            f(&mut buf[..len])
+        }
+        // Re-entered on the same thread (never in these kernels): use a fresh buffer.
+        Err(_) => f(&mut vec![0.0; len]),
+    })
+}
+
+/// Gathers the patches of images `first..first + count` of the channel-wise concatenation of
+/// `sources` into `cols`, a row-major `[K, count·P]` matrix: row `(c, ky, kx)` (c counted across
+/// sources, the weight layout `[Cout, Cin, k, k]`), column `(image, oy, ox)`. Taps outside the
+/// input are zero.
+pub fn im2col(
+    sources: &[Planes],
+    first: usize,
+    count: usize,
+    g: &ConvGeometry,
+    out: (usize, usize),
+    cols: &mut [f32],
+) {
+    let (out_h, out_w) = out;
+    let p = out_h * out_w;
+    let np = count * p;
+    let k = g.kernel;
+    let mut rows = cols.chunks_exact_mut(np);
+    for src in sources {
+        let (h_eff, w_eff) = (src.height * g.upsample, src.width * g.upsample);
+        for c in 0..src.channels {
+            for ky in 0..k {
+                let (oy_lo, oy_hi) = g.valid(ky, h_eff, out_h);
+                for kx in 0..k {
+                    let (ox_lo, ox_hi) = g.valid(kx, w_eff, out_w);
+                    let Some(row) = rows.next() else { return };
+                    for (i, dst) in row.chunks_exact_mut(p).enumerate() {
+                        let plane = src.plane(first + i, c);
+                        for (oy, d) in dst.chunks_exact_mut(out_w).enumerate() {
+                            if oy < oy_lo || oy >= oy_hi {
+                                d.fill(0.0);
+                                continue;
+                            }
+                            let iy = g.source(oy, ky);
+                            let line = &plane[iy * src.width..(iy + 1) * src.width];
+                            d[..ox_lo].fill(0.0);
+                            d[ox_hi..].fill(0.0);
+                            if g.stride == 1 && g.upsample == 1 {
+                                let ix = ox_lo + kx - g.padding;
+                                d[ox_lo..ox_hi].copy_from_slice(&line[ix..ix + ox_hi - ox_lo]);
+                            } else {
+                                for (ox, v) in d[ox_lo..ox_hi].iter_mut().enumerate() {
+                                    *v = line[g.source(ox + ox_lo, kx)];
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The transpose of [`im2col`]: adds column-buffer entries back onto the input pixels they
+/// were gathered from. `dest` holds `count` images of `channels × height × width` (the
+/// original, not upsampled, size), contiguous.
+pub fn col2im(
+    cols: &[f32],
+    count: usize,
+    g: &ConvGeometry,
+    out: (usize, usize),
+    dest: &mut [f32],
+    channels: usize,
+    (height, width): (usize, usize),
+) {
+    let (out_h, out_w) = out;
+    let p = out_h * out_w;
+    let np = count * p;
+    let k = g.kernel;
+    let hw = height * width;
+    let (h_eff, w_eff) = (height * g.upsample, width * g.upsample);
+    let mut rows = cols.chunks_exact(np);
+    for c in 0..channels {
+        for ky in 0..k {
+            let (oy_lo, oy_hi) = g.valid(ky, h_eff, out_h);
+            for kx in 0..k {
+                let (ox_lo, ox_hi) = g.valid(kx, w_eff, out_w);
+                let Some(row) = rows.next() else { return };
+                for (i, src) in row.chunks_exact(p).enumerate() {
+                    let start = (i * channels + c) * hw;
+                    let plane = &mut dest[start..start + hw];
+                    for oy in oy_lo..oy_hi {
+                        let s = &src[oy * out_w..(oy + 1) * out_w];
+                        let iy = g.source(oy, ky);
+                        let line = &mut plane[iy * width..(iy + 1) * width];
+                        if g.stride == 1 && g.upsample == 1 {
+                            let ix = ox_lo + kx - g.padding;
+                            for (d, v) in line[ix..ix + ox_hi - ox_lo]
+                                .iter_mut()
+                                .zip(&s[ox_lo..ox_hi])
+                            {
+                                *d += v;
+                            }
+                        } else {
+                            for ox in ox_lo..ox_hi {
+                                line[g.source(ox, kx)] += s[ox];
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A strided read-only matrix for [`matmul`].
+#[derive(Debug, Clone, Copy)]
+pub struct Mat<'a> {
+    /// Backing slice.
+    pub data: &'a [f32],
+    /// Distance between rows.
+    pub row_stride: usize,
+    /// Distance between columns.
+    pub col_stride: usize,
+}
+
+impl Mat<'_> {
+    fn fits(&self, rows: usize, cols: usize) -> bool {
+        rows == 0
+            || cols == 0
+            || (rows - 1) * self.row_stride + (cols - 1) * self.col_stride < self.data.len()
+    }
+}
+
+/// `dst[m×n] (+)= lhs[m×k] · rhs[k×n]` on one thread (callers parallelise over chunks);
+/// `dst` is row-major with row stride `dst_row_stride`, and is overwritten unless
+/// `accumulate`.
+#[allow(clippy::too_many_arguments)]
+pub fn matmul(
+    (m, n, k): (usize, usize, usize),
+    dst: &mut [f32],
+    dst_row_stride: usize,
+    accumulate: bool,
+    lhs: Mat,
+    rhs: Mat,
+) {
+    assert!(
+        lhs.fits(m, k)
+            && rhs.fits(k, n)
+            && (m == 0 || n == 0 || (m - 1) * dst_row_stride + n <= dst.len()),
+        "matmul operands out of bounds"
+    );
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !accumulate {
+            for r in 0..m {
+                dst[r * dst_row_stride..r * dst_row_stride + n].fill(0.0);
+            }
+        }
+        return;
+    }
+    // SAFETY: the assertion above keeps every index the kernel touches inside the slices;
+    // `dst` is borrowed mutably and does not alias the inputs.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            dst_row_stride as isize,
+            accumulate,
+            lhs.data.as_ptr(),
+            lhs.col_stride as isize,
+            lhs.row_stride as isize,
+            rhs.data.as_ptr(),
+            rhs.col_stride as isize,
+            rhs.row_stride as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Direct convolution of one-channel-per-source inputs, the definition im2col must match.
+    fn direct_patch(
+        x: &[f32],
+        (h, w): (usize, usize),
+        g: &ConvGeometry,
+        oy: usize,
+        ox: usize,
+        ky: usize,
+        kx: usize,
+    ) -> f32 {
+        let iy = (oy * g.stride + ky) as isize - g.padding as isize;
+        let ix = (ox * g.stride + kx) as isize - g.padding as isize;
+        let (he, we) = ((h * g.upsample) as isize, (w * g.upsample) as isize);
+        if iy < 0 || ix < 0 || iy >= he || ix >= we {
+            0.0
+        } else {
+            x[(iy as usize / g.upsample) * w + ix as usize / g.upsample]
+        }
+    }
+
+    fn geometries() -> Vec<ConvGeometry> {
+        let mut out = Vec::new();
+        for kernel in [1, 3, 5] {
+            for stride in [1, 2] {
+                for upsample in [1, 2] {
+                    for padding in [0, kernel / 2, kernel] {
+                        out.push(ConvGeometry {
+                            kernel,
+                            stride,
+                            padding,
+                            upsample,
+                        });
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn im2col_matches_direct_indexing_and_col2im_is_its_transpose() {
+        for g in geometries() {
+            for (h, w) in [(5, 7), (4, 4), (1, 3)] {
+                let (Some(oh), Some(ow)) = (g.out_len(h), g.out_len(w)) else {
+                    continue;
+                };
+                let count = 2;
+                let x: Vec<f32> = (0..count * h * w).map(|v| v as f32 * 0.37 - 3.0).collect();
+                let src = Planes {
+                    data: &x,
+                    offset: 0,
+                    image_stride: h * w,
+                    channels: 1,
+                    height: h,
+                    width: w,
+                };
+                let kk = g.kernel * g.kernel;
+                let np = count * oh * ow;
+                let mut cols = vec![f32::NAN; kk * np];
+                im2col(&[src], 0, count, &g, (oh, ow), &mut cols);
+                for ky in 0..g.kernel {
+                    for kx in 0..g.kernel {
+                        for i in 0..count {
+                            for oy in 0..oh {
+                                for ox in 0..ow {
+                                    let want = direct_patch(
+                                        &x[i * h * w..(i + 1) * h * w],
+                                        (h, w),
+                                        &g,
+                                        oy,
+                                        ox,
+                                        ky,
+                                        kx,
+                                    );
+                                    let got = cols
+                                        [(ky * g.kernel + kx) * np + i * oh * ow + oy * ow + ox];
+                                    assert_eq!(got, want, "{g:?} {h}x{w}");
+                                }
+                            }
+                        }
+                    }
+                }
+                // <im2col(x), y> == <x, col2im(y)> for any y.
+                let y: Vec<f32> = (0..kk * np).map(|v| ((v * 7) % 11) as f32 - 5.0).collect();
+                let mut back = vec![0.0f32; count * h * w];
+                col2im(&y, count, &g, (oh, ow), &mut back, 1, (h, w));
+                let lhs: f64 = cols.iter().zip(&y).map(|(a, b)| (a * b) as f64).sum();
+                let rhs: f64 = x.iter().zip(&back).map(|(a, b)| (a * b) as f64).sum();
+                assert!((lhs - rhs).abs() < 1e-3 * lhs.abs().max(1.0), "{g:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn matmul_handles_strides_and_accumulation() {
+        // lhs 2×3 read transposed from a 3×2 buffer, rhs 3×2 row-major.
+        let lhs_t = [1.0f32, 4.0, 2.0, 5.0, 3.0, 6.0];
+        let rhs = [1.0f32, 0.5, -1.0, 2.0, 0.0, 1.0];
+        let mut dst = [10.0f32, 10.0, 99.0, 10.0, 10.0, 99.0];
+        let lhs = Mat {
+            data: &lhs_t,
+            row_stride: 1,
+            col_stride: 2,
+        };
+        let rhs = Mat {
+            data: &rhs,
+            row_stride: 2,
+            col_stride: 1,
+        };
+        matmul((2, 2, 3), &mut dst, 3, true, lhs, rhs);
+        // [[1,2,3],[4,5,6]] · [[1,.5],[-1,2],[0,1]] = [[-1, 7.5], [-1, 18]]
+        assert_eq!(dst, [9.0, 17.5, 99.0, 9.0, 28.0, 99.0]);
+        matmul((2, 2, 3), &mut dst, 3, false, lhs, rhs);
+        assert_eq!(dst, [-1.0, 7.5, 99.0, -1.0, 18.0, 99.0]);
+    }
+
+    #[test]
+    fn chunking_does_not_depend_on_threads_and_keeps_cores_busy() {
+        assert_eq!(images_per_chunk(8, 27_648), 2);
+        assert_eq!(images_per_chunk(152, 147_456), 1);
+        assert_eq!(images_per_chunk(1, 10), 1);
+        assert_eq!(images_per_chunk(1000, 1), 250);
+    }
+}
