@@ -252,16 +252,16 @@ impl Network {
                 a.n_lines, a.size, a.size
             )));
         }
-        // The per-step convs are shared over steps, so all steps go through them as one batch.
-        let mut feats = x.reshape((b * t, 1, s, s))?;
-        for conv in &self.down {
-            feats = conv.forward(&feats)?;
-        }
+        // The per-step convs run step by step rather than on all steps as one batch: slicing a
+        // step out of one big feature tensor would make autograd build a full-size gradient for
+        // every slice (O(T²) memory traffic in the backward pass).
         let side = a.inner_size();
-        let channels = feats.dim(1)?;
-        let feats = feats.reshape((b, t, channels, side, side))?;
         let tops = unroll_stack(&self.enc_lstm, t, b, side, |step| {
-            Ok(feats.narrow(1, step, 1)?.squeeze(1)?)
+            let mut feats = x.narrow(1, step, 1)?;
+            for conv in &self.down {
+                feats = conv.forward(&feats)?;
+            }
+            Ok(feats)
         })?;
         let last = tops
             .last()

@@ -57,6 +57,8 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Before any thread exists (see the function's safety note).
+    oddcube_model::device::limit_candle_spinning();
     let cli = Cli::parse();
     ui::init_logging(cli.verbose, cli.quiet);
     let result = match cli.command {

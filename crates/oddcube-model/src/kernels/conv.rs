@@ -4,6 +4,7 @@
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
+use super::direct::{self, DIRECT_MAX_OUT};
 use super::patches::{
     ConvGeometry, Mat, Planes, col2im, contiguous, im2col, images_per_chunk, matmul, planes,
     with_scratch,
@@ -97,6 +98,10 @@ impl CustomOp3 for FusedConv {
         let per = images_per_chunk(n, k * p);
         let mut out = vec![0.0f32; n * cout * p];
         let relu = self.0.relu;
+        if cout <= DIRECT_MAX_OUT {
+            direct::forward(&x, w, b, &g, relu, (oh, ow), &mut out);
+            return Ok((CpuStorage::F32(out), Shape::from((n, cout, oh, ow))));
+        }
         out.par_chunks_mut(per * cout * p)
             .enumerate()
             .for_each(|(chunk, out)| {
@@ -223,6 +228,11 @@ fn gather_grad(dz: &Planes, first: usize, count: usize, out: &mut [f32]) {
 /// (in chunk order, so the result does not depend on the thread count), `db` the row sums of
 /// `dZ`. `sources` are the forward input(s) concatenated along channels.
 pub(crate) fn weight_grad(dz: &Planes, n: usize, sources: &[Planes], g: &ConvGeometry) -> Vec<f32> {
+    if let [x] = sources
+        && dz.channels <= DIRECT_MAX_OUT
+    {
+        return direct::weight_grad(dz, n, x, g);
+    }
     let cout = dz.channels;
     let (oh, ow) = (dz.height, dz.width);
     let p = oh * ow;
@@ -284,6 +294,9 @@ pub(crate) fn input_grad(
     channels: usize,
     (h, wd): (usize, usize),
 ) -> Vec<f32> {
+    if dz.channels <= DIRECT_MAX_OUT {
+        return direct::input_grad(dz, n, w, w_row_stride, g, channels, (h, wd));
+    }
     let cout = dz.channels;
     let (oh, ow) = (dz.height, dz.width);
     let p = oh * ow;
@@ -296,6 +309,9 @@ pub(crate) fn input_grad(
         .for_each(|(chunk, dest)| {
             let count = dest.len() / image.max(1);
             let np = count * p;
+            // Written before col2im reads it: first touching these pages with a read would map
+            // the shared zero page and make every write a copy-on-write fault.
+            dest.fill(0.0);
             with_scratch(k * np + cout * np, |buf| {
                 let (cols, dzc) = buf.split_at_mut(k * np);
                 gather_grad(dz, chunk * per, count, dzc);
@@ -422,6 +438,10 @@ mod tests {
             (3, 4, 2, 4, 4, 3, 1, 2, false),
             (2, 1, 3, 8, 8, 1, 1, 1, false),
             (5, 6, 7, 3, 3, 5, 1, 1, true),
+            // Few output channels: the direct (patch-free) path.
+            (2, 16, 1, 9, 9, 3, 1, 1, false),
+            (1, 3, 1, 7, 5, 3, 2, 1, true),
+            (2, 2, 1, 3, 4, 3, 1, 2, true),
         ];
         for (seed, &(n, cin, cout, h, w, kernel, stride, upsample, relu)) in
             cases.iter().enumerate()

@@ -12,6 +12,7 @@
 //! are bit-identical for any number of threads), and chunks run on rayon.
 
 pub mod conv;
+mod direct;
 pub mod lstm;
 mod math;
 mod patches;

@@ -43,7 +43,7 @@ impl ConvGeometry {
 
     /// Output coordinates `o` whose kernel tap `tap` reads inside the (upsampled) input of
     /// length `len_eff`: `0 ≤ o·stride + tap − padding < len_eff`, clipped to `[0, out_len)`.
-    fn valid(&self, tap: usize, len_eff: usize, out_len: usize) -> (usize, usize) {
+    pub(crate) fn valid(&self, tap: usize, len_eff: usize, out_len: usize) -> (usize, usize) {
         let lo = self.padding.saturating_sub(tap).div_ceil(self.stride);
         let hi = if len_eff + self.padding > tap {
             ((len_eff - 1 + self.padding - tap) / self.stride + 1).min(out_len)
@@ -56,7 +56,7 @@ impl ConvGeometry {
     /// Input index (in original pixels) read by output `o` at tap `tap`; only valid inside
     /// [`Self::valid`]'s range.
     #[inline]
-    fn source(&self, o: usize, tap: usize) -> usize {
+    pub(crate) fn source(&self, o: usize, tap: usize) -> usize {
         (o * self.stride + tap - self.padding) / self.upsample
     }
 }
@@ -213,14 +213,18 @@ pub fn im2col(
                             }
                             let iy = g.source(oy, ky);
                             let line = &plane[iy * src.width..(iy + 1) * src.width];
-                            d[..ox_lo].fill(0.0);
-                            d[ox_hi..].fill(0.0);
-                            if g.stride == 1 && g.upsample == 1 {
-                                let ix = ox_lo + kx - g.padding;
-                                d[ox_lo..ox_hi].copy_from_slice(&line[ix..ix + ox_hi - ox_lo]);
-                            } else {
-                                for (ox, v) in d[ox_lo..ox_hi].iter_mut().enumerate() {
-                                    *v = line[g.source(ox + ox_lo, kx)];
+                            zero_small(&mut d[..ox_lo]);
+                            zero_small(&mut d[ox_hi..]);
+                            let first = ox_lo * g.stride + kx - g.padding;
+                            let run = &mut d[ox_lo..ox_hi];
+                            match (g.stride, g.upsample) {
+                                (1, 1) => copy_small(run, &line[first..first + run.len()]),
+                                (2, 1) => gather::<2, 1>(run, line, first),
+                                (1, 2) => gather::<1, 2>(run, line, first),
+                                _ => {
+                                    for (j, v) in run.iter_mut().enumerate() {
+                                        *v = line[(first + j * g.stride) / g.upsample];
+                                    }
                                 }
                             }
                         }
@@ -228,6 +232,83 @@ pub fn im2col(
                 }
             }
         }
+    }
+}
+
+/// `dst = src` for short runs: fixed 8-float blocks the compiler turns into vector moves
+/// (a `memcpy` call per 8-pixel map row costs more than the copy).
+#[inline(always)]
+fn copy_small(dst: &mut [f32], src: &[f32]) {
+    let mut d = dst.chunks_exact_mut(8);
+    let mut s = src.chunks_exact(8);
+    for (a, b) in (&mut d).zip(&mut s) {
+        let a: &mut [f32; 8] = a.try_into().expect("8-float block");
+        let b: &[f32; 8] = b.try_into().expect("8-float block");
+        *a = *b;
+    }
+    for (a, b) in d.into_remainder().iter_mut().zip(s.remainder()) {
+        *a = *b;
+    }
+}
+
+/// `dst += src` for short runs, in 8-float blocks.
+#[inline(always)]
+fn add_small(dst: &mut [f32], src: &[f32]) {
+    let mut d = dst.chunks_exact_mut(8);
+    let mut s = src.chunks_exact(8);
+    for (a, b) in (&mut d).zip(&mut s) {
+        let a: &mut [f32; 8] = a.try_into().expect("8-float block");
+        let b: &[f32; 8] = b.try_into().expect("8-float block");
+        for (x, y) in a.iter_mut().zip(b) {
+            *x += y;
+        }
+    }
+    for (a, b) in d.into_remainder().iter_mut().zip(s.remainder()) {
+        *a += b;
+    }
+}
+
+/// Zeroes a run that is at most a few floats long (the padding columns) without a `memset`.
+#[inline(always)]
+fn zero_small(dst: &mut [f32]) {
+    for v in dst {
+        *v = 0.0;
+    }
+}
+
+/// `dst[j] = line[(first + j·S) / U]` with the stride and upsampling factor known at compile
+/// time (a runtime division per pixel would dominate the gather).
+#[inline(always)]
+fn gather<const S: usize, const U: usize>(dst: &mut [f32], line: &[f32], first: usize) {
+    if S == 1 && U == 2 {
+        // Nearest ×2: each source pixel fills two neighbours; peel an odd start, then pairs.
+        let (mut dst, mut src) = (dst, first / 2);
+        if first % 2 == 1 && !dst.is_empty() {
+            dst[0] = line[src];
+            dst = &mut dst[1..];
+            src += 1;
+        }
+        let tail = src + dst.len() / 2;
+        let mut pairs = dst.chunks_exact_mut(2);
+        for (pair, &v) in (&mut pairs).zip(&line[src..]) {
+            pair[0] = v;
+            pair[1] = v;
+        }
+        if let Some(last) = pairs.into_remainder().first_mut() {
+            *last = line[tail];
+        }
+        return;
+    }
+    for (j, v) in dst.iter_mut().enumerate() {
+        *v = line[(first + j * S) / U];
+    }
+}
+
+/// `line[(first + j·S) / U] += src[j]`, the transpose of [`gather`].
+#[inline(always)]
+fn scatter_add<const S: usize, const U: usize>(line: &mut [f32], src: &[f32], first: usize) {
+    for (j, v) in src.iter().enumerate() {
+        line[(first + j * S) / U] += v;
     }
 }
 
@@ -263,17 +344,16 @@ pub fn col2im(
                         let s = &src[oy * out_w..(oy + 1) * out_w];
                         let iy = g.source(oy, ky);
                         let line = &mut plane[iy * width..(iy + 1) * width];
-                        if g.stride == 1 && g.upsample == 1 {
-                            let ix = ox_lo + kx - g.padding;
-                            for (d, v) in line[ix..ix + ox_hi - ox_lo]
-                                .iter_mut()
-                                .zip(&s[ox_lo..ox_hi])
-                            {
-                                *d += v;
-                            }
-                        } else {
-                            for ox in ox_lo..ox_hi {
-                                line[g.source(ox, kx)] += s[ox];
+                        let first = ox_lo * g.stride + kx - g.padding;
+                        let run = &s[ox_lo..ox_hi];
+                        match (g.stride, g.upsample) {
+                            (1, 1) => add_small(&mut line[first..first + run.len()], run),
+                            (2, 1) => scatter_add::<2, 1>(line, run, first),
+                            (1, 2) => scatter_add::<1, 2>(line, run, first),
+                            _ => {
+                                for (j, v) in run.iter().enumerate() {
+                                    line[(first + j * g.stride) / g.upsample] += v;
+                                }
                             }
                         }
                     }
