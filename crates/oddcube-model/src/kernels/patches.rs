@@ -196,6 +196,7 @@ pub fn im2col(
     let np = count * p;
     let k = g.kernel;
     let mut rows = cols.chunks_exact_mut(np);
+    let rows_of = source_rows(g, out_h);
     for src in sources {
         let (h_eff, w_eff) = (src.height * g.upsample, src.width * g.upsample);
         for c in 0..src.channels {
@@ -211,7 +212,7 @@ pub fn im2col(
                                 d.fill(0.0);
                                 continue;
                             }
-                            let iy = g.source(oy, ky);
+                            let iy = rows_of[ky * out_h + oy];
                             let line = &plane[iy * src.width..(iy + 1) * src.width];
                             zero_small(&mut d[..ox_lo]);
                             zero_small(&mut d[ox_hi..]);
@@ -233,6 +234,20 @@ pub fn im2col(
             }
         }
     }
+}
+
+/// Input row read by output row `oy` at tap `ky`, as a `[k, out_h]` table (entries outside
+/// the valid range are unused): keeps a runtime division out of the per-row loops.
+fn source_rows(g: &ConvGeometry, out_h: usize) -> Vec<usize> {
+    let mut table = vec![0; g.kernel * out_h];
+    for ky in 0..g.kernel {
+        for oy in 0..out_h {
+            if oy * g.stride + ky >= g.padding {
+                table[ky * out_h + oy] = (oy * g.stride + ky - g.padding) / g.upsample;
+            }
+        }
+    }
+    table
 }
 
 /// `dst = src` for short runs: fixed 8-float blocks the compiler turns into vector moves
@@ -288,14 +303,15 @@ fn gather<const S: usize, const U: usize>(dst: &mut [f32], line: &[f32], first: 
             dst = &mut dst[1..];
             src += 1;
         }
-        let tail = src + dst.len() / 2;
-        let mut pairs = dst.chunks_exact_mut(2);
-        for (pair, &v) in (&mut pairs).zip(&line[src..]) {
-            pair[0] = v;
-            pair[1] = v;
+        let mut blocks = dst.chunks_exact_mut(8);
+        let mut sources = line[src..].chunks_exact(4);
+        for (block, s) in (&mut blocks).zip(&mut sources) {
+            let block: &mut [f32; 8] = block.try_into().expect("8-float block");
+            *block = [s[0], s[0], s[1], s[1], s[2], s[2], s[3], s[3]];
         }
-        if let Some(last) = pairs.into_remainder().first_mut() {
-            *last = line[tail];
+        let done = dst.len() / 8 * 8;
+        for (j, v) in dst[done..].iter_mut().enumerate() {
+            *v = line[src + (done + j) / 2];
         }
         return;
     }
@@ -331,6 +347,7 @@ pub fn col2im(
     let hw = height * width;
     let (h_eff, w_eff) = (height * g.upsample, width * g.upsample);
     let mut rows = cols.chunks_exact(np);
+    let rows_of = source_rows(g, out_h);
     for c in 0..channels {
         for ky in 0..k {
             let (oy_lo, oy_hi) = g.valid(ky, h_eff, out_h);
@@ -342,7 +359,7 @@ pub fn col2im(
                     let plane = &mut dest[start..start + hw];
                     for oy in oy_lo..oy_hi {
                         let s = &src[oy * out_w..(oy + 1) * out_w];
-                        let iy = g.source(oy, ky);
+                        let iy = rows_of[ky * out_h + oy];
                         let line = &mut plane[iy * width..(iy + 1) * width];
                         let first = ox_lo * g.stride + kx - g.padding;
                         let run = &s[ox_lo..ox_hi];
