@@ -29,6 +29,16 @@ pub enum CellKernelKind {
     Fused,
 }
 
+impl CellKernelKind {
+    /// The name used on the command line and in `config.toml`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Reference => "reference",
+            Self::Fused => "fused",
+        }
+    }
+}
+
 impl std::str::FromStr for CellKernelKind {
     type Err = ModelError;
     fn from_str(s: &str) -> Result<Self> {

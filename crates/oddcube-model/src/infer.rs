@@ -10,7 +10,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::checkpoint::{BEST_WEIGHTS, CONFIG, load_weights};
-use crate::config::{LossMode, ModelConfig};
+use crate::config::{CellKernelKind, LossMode, ModelConfig};
 use crate::data::{Augment, HostBatch};
 use crate::error::{ModelError, Result};
 use crate::network::{Network, init_params};
@@ -27,10 +27,17 @@ pub struct Model {
 impl Model {
     /// Loads `dir/config.toml` and the best-validation weights `dir/best.safetensors`.
     pub fn load(dir: &Path, device: &Device) -> Result<Self> {
+        Self::load_with_kernel(dir, device, CellKernelKind::default())
+    }
+
+    /// [`Self::load`] computing with the `kernel` implementation, whatever kernel trained the
+    /// model (they agree up to rounding; the one in `config.toml` records the training run's).
+    pub fn load_with_kernel(dir: &Path, device: &Device, kernel: CellKernelKind) -> Result<Self> {
         let config_path = dir.join(CONFIG);
         let text =
             std::fs::read_to_string(&config_path).map_err(|e| ModelError::io(&config_path, e))?;
-        let config = ModelConfig::from_toml(&text, &config_path)?;
+        let mut config = ModelConfig::from_toml(&text, &config_path)?;
+        config.arch.cell = kernel;
         // The initial values are overwritten; the seed only fixes the parameter set.
         let varmap = init_params(&config.arch, 0, device)?;
         load_weights(&varmap, &dir.join(BEST_WEIGHTS), device)?;

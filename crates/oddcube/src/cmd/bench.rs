@@ -38,6 +38,9 @@ pub struct Args {
     /// CPU threads (default: all cores).
     #[arg(long)]
     jobs: Option<usize>,
+    /// ConvLSTM/conv implementation: fused (fast CPU kernels) or reference (plain candle ops).
+    #[arg(long, default_value = "fused", value_parser = ["fused", "reference"])]
+    kernel: String,
 }
 
 /// Runs `oddcube bench`.
@@ -49,12 +52,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     );
     let preset: Preset = args.preset.parse()?;
     let kind: ModelKind = parse_kind(&args.model)?;
-    let arch = ArchConfig::preset(preset, kind, args.lines);
+    let mut arch = ArchConfig::preset(preset, kind, args.lines);
+    arch.cell = args.kernel.parse()?;
     let device =
         select_device(&args.device).with_context(|| format!("--device {}", args.device))?;
     let flops = forward_flops(&arch);
     println!(
-        "bench: preset {} ({}), S = {}, T = {}, D = {}, {} parameters, {:.3} GFLOP forward per galaxy, batch {}, device {}",
+        "bench: preset {} ({}), S = {}, T = {}, D = {}, {} parameters, {:.3} GFLOP forward per galaxy, batch {}, device {}, kernel {} ({} threads)",
         args.preset,
         args.model,
         arch.size,
@@ -63,7 +67,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         parameter_count(&arch),
         flops as f64 / 1e9,
         args.batch,
-        args.device
+        args.device,
+        oddcube_model::cell::effective_kernel(arch.cell, &device).name(),
+        rayon::current_num_threads()
     );
     let report = bench(
         &arch,

@@ -74,6 +74,10 @@ pub struct Args {
     /// CPU threads (default: all cores).
     #[arg(long)]
     jobs: Option<usize>,
+    /// ConvLSTM/conv implementation: fused (fast CPU kernels; the reference composition on
+    /// other devices) or reference (plain candle ops). Same numbers up to rounding.
+    #[arg(long, default_value = "fused", value_parser = ["fused", "reference"])]
+    kernel: String,
 }
 
 /// Sets the CPU thread count for candle's pools before any of them start.
@@ -122,6 +126,7 @@ fn fresh_config(
     if let Some(beta) = args.beta {
         arch.beta = beta;
     }
+    arch.cell = args.kernel.parse()?;
     arch.validate()
         .context("the architecture does not fit this dataset")?;
     let defaults = TrainConfig::default();
@@ -177,6 +182,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         if let Some(epochs) = args.epochs {
             config.train.epochs = epochs;
         }
+        config.arch.cell = args.kernel.parse()?;
         anyhow::ensure!(
             config.data.manifest_hash == manifest_hash,
             "{} was trained on a different dataset (manifest hash {} ≠ {})",
