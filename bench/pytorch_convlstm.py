@@ -121,7 +121,8 @@ def forward_flops(a: Arch) -> int:
         total += steps * (_conv(cin, c, 3, side) + c * side * side)
         cin = c
     total += steps * _conv(cin, 1, 3, a.size)
-    total += steps * a.size * a.size
+    # Input normalisation (2 per input pixel), output scale and mean offset (2 per output pixel).
+    total += steps * 4 * a.size * a.size
     return total
 
 
@@ -205,6 +206,9 @@ class ConvLSTMAutoencoder(nn.Module):
             cin = c
         self.out = nn.Conv2d(cin, 1, 3, padding=1)
         self.mean = nn.Parameter(torch.zeros(a.n_lines, a.size, a.size))
+        # Frozen normalisation buffers (network.rs's norm.mean / norm.scale).
+        self.register_buffer("norm_mean", torch.zeros(a.n_lines, a.size, a.size))
+        self.register_buffer("norm_scale", torch.ones(1, a.n_lines, 1, 1))
         if channels_last:
             self.to(memory_format=torch.channels_last)
 
@@ -229,6 +233,7 @@ class ConvLSTMAutoencoder(nn.Module):
     def encode(self, x):
         a = self.a
         b, t, size, _ = x.shape
+        x = (x - self.norm_mean) / self.norm_scale
         y = self._fmt(x.reshape(b * t, 1, size, size))
         for conv in self.down:
             y = F.relu(conv(y))
@@ -251,7 +256,7 @@ class ConvLSTMAutoencoder(nn.Module):
         for conv in self.up:
             y = F.relu(conv(F.interpolate(y, scale_factor=2, mode="nearest")))
         y = self.out(y).reshape(b, t, a.size, a.size)
-        return y + self.mean
+        return y * self.norm_scale + self.mean
 
     def forward(self, x, eps: Optional[torch.Tensor] = None):
         """Returns (recon, mu, logvar); logvar is None for the AE. With eps (VAE training)
@@ -283,8 +288,8 @@ def fmt_timing(times: List[float], batch: int, flops_per_step: float) -> str:
 def self_test() -> None:
     """Hand count from flops.rs's test, and the module's parameters vs the formula."""
     tiny = Arch("ae", 4, 2, 1, 2, (1,), (1,), 1, 1, 2, 0.0)
-    assert forward_flops(tiny) == 3466, forward_flops(tiny)
-    assert forward_flops(replace(tiny, kind="vae")) == 3466 + 18
+    assert forward_flops(tiny) == 3562, forward_flops(tiny)
+    assert forward_flops(replace(tiny, kind="vae")) == 3562 + 18
     for name in ("cpu", "paper"):
         for kind in ("ae", "vae"):
             a = preset(name, kind, 19)

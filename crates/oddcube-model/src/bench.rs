@@ -13,7 +13,7 @@ use crate::data::{Augment, HostBatch};
 use crate::error::Result;
 use crate::flops::forward_flops;
 use crate::loss::objective;
-use crate::network::{Network, init_params, named_vars};
+use crate::network::{Network, init_params, trainable_vars};
 use crate::optim::AdamW;
 use crate::synthetic::synthetic_cubes;
 use crate::train::normal_noise;
@@ -97,7 +97,7 @@ pub fn bench(
     let (x, w) = host.to_device(device)?;
     let varmap = init_params(arch, 0, device)?;
     let net = Network::new(arch, &varmap)?;
-    let mut optimiser = AdamW::new(named_vars(&varmap)?, 0.0)?;
+    let mut optimiser = AdamW::new(trainable_vars(&varmap)?, 0.0)?;
     let fwd_flops = forward_flops(arch) as f64 * batch as f64;
 
     progress.start("bench train", (warmup + steps) as u64);

@@ -10,7 +10,7 @@ use candle_nn::VarMap;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ModelError, Result};
-use crate::network::named_vars;
+use crate::network::{NORM_PREFIX, named_vars};
 use crate::optim::{AdamW, Moments};
 
 /// Name of the best-validation weights in a model directory.
@@ -80,6 +80,11 @@ fn assign(
 ) -> Result<()> {
     for (name, var) in named_vars(varmap)? {
         let key = format!("{prefix}{name}");
+        if name.starts_with(NORM_PREFIX) && !tensors.contains_key(&key) {
+            // Saved before normalisation existed: the identity values already in place
+            // reproduce that model exactly.
+            continue;
+        }
         let value = tensors.get(&key).ok_or_else(|| ModelError::Corrupt {
             path: path.to_path_buf(),
             reason: format!("tensor {key} is missing"),

@@ -148,6 +148,35 @@ pub fn mean_map(cubes: &Cubes, mode: LossMode) -> Vec<f32> {
         .collect()
 }
 
+/// The network's input normalisation from a training set: the unweighted mean map over
+/// unmasked pixels `[T, S, S]`, and per line the RMS departure from it over the same pixels
+/// `[T]` (1 for a line with no unmasked pixel or no spread).
+pub fn normalisation(cubes: &Cubes) -> (Vec<f32>, Vec<f32>) {
+    let mean = mean_map(cubes, LossMode::Mse);
+    let plane = cubes.size * cubes.size;
+    let mut sum = vec![0.0f64; cubes.n_lines];
+    let mut count = vec![0.0f64; cubes.n_lines];
+    for i in 0..cubes.n {
+        let (x, w) = cubes.galaxy(i);
+        for (p, ((xv, wv), m)) in x.iter().zip(w).zip(&mean).enumerate() {
+            if *wv > 0.0 && xv.is_finite() {
+                let line = p / plane;
+                sum[line] += ((xv - m) as f64).powi(2);
+                count[line] += 1.0;
+            }
+        }
+    }
+    let scale = sum
+        .iter()
+        .zip(&count)
+        .map(|(s, c)| {
+            let rms = if *c > 0.0 { (s / c).sqrt() } else { 0.0 };
+            if rms > 1e-12 { rms as f32 } else { 1.0 }
+        })
+        .collect();
+    (mean, scale)
+}
+
 /// The loss of reconstructing every galaxy of `eval` by the [`mean_map`] of `train`: the floor
 /// any useful model must beat. Returns `Σ w (x − mean)² / Σ w` over all of `eval`.
 pub fn mean_baseline_loss(train: &Cubes, eval: &Cubes, mode: LossMode) -> Result<f64> {

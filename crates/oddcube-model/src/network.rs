@@ -66,8 +66,20 @@ pub fn parameter_shapes(arch: &ArchConfig) -> BTreeMap<String, Vec<usize>> {
     // A learned per-line, per-pixel output offset, set to the training set's mean map before
     // training: the network starts at the mean-galaxy baseline and learns the departures.
     add("dec.mean".into(), vec![arch.n_lines, arch.size, arch.size]);
+    // Frozen input/output normalisation (see `NORM_PREFIX`).
+    add("norm.mean".into(), vec![arch.n_lines, arch.size, arch.size]);
+    add("norm.scale".into(), vec![arch.n_lines]);
     shapes
 }
+
+/// Prefix of the frozen normalisation tensors, set from the training set before training and
+/// never optimised: `norm.mean` `[T, S, S]` (the training mean map) and `norm.scale` `[T]`
+/// (each line's RMS departure from it). The encoder reads `(x − norm.mean) / norm.scale` and
+/// the decoder emits `dec.mean + norm.scale · out`, so every line enters and leaves the network
+/// at unit scale — without it the faint lines' ~0.05 signals barely move the encoder and
+/// training sits at the mean-galaxy baseline for many epochs. Identity values (0 and 1) give
+/// the network of models saved before these tensors existed.
+pub const NORM_PREFIX: &str = "norm.";
 
 /// Initial value of one parameter: uniform ±1/√fan_in (PyTorch's default for convs and linears),
 /// biases likewise, except the ConvLSTM forget-gate bias which starts at 1 so the cell remembers
@@ -75,8 +87,11 @@ pub fn parameter_shapes(arch: &ArchConfig) -> BTreeMap<String, Vec<usize>> {
 fn initial_values(name: &str, shape: &[usize], fan_in: usize, rng: &mut ChaCha8Rng) -> Vec<f32> {
     let len: usize = shape.iter().product();
     let bound = 1.0 / (fan_in.max(1) as f32).sqrt();
-    if name == "dec.mean" {
+    if name == "dec.mean" || name == "norm.mean" {
         return vec![0.0; len];
+    }
+    if name == "norm.scale" {
+        return vec![1.0; len];
     }
     let mut values: Vec<f32> = (0..len).map(|_| rng.random_range(-bound..bound)).collect();
     if name.contains(".lstm") && name.ends_with(".bias") {
@@ -151,6 +166,9 @@ pub struct Network {
     up: Vec<Conv>,
     out: Conv,
     mean: Tensor,
+    norm_mean: Tensor,
+    /// `norm.scale` as `[1, T, 1, 1]`.
+    norm_scale: Tensor,
 }
 
 impl Network {
@@ -233,6 +251,10 @@ impl Network {
             up,
             out: conv("dec.out", 1, 1, false)?,
             mean: get("dec.mean")?,
+            norm_mean: get("norm.mean")?.detach(),
+            norm_scale: get("norm.scale")?
+                .detach()
+                .reshape((1, arch.n_lines, 1, 1))?,
         })
     }
 
@@ -256,6 +278,9 @@ impl Network {
         // step out of one big feature tensor would make autograd build a full-size gradient for
         // every slice (O(T²) memory traffic in the backward pass).
         let side = a.inner_size();
+        let x = x
+            .broadcast_sub(&self.norm_mean)?
+            .broadcast_div(&self.norm_scale)?;
         let tops = unroll_stack(&self.enc_lstm, t, b, side, |step| {
             let mut feats = x.narrow(1, step, 1)?;
             for conv in &self.down {
@@ -295,6 +320,7 @@ impl Network {
         let out = self.out.forward(&maps)?;
         Ok(out
             .reshape((b, a.n_lines, a.size, a.size))?
+            .broadcast_mul(&self.norm_scale)?
             .broadcast_add(&self.mean)?)
     }
 
@@ -330,9 +356,18 @@ impl Network {
 /// Number of scalar parameters of `arch`.
 pub fn parameter_count(arch: &ArchConfig) -> usize {
     parameter_shapes(arch)
-        .values()
-        .map(|s| s.iter().product::<usize>())
+        .iter()
+        .filter(|(name, _)| !name.starts_with(NORM_PREFIX))
+        .map(|(_, s)| s.iter().product::<usize>())
         .sum()
+}
+
+/// The parameters the optimiser updates: all but the frozen normalisation tensors.
+pub fn trainable_vars(varmap: &VarMap) -> Result<Vec<(String, Var)>> {
+    Ok(named_vars(varmap)?
+        .into_iter()
+        .filter(|(name, _)| !name.starts_with(NORM_PREFIX))
+        .collect())
 }
 
 #[cfg(test)]
@@ -393,7 +428,8 @@ pub(crate) mod tests {
         };
         assert_eq!(values(&a), values(&b));
         assert_ne!(values(&a), values(&c));
-        assert_eq!(values(&a).len(), parameter_count(&arch));
+        let frozen = arch.n_lines * arch.size * arch.size + arch.n_lines;
+        assert_eq!(values(&a).len(), parameter_count(&arch) + frozen);
     }
 
     #[test]

@@ -26,10 +26,10 @@ use crate::checkpoint::{
     load_checkpoint, save_checkpoint, save_weights, write_atomic,
 };
 use crate::config::{LossMode, ModelConfig};
-use crate::data::{Augment, HostBatch, mean_baseline_loss, mean_map, split};
+use crate::data::{Augment, HostBatch, mean_baseline_loss, mean_map, normalisation, split};
 use crate::error::{ModelError, Result};
 use crate::loss::{objective, per_galaxy_sse};
-use crate::network::{Network, init_params, named_vars};
+use crate::network::{Network, init_params, trainable_vars};
 use crate::optim::{AdamW, Schedule};
 
 /// The RNG of epoch `epoch` (0-based): stream `epoch + 1` of the run's seed (stream 0 draws
@@ -200,15 +200,22 @@ pub fn train(
 
     let mut varmap: VarMap = init_params(arch, tc.seed, device)?;
     let net = Network::new(arch, &varmap)?;
-    let mut optimiser = AdamW::new(named_vars(&varmap)?, tc.weight_decay)?;
+    let mut optimiser = AdamW::new(trainable_vars(&varmap)?, tc.weight_decay)?;
     let train_cubes = cubes.select(&train_idx);
     let mut state = if options.resume && ckpt_path.exists() {
         load_checkpoint(&ckpt_path, &varmap, &mut optimiser, device)?
     } else {
-        // Start from the mean-galaxy prediction (see `dec.mean` in the network).
+        // Start from the mean-galaxy prediction (see `dec.mean` in the network), with inputs
+        // and outputs normalised by the training set (see `NORM_PREFIX`).
         let mean = mean_map(&train_cubes, tc.loss);
         let shape = (arch.n_lines, arch.size, arch.size);
         varmap.set_one("dec.mean", Tensor::from_vec(mean, shape, device)?)?;
+        let (norm_mean, norm_scale) = normalisation(&train_cubes);
+        varmap.set_one("norm.mean", Tensor::from_vec(norm_mean, shape, device)?)?;
+        varmap.set_one(
+            "norm.scale",
+            Tensor::from_vec(norm_scale, arch.n_lines, device)?,
+        )?;
         LoopState::default()
     };
 
@@ -349,6 +356,7 @@ pub fn train(
 mod tests {
     use super::*;
     use crate::config::{ArchConfig, CellKernelKind, DataInfo, ModelKind, TrainConfig};
+    use crate::network::named_vars;
     use crate::synthetic::synthetic_cubes;
     use oddcube_data::NoProgress;
 
@@ -406,7 +414,7 @@ mod tests {
             let dev = Device::Cpu;
             let vm = init_params(&arch, 3, &dev).unwrap();
             let net = Network::new(&arch, &vm).unwrap();
-            let mut opt = AdamW::new(named_vars(&vm).unwrap(), 0.0).unwrap();
+            let mut opt = AdamW::new(trainable_vars(&vm).unwrap(), 0.0).unwrap();
             let mut rng = ChaCha8Rng::seed_from_u64(0);
             let host = HostBatch::assemble(
                 &cubes,
@@ -465,7 +473,7 @@ mod tests {
             )
             .unwrap();
             let grads = obj.loss.backward().unwrap();
-            let g: Vec<f32> = named_vars(&vm)
+            let g: Vec<f32> = trainable_vars(&vm)
                 .unwrap()
                 .iter()
                 .flat_map(|(_, v)| {
@@ -554,7 +562,7 @@ mod tests {
 
             let load = |dir: &Path| {
                 let vm = init_params(&config.arch, 99, &dev).unwrap();
-                let mut opt = AdamW::new(named_vars(&vm).unwrap(), 0.0).unwrap();
+                let mut opt = AdamW::new(trainable_vars(&vm).unwrap(), 0.0).unwrap();
                 load_checkpoint(&dir.join(LAST_CHECKPOINT), &vm, &mut opt, &dev).unwrap();
                 all_weights(&vm)
             };
