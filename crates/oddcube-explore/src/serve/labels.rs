@@ -1,8 +1,10 @@
 //! Human labels from the web explorer (`RESULTS/labels.csv`: plateifu,label,time) and the rule
 //! that feeds them back into the ranking (`oddcube score --labels`).
 //!
-//! The demotion rule: a galaxy a person marked `artefact` or `normal` has its score multiplied by
-//! `1 − strength`; an unlabelled galaxy looks at its `neighbours` nearest labelled galaxies in
+//! The demotion rule: a galaxy a person marked `artefact` or `normal` sinks to or below every
+//! unlabelled galaxy — its score becomes `(1 − strength) · min(its score, the lowest unlabelled
+//! score)`; multiplying alone is not enough, because anomaly scores span orders of magnitude and
+//! a marked artefact ten times above the next galaxy would stay first. An unlabelled galaxy looks at its `neighbours` nearest labelled galaxies in
 //! latent space that lie within `radius`, and its score is multiplied by
 //! `1 − strength · max(0, d − i) / neighbours`, where d counts those labelled artefact/normal and
 //! i those labelled interesting. So a galaxy surrounded by confirmed artefacts sinks, one next to
@@ -280,9 +282,13 @@ pub fn demote_scores(
         });
     }
     let labelled: Vec<usize> = (0..view.n()).filter(|&i| labels[i].is_some()).collect();
-    if labelled.is_empty() {
+    if labelled.is_empty() || options.strength == 0.0 {
         return Ok(scores.to_vec());
     }
+    let lowest_unlabelled = (0..view.n())
+        .filter(|&i| labels[i].is_none())
+        .map(|i| scores[i])
+        .fold(f64::INFINITY, f64::min);
     let radius = match options.radius {
         Some(r) => r,
         None => typical_neighbour_distance(view, options.neighbours, options.seed)?,
@@ -298,7 +304,7 @@ pub fn demote_scores(
         .map(|i| {
             if let Some(label) = labels[i] {
                 return Ok(if label.demotes() {
-                    scores[i] * (1.0 - options.strength)
+                    scores[i].min(lowest_unlabelled) * (1.0 - options.strength)
                 } else {
                     scores[i]
                 });
@@ -460,6 +466,23 @@ mod tests {
         assert!(
             (typical - 0.1).abs() < 1e-4,
             "cluster spacing is 0.1: {typical}"
+        );
+
+        // A marked artefact far above everything else still sinks below every unlabelled
+        // galaxy; strength 0 ignores labels.
+        let mut tall = vec![1.0; 20];
+        tall[0] = 1000.0;
+        let out = demote_scores(&view, &tall, &labels, &options).unwrap();
+        let lowest_other = out[2..].iter().copied().fold(f64::INFINITY, f64::min);
+        assert!(out[0] <= lowest_other, "{} vs {lowest_other}", out[0]);
+        assert!(out[2..].iter().all(|&v| v > 0.0) && out[0] < 1.0);
+        let ignored = DemoteOptions {
+            strength: 0.0,
+            ..options
+        };
+        assert_eq!(
+            demote_scores(&view, &tall, &labels, &ignored).unwrap(),
+            tall
         );
     }
 }
