@@ -316,6 +316,7 @@ impl Module for Linear {
 mod tests {
     use super::*;
     use crate::config::CellKernelKind;
+    use crate::kernels::test_support::{max_abs, random};
     use candle_core::{Device, Tensor};
 
     /// The reference cell against a hand-computed 1×1 case: with one input channel, one hidden
@@ -348,20 +349,6 @@ mod tests {
         assert!((h_got - h_exp).abs() < 1e-6, "{h_got} vs {h_exp}");
     }
 
-    fn random(shape: &[usize], seed: u64) -> Tensor {
-        let len: usize = shape.iter().product();
-        let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        let values: Vec<f32> = (0..len)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                (state % 20_000) as f32 / 10_000.0 - 1.0
-            })
-            .collect();
-        Tensor::from_vec(values, shape, &Device::Cpu).unwrap()
-    }
-
     /// A scalar that depends on every step's h and on the last c, so the gradient checks see
     /// both outputs and the recurrence.
     fn unrolled_loss(
@@ -384,17 +371,6 @@ mod tests {
         }
         let c_term = state.c().unwrap().sqr().unwrap().sum_all().unwrap();
         (loss + c_term).unwrap()
-    }
-
-    fn max_abs(t: &Tensor) -> f32 {
-        t.abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap()
     }
 
     /// The fused kernel against the reference over a 3-step unroll: the loss and the gradients

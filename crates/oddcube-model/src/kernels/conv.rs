@@ -7,7 +7,7 @@ use rayon::prelude::*;
 use super::direct::{self, DIRECT_MAX_OUT};
 use super::patches::{
     ConvGeometry, Mat, Planes, col2im, contiguous, im2col, images_per_chunk, matmul, planes,
-    with_scratch,
+    sum_partials, with_scratch,
 };
 
 /// What one conv layer computes: geometry and whether a ReLU follows.
@@ -274,13 +274,7 @@ pub(crate) fn weight_grad(dz: &Planes, n: usize, sources: &[Planes], g: &ConvGeo
             part
         })
         .collect();
-    let mut total = vec![0.0f32; cout * (k + 1)];
-    for part in &partials {
-        for (t, v) in total.iter_mut().zip(part) {
-            *t += v;
-        }
-    }
-    total
+    sum_partials(&partials, cout * (k + 1))
 }
 
 /// The input gradient `col2im(Wᵀ · dZ)` as `[N, channels, H, W]`; `w` is `[Cout, ≥ K]` with
@@ -397,34 +391,8 @@ impl CustomOp2 for InputGrad {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::{Device, Var};
-
-    fn random(shape: &[usize], seed: u64) -> Tensor {
-        let len: usize = shape.iter().product();
-        let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        let values: Vec<f32> = (0..len)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                (state % 20_000) as f32 / 10_000.0 - 1.0
-            })
-            .collect();
-        Tensor::from_vec(values, shape, &Device::Cpu).unwrap()
-    }
-
-    fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap()
-    }
+    use crate::kernels::test_support::{max_abs_diff, random};
+    use candle_core::Var;
 
     /// Forward values and all three gradients of the fused conv against candle's ops, for
     /// strides, upsampling, odd sizes and batch 1. Tolerance: sums of ≤ 450 products of values

@@ -6,7 +6,7 @@
 
 use rayon::prelude::*;
 
-use super::patches::{ConvGeometry, Planes, images_per_chunk};
+use super::patches::{ConvGeometry, Planes, images_per_chunk, sum_partials};
 
 /// Output channels up to which the direct loops beat patch gather + GEMM.
 pub const DIRECT_MAX_OUT: usize = 2;
@@ -164,13 +164,7 @@ pub fn weight_grad(dz: &Planes, n: usize, x: &Planes, g: &ConvGeometry) -> Vec<f
             part
         })
         .collect();
-    let mut total = vec![0.0f32; cout * (k + 1)];
-    for part in &partials {
-        for (t, v) in total.iter_mut().zip(part) {
-            *t += v;
-        }
-    }
-    total
+    sum_partials(&partials, cout * (k + 1))
 }
 
 /// The input gradient `[n, channels, h, w]` from `dz` and `w` (`[Cout, ≥ K]`, rows

@@ -16,6 +16,8 @@ mod direct;
 pub mod lstm;
 mod math;
 mod patches;
+#[cfg(test)]
+pub(crate) mod test_support;
 
 pub use conv::{ConvSpec, conv2d};
 pub use lstm::{LstmWeights, lstm_step, lstm_zero_state, pack_lstm_weights};

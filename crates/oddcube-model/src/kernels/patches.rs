@@ -160,6 +160,18 @@ pub fn images_per_chunk(n: usize, floats_per_image: usize) -> usize {
     fit.min(n.div_ceil(MIN_CHUNKS)).max(1)
 }
 
+/// Element-wise sum of per-chunk partial results, in chunk order (a fixed order, so the total
+/// does not depend on how many threads computed the parts).
+pub fn sum_partials(partials: &[Vec<f32>], len: usize) -> Vec<f32> {
+    let mut total = vec![0.0f32; len];
+    for part in partials {
+        for (t, v) in total.iter_mut().zip(part) {
+            *t += v;
+        }
+    }
+    total
+}
+
 thread_local! {
     static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
