@@ -8,7 +8,7 @@ machine's FP32 peak (AVX2 + FMA: two 8-lane FMA units per core, 32 FLOP/cycle/co
 clock /proc/cpuinfo reports).
 
     python3 bench/compare.py [--rounds 3] [--preset cpu] [--threads 2] [--steps 7]
-        [--oddcube target/release/oddcube] [--kernel fused]
+        [--oddcube PATH] [--kernel fused]   (PATH defaults to $CARGO_TARGET_DIR/release/oddcube)
 
 A measuring tool, not a dependency: it needs `torch` (PyPI) and a release build of oddcube.
 """
@@ -56,7 +56,9 @@ def main():
     ap.add_argument("--steps", type=int, default=7)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--kernel", default="fused")
-    ap.add_argument("--oddcube", default=os.path.join(HERE, "..", "target", "release", "oddcube"))
+    target = os.environ.get("CARGO_TARGET_DIR", os.path.join(HERE, "..", "target"))
+    ap.add_argument("--oddcube", default=os.path.join(target, "release", "oddcube"),
+                    help="the oddcube binary (default: $CARGO_TARGET_DIR or target/, release)")
     args = ap.parse_args()
 
     common = ["--preset", args.preset, "--model", args.model, "--steps", str(args.steps),
