@@ -196,3 +196,61 @@ fn bench_prints_train_and_infer_lines() {
         );
     }
 }
+
+/// `--kernel reference` and `--kernel fused` train the same model: the same seed gives the same
+/// losses up to float rounding, and `config.toml` records which kernel trained it.
+#[test]
+fn both_kernels_train_the_same_model() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("dataset");
+    write_dataset(&data);
+    let losses = |kernel: &str| -> Vec<f64> {
+        let model = tmp.path().join(kernel);
+        let out = oddcube()
+            .args([
+                "train",
+                "--data",
+                data.to_str().unwrap(),
+                "--out",
+                model.to_str().unwrap(),
+                "--epochs",
+                "2",
+                "--batch",
+                "4",
+                "--jobs",
+                "1",
+                "--no-augment",
+                "--kernel",
+                kernel,
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let config = std::fs::read_to_string(model.join("config.toml")).unwrap();
+        assert!(config.contains(&format!("cell = \"{kernel}\"")), "{config}");
+        let history = std::fs::read_to_string(model.join("history.csv")).unwrap();
+        history
+            .lines()
+            .skip(1)
+            .flat_map(|l| l.split(',').skip(1).take(2).map(|v| v.parse().unwrap()))
+            .collect()
+    };
+    let (fused, reference) = (losses("fused"), losses("reference"));
+    assert_eq!(fused.len(), 4);
+    for (f, r) in fused.iter().zip(&reference) {
+        assert!(
+            (f - r).abs() <= 1e-3 * r.abs(),
+            "{fused:?} vs {reference:?}"
+        );
+    }
+    let bad = oddcube()
+        .args(["bench", "--kernel", "fastest"])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("fastest"));
+}
