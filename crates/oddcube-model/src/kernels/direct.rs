@@ -85,34 +85,50 @@ pub fn forward(
     (oh, ow): (usize, usize),
     out: &mut [f32],
 ) {
-    let cout = b.len();
-    let p = oh * ow;
-    let k = x.channels * g.kernel * g.kernel;
-    out.par_chunks_mut((cout * p).max(1))
+    let per_image = b.len() * oh * ow;
+    out.par_chunks_mut(per_image.max(1))
         .enumerate()
-        .for_each(|(image, out)| {
-            for (co, plane) in out.chunks_exact_mut(p).enumerate() {
-                plane.fill(b[co]);
-            }
-            let mut tmp = vec![0.0f32; ow];
-            for_each_run(g, x.channels, (x.height, x.width), (oh, ow), |run| {
-                let plane = x.plane(image, run.channel);
-                let line = &plane[run.iy * x.width..(run.iy + 1) * x.width];
-                let src = run_input(g, line, run, &mut tmp);
-                for co in 0..cout {
-                    let weight = w[co * k + run.row];
-                    let start = co * p + run.oy * ow;
-                    for (o, s) in out[start + run.lo..start + run.hi].iter_mut().zip(src) {
-                        *o += weight * s;
-                    }
-                }
-            });
-            if relu {
-                for v in out.iter_mut() {
-                    *v = v.max(0.0);
+        .for_each(|(image, out)| forward_image(x, image, w, b, g, relu, (oh, ow), out));
+}
+
+simd_dispatch! {
+    /// [`forward`] for one image.
+    #[allow(clippy::too_many_arguments)]
+    fn forward_image(
+        x: &Planes,
+        image: usize,
+        w: &[f32],
+        b: &[f32],
+        g: &ConvGeometry,
+        relu: bool,
+        out_hw: (usize, usize),
+        out: &mut [f32],
+    ) {
+        let (oh, ow) = out_hw;
+        let (cout, p) = (b.len(), oh * ow);
+        let k = x.channels * g.kernel * g.kernel;
+        for (co, plane) in out.chunks_exact_mut(p).enumerate() {
+            plane.fill(b[co]);
+        }
+        let mut tmp = vec![0.0f32; ow];
+        for_each_run(g, x.channels, (x.height, x.width), (oh, ow), |run| {
+            let plane = x.plane(image, run.channel);
+            let line = &plane[run.iy * x.width..(run.iy + 1) * x.width];
+            let src = run_input(g, line, run, &mut tmp);
+            for co in 0..cout {
+                let weight = w[co * k + run.row];
+                let start = co * p + run.oy * ow;
+                for (o, s) in out[start + run.lo..start + run.hi].iter_mut().zip(src) {
+                    *o += weight * s;
                 }
             }
         });
+        if relu {
+            for v in out.iter_mut() {
+                *v = v.max(0.0);
+            }
+        }
+    }
 }
 
 /// `Σ a·b` with eight independent partial sums, so the compiler can vectorise it (one running
@@ -146,25 +162,34 @@ pub fn weight_grad(dz: &Planes, n: usize, x: &Planes, g: &ConvGeometry) -> Vec<f
         .into_par_iter()
         .map(|chunk| {
             let mut part = vec![0.0f32; cout * (k + 1)];
-            let mut tmp = vec![0.0f32; ow];
             for image in chunk * per..((chunk + 1) * per).min(n) {
-                for_each_run(g, x.channels, (x.height, x.width), (oh, ow), |run| {
-                    let plane = x.plane(image, run.channel);
-                    let line = &plane[run.iy * x.width..(run.iy + 1) * x.width];
-                    let src = run_input(g, line, run, &mut tmp);
-                    for co in 0..cout {
-                        let grad = &dz.plane(image, co)[run.oy * ow..(run.oy + 1) * ow];
-                        part[co * (k + 1) + run.row] += dot(&grad[run.lo..run.hi], src);
-                    }
-                });
-                for co in 0..cout {
-                    part[co * (k + 1) + k] += dz.plane(image, co).iter().sum::<f32>();
-                }
+                weight_grad_image(dz, x, image, g, &mut part);
             }
             part
         })
         .collect();
     sum_partials(&partials, cout * (k + 1))
+}
+
+simd_dispatch! {
+    /// Adds one image's contribution to `[dW | db]` (`part`, `[Cout, K + 1]`).
+    fn weight_grad_image(dz: &Planes, x: &Planes, image: usize, g: &ConvGeometry, part: &mut [f32]) {
+        let (cout, ow) = (dz.channels, dz.width);
+        let k = x.channels * g.kernel * g.kernel;
+        let mut tmp = vec![0.0f32; ow];
+        for_each_run(g, x.channels, (x.height, x.width), (dz.height, ow), |run| {
+            let plane = x.plane(image, run.channel);
+            let line = &plane[run.iy * x.width..(run.iy + 1) * x.width];
+            let src = run_input(g, line, run, &mut tmp);
+            for co in 0..cout {
+                let grad = &dz.plane(image, co)[run.oy * ow..(run.oy + 1) * ow];
+                part[co * (k + 1) + run.row] += dot(&grad[run.lo..run.hi], src);
+            }
+        });
+        for co in 0..cout {
+            part[co * (k + 1) + k] += dz.plane(image, co).iter().sum::<f32>();
+        }
+    }
 }
 
 /// The input gradient `[n, channels, h, w]` from `dz` and `w` (`[Cout, ≥ K]`, rows
@@ -178,38 +203,55 @@ pub fn input_grad(
     channels: usize,
     (h, wd): (usize, usize),
 ) -> Vec<f32> {
-    let cout = dz.channels;
-    let (oh, ow) = (dz.height, dz.width);
     let image_len = channels * h * wd;
     let mut dx = vec![0.0f32; n * image_len];
     dx.par_chunks_mut(image_len.max(1))
         .enumerate()
         .for_each(|(image, dest)| {
-            dest.fill(0.0);
-            let mut tmp = vec![0.0f32; ow];
-            for_each_run(g, channels, (h, wd), (oh, ow), |run| {
-                let len = run.hi - run.lo;
-                let acc = &mut tmp[..len];
-                acc.fill(0.0);
-                for co in 0..cout {
-                    let weight = w[co * w_row_stride + run.row];
-                    let grad = &dz.plane(image, co)[run.oy * ow + run.lo..run.oy * ow + run.hi];
-                    for (a, d) in acc.iter_mut().zip(grad) {
-                        *a += weight * d;
-                    }
-                }
-                let start = run.channel * h * wd + run.iy * wd;
-                let line = &mut dest[start..start + wd];
-                if g.stride == 1 && g.upsample == 1 {
-                    for (d, a) in line[run.first..run.first + len].iter_mut().zip(acc.iter()) {
-                        *d += a;
-                    }
-                } else {
-                    for (j, a) in acc.iter().enumerate() {
-                        line[(run.first + j * g.stride) / g.upsample] += a;
-                    }
-                }
-            });
+            input_grad_image(dz, image, w, w_row_stride, g, channels, (h, wd), dest)
         });
     dx
+}
+
+simd_dispatch! {
+    /// [`input_grad`] for one image, into `dest` `[channels, h, w]`.
+    #[allow(clippy::too_many_arguments)]
+    fn input_grad_image(
+        dz: &Planes,
+        image: usize,
+        w: &[f32],
+        w_row_stride: usize,
+        g: &ConvGeometry,
+        channels: usize,
+        input: (usize, usize),
+        dest: &mut [f32],
+    ) {
+        let (h, wd) = input;
+        let (cout, ow) = (dz.channels, dz.width);
+        dest.fill(0.0);
+        let mut tmp = vec![0.0f32; ow];
+        for_each_run(g, channels, (h, wd), (dz.height, ow), |run| {
+            let len = run.hi - run.lo;
+            let acc = &mut tmp[..len];
+            acc.fill(0.0);
+            for co in 0..cout {
+                let weight = w[co * w_row_stride + run.row];
+                let grad = &dz.plane(image, co)[run.oy * ow + run.lo..run.oy * ow + run.hi];
+                for (a, d) in acc.iter_mut().zip(grad) {
+                    *a += weight * d;
+                }
+            }
+            let start = run.channel * h * wd + run.iy * wd;
+            let line = &mut dest[start..start + wd];
+            if g.stride == 1 && g.upsample == 1 {
+                for (d, a) in line[run.first..run.first + len].iter_mut().zip(acc.iter()) {
+                    *d += a;
+                }
+            } else {
+                for (j, a) in acc.iter().enumerate() {
+                    line[(run.first + j * g.stride) / g.upsample] += a;
+                }
+            }
+        });
+    }
 }

@@ -88,9 +88,9 @@ struct CellStep {
     kernel: usize,
 }
 
+simd_dispatch! {
 /// The element-wise part of a step for one hidden channel of one image: pre-activations of
 /// the four gates (before bias), the previous c, and the six output maps.
-#[inline(never)]
 fn cell_update(pre: [&[f32]; 4], bias: [f32; 4], c_prev: &[f32], out: [&mut [f32]; 6]) {
     let n = c_prev.len();
     let [ai, af, ao, ag, h, c] = out;
@@ -116,6 +116,7 @@ fn cell_update(pre: [&[f32]; 4], bias: [f32; 4], c_prev: &[f32], out: [&mut [f32
         c[p] = cn;
         h[p] = o * tanh(cn);
     }
+}
 }
 
 impl CustomOp3 for CellStep {
@@ -286,8 +287,8 @@ struct GateGrad {
     hidden: usize,
 }
 
+simd_dispatch! {
 /// The element-wise backward for one hidden channel of one image.
-#[inline(never)]
 fn cell_update_grad(
     acts: [&[f32]; 4],
     c: &[f32],
@@ -317,6 +318,7 @@ fn cell_update_grad(
         dg[p] = dc * i * (1.0 - g * g);
         dcp[p] = dc * f;
     }
+}
 }
 
 impl CustomOp3 for GateGrad {

@@ -191,6 +191,7 @@ pub fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
     })
 }
 
+simd_dispatch! {
 /// Gathers the patches of images `first..first + count` of the channel-wise concatenation of
 /// `sources` into `cols`, a row-major `[K, count·P]` matrix: row `(c, ky, kx)` (c counted across
 /// sources, the weight layout `[Cout, Cin, k, k]`), column `(image, oy, ox)`. Taps outside the
@@ -246,6 +247,7 @@ pub fn im2col(
             }
         }
     }
+}
 }
 
 /// Input row read by output row `oy` at tap `ky`, as a `[k, out_h]` table (entries outside
@@ -340,6 +342,7 @@ fn scatter_add<const S: usize, const U: usize>(line: &mut [f32], src: &[f32], fi
     }
 }
 
+simd_dispatch! {
 /// The transpose of [`im2col`]: adds column-buffer entries back onto the input pixels they
 /// were gathered from. `dest` holds `count` images of `channels × height × width` (the
 /// original, not upsampled, size), contiguous.
@@ -350,8 +353,9 @@ pub fn col2im(
     out: (usize, usize),
     dest: &mut [f32],
     channels: usize,
-    (height, width): (usize, usize),
+    input: (usize, usize),
 ) {
+    let (height, width) = input;
     let (out_h, out_w) = out;
     let p = out_h * out_w;
     let np = count * p;
@@ -390,6 +394,7 @@ pub fn col2im(
             }
         }
     }
+}
 }
 
 /// A strided read-only matrix for [`matmul`].
