@@ -23,16 +23,18 @@ struct TapRun {
     first: usize,
 }
 
-/// Calls `f` for every tap run of a conv over `channels` input maps of `height × width`.
-fn for_each_run(
+/// Every tap run of a conv over `channels` input maps of `height × width`, in weight-row
+/// order. Depends on the geometry only, so it is built once per op and shared by all images
+/// (and the per-image loops stay plain loops the compiler vectorises for their target).
+fn tap_runs(
     g: &ConvGeometry,
     channels: usize,
     (height, width): (usize, usize),
     (out_h, out_w): (usize, usize),
-    mut f: impl FnMut(&TapRun),
-) {
+) -> Vec<TapRun> {
     let k = g.kernel;
     let (h_eff, w_eff) = (height * g.upsample, width * g.upsample);
+    let mut runs = Vec::new();
     for channel in 0..channels {
         for ky in 0..k {
             let (oy_lo, oy_hi) = g.valid(ky, h_eff, out_h);
@@ -44,7 +46,7 @@ fn for_each_run(
                 let row = (channel * k + ky) * k + kx;
                 let first = lo * g.stride + kx - g.padding;
                 for oy in oy_lo..oy_hi {
-                    f(&TapRun {
+                    runs.push(TapRun {
                         row,
                         channel,
                         oy,
@@ -57,6 +59,7 @@ fn for_each_run(
             }
         }
     }
+    runs
 }
 
 /// The input values a run reads, contiguous: the line itself for stride 1 without
@@ -86,9 +89,10 @@ pub fn forward(
     out: &mut [f32],
 ) {
     let per_image = b.len() * oh * ow;
+    let runs = tap_runs(g, x.channels, (x.height, x.width), (oh, ow));
     out.par_chunks_mut(per_image.max(1))
         .enumerate()
-        .for_each(|(image, out)| forward_image(x, image, w, b, g, relu, (oh, ow), out));
+        .for_each(|(image, out)| forward_image(x, image, &runs, w, b, g, relu, (oh, ow), out));
 }
 
 simd_dispatch! {
@@ -97,6 +101,7 @@ simd_dispatch! {
     fn forward_image(
         x: &Planes,
         image: usize,
+        runs: &[TapRun],
         w: &[f32],
         b: &[f32],
         g: &ConvGeometry,
@@ -111,7 +116,7 @@ simd_dispatch! {
             plane.fill(b[co]);
         }
         let mut tmp = vec![0.0f32; ow];
-        for_each_run(g, x.channels, (x.height, x.width), (oh, ow), |run| {
+        for run in runs {
             let plane = x.plane(image, run.channel);
             let line = &plane[run.iy * x.width..(run.iy + 1) * x.width];
             let src = run_input(g, line, run, &mut tmp);
@@ -122,7 +127,7 @@ simd_dispatch! {
                     *o += weight * s;
                 }
             }
-        });
+        }
         if relu {
             for v in out.iter_mut() {
                 *v = v.max(0.0);
@@ -158,12 +163,13 @@ pub fn weight_grad(dz: &Planes, n: usize, x: &Planes, g: &ConvGeometry) -> Vec<f
     let (oh, ow) = (dz.height, dz.width);
     let k = x.channels * g.kernel * g.kernel;
     let per = images_per_chunk(n, k * oh * ow);
+    let runs = tap_runs(g, x.channels, (x.height, x.width), (oh, ow));
     let partials: Vec<Vec<f32>> = (0..n.div_ceil(per))
         .into_par_iter()
         .map(|chunk| {
             let mut part = vec![0.0f32; cout * (k + 1)];
             for image in chunk * per..((chunk + 1) * per).min(n) {
-                weight_grad_image(dz, x, image, g, &mut part);
+                weight_grad_image(dz, x, image, &runs, g, &mut part);
             }
             part
         })
@@ -173,11 +179,18 @@ pub fn weight_grad(dz: &Planes, n: usize, x: &Planes, g: &ConvGeometry) -> Vec<f
 
 simd_dispatch! {
     /// Adds one image's contribution to `[dW | db]` (`part`, `[Cout, K + 1]`).
-    fn weight_grad_image(dz: &Planes, x: &Planes, image: usize, g: &ConvGeometry, part: &mut [f32]) {
+    fn weight_grad_image(
+        dz: &Planes,
+        x: &Planes,
+        image: usize,
+        runs: &[TapRun],
+        g: &ConvGeometry,
+        part: &mut [f32],
+    ) {
         let (cout, ow) = (dz.channels, dz.width);
         let k = x.channels * g.kernel * g.kernel;
         let mut tmp = vec![0.0f32; ow];
-        for_each_run(g, x.channels, (x.height, x.width), (dz.height, ow), |run| {
+        for run in runs {
             let plane = x.plane(image, run.channel);
             let line = &plane[run.iy * x.width..(run.iy + 1) * x.width];
             let src = run_input(g, line, run, &mut tmp);
@@ -185,7 +198,7 @@ simd_dispatch! {
                 let grad = &dz.plane(image, co)[run.oy * ow..(run.oy + 1) * ow];
                 part[co * (k + 1) + run.row] += dot(&grad[run.lo..run.hi], src);
             }
-        });
+        }
         for co in 0..cout {
             part[co * (k + 1) + k] += dz.plane(image, co).iter().sum::<f32>();
         }
@@ -204,11 +217,12 @@ pub fn input_grad(
     (h, wd): (usize, usize),
 ) -> Vec<f32> {
     let image_len = channels * h * wd;
+    let runs = tap_runs(g, channels, (h, wd), (dz.height, dz.width));
     let mut dx = vec![0.0f32; n * image_len];
     dx.par_chunks_mut(image_len.max(1))
         .enumerate()
         .for_each(|(image, dest)| {
-            input_grad_image(dz, image, w, w_row_stride, g, channels, (h, wd), dest)
+            input_grad_image(dz, image, &runs, w, w_row_stride, g, (h, wd), dest)
         });
     dx
 }
@@ -219,10 +233,10 @@ simd_dispatch! {
     fn input_grad_image(
         dz: &Planes,
         image: usize,
+        runs: &[TapRun],
         w: &[f32],
         w_row_stride: usize,
         g: &ConvGeometry,
-        channels: usize,
         input: (usize, usize),
         dest: &mut [f32],
     ) {
@@ -230,7 +244,7 @@ simd_dispatch! {
         let (cout, ow) = (dz.channels, dz.width);
         dest.fill(0.0);
         let mut tmp = vec![0.0f32; ow];
-        for_each_run(g, channels, (h, wd), (dz.height, ow), |run| {
+        for run in runs {
             let len = run.hi - run.lo;
             let acc = &mut tmp[..len];
             acc.fill(0.0);
@@ -252,6 +266,6 @@ simd_dispatch! {
                     line[(run.first + j * g.stride) / g.upsample] += a;
                 }
             }
-        });
+        }
     }
 }
