@@ -9,6 +9,7 @@ use super::patches::{
     ConvGeometry, Mat, Planes, col2im, contiguous, im2col, images_per_chunk, matmul, planes,
     sum_partials, with_scratch,
 };
+use super::subpixel;
 
 /// What one conv layer computes: geometry and whether a ReLU follows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,6 +101,10 @@ impl CustomOp3 for FusedConv {
         let relu = self.0.relu;
         if cout <= DIRECT_MAX_OUT {
             direct::forward(&x, w, b, &g, relu, (oh, ow), &mut out);
+            return Ok((CpuStorage::F32(out), Shape::from((n, cout, oh, ow))));
+        }
+        if subpixel::applies(&g) {
+            subpixel::forward(&x, n, w, b, relu, &mut out);
             return Ok((CpuStorage::F32(out), Shape::from((n, cout, oh, ow))));
         }
         out.par_chunks_mut(per * cout * p)
@@ -228,10 +233,13 @@ fn gather_grad(dz: &Planes, first: usize, count: usize, out: &mut [f32]) {
 /// (in chunk order, so the result does not depend on the thread count), `db` the row sums of
 /// `dZ`. `sources` are the forward input(s) concatenated along channels.
 pub(crate) fn weight_grad(dz: &Planes, n: usize, sources: &[Planes], g: &ConvGeometry) -> Vec<f32> {
-    if let [x] = sources
-        && dz.channels <= DIRECT_MAX_OUT
-    {
-        return direct::weight_grad(dz, n, x, g);
+    if let [x] = sources {
+        if dz.channels <= DIRECT_MAX_OUT {
+            return direct::weight_grad(dz, n, x, g);
+        }
+        if subpixel::applies(g) {
+            return subpixel::weight_grad(dz, n, x);
+        }
     }
     let cout = dz.channels;
     let (oh, ow) = (dz.height, dz.width);
@@ -290,6 +298,9 @@ pub(crate) fn input_grad(
 ) -> Vec<f32> {
     if dz.channels <= DIRECT_MAX_OUT {
         return direct::input_grad(dz, n, w, w_row_stride, g, channels, (h, wd));
+    }
+    if subpixel::applies(g) {
+        return subpixel::input_grad(dz, n, w, w_row_stride, channels, (h, wd));
     }
     let cout = dz.channels;
     let (oh, ow) = (dz.height, dz.width);
@@ -410,6 +421,10 @@ mod tests {
             (2, 16, 1, 9, 9, 3, 1, 1, false),
             (1, 3, 1, 7, 5, 3, 2, 1, true),
             (2, 2, 1, 3, 4, 3, 1, 2, true),
+            // Nearest ×2 then 3×3 with more outputs: the sub-pixel path.
+            (2, 3, 5, 4, 3, 3, 1, 2, true),
+            (1, 2, 4, 5, 5, 3, 1, 2, false),
+            (9, 4, 6, 2, 2, 3, 1, 2, true),
         ];
         for (seed, &(n, cin, cout, h, w, kernel, stride, upsample, relu)) in
             cases.iter().enumerate()

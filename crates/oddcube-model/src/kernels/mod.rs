@@ -42,6 +42,7 @@ mod direct;
 pub mod lstm;
 mod math;
 mod patches;
+mod subpixel;
 #[cfg(test)]
 pub(crate) mod test_support;
 
