@@ -71,6 +71,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         oddcube_model::cell::effective_kernel(arch.cell, &device).name(),
         rayon::current_num_threads()
     );
+    if oddcube_model::cell::effective_kernel(arch.cell, &device)
+        == oddcube_model::config::CellKernelKind::Fused
+    {
+        println!(
+            "bench: GFLOP/s below count the architecture's {:.3} GFLOP; the fused kernels execute {:.3} (sub-pixel up-convs)",
+            flops as f64 / 1e9,
+            oddcube_model::flops::executed_forward_flops(&arch) as f64 / 1e9
+        );
+    }
     let report = bench(
         &arch,
         args.batch,
