@@ -6,8 +6,8 @@ use rayon::prelude::*;
 
 use super::direct::{self, DIRECT_MAX_OUT};
 use super::patches::{
-    ConvGeometry, Mat, Planes, col2im, contiguous, im2col, images_per_chunk, matmul, planes,
-    sum_partials, with_scratch,
+    ConvGeometry, Mat, Planes, col2im, contiguous, im2col, images_per_chunk, matmul,
+    par_image_chunks, planes, sum_partials, with_scratch,
 };
 use super::subpixel;
 
@@ -308,38 +308,30 @@ pub(crate) fn input_grad(
     let k = channels * g.kernel * g.kernel;
     let per = images_per_chunk(n, k * p);
     let image = channels * h * wd;
-    let mut dx = vec![0.0f32; n * image];
-    dx.par_chunks_mut((per * image).max(1))
-        .enumerate()
-        .for_each(|(chunk, dest)| {
-            let count = dest.len() / image.max(1);
-            let np = count * p;
-            // Written before col2im reads it: first touching these pages with a read would map
-            // the shared zero page and make every write a copy-on-write fault.
-            dest.fill(0.0);
-            with_scratch(k * np + cout * np, |buf| {
-                let (cols, dzc) = buf.split_at_mut(k * np);
-                gather_grad(dz, chunk * per, count, dzc);
-                matmul(
-                    (k, np, cout),
-                    cols,
-                    np,
-                    false,
-                    Mat {
-                        data: w,
-                        row_stride: 1,
-                        col_stride: w_row_stride,
-                    },
-                    Mat {
-                        data: dzc,
-                        row_stride: np,
-                        col_stride: 1,
-                    },
-                );
-                col2im(cols, count, g, (oh, ow), dest, channels, (h, wd));
-            });
+    par_image_chunks(n, image, per, |first, count, dest| {
+        let np = count * p;
+        with_scratch(k * np + cout * np, |buf| {
+            let (cols, dzc) = buf.split_at_mut(k * np);
+            gather_grad(dz, first, count, dzc);
+            matmul(
+                (k, np, cout),
+                cols,
+                np,
+                false,
+                Mat {
+                    data: w,
+                    row_stride: 1,
+                    col_stride: w_row_stride,
+                },
+                Mat {
+                    data: dzc,
+                    row_stride: np,
+                    col_stride: 1,
+                },
+            );
+            col2im(cols, count, g, (oh, ow), dest, channels, (h, wd));
         });
-    dx
+    })
 }
 
 /// Backward op `(dZ, x) → [dW | db]` of [`FusedConv`].

@@ -6,7 +6,7 @@
 
 use rayon::prelude::*;
 
-use super::patches::{ConvGeometry, Planes, images_per_chunk, sum_partials};
+use super::patches::{ConvGeometry, Planes, images_per_chunk, par_image_chunks, sum_partials};
 
 /// Output channels up to which the direct loops beat patch gather + GEMM.
 pub const DIRECT_MAX_OUT: usize = 2;
@@ -218,17 +218,13 @@ pub fn input_grad(
 ) -> Vec<f32> {
     let image_len = channels * h * wd;
     let runs = tap_runs(g, channels, (h, wd), (dz.height, dz.width));
-    let mut dx = vec![0.0f32; n * image_len];
-    dx.par_chunks_mut(image_len.max(1))
-        .enumerate()
-        .for_each(|(image, dest)| {
-            input_grad_image(dz, image, &runs, w, w_row_stride, g, (h, wd), dest)
-        });
-    dx
+    par_image_chunks(n, image_len, 1, |image, _, dest| {
+        input_grad_image(dz, image, &runs, w, w_row_stride, g, (h, wd), dest)
+    })
 }
 
 simd_dispatch! {
-    /// [`input_grad`] for one image, into `dest` `[channels, h, w]`.
+    /// [`input_grad`] for one image, added into `dest` `[channels, h, w]` (zeroed by the caller).
     #[allow(clippy::too_many_arguments)]
     fn input_grad_image(
         dz: &Planes,
@@ -242,7 +238,6 @@ simd_dispatch! {
     ) {
         let (h, wd) = input;
         let (cout, ow) = (dz.channels, dz.width);
-        dest.fill(0.0);
         let mut tmp = vec![0.0f32; ow];
         for run in runs {
             let len = run.hi - run.lo;

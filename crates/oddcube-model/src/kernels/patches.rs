@@ -4,6 +4,7 @@
 use std::cell::RefCell;
 
 use candle_core::{CpuStorage, Layout};
+use rayon::prelude::*;
 
 /// Geometry of a square-kernel 2-D convolution, optionally reading its input through a
 /// nearest-neighbour upsampling by an integer factor (so "upsample ×2 then conv" never
@@ -170,6 +171,26 @@ pub fn sum_partials(partials: &[Vec<f32>], len: usize) -> Vec<f32> {
         }
     }
     total
+}
+
+/// A zeroed gradient of `n` images of `image` floats each, filled in parallel chunks of `per`
+/// images by `fill(first image, image count, chunk)`. Each chunk is zeroed by its own thread
+/// before `fill` runs: first touching fresh pages with a read (an accumulation) would map the
+/// shared zero page and make every later write a copy-on-write fault.
+pub fn par_image_chunks(
+    n: usize,
+    image: usize,
+    per: usize,
+    fill: impl Fn(usize, usize, &mut [f32]) + Sync,
+) -> Vec<f32> {
+    let mut out = vec![0.0f32; n * image];
+    out.par_chunks_mut((per * image).max(1))
+        .enumerate()
+        .for_each(|(chunk, dest)| {
+            dest.fill(0.0);
+            fill(chunk * per, dest.len() / image.max(1), dest);
+        });
+    out
 }
 
 thread_local! {

@@ -10,7 +10,8 @@
 use rayon::prelude::*;
 
 use super::patches::{
-    ConvGeometry, Mat, Planes, col2im, im2col, images_per_chunk, matmul, sum_partials, with_scratch,
+    ConvGeometry, Mat, Planes, col2im, im2col, images_per_chunk, matmul, par_image_chunks,
+    sum_partials, with_scratch,
 };
 
 /// The geometry this module replaces.
@@ -237,34 +238,28 @@ pub fn input_grad(
     let k4 = cin * 4;
     let per = images_per_chunk(n, k4 * grid);
     let image = cin * h * wd;
-    let mut dx = vec![0.0f32; n * image];
-    dx.par_chunks_mut((per * image).max(1))
-        .enumerate()
-        .for_each(|(chunk, dest)| {
-            let count = dest.len() / image.max(1);
-            let np = count * grid;
-            dest.fill(0.0);
-            with_scratch(k4 * np + 4 * cout * np, |buf| {
-                let (cols, dz4) = buf.split_at_mut(k4 * np);
-                gather_grad(dz, chunk * per, count, (h, wd), dz4);
-                matmul(
-                    (k4, np, 4 * cout),
-                    cols,
-                    np,
-                    false,
-                    Mat {
-                        data: &w4,
-                        row_stride: 1,
-                        col_stride: k4,
-                    },
-                    Mat {
-                        data: dz4,
-                        row_stride: np,
-                        col_stride: 1,
-                    },
-                );
-                col2im(cols, count, &PATCH, (gh, gw), dest, cin, (h, wd));
-            });
+    par_image_chunks(n, image, per, |first, count, dest| {
+        let np = count * grid;
+        with_scratch(k4 * np + 4 * cout * np, |buf| {
+            let (cols, dz4) = buf.split_at_mut(k4 * np);
+            gather_grad(dz, first, count, (h, wd), dz4);
+            matmul(
+                (k4, np, 4 * cout),
+                cols,
+                np,
+                false,
+                Mat {
+                    data: &w4,
+                    row_stride: 1,
+                    col_stride: k4,
+                },
+                Mat {
+                    data: dz4,
+                    row_stride: np,
+                    col_stride: 1,
+                },
+            );
+            col2im(cols, count, &PATCH, (gh, gw), dest, cin, (h, wd));
         });
-    dx
+    })
 }
