@@ -645,6 +645,7 @@ pub fn write_residuals(
 pub(crate) mod tests {
     use super::*;
     use oddcube_data::NoProgress;
+    use oddcube_model::augment::d4_transformed;
 
     /// A deterministic stand-in model: the reconstruction is each line's mean over usable
     /// pixels (a flat map), the latent is per-line mean and max. It is exactly D4-invariant,
@@ -978,30 +979,6 @@ pub(crate) mod tests {
         );
     }
 
-    /// The 8 symmetries of the square applied to every `[S, S]` plane of a galaxy.
-    pub(crate) fn d4(values: &[f32], size: usize, op: usize) -> Vec<f32> {
-        let plane = size * size;
-        let mut out = vec![0.0; values.len()];
-        for (p, chunk) in values.chunks_exact(plane).enumerate() {
-            for y in 0..size {
-                for x in 0..size {
-                    let (mut u, mut v) = (x, y);
-                    if op & 1 == 1 {
-                        u = size - 1 - u;
-                    }
-                    if op & 2 == 2 {
-                        v = size - 1 - v;
-                    }
-                    if op & 4 == 4 {
-                        std::mem::swap(&mut u, &mut v);
-                    }
-                    out[p * plane + v * size + u] = chunk[y * size + x];
-                }
-            }
-        }
-        out
-    }
-
     #[test]
     fn scores_are_invariant_under_d4_given_transformed_reconstructions() {
         let (l, s) = (4, 7);
@@ -1013,7 +990,12 @@ pub(crate) mod tests {
             let xhat = &xhat_all[g * len..(g + 1) * len];
             let base = galaxy_scores(x, w, xhat, l);
             for op in 0..8 {
-                let t = galaxy_scores(&d4(x, s, op), &d4(w, s, op), &d4(xhat, s, op), l);
+                let t = galaxy_scores(
+                    &d4_transformed(op, s, x),
+                    &d4_transformed(op, s, w),
+                    &d4_transformed(op, s, xhat),
+                    l,
+                );
                 // Only the summation order changes: equal to f64 rounding.
                 assert!(
                     (t.recon - base.recon).abs() <= 1e-12 * base.recon,
@@ -1033,8 +1015,12 @@ pub(crate) mod tests {
         let base = score_galaxies(&model, &cubes, &galaxies, &lines, &rows, &NoProgress).unwrap();
         for op in 0..8 {
             let mut t = cubes.clone();
-            t.x = (0..3).flat_map(|g| d4(cubes.galaxy(g).0, s, op)).collect();
-            t.w = (0..3).flat_map(|g| d4(cubes.galaxy(g).1, s, op)).collect();
+            t.x = (0..3)
+                .flat_map(|g| d4_transformed(op, s, cubes.galaxy(g).0))
+                .collect();
+            t.w = (0..3)
+                .flat_map(|g| d4_transformed(op, s, cubes.galaxy(g).1))
+                .collect();
             let scored = score_galaxies(&model, &t, &galaxies, &lines, &rows, &NoProgress).unwrap();
             assert_eq!(scored.latents, base.latents);
             for col in ["recon", "chi2"] {

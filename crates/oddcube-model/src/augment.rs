@@ -39,6 +39,13 @@ pub fn d4_apply(k: usize, size: usize, src: &[f32], dst: &mut [f32]) {
     }
 }
 
+/// [`d4_apply`] into a new vector.
+pub fn d4_transformed(k: usize, size: usize, src: &[f32]) -> Vec<f32> {
+    let mut dst = vec![0.0; src.len()];
+    d4_apply(k, size, src, &mut dst);
+    dst
+}
+
 /// Adds Gaussian noise with the pixel's measurement error, `N(0, 1/√w)`, wherever `w > 0`.
 pub fn add_ivar_noise(x: &mut [f32], w: &[f32], rng: &mut impl Rng) {
     for (xv, &wv) in x.iter_mut().zip(w) {

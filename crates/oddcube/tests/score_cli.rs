@@ -11,6 +11,7 @@ use oddcube_explore::score::{
     ModelScorer, ScoreSettings, finalize_population_scores, score_galaxies,
 };
 use oddcube_model::Model;
+use oddcube_model::augment::d4_transformed;
 
 fn oddcube() -> Command {
     Command::cargo_bin("oddcube").unwrap()
@@ -30,31 +31,6 @@ fn run_ok(args: &[&str]) -> String {
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
-}
-
-/// One of the 8 symmetries of the square (bit 0: flip x, bit 1: flip y, bit 2: transpose) on
-/// every [S, S] plane.
-fn d4(values: &[f32], size: usize, op: usize) -> Vec<f32> {
-    let plane = size * size;
-    let mut out = vec![0.0; values.len()];
-    for (p, chunk) in values.chunks_exact(plane).enumerate() {
-        for y in 0..size {
-            for x in 0..size {
-                let (mut u, mut v) = (x, y);
-                if op & 1 == 1 {
-                    u = size - 1 - u;
-                }
-                if op & 2 == 2 {
-                    v = size - 1 - v;
-                }
-                if op & 4 == 4 {
-                    std::mem::swap(&mut u, &mut v);
-                }
-                out[p * plane + v * size + u] = chunk[y * size + x];
-            }
-        }
-    }
-    out
 }
 
 /// Spearman rank correlation (no ties expected in continuous scores).
@@ -439,8 +415,8 @@ fn simulate_ingest_train_score_evaluate_similar_bpt() {
     let size = dataset.cubes.size;
     for op in 1..8 {
         let mut cubes = dataset.cubes.clone();
-        cubes.x = d4(&dataset.cubes.x, size, op);
-        cubes.w = d4(&dataset.cubes.w, size, op);
+        cubes.x = d4_transformed(op, size, &dataset.cubes.x);
+        cubes.w = d4_transformed(op, size, &dataset.cubes.w);
         let t = score_galaxies(
             &adapter,
             &cubes,
