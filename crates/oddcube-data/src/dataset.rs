@@ -16,6 +16,7 @@ use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 
+use crate::csv;
 use crate::cubes::Cubes;
 use crate::error::DataError;
 use crate::lines::LineSet;
@@ -248,7 +249,7 @@ pub fn read_skipped(dir: &Path) -> Result<Vec<SkippedInput>, DataError> {
         path: path.clone(),
         source,
     })?;
-    let rows = parse_csv(&text);
+    let rows = csv::parse(&text);
     Ok(rows
         .into_iter()
         .skip(1)
@@ -433,42 +434,24 @@ fn read_galaxies(path: &Path) -> Result<Vec<GalaxyRecord>, String> {
     Ok(out)
 }
 
-/// Quotes a CSV field when it holds a comma, quote or line break (RFC 4180).
-fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
-    }
-}
-
-/// Formats a float for CSV: shortest round-trip form, `nan` for unknown values.
-fn csv_float(v: f64) -> String {
-    if v.is_nan() {
-        "nan".to_string()
-    } else {
-        format!("{v}")
-    }
-}
-
 fn galaxies_csv(galaxies: &[GalaxyRecord]) -> String {
     let mut out = String::from(
         "plateifu,mangaid,ra,dec,z,ifu_size,grid_size,box_size,scale,n_good,source,notes\n",
     );
     for g in galaxies {
         let row = [
-            csv_field(&g.plateifu),
-            csv_field(&g.mangaid),
-            csv_float(g.ra),
-            csv_float(g.dec),
-            csv_float(g.z),
+            csv::quote(&g.plateifu),
+            csv::quote(&g.mangaid),
+            csv::float(g.ra),
+            csv::float(g.dec),
+            csv::float(g.z),
             g.ifu_size.to_string(),
             g.grid_size.to_string(),
             g.box_size.to_string(),
-            csv_float(g.scale),
+            csv::float(g.scale),
             g.n_good.to_string(),
-            csv_field(&g.source),
-            csv_field(&g.notes),
+            csv::quote(&g.source),
+            csv::quote(&g.notes),
         ];
         out.push_str(&row.join(","));
         out.push('\n');
@@ -482,43 +465,11 @@ pub(crate) fn skipped_csv(skipped: &[SkippedInput]) -> String {
     for s in skipped {
         out.push_str(&format!(
             "{},{}\n",
-            csv_field(&s.path),
-            csv_field(&s.reason)
+            csv::quote(&s.path),
+            csv::quote(&s.reason)
         ));
     }
     out
-}
-
-/// Minimal RFC 4180 reader for the CSV files this module writes.
-fn parse_csv(text: &str) -> Vec<Vec<String>> {
-    let mut rows = Vec::new();
-    let mut row = Vec::new();
-    let mut field = String::new();
-    let mut quoted = false;
-    let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
-        match (quoted, c) {
-            (true, '"') if chars.peek() == Some(&'"') => {
-                field.push('"');
-                chars.next();
-            }
-            (true, '"') => quoted = false,
-            (true, c) => field.push(c),
-            (false, '"') => quoted = true,
-            (false, ',') => row.push(std::mem::take(&mut field)),
-            (false, '\n') => {
-                row.push(std::mem::take(&mut field));
-                rows.push(std::mem::take(&mut row));
-            }
-            (false, '\r') => {}
-            (false, c) => field.push(c),
-        }
-    }
-    if !field.is_empty() || !row.is_empty() {
-        row.push(field);
-        rows.push(row);
-    }
-    rows
 }
 
 #[cfg(test)]
@@ -592,7 +543,7 @@ mod tests {
         assert_eq!(ds.galaxies[0].source, galaxies[0].source);
         assert_eq!(read_skipped(dir.path()).unwrap(), skipped);
         let csv = std::fs::read_to_string(dir.path().join(GALAXIES_CSV)).unwrap();
-        let rows = parse_csv(&csv);
+        let rows = csv::parse(&csv);
         assert_eq!(rows.len(), 3);
         assert_eq!(rows[1][10], galaxies[0].source);
         // No temporary files are left behind.

@@ -4,6 +4,8 @@
 
 pub mod atomic;
 pub mod bpt;
+pub mod bpt_survey;
+pub mod csv;
 pub mod cubes;
 pub mod dataset;
 pub mod error;

@@ -11,8 +11,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use oddcube_explore::project::{ProjectOptions, ProjectionMethod, project};
-use oddcube_explore::results::Results;
 use oddcube_explore::serve::{AppState, ServeSources, router};
+use oddcube_score::results::Results;
 
 fn get(address: SocketAddr, path: &str) -> Result<(u16, usize), String> {
     let mut stream = TcpStream::connect(address).map_err(|e| e.to_string())?;
@@ -47,7 +47,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let started = Instant::now();
     oddcube_explore::serve::synthetic::write_synthetic_results(&dir, galaxies, 7)?;
     let results = Results::open(&dir)?;
-    let view = oddcube_explore::LatentView::new(&results.latents, galaxies, results.latent_dim)?;
+    let view = oddcube_score::LatentView::new(&results.latents, galaxies, results.latent_dim)?;
     let ids = results.catalog.str("plateifu").unwrap_or(&[]).to_vec();
     let options = ProjectOptions {
         method: ProjectionMethod::Pca,

@@ -1,26 +1,19 @@
-//! oddcube-explore: everything downstream of a trained model that does not need the model itself —
-//! ranking metrics, false-discovery control, exact latent-space search, latent-space anomaly
-//! scores, the PCA baseline, neighbour purity, and the latents artifact.
+//! # oddcube-explore
+//!
+//! The views of a RESULTS directory: the 2-D latent map, figures and the local web explorer.
+//! It reads results through `oddcube-score`'s types and computes no score of its own, and it
+//! shares that crate's error type ([`oddcube_score::Error`]).
+//!
+//! ## Where to start
+//!
+//! - [`project`]: UMAP or PCA projection of the latents to 2-D (`projection.csv`), and placing
+//!   new galaxies on an existing map.
+//! - [`plot`]: PNG figures — a galaxy's maps, residuals and BPT map ([`plot::galaxy`]), the
+//!   latent map ([`plot::map`]), score histograms ([`plot::scores`]).
+//! - [`serve`]: the axum router and state of `oddcube serve`, with its JSON API
+//!   ([`serve::api`]) and the embedded page; [`serve::synthetic`] writes a small RESULTS
+//!   directory for tests and load benchmarks.
 
-pub mod bpt_survey;
-pub mod error;
-pub mod evaluate;
-pub mod fdr;
-pub mod knn;
-pub mod labels;
-pub mod latents;
-pub mod lof;
-pub mod merge;
-pub mod metrics;
-pub mod pca;
 pub mod plot;
 pub mod project;
-pub mod purity;
-pub mod results;
-pub mod score;
 pub mod serve;
-pub mod similar;
-
-pub use error::{ExploreError, Result};
-pub use knn::{KnnGraph, LatentView, Metric, Neighbour};
-pub use latents::Latents;

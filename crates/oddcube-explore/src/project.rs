@@ -18,9 +18,9 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
-use crate::error::{ExploreError, Result};
-use crate::knn::{self, KnnGraph, LatentView, Metric};
-use crate::results::write_atomic;
+use oddcube_score::knn::{self, KnnGraph, LatentView, Metric};
+use oddcube_score::results::write_atomic;
+use oddcube_score::{Error, Result};
 
 /// File name of the map coordinates inside a RESULTS directory.
 pub const PROJECTION_CSV: &str = "projection.csv";
@@ -152,16 +152,16 @@ pub fn project(
     options: &ProjectOptions,
     progress: &dyn Progress,
 ) -> Result<Projection> {
-    crate::error::check_len("plate-ifu list", plateifus.len(), view.n())?;
+    oddcube_score::error::check_len("plate-ifu list", plateifus.len(), view.n())?;
     if view.n() < 3 {
-        return Err(ExploreError::InvalidParameter {
+        return Err(Error::InvalidParameter {
             name: "galaxies".to_string(),
             value: view.n().to_string(),
             reason: "a 2-D map needs at least 3 galaxies".to_string(),
         });
     }
     if let Some(index) = view.as_slice().iter().position(|v| !v.is_finite()) {
-        return Err(ExploreError::NonFinite {
+        return Err(Error::NonFinite {
             what: "latents".to_string(),
             index,
         });
@@ -205,7 +205,7 @@ pub struct Pca2d {
 pub fn pca_2d(view: &LatentView<'_>) -> Result<Pca2d> {
     let (n, dim) = (view.n(), view.dim());
     if n == 0 || dim == 0 {
-        return Err(ExploreError::Empty("latent matrix".to_string()));
+        return Err(Error::Empty("latent matrix".to_string()));
     }
     let mut mean = vec![0f64; dim];
     for row in view.as_slice().chunks_exact(dim) {
@@ -246,7 +246,7 @@ pub fn pca_2d(view: &LatentView<'_>) -> Result<Pca2d> {
             sym[a * dim + b] = sym[b * dim + a];
         }
     }
-    let (values, vectors) = crate::pca::symmetric_eigen(sym, dim);
+    let (values, vectors) = oddcube_score::pca::symmetric_eigen(sym, dim);
     let mut order: Vec<usize> = (0..dim).collect();
     order.sort_by(|&a, &b| values[b].total_cmp(&values[a]));
     let total: f64 = values.iter().map(|v| v.max(0.0)).sum();
@@ -437,14 +437,14 @@ fn umap_layout(
 ) -> Result<(Vec<[f32; 2]>, KnnReport)> {
     let n = view.n();
     if !(2..=1000).contains(&options.n_neighbors) {
-        return Err(ExploreError::InvalidParameter {
+        return Err(Error::InvalidParameter {
             name: "n_neighbors".to_string(),
             value: options.n_neighbors.to_string(),
             reason: "must be between 2 and 1000".to_string(),
         });
     }
     if !(options.min_dist >= 0.0 && options.min_dist <= 1.0) {
-        return Err(ExploreError::InvalidParameter {
+        return Err(Error::InvalidParameter {
             name: "min_dist".to_string(),
             value: options.min_dist.to_string(),
             reason: "must be in [0, 1]".to_string(),
@@ -468,7 +468,7 @@ fn umap_layout(
         }
     }
     let data = ndarray::ArrayView2::from_shape((n, view.dim()), view.as_slice()).map_err(|e| {
-        ExploreError::Shape {
+        Error::Shape {
             what: format!("latents ({e})"),
             len: view.as_slice().len(),
             rows: n,
@@ -619,8 +619,8 @@ pub fn place(
     new: &LatentView<'_>,
     k: usize,
 ) -> Result<Vec<[f32; 2]>> {
-    crate::error::check_len("map coordinates", map_xy.len(), map_latents.n())?;
-    crate::error::check_len(
+    oddcube_score::error::check_len("map coordinates", map_xy.len(), map_latents.n())?;
+    oddcube_score::error::check_len(
         "latent dimension of the new galaxies",
         new.dim(),
         map_latents.dim(),
@@ -648,8 +648,8 @@ pub fn place(
         .collect()
 }
 
-fn malformed(path: &Path, reason: impl Into<String>) -> ExploreError {
-    crate::results::invalid(path, reason)
+fn malformed(path: &Path, reason: impl Into<String>) -> Error {
+    oddcube_score::results::invalid(path, reason)
 }
 
 impl Projection {
@@ -673,11 +673,11 @@ impl Projection {
         if !csv_path.exists() {
             return Ok(None);
         }
-        let text = std::fs::read_to_string(&csv_path).map_err(|source| ExploreError::Io {
+        let text = std::fs::read_to_string(&csv_path).map_err(|source| Error::Io {
             path: csv_path.clone(),
             source,
         })?;
-        let json = std::fs::read(&json_path).map_err(|source| ExploreError::Io {
+        let json = std::fs::read(&json_path).map_err(|source| Error::Io {
             path: json_path.clone(),
             source,
         })?;
@@ -772,7 +772,7 @@ mod tests {
 
     #[test]
     fn jacobi_matches_a_known_spectrum() {
-        let (values, vectors) = crate::pca::symmetric_eigen(vec![2.0, 1.0, 1.0, 2.0], 2);
+        let (values, vectors) = oddcube_score::pca::symmetric_eigen(vec![2.0, 1.0, 1.0, 2.0], 2);
         let mut sorted = values.clone();
         sorted.sort_by(f64::total_cmp);
         assert!((sorted[0] - 1.0).abs() < 1e-12 && (sorted[1] - 3.0).abs() < 1e-12);

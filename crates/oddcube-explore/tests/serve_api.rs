@@ -9,7 +9,7 @@ use http_body_util::BodyExt;
 use oddcube_explore::project::{ProjectOptions, ProjectionMethod, project};
 use oddcube_explore::serve::synthetic::write_synthetic_results;
 use oddcube_explore::serve::{AppState, ServeSources, router};
-use oddcube_explore::{LatentView, results::Results};
+use oddcube_score::{LatentView, results::Results};
 use serde_json::Value;
 use tower::ServiceExt;
 

@@ -1,6 +1,7 @@
 //! The `oddcube` command line: parses arguments and hands each subcommand to the libraries.
 
 mod cmd;
+
 mod ui;
 
 use std::process::ExitCode;

@@ -17,7 +17,9 @@ pub fn init_logging(verbose: u8, quiet: bool) {
     QUIET.store(quiet, Ordering::Relaxed);
     let default = match (quiet, verbose) {
         (true, _) => "error",
-        (false, 0) => "warn,oddcube=info,oddcube_data=info,oddcube_model=info,oddcube_explore=info",
+        (false, 0) => {
+            "warn,oddcube=info,oddcube_data=info,oddcube_model=info,oddcube_score=info,oddcube_explore=info"
+        }
         (false, 1) => "info",
         (false, _) => "debug",
     };

@@ -5,13 +5,12 @@
 use std::path::Path;
 
 use assert_cmd::Command;
+use oddcube::scorer::ModelScorer;
 use oddcube_data::dataset::Dataset;
-use oddcube_explore::results::{Catalog, Residuals, Results};
-use oddcube_explore::score::{
-    ModelScorer, ScoreSettings, finalize_population_scores, score_galaxies,
-};
 use oddcube_model::Model;
 use oddcube_model::augment::d4_transformed;
+use oddcube_score::results::{Catalog, Residuals, Results};
+use oddcube_score::score::{ScoreSettings, finalize_population_scores, score_galaxies};
 
 fn oddcube() -> Command {
     Command::cargo_bin("oddcube").unwrap()
@@ -394,7 +393,7 @@ fn simulate_ingest_train_score_evaluate_similar_bpt() {
     // built-in symmetry; training only sees flipped copies), so scores of flipped/rotated
     // galaxies differ a little. A galaxy's anomaly must not hinge on its orientation, so the
     // ranking must survive: Spearman > 0.98 (measured ≥ 0.999 here; the exact invariance of the
-    // scoring arithmetic itself is a unit test in oddcube-explore's score.rs).
+    // scoring arithmetic itself is a unit test in oddcube-score's score.rs).
     let dataset = Dataset::open(&data).unwrap();
     let device = oddcube_model::select_device("cpu").unwrap();
     let adapter = ModelScorer {

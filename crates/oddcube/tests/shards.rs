@@ -40,7 +40,7 @@ fn close(a: f64, b: f64, rel: f64, what: &str) {
 /// galaxies. 1e-5 relative is far below any difference that could change a ranking decision
 /// (the values themselves agree to ~1e-8 here).
 fn assert_same_results(whole: &Path, merged: &Path) {
-    use oddcube_explore::results::{Column, Residuals, Results};
+    use oddcube_score::results::{Column, Residuals, Results};
     let (a, b) = (
         Results::open(whole).unwrap(),
         Results::open(merged).unwrap(),
@@ -176,7 +176,7 @@ fn sharded_pipeline_equals_unsharded() {
 
     // Labels feed back: the top galaxy marked as an artefact is demoted below rank 1.
     let top = {
-        let r = oddcube_explore::results::Results::open(&tmp.path().join("results")).unwrap();
+        let r = oddcube_score::results::Results::open(&tmp.path().join("results")).unwrap();
         let rank = r.catalog.u32("rank").unwrap().to_vec();
         let names = r.catalog.str("plateifu").unwrap().to_vec();
         names[rank.iter().position(|&k| k == 1).unwrap()].clone()
@@ -197,7 +197,7 @@ fn sharded_pipeline_equals_unsharded() {
         "--labels",
         &p("labels.csv"),
     ]);
-    let r = oddcube_explore::results::Results::open(&tmp.path().join("results-labelled")).unwrap();
+    let r = oddcube_score::results::Results::open(&tmp.path().join("results-labelled")).unwrap();
     let row = r.catalog.row_of(&top).unwrap();
     assert!(
         r.catalog.u32("rank").unwrap()[row] > 1,

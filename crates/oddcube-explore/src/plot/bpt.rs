@@ -10,7 +10,7 @@ use oddcube_data::bpt::{BptClass, BptLines, BptOptions, classify};
 use oddcube_data::preprocess::Stretch;
 use plotters::style::RGBColor;
 
-use crate::error::{ExploreError, Result};
+use oddcube_score::{Error, Result};
 
 /// The lines the [NII]/[SII] BPT classification needs.
 pub const REQUIRED: [&str; 6] = [
@@ -72,15 +72,15 @@ pub fn class_map(
     stretch: Stretch,
 ) -> Result<Vec<Option<BptClass>>> {
     let pixels = size * size;
-    crate::error::check_len("line maps", flux.len(), lines.len() * pixels)?;
-    crate::error::check_len("weight maps", w.len(), lines.len() * pixels)?;
+    oddcube_score::error::check_len("line maps", flux.len(), lines.len() * pixels)?;
+    oddcube_score::error::check_len("weight maps", w.len(), lines.len() * pixels)?;
     let mut index = [0usize; 6];
     for (slot, name) in REQUIRED.iter().enumerate() {
         index[slot] =
             lines
                 .iter()
                 .position(|l| l == name)
-                .ok_or_else(|| ExploreError::InvalidParameter {
+                .ok_or_else(|| Error::InvalidParameter {
                     name: "lines".to_string(),
                     value: lines.join(","),
                     reason: format!("the BPT map needs {name}, which this line set lacks"),

@@ -15,8 +15,8 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 use super::{
     ColourMap, FONT, MASKED, Scale, bpt, encode_png, figure_error, register_fonts, short_number,
 };
-use crate::error::Result;
-use crate::results::ResidualMaps;
+use oddcube_score::Result;
+use oddcube_score::results::ResidualMaps;
 
 /// Everything the galaxy figure shows.
 #[derive(Debug, Clone, Copy)]
@@ -141,7 +141,7 @@ pub fn galaxy_png(figure: &GalaxyFigure<'_>) -> Result<Vec<u8>> {
         ("weights", maps.w),
         ("residual", maps.residual),
     ] {
-        crate::error::check_len(what, m.len(), n_lines * pixels)?;
+        oddcube_score::error::check_len(what, m.len(), n_lines * pixels)?;
     }
     let columns = n_lines as i32;
     let width = LEFT + columns * (PANEL + GAP) + RIGHT;

@@ -5,8 +5,8 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use super::{ColourMap, FONT, Scale, encode_png, figure_error, register_fonts, short_number};
-use crate::error::{ExploreError, Result};
 use crate::project::ProjectionMethod;
+use oddcube_score::{Error, Result};
 
 /// What the map figure shows.
 #[derive(Debug, Clone, Copy)]
@@ -37,13 +37,13 @@ const HEIGHT: u32 = 1100;
 pub fn map_png(figure: &MapFigure<'_>) -> Result<Vec<u8>> {
     register_fonts();
     let n = figure.xy.len();
-    crate::error::check_len("plate-ifus", figure.plateifus.len(), n)?;
-    crate::error::check_len("colour values", figure.colour_by.len(), n)?;
+    oddcube_score::error::check_len("plate-ifus", figure.plateifus.len(), n)?;
+    oddcube_score::error::check_len("colour values", figure.colour_by.len(), n)?;
     if n == 0 {
-        return Err(ExploreError::Empty("latent map".to_string()));
+        return Err(Error::Empty("latent map".to_string()));
     }
     if let Some(&bad) = figure.highlight.iter().find(|&&i| i >= n) {
-        return Err(ExploreError::InvalidParameter {
+        return Err(Error::InvalidParameter {
             name: "highlight".to_string(),
             value: bad.to_string(),
             reason: format!("only {n} galaxies on the map"),
@@ -66,7 +66,7 @@ pub fn map_png(figure: &MapFigure<'_>) -> Result<Vec<u8>> {
         y_hi = y_hi.max(p[1]);
     }
     if !(x_lo.is_finite() && y_lo.is_finite()) {
-        return Err(ExploreError::NonFinite {
+        return Err(Error::NonFinite {
             what: "map coordinates".to_string(),
             index: 0,
         });

@@ -15,8 +15,8 @@ use std::sync::Once;
 
 use plotters::style::{FontStyle, RGBColor};
 
-use crate::error::{ExploreError, Result};
-use crate::results::Catalog;
+use oddcube_score::results::Catalog;
+use oddcube_score::{Error, Result};
 
 /// DejaVu Sans (Bitstream Vera licence, `assets/fonts/LICENSE-DejaVu.txt`), embedded so figures
 /// render identically everywhere without fontconfig.
@@ -133,8 +133,8 @@ pub fn encode_png(rgb: &[u8], width: u32, height: u32) -> Result<Vec<u8>> {
 }
 
 /// Wraps a drawing or encoding failure (these come from plotters/png, not from user data).
-pub(crate) fn figure_error(e: impl std::fmt::Display) -> ExploreError {
-    ExploreError::Io {
+pub(crate) fn figure_error(e: impl std::fmt::Display) -> Error {
+    Error::Io {
         path: "<figure>".into(),
         source: std::io::Error::other(e.to_string()),
     }
@@ -150,9 +150,9 @@ pub fn score_columns(catalog: &Catalog) -> Vec<String> {
         .columns
         .iter()
         .filter(|(name, column)| {
-            matches!(column, crate::results::Column::F64(_))
+            matches!(column, oddcube_score::results::Column::F64(_))
                 && !NOT_SCORES.contains(&name.as_str())
-                && !name.starts_with(crate::results::LINE_COLUMN_PREFIX)
+                && !name.starts_with(oddcube_score::results::LINE_COLUMN_PREFIX)
         })
         .map(|(name, _)| name.clone())
         .collect()

@@ -8,7 +8,7 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use super::{FONT, encode_png, figure_error, register_fonts, score_label, short_number};
-use crate::error::{ExploreError, Result};
+use oddcube_score::{Error, Result};
 
 /// One histogram panel's data.
 #[derive(Debug, Clone)]
@@ -39,10 +39,10 @@ const BINS: usize = 40;
 pub fn scores_png(figure: &ScoresFigure<'_>) -> Result<Vec<u8>> {
     register_fonts();
     if figure.panels.is_empty() {
-        return Err(ExploreError::Empty("score columns".to_string()));
+        return Err(Error::Empty("score columns".to_string()));
     }
     for panel in &figure.panels {
-        crate::error::check_len(panel.name, panel.values.len(), figure.flagged.len())?;
+        oddcube_score::error::check_len(panel.name, panel.values.len(), figure.flagged.len())?;
     }
     let columns = figure.panels.len().min(2);
     let rows = figure.panels.len().div_ceil(columns);

@@ -7,7 +7,7 @@
 use oddcube_data::bpt::BptClass;
 
 use super::{ColourMap, MASKED, Scale, encode_png};
-use crate::error::{ExploreError, Result};
+use oddcube_score::{Error, Result};
 
 /// Largest accepted magnification (tiles stay under ~1 MB even for a 128² grid).
 pub const MAX_ZOOM: usize = 16;
@@ -16,7 +16,7 @@ fn check_zoom(zoom: usize) -> Result<()> {
     if (1..=MAX_ZOOM).contains(&zoom) {
         Ok(())
     } else {
-        Err(ExploreError::InvalidParameter {
+        Err(Error::InvalidParameter {
             name: "zoom".to_string(),
             value: zoom.to_string(),
             reason: format!("must be 1..={MAX_ZOOM}"),
@@ -49,8 +49,8 @@ pub fn map_tile(
     cmap: ColourMap,
     zoom: usize,
 ) -> Result<Vec<u8>> {
-    crate::error::check_len("map", values.len(), size * size)?;
-    crate::error::check_len("weights", weights.len(), size * size)?;
+    oddcube_score::error::check_len("map", values.len(), size * size)?;
+    oddcube_score::error::check_len("weights", weights.len(), size * size)?;
     render(size, zoom, |p| {
         let c = if weights[p] > 0.0 {
             cmap.at(scale.unit(f64::from(values[p])))
@@ -63,7 +63,7 @@ pub fn map_tile(
 
 /// A BPT class tile (grey where masked).
 pub fn class_tile(classes: &[Option<BptClass>], size: usize, zoom: usize) -> Result<Vec<u8>> {
-    crate::error::check_len("class map", classes.len(), size * size)?;
+    oddcube_score::error::check_len("class map", classes.len(), size * size)?;
     render(size, zoom, |p| {
         let c = classes[p].map(super::bpt::class_colour).unwrap_or(MASKED);
         [c.0, c.1, c.2]

@@ -13,11 +13,11 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::labels::UserLabel;
 use super::{AppState, GalaxyMaps};
-use crate::knn::{self, LatentView, Metric};
 use crate::plot::{ColourMap, Scale, bpt, tiles};
-use crate::results::Column;
+use oddcube_score::feedback::UserLabel;
+use oddcube_score::knn::{self, LatentView, Metric};
+use oddcube_score::results::Column;
 
 /// An API failure: status code and a message for the page.
 #[derive(Debug)]
@@ -144,7 +144,11 @@ fn sort_key<'a>(column: &'a Column, row: usize) -> Key<'a> {
     }
 }
 
-fn row_json(state: &AppState, row: usize, label: Option<&super::labels::LabelEntry>) -> Value {
+fn row_json(
+    state: &AppState,
+    row: usize,
+    label: Option<&oddcube_score::feedback::LabelEntry>,
+) -> Value {
     let catalog = &state.results.catalog;
     let str_at = |name: &str| catalog.str(name).and_then(|c| c.get(row)).cloned();
     let scores: serde_json::Map<String, Value> = state
@@ -302,7 +306,7 @@ pub async fn galaxy(
     let shares: Vec<Value> = catalog
         .line_columns()
         .iter()
-        .map(|(name, v)| json!({ "line": name.trim_start_matches(crate::results::LINE_COLUMN_PREFIX), "share": v.get(row) }))
+        .map(|(name, v)| json!({ "line": name.trim_start_matches(oddcube_score::results::LINE_COLUMN_PREFIX), "share": v.get(row) }))
         .collect();
     let n = state.len();
     let dim = state.results.latent_dim;

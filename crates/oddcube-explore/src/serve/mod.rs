@@ -7,7 +7,6 @@
 //! itself; request bodies are capped at [`MAX_BODY_BYTES`].
 
 pub mod api;
-pub mod labels;
 pub mod synthetic;
 
 use std::collections::HashMap;
@@ -24,10 +23,10 @@ use oddcube_data::dataset::Dataset;
 use oddcube_data::preprocess::Stretch;
 use tower_http::limit::RequestBodyLimitLayer;
 
-use crate::error::{ExploreError, Result};
 use crate::project::Projection;
-use crate::results::{Residuals, Results};
-use labels::LabelStore;
+use oddcube_score::feedback::LabelStore;
+use oddcube_score::results::{Residuals, Results};
+use oddcube_score::{Error, Result};
 
 /// Largest accepted request body (labels are a few dozen bytes).
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
@@ -99,8 +98,8 @@ pub struct ServeSources {
     pub kinds: Option<PathBuf>,
 }
 
-fn data_error(path: &Path, e: impl std::fmt::Display) -> ExploreError {
-    crate::results::invalid(path, e.to_string())
+fn data_error(path: &Path, e: impl std::fmt::Display) -> Error {
+    oddcube_score::results::invalid(path, e.to_string())
 }
 
 impl AppState {
@@ -155,7 +154,7 @@ impl AppState {
             && (res.lines != lines || res.size != size)
         {
             return Err(data_error(
-                &sources.results.join(crate::results::RESIDUALS_FILE),
+                &sources.results.join(oddcube_score::results::RESIDUALS_FILE),
                 "lines or grid differ from manifest.json",
             ));
         }
@@ -175,8 +174,8 @@ impl AppState {
             .unwrap_or_default();
         let kinds = match (&sources.kinds, results.catalog.str("kind")) {
             (Some(path), _) => {
-                let map = crate::labels::read_labels_csv(path, "plateifu", "kind")?;
-                Some(crate::labels::align_labels(&plateifus, &map))
+                let map = oddcube_score::truth::read_labels_csv(path, "plateifu", "kind")?;
+                Some(oddcube_score::truth::align_labels(&plateifus, &map))
             }
             (None, Some(column)) => Some(column.iter().map(|k| Some(k.clone())).collect()),
             (None, None) => None,
@@ -249,7 +248,7 @@ impl AppState {
             x.iter()
                 .zip(xh.iter())
                 .zip(w)
-                .map(|((&a, &b), &wt)| crate::results::sigma_residual(a, b, wt))
+                .map(|((&a, &b), &wt)| oddcube_score::results::sigma_residual(a, b, wt))
                 .collect()
         });
         let source = if xhat.is_some() { "model" } else { "dataset" };

@@ -10,9 +10,9 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
 
-use crate::error::{ExploreError, Result};
-use crate::knn::{LatentView, Metric, all_nearest};
-use crate::results::{Catalog, Column, ResidualsWriter, Results, ResultsManifest};
+use oddcube_score::knn::{LatentView, Metric, all_nearest};
+use oddcube_score::results::{Catalog, Column, ResidualsWriter, Results, ResultsManifest};
+use oddcube_score::{Error, Result};
 
 /// Grid side of the synthetic maps.
 pub const SIZE: usize = 16;
@@ -90,13 +90,13 @@ fn line_ratio(line: &str, seyfert: bool) -> f32 {
 /// Errors when `n < 8` (kNN/LOF need neighbours) or on a write failure.
 pub fn write_synthetic_results(dir: &Path, n: usize, seed: u64) -> Result<Vec<(String, String)>> {
     if n < 8 {
-        return Err(ExploreError::InvalidParameter {
+        return Err(Error::InvalidParameter {
             name: "galaxies".to_string(),
             value: n.to_string(),
             reason: "need at least 8".to_string(),
         });
     }
-    std::fs::create_dir_all(dir).map_err(|source| ExploreError::Io {
+    std::fs::create_dir_all(dir).map_err(|source| Error::Io {
         path: dir.to_path_buf(),
         source,
     })?;
@@ -147,8 +147,8 @@ pub fn write_synthetic_results(dir: &Path, n: usize, seed: u64) -> Result<Vec<(S
 
     let view = LatentView::new(&latents, n, LATENT_DIM)?;
     let graph = all_nearest(&view, 5, Metric::Euclidean, &oddcube_data::NoProgress)?;
-    let knn_dist = crate::lof::knn_distance_scores(&graph, 5)?;
-    let lof = crate::lof::local_outlier_factor(&graph, 5)?;
+    let knn_dist = oddcube_score::lof::knn_distance_scores(&graph, 5)?;
+    let lof = oddcube_score::lof::local_outlier_factor(&graph, 5)?;
     // Empirical p-values against the ordinary galaxies (the reference population a real run
     // calibrates on), so the nuclei get small p-values and FDR flags.
     let mut reference: Vec<f64> = recon
@@ -165,7 +165,7 @@ pub fn write_synthetic_results(dir: &Path, n: usize, seed: u64) -> Result<Vec<(S
             (1 + at_least) as f64 / (1 + reference.len()) as f64
         })
         .collect();
-    let bh = crate::fdr::benjamini_hochberg(&pvalue, 0.2)?;
+    let bh = oddcube_score::fdr::benjamini_hochberg(&pvalue, 0.2)?;
     let mut order: Vec<usize> = (0..n).collect();
     order.sort_by(|&a, &b| recon[b].total_cmp(&recon[a]));
     let mut rank = vec![0u32; n];
@@ -215,7 +215,7 @@ pub fn write_synthetic_results(dir: &Path, n: usize, seed: u64) -> Result<Vec<(S
     catalog.push("fdr_flag", Column::Bool(bh.discoveries))?;
     catalog.push("rank", Column::U32(rank))?;
     let manifest: ResultsManifest = serde_json::from_value(serde_json::json!({
-        "format": crate::results::RESULTS_FORMAT,
+        "format": oddcube_score::results::RESULTS_FORMAT,
         "oddcube_version": env!("CARGO_PKG_VERSION"),
         "model_dir": "(synthetic)",
         "model_hash": "",
@@ -232,7 +232,10 @@ pub fn write_synthetic_results(dir: &Path, n: usize, seed: u64) -> Result<Vec<(S
         "created_by": "oddcube_explore::serve::synthetic",
     }))
     .map_err(|e| {
-        crate::results::invalid(&dir.join(crate::results::MANIFEST_FILE), e.to_string())
+        oddcube_score::results::invalid(
+            &dir.join(oddcube_score::results::MANIFEST_FILE),
+            e.to_string(),
+        )
     })?;
     Results::write(dir, &manifest, &catalog, &latents)?;
     Ok(plateifus

@@ -6,9 +6,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
+use oddcube_data::bpt_survey::{BptSurveyOptions, bpt_csv, classify_dataset};
 use oddcube_data::dataset::Dataset;
-use oddcube_explore::bpt_survey::{BptSurveyOptions, bpt_csv, classify_dataset};
-use oddcube_explore::results::write_atomic;
+use oddcube_score::results::write_atomic;
 
 /// Arguments of `oddcube bpt`.
 #[derive(clap::Args)]

@@ -240,7 +240,7 @@ fn run_stage(stage: &Stage) -> anyhow::Result<ExitCode> {
 /// Prints the top anomalies with their true kinds, the evaluation headline and where things are.
 fn print_summary(root: &Path, seconds: f64) -> anyhow::Result<()> {
     let results_dir = root.join("results");
-    let results = oddcube_explore::results::Results::open(&results_dir)?;
+    let results = oddcube_score::results::Results::open(&results_dir)?;
     let truth = read_truth(&root.join("survey/truth.csv"))?;
     let plateifus = results
         .catalog
@@ -275,7 +275,7 @@ fn print_summary(root: &Path, seconds: f64) -> anyhow::Result<()> {
         println!();
         println!(
             "{}",
-            oddcube_explore::evaluate::headline_from_json(&text, &rank_by)?
+            oddcube_score::evaluate::headline_from_json(&text, &rank_by)?
         );
     }
     println!();

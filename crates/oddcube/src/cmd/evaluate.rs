@@ -8,12 +8,12 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use oddcube_data::dataset::Dataset;
-use oddcube_explore::evaluate::{Evaluation, evaluate};
-use oddcube_explore::knn::{LatentView, Metric, all_nearest};
-use oddcube_explore::labels::{align_labels, read_labels_csv};
-use oddcube_explore::pca::{PcaModel, PcaOptions};
-use oddcube_explore::purity::{PurityReport, neighbour_purity};
-use oddcube_explore::results::{Results, write_atomic};
+use oddcube_score::evaluate::{Evaluation, evaluate};
+use oddcube_score::knn::{LatentView, Metric, all_nearest};
+use oddcube_score::pca::{PcaModel, PcaOptions};
+use oddcube_score::purity::{PurityReport, neighbour_purity};
+use oddcube_score::results::{Results, write_atomic};
+use oddcube_score::truth::{align_labels, read_labels_csv};
 
 use crate::ui::Bar;
 

@@ -38,10 +38,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     if first
-        .join(oddcube_explore::results::CATALOG_PARQUET)
+        .join(oddcube_score::results::CATALOG_PARQUET)
         .is_file()
     {
-        let merged = oddcube_explore::merge::merge_results(
+        let merged = oddcube_score::merge::merge_results(
             &args.dir,
             &args.out,
             &created_by,
@@ -61,6 +61,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         first.display(),
         oddcube_data::dataset::MANIFEST_FILE,
         oddcube_data::dataset::CUBES_FILE,
-        oddcube_explore::results::CATALOG_PARQUET
+        oddcube_score::results::CATALOG_PARQUET
     )
 }

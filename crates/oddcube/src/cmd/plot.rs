@@ -11,7 +11,7 @@ use oddcube_explore::plot::map::{MapFigure, map_png};
 use oddcube_explore::plot::scores::{ScorePanel, ScoresFigure, scores_png};
 use oddcube_explore::plot::{score_columns, score_label};
 use oddcube_explore::project::Projection;
-use oddcube_explore::results::{Residuals, Results, write_atomic};
+use oddcube_score::results::{Residuals, Results, write_atomic};
 
 /// Arguments of `oddcube plot`.
 #[derive(clap::Args)]

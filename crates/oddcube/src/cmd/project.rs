@@ -5,10 +5,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use oddcube_explore::LatentView;
-use oddcube_explore::latents::Latents;
 use oddcube_explore::project::{ProjectOptions, Projection, ProjectionMethod, place, project};
-use oddcube_explore::results::{Results, write_atomic};
+use oddcube_score::LatentView;
+use oddcube_score::latents::Latents;
+use oddcube_score::results::{Results, write_atomic};
 
 /// Arguments of `oddcube project`.
 #[derive(clap::Args)]

@@ -7,16 +7,16 @@ use std::process::ExitCode;
 use anyhow::Context;
 use oddcube_data::dataset::{Dataset, hash_hex};
 use oddcube_data::{Progress, Shard};
-use oddcube_explore::knn::Metric;
-use oddcube_explore::results::{RESIDUALS_FILE, RESULTS_FORMAT, Results, ResultsManifest};
-use oddcube_explore::score::{
-    ModelScorer, PValueMethod, RankBy, ResidualSelection, ScoreSettings,
-    finalize_population_scores, residual_rows, score_galaxies, write_residuals,
-};
-use oddcube_model::Model;
 use oddcube_model::checkpoint::{BEST_WEIGHTS, CONFIG};
+use oddcube_score::knn::Metric;
+use oddcube_score::results::{RESIDUALS_FILE, RESULTS_FORMAT, Results, ResultsManifest};
+use oddcube_score::score::{
+    PValueMethod, RankBy, ResidualSelection, ScoreSettings, finalize_population_scores,
+    residual_rows, score_galaxies, write_residuals,
+};
 
 use crate::ui::Bar;
+use oddcube::scorer::ModelScorer;
 
 /// Arguments of `oddcube score`.
 #[derive(clap::Args)]
@@ -60,23 +60,13 @@ pub struct Args {
     /// Your labels (`labels.csv` as `oddcube serve` saves it: plateifu,label,time with labels
     /// interesting / artefact / normal). Galaxies you marked artefact or normal, and galaxies
     /// whose nearest labelled neighbours in latent space are mostly artefact/normal, are
-    /// demoted: the rank-by score is scaled down (rule in `oddcube_explore::serve::labels`),
+    /// demoted: the rank-by score is scaled down (rule in `oddcube_score::feedback`),
     /// stored as column `adjusted`, and `rank` follows it. p-values stay on the raw score.
     #[arg(long)]
     pub labels: Option<PathBuf>,
     /// Device: cpu, cuda or cuda:N.
     #[arg(long, default_value = "cpu")]
     pub device: String,
-}
-
-/// Loads `dir` on `device` with a readable error.
-pub(crate) fn load_model(dir: &Path, device: &str, batch: usize) -> anyhow::Result<ModelScorer> {
-    let device =
-        oddcube_model::select_device(device).with_context(|| format!("device {device:?}"))?;
-    let model =
-        Model::load(dir, &device).with_context(|| format!("loading model {}", dir.display()))?;
-    anyhow::ensure!(batch > 0, "--batch must be at least 1");
-    Ok(ModelScorer { model, batch })
 }
 
 /// xxh3-128 of the model's config and best weights: identifies the exact network scored with.
@@ -111,7 +101,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .unwrap_or(Shard::ALL);
     let dataset = Dataset::open(&args.data)
         .with_context(|| format!("opening dataset {}", args.data.display()))?;
-    let model = load_model(&args.model, &args.device, args.batch)?;
+    let model = ModelScorer::load(&args.model, &args.device, args.batch)?;
     let config = model.model.config();
     let lines = dataset.manifest.lines.lines.clone();
     if !config.data.lines.is_empty() && config.data.lines != lines {
@@ -253,7 +243,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 }
 
 /// Prints the `n` best-ranked galaxies.
-fn print_top(catalog: &oddcube_explore::results::Catalog, rank_by: RankBy, n: usize) {
+fn print_top(catalog: &oddcube_score::results::Catalog, rank_by: RankBy, n: usize) {
     let (Some(names), Some(rank), Some(score), Some(q)) = (
         catalog.str("plateifu"),
         catalog.u32("rank"),
@@ -282,14 +272,14 @@ fn print_top(catalog: &oddcube_explore::results::Catalog, rank_by: RankBy, n: us
 /// Demotes galaxies by the user's labels: fills column `adjusted` with the demoted rank-by
 /// score and re-ranks by it.
 fn apply_labels(
-    catalog: &mut oddcube_explore::results::Catalog,
+    catalog: &mut oddcube_score::results::Catalog,
     latents: &[f32],
     latent_dim: usize,
     rank_by: RankBy,
     path: &Path,
 ) -> anyhow::Result<()> {
-    use oddcube_explore::results::Column;
-    use oddcube_explore::serve::labels::{DemoteOptions, LabelStore, demote_scores};
+    use oddcube_score::feedback::{DemoteOptions, LabelStore, demote_scores};
+    use oddcube_score::results::Column;
     let store = LabelStore::open_file(path)
         .with_context(|| format!("reading labels {}", path.display()))?;
     let names = catalog
@@ -308,9 +298,9 @@ fn apply_labels(
         .f64(rank_by.column())
         .context("catalogue lacks its rank-by column")?
         .to_vec();
-    let view = oddcube_explore::LatentView::new(latents, names.len(), latent_dim)?;
+    let view = oddcube_score::LatentView::new(latents, names.len(), latent_dim)?;
     let adjusted = demote_scores(&view, &scores, &labels, &DemoteOptions::default())?;
-    let rank = oddcube_explore::score::ranks(&adjusted);
+    let rank = oddcube_score::score::ranks(&adjusted);
     catalog.set("adjusted", Column::F64(adjusted))?;
     catalog.set("rank", Column::U32(rank))?;
     eprintln!(

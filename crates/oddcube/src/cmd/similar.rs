@@ -9,12 +9,12 @@ use oddcube_data::cubes::Cubes;
 use oddcube_data::dataset::Manifest as DatasetManifest;
 use oddcube_data::maps::MapsFile;
 use oddcube_data::preprocess::{PreprocessConfig, preprocess};
-use oddcube_explore::knn::Metric;
-use oddcube_explore::latents::Latents;
-use oddcube_explore::results::{CATALOG_PARQUET, Catalog, LATENTS_FILE, ResultsManifest};
-use oddcube_explore::similar::{OutputFormat, format_rows, read_vector, resolve_plateifu, similar};
+use oddcube_score::knn::Metric;
+use oddcube_score::latents::Latents;
+use oddcube_score::results::{CATALOG_PARQUET, Catalog, LATENTS_FILE, ResultsManifest};
+use oddcube_score::similar::{OutputFormat, format_rows, read_vector, resolve_plateifu, similar};
 
-use super::score::load_model;
+use oddcube::scorer::ModelScorer;
 
 /// Arguments of `oddcube similar`.
 #[derive(clap::Args)]
@@ -117,7 +117,7 @@ fn encode_maps(
         .model
         .clone()
         .unwrap_or_else(|| PathBuf::from(&manifest.model_dir));
-    let model = load_model(&model_dir, &args.device, 1)?;
+    let model = ModelScorer::load(&model_dir, &args.device, 1)?;
     let cubes = Cubes {
         n: 1,
         n_lines: dataset.lines.len(),

@@ -1,7 +1,7 @@
 //! Calibrated anomaly calls: empirical p-values against a reference population and
 //! Benjamini–Hochberg false-discovery-rate control.
 
-use crate::error::{ExploreError, Result, check_finite};
+use crate::error::{Error, Result, check_finite};
 
 /// Empirical p-value of each score against a reference population (higher score = more
 /// anomalous): `p = (1 + #{ref ≥ s}) / (1 + n_ref)`.
@@ -11,7 +11,7 @@ use crate::error::{ExploreError, Result, check_finite};
 /// and keeps it strictly positive. Errors on an empty reference or non-finite values.
 pub fn empirical_p_values(scores: &[f64], reference: &[f64]) -> Result<Vec<f64>> {
     if reference.is_empty() {
-        return Err(ExploreError::Empty("the reference population".to_string()));
+        return Err(Error::Empty("the reference population".to_string()));
     }
     check_finite("reference scores", reference)?;
     check_finite("scores", scores)?;
@@ -44,14 +44,14 @@ pub struct BhResult {
 /// level outside (0, 1].
 pub fn benjamini_hochberg(p_values: &[f64], level: f64) -> Result<BhResult> {
     if !(level > 0.0 && level <= 1.0) {
-        return Err(ExploreError::InvalidParameter {
+        return Err(Error::InvalidParameter {
             name: "FDR level".to_string(),
             value: level.to_string(),
             reason: "must lie in (0, 1]".to_string(),
         });
     }
     if let Some(index) = p_values.iter().position(|p| !(0.0..=1.0).contains(p)) {
-        return Err(ExploreError::InvalidParameter {
+        return Err(Error::InvalidParameter {
             name: format!("p-value #{index}"),
             value: p_values[index].to_string(),
             reason: "p-values must lie in [0, 1]".to_string(),

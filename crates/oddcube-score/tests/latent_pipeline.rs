@@ -5,13 +5,13 @@
 use std::collections::BTreeSet;
 
 use oddcube_data::NoProgress;
-use oddcube_explore::evaluate::evaluate;
-use oddcube_explore::fdr::{benjamini_hochberg, empirical_p_values};
-use oddcube_explore::knn::{Metric, all_nearest, nearest_to};
-use oddcube_explore::labels::{align_labels, read_labels_csv};
-use oddcube_explore::latents::{Latents, write_npy_f32};
-use oddcube_explore::lof::{knn_distance_scores, local_outlier_factor};
-use oddcube_explore::purity::neighbour_purity;
+use oddcube_score::evaluate::evaluate;
+use oddcube_score::fdr::{benjamini_hochberg, empirical_p_values};
+use oddcube_score::knn::{Metric, all_nearest, nearest_to};
+use oddcube_score::latents::{Latents, write_npy_f32};
+use oddcube_score::lof::{knn_distance_scores, local_outlier_factor};
+use oddcube_score::purity::neighbour_purity;
+use oddcube_score::truth::{align_labels, read_labels_csv};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use crate::error::{ExploreError, Result};
+use crate::error::{Error, Result};
 use crate::knn::{LatentView, Metric, Neighbour, nearest};
 use crate::results::{Catalog, csv_field, invalid};
 
@@ -53,7 +53,7 @@ pub fn suggestions(names: &[String], query: &str, max: usize) -> Vec<String> {
 pub fn resolve_plateifu(catalog: &Catalog, plateifu: &str) -> Result<usize> {
     let names = catalog
         .str("plateifu")
-        .ok_or_else(|| ExploreError::Empty("catalogue column plateifu".to_string()))?;
+        .ok_or_else(|| Error::Empty("catalogue column plateifu".to_string()))?;
     if let Some(row) = names.iter().position(|p| p == plateifu) {
         return Ok(row);
     }
@@ -63,7 +63,7 @@ pub fn resolve_plateifu(catalog: &Catalog, plateifu: &str) -> Result<usize> {
     } else {
         format!("did you mean {}?", close.join(", "))
     };
-    Err(ExploreError::InvalidParameter {
+    Err(Error::InvalidParameter {
         name: "plateifu".to_string(),
         value: plateifu.to_string(),
         reason: format!("not in the catalogue; {hint}"),
@@ -73,7 +73,7 @@ pub fn resolve_plateifu(catalog: &Catalog, plateifu: &str) -> Result<usize> {
 /// Reads one latent vector of dimension `dim` from `path`: a `.npy` file (little-endian f4 or
 /// f8, shape `(D,)` or `(1, D)`), or a text file of `D` numbers separated by whitespace or commas.
 pub fn read_vector(path: &Path, dim: usize) -> Result<Vec<f32>> {
-    let bytes = std::fs::read(path).map_err(|source| ExploreError::Io {
+    let bytes = std::fs::read(path).map_err(|source| Error::Io {
         path: path.to_path_buf(),
         source,
     })?;
@@ -199,7 +199,7 @@ pub fn similar(
     crate::error::check_len("catalogue rows", catalog.len(), view.n())?;
     let names = catalog
         .str("plateifu")
-        .ok_or_else(|| ExploreError::Empty("catalogue column plateifu".to_string()))?;
+        .ok_or_else(|| Error::Empty("catalogue column plateifu".to_string()))?;
     let neighbours: Vec<Neighbour> = nearest(view, query, k, metric, exclude)?;
     Ok(neighbours
         .iter()
@@ -227,14 +227,14 @@ pub enum OutputFormat {
 }
 
 impl std::str::FromStr for OutputFormat {
-    type Err = ExploreError;
+    type Err = Error;
 
     fn from_str(s: &str) -> Result<Self> {
         match s {
             "table" => Ok(OutputFormat::Table),
             "csv" => Ok(OutputFormat::Csv),
             "json" => Ok(OutputFormat::Json),
-            _ => Err(ExploreError::InvalidParameter {
+            _ => Err(Error::InvalidParameter {
                 name: "format".to_string(),
                 value: s.to_string(),
                 reason: "expected table, csv or json".to_string(),

@@ -1,11 +1,11 @@
-//! The error type shared by every oddcube-explore module.
+//! The error type of oddcube-score, which oddcube-explore shares: each variant names the offending input.
 
 use std::path::PathBuf;
 
 /// Everything that can go wrong in scoring, search and evaluation. Each variant names the
 /// offending input so the CLI can print it without extra context.
 #[derive(Debug, thiserror::Error)]
-pub enum ExploreError {
+pub enum Error {
     /// Two inputs that must describe the same items have different lengths.
     #[error("length mismatch: {what} has {got} entries, expected {expected}")]
     LengthMismatch {
@@ -104,12 +104,12 @@ pub enum ExploreError {
 }
 
 /// Result alias for this crate.
-pub type Result<T, E = ExploreError> = std::result::Result<T, E>;
+pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Fails with [`ExploreError::NonFinite`] at the first NaN/infinite value.
-pub(crate) fn check_finite(what: &str, values: &[f64]) -> Result<()> {
+/// Fails with [`Error::NonFinite`] at the first NaN/infinite value.
+pub fn check_finite(what: &str, values: &[f64]) -> Result<()> {
     match values.iter().position(|v| !v.is_finite()) {
-        Some(index) => Err(ExploreError::NonFinite {
+        Some(index) => Err(Error::NonFinite {
             what: what.to_string(),
             index,
         }),
@@ -117,12 +117,12 @@ pub(crate) fn check_finite(what: &str, values: &[f64]) -> Result<()> {
     }
 }
 
-/// Fails with [`ExploreError::LengthMismatch`] unless `got == expected`.
-pub(crate) fn check_len(what: &str, got: usize, expected: usize) -> Result<()> {
+/// Fails with [`Error::LengthMismatch`] unless `got == expected`.
+pub fn check_len(what: &str, got: usize, expected: usize) -> Result<()> {
     if got == expected {
         Ok(())
     } else {
-        Err(ExploreError::LengthMismatch {
+        Err(Error::LengthMismatch {
             what: what.to_string(),
             got,
             expected,

@@ -7,14 +7,14 @@
 
 use std::collections::BTreeSet;
 
-use crate::error::{ExploreError, Result, check_finite, check_len};
+use crate::error::{Error, Result, check_finite, check_len};
 
 /// Counts positives and negatives, failing unless both are present.
 fn class_counts(what: &str, is_positive: &[bool]) -> Result<(usize, usize)> {
     let positives = is_positive.iter().filter(|&&p| p).count();
     let negatives = is_positive.len() - positives;
     if positives == 0 || negatives == 0 {
-        return Err(ExploreError::SingleClass {
+        return Err(Error::SingleClass {
             what: what.to_string(),
             positives,
             negatives,
@@ -119,7 +119,7 @@ pub fn precision_at_k(scores: &[f64], is_positive: &[bool], k: usize) -> Result<
     check_len("precision@k labels", is_positive.len(), scores.len())?;
     check_finite("precision@k scores", scores)?;
     if k == 0 || k > scores.len() {
-        return Err(ExploreError::InvalidK {
+        return Err(Error::InvalidK {
             k,
             reason: format!(
                 "precision@k needs 1 ≤ k ≤ {} (the number of ranked items)",
@@ -168,7 +168,7 @@ pub fn split_indices(
     split: &Split<'_>,
 ) -> Result<(Vec<usize>, Vec<bool>)> {
     if normal_labels.is_empty() {
-        return Err(ExploreError::Empty("the set of normal labels".to_string()));
+        return Err(Error::Empty("the set of normal labels".to_string()));
     }
     let mut indices = Vec::new();
     let mut positive = Vec::new();
@@ -352,15 +352,15 @@ mod tests {
     fn bad_input_is_an_error() {
         assert!(matches!(
             roc_auc(&[1.0, 2.0], &[true, true]),
-            Err(ExploreError::SingleClass { .. })
+            Err(Error::SingleClass { .. })
         ));
         assert!(matches!(
             roc_auc(&[1.0], &[true, false]),
-            Err(ExploreError::LengthMismatch { .. })
+            Err(Error::LengthMismatch { .. })
         ));
         assert!(matches!(
             average_precision(&[1.0, f64::NAN], &[true, false]),
-            Err(ExploreError::NonFinite { index: 1, .. })
+            Err(Error::NonFinite { index: 1, .. })
         ));
     }
 

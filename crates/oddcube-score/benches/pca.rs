@@ -1,12 +1,12 @@
 //! Cost of the PCA reconstruction-error baseline on survey-shaped input: fit and score time for
 //! `N` galaxies of 19 lines × 32 × 32 pixels with ~30 % masked pixels. Prints numbers only.
 //!
-//! Run: `cargo bench -p oddcube-explore --bench pca` (`-- --n 4000` to change N; default 1000).
+//! Run: `cargo bench -p oddcube-score --bench pca` (`-- --n 4000` to change N; default 1000).
 
 use std::time::Instant;
 
 use oddcube_data::{Cubes, NoProgress};
-use oddcube_explore::pca::{PcaModel, PcaOptions};
+use oddcube_score::pca::{PcaModel, PcaOptions};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;

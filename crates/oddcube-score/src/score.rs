@@ -17,7 +17,7 @@ use oddcube_data::cubes::Cubes;
 use oddcube_data::dataset::GalaxyRecord;
 use rayon::prelude::*;
 
-use crate::error::{ExploreError, Result, check_len};
+use crate::error::{Error, Result, check_len};
 use crate::fdr::benjamini_hochberg;
 use crate::knn::{LatentView, Metric, all_nearest};
 use crate::lof::{knn_distance_scores, local_outlier_factor};
@@ -55,7 +55,7 @@ impl RankBy {
 }
 
 impl std::str::FromStr for RankBy {
-    type Err = ExploreError;
+    type Err = Error;
 
     fn from_str(s: &str) -> Result<Self> {
         match s {
@@ -63,7 +63,7 @@ impl std::str::FromStr for RankBy {
             "recon" => Ok(RankBy::Recon),
             "knn_dist" | "knn" => Ok(RankBy::KnnDist),
             "lof" => Ok(RankBy::Lof),
-            _ => Err(ExploreError::InvalidParameter {
+            _ => Err(Error::InvalidParameter {
                 name: "rank-by".to_string(),
                 value: s.to_string(),
                 reason: "expected chi2, recon, knn_dist or lof".to_string(),
@@ -93,13 +93,13 @@ pub enum PValueMethod {
 }
 
 impl std::str::FromStr for PValueMethod {
-    type Err = ExploreError;
+    type Err = Error;
 
     fn from_str(s: &str) -> Result<Self> {
         match s {
             "robust" => Ok(PValueMethod::Robust),
             "empirical" => Ok(PValueMethod::Empirical),
-            _ => Err(ExploreError::InvalidParameter {
+            _ => Err(Error::InvalidParameter {
                 name: "pvalues".to_string(),
                 value: s.to_string(),
                 reason: "expected robust or empirical".to_string(),
@@ -154,31 +154,6 @@ impl Default for ScoreSettings {
             knn_k: 10,
             metric: Metric::Euclidean,
         }
-    }
-}
-
-/// A trained [`oddcube_model::Model`] as an [`Autoencoder`], run `batch` galaxies at a time.
-pub struct ModelScorer {
-    /// The network.
-    pub model: oddcube_model::Model,
-    /// Galaxies per forward pass.
-    pub batch: usize,
-}
-
-impl Autoencoder for ModelScorer {
-    fn latent_dim(&self) -> usize {
-        self.model.latent_dim()
-    }
-
-    fn encode_reconstruct(
-        &self,
-        cubes: &Cubes,
-    ) -> std::result::Result<(Vec<f32>, Vec<f32>), String> {
-        let (z, xhat) = self
-            .model
-            .encode_reconstruct(cubes, self.batch)
-            .map_err(|e| e.to_string())?;
-        Ok((z, xhat.x))
     }
 }
 
@@ -271,7 +246,7 @@ pub fn base_catalog(
 ) -> Result<Catalog> {
     check_len("galaxy scores", scores.len(), galaxies.len())?;
     if let Some(s) = scores.iter().find(|s| s.line_shares.len() != lines.len()) {
-        return Err(ExploreError::LengthMismatch {
+        return Err(Error::LengthMismatch {
             what: "line shares".to_string(),
             got: s.line_shares.len(),
             expected: lines.len(),
@@ -319,7 +294,7 @@ pub fn base_catalog(
 /// chunk's reconstructions stay a few tens of MB.
 pub const CHUNK: usize = 256;
 
-fn model_error(message: String) -> ExploreError {
+fn model_error(message: String) -> Error {
     invalid(Path::new("model"), message)
 }
 
@@ -337,7 +312,7 @@ pub fn score_galaxies(
     check_len("galaxy records", galaxies.len(), cubes.n)?;
     check_len("lines", lines.len(), cubes.n_lines)?;
     if let Some(&bad) = rows.iter().find(|&&r| r >= cubes.n) {
-        return Err(ExploreError::InvalidParameter {
+        return Err(Error::InvalidParameter {
             name: "galaxy row".to_string(),
             value: bad.to_string(),
             reason: format!("the dataset has {} galaxies", cubes.n),
@@ -499,7 +474,7 @@ pub fn finalize_population_scores(
     let n = catalog.len();
     let view = LatentView::new(latents, n, latent_dim)?;
     if settings.knn_k == 0 {
-        return Err(ExploreError::InvalidK {
+        return Err(Error::InvalidK {
             k: 0,
             reason: "knn_k must be at least 1".to_string(),
         });
@@ -519,7 +494,7 @@ pub fn finalize_population_scores(
     let column = settings.rank_by.column();
     let scores = catalog
         .f64(column)
-        .ok_or_else(|| ExploreError::Empty(format!("catalogue column '{column}'")))?
+        .ok_or_else(|| Error::Empty(format!("catalogue column '{column}'")))?
         .to_vec();
     let p_values = match settings.pvalues {
         PValueMethod::Robust => robust_tail_p_values(&scores),
@@ -545,10 +520,10 @@ pub enum ResidualSelection {
 }
 
 impl std::str::FromStr for ResidualSelection {
-    type Err = ExploreError;
+    type Err = Error;
 
     fn from_str(s: &str) -> Result<Self> {
-        let bad = || ExploreError::InvalidParameter {
+        let bad = || Error::InvalidParameter {
             name: "residuals".to_string(),
             value: s.to_string(),
             reason: "expected top:K (K a whole number), all or none".to_string(),

@@ -10,20 +10,20 @@ use std::path::Path;
 
 use memmap2::Mmap;
 
-use crate::error::{ExploreError, Result};
+use crate::error::{Error, Result};
 use crate::knn::LatentView;
 
 const MAGIC: &[u8; 6] = b"\x93NUMPY";
 
-fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> ExploreError + '_ {
-    move |source| ExploreError::Io {
+fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |source| Error::Io {
         path: path.to_path_buf(),
         source,
     }
 }
 
-fn npy_error(path: &Path, reason: impl Into<String>) -> ExploreError {
-    ExploreError::Npy {
+fn npy_error(path: &Path, reason: impl Into<String>) -> Error {
+    Error::Npy {
         path: path.to_path_buf(),
         reason: reason.into(),
     }
@@ -53,7 +53,7 @@ fn header_bytes(n: usize, dim: usize) -> Vec<u8> {
 /// Errors if `data.len() != n·dim` or on I/O failure (the temporary file is removed).
 pub fn write_npy_f32(path: &Path, data: &[f32], n: usize, dim: usize) -> Result<()> {
     if n.checked_mul(dim) != Some(data.len()) {
-        return Err(ExploreError::Shape {
+        return Err(Error::Shape {
             what: "latents".to_string(),
             len: data.len(),
             rows: n,
@@ -69,7 +69,7 @@ pub fn write_npy_f32(path: &Path, data: &[f32], n: usize, dim: usize) -> Result<
         }
         out.flush()
     })
-    .map_err(|source| ExploreError::Io {
+    .map_err(|source| Error::Io {
         path: path.to_path_buf(),
         source,
     })
@@ -360,7 +360,7 @@ mod tests {
         assert!(Latents::read(&path).is_err());
         assert!(matches!(
             Latents::open(&dir.path().join("missing.npy")),
-            Err(ExploreError::Io { .. })
+            Err(Error::Io { .. })
         ));
         assert!(write_npy_f32(&path, &[1.0; 5], 2, 2).is_err());
     }

@@ -4,10 +4,10 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use crate::error::{ExploreError, Result};
+use crate::error::{Error, Result};
 
-fn labels_error(path: &Path, reason: impl Into<String>) -> ExploreError {
-    ExploreError::Labels {
+fn labels_error(path: &Path, reason: impl Into<String>) -> Error {
+    Error::Labels {
         path: path.to_path_buf(),
         reason: reason.into(),
     }
@@ -70,7 +70,7 @@ pub fn read_labels_csv(
     id_column: &str,
     label_column: &str,
 ) -> Result<BTreeMap<String, String>> {
-    let text = std::fs::read_to_string(path).map_err(|source| ExploreError::Io {
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
         path: path.to_path_buf(),
         source,
     })?;
@@ -206,7 +206,7 @@ mod tests {
         );
         assert!(matches!(
             read_labels_csv(&dir.path().join("nope.csv"), "a", "b"),
-            Err(ExploreError::Io { .. })
+            Err(Error::Io { .. })
         ));
     }
 }

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
-use crate::error::{ExploreError, Result, check_len};
+use crate::error::{Error, Result, check_len};
 use crate::metrics::{RankingMetrics, Split, split_metrics};
 
 /// Name of the split that pools every anomaly kind.
@@ -51,7 +51,7 @@ pub fn evaluate(
     normal_labels: &BTreeSet<String>,
 ) -> Result<Evaluation> {
     if scores.is_empty() {
-        return Err(ExploreError::Empty("the list of score columns".to_string()));
+        return Err(Error::Empty("the list of score columns".to_string()));
     }
     let labelled: Vec<usize> = (0..labels.len()).filter(|&i| labels[i].is_some()).collect();
     let present: Vec<String> = labelled.iter().filter_map(|&i| labels[i].clone()).collect();
@@ -60,7 +60,7 @@ pub fn evaluate(
         *label_counts.entry(label.clone()).or_insert(0usize) += 1;
     }
     if !normal_labels.iter().any(|l| label_counts.contains_key(l)) {
-        return Err(ExploreError::InvalidParameter {
+        return Err(Error::InvalidParameter {
             name: "normal labels".to_string(),
             value: normal_labels.iter().cloned().collect::<Vec<_>>().join(","),
             reason: format!(
@@ -75,7 +75,7 @@ pub fn evaluate(
         .cloned()
         .collect();
     if anomaly_kinds.is_empty() {
-        return Err(ExploreError::Empty(
+        return Err(Error::Empty(
             "the set of anomaly labels (every labelled galaxy is normal)".to_string(),
         ));
     }
@@ -87,7 +87,7 @@ pub fn evaluate(
             labels.len(),
         )?;
         if let Some(&index) = labelled.iter().find(|&&i| !column[i].is_finite()) {
-            return Err(ExploreError::NonFinite {
+            return Err(Error::NonFinite {
                 what: format!("score column '{name}'"),
                 index,
             });
@@ -119,7 +119,7 @@ pub fn evaluate(
 /// [`Evaluation::headline`]). Accepts a bare [`Evaluation`] or a report object that holds one
 /// under an `"evaluation"` key (what `oddcube evaluate` writes). Errors only if `text` is neither.
 pub fn headline_from_json(text: &str, score: &str) -> Result<String> {
-    let json_error = |reason: String| ExploreError::Json {
+    let json_error = |reason: String| Error::Json {
         what: "evaluation.json".to_string(),
         reason,
     };

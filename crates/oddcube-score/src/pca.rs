@@ -15,7 +15,7 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
 use rayon::prelude::*;
 
-use crate::error::{ExploreError, Result, check_len};
+use crate::error::{Error, Result, check_len};
 use crate::score::{Autoencoder, GalaxyScores, galaxy_scores};
 
 /// Settings for [`PcaModel::fit`].
@@ -101,7 +101,7 @@ impl PcaModel {
         validate_matrix(x, w, n, dim)?;
         let k = options.components;
         if k == 0 || k >= n || k > dim {
-            return Err(ExploreError::InvalidK {
+            return Err(Error::InvalidK {
                 k,
                 reason: format!(
                     "PCA needs 1 ≤ components < galaxies ({n}) and ≤ values per galaxy ({dim})"
@@ -113,7 +113,7 @@ impl PcaModel {
             ("refit_iterations", options.refit_iterations),
         ] {
             if value == 0 {
-                return Err(ExploreError::InvalidParameter {
+                return Err(Error::InvalidParameter {
                     name: name.to_string(),
                     value: "0".to_string(),
                     reason: "at least one pass over the data is needed".to_string(),
@@ -176,7 +176,7 @@ impl PcaModel {
             model = Some(fitted_model);
         }
         progress.finish();
-        model.ok_or_else(|| ExploreError::Empty("PCA fit passes".to_string()))
+        model.ok_or_else(|| Error::Empty("PCA fit passes".to_string()))
     }
 
     /// The k coefficients of one galaxy by masked least squares (pixels with `w > 0` only).
@@ -321,7 +321,7 @@ impl Autoencoder for PcaModel {
 
 fn validate_matrix(x: &[f32], w: &[f32], n: usize, dim: usize) -> Result<()> {
     if dim == 0 || n.checked_mul(dim) != Some(x.len()) {
-        return Err(ExploreError::Shape {
+        return Err(Error::Shape {
             what: "PCA input x".to_string(),
             len: x.len(),
             rows: n,
@@ -334,13 +334,13 @@ fn validate_matrix(x: &[f32], w: &[f32], n: usize, dim: usize) -> Result<()> {
         .zip(w)
         .position(|(v, wt)| *wt > 0.0 && !v.is_finite())
     {
-        return Err(ExploreError::NonFinite {
+        return Err(Error::NonFinite {
             what: "PCA input x (usable pixels)".to_string(),
             index,
         });
     }
     if let Some(index) = w.iter().position(|v| v.is_nan() || v.is_infinite()) {
-        return Err(ExploreError::NonFinite {
+        return Err(Error::NonFinite {
             what: "PCA weights w".to_string(),
             index,
         });
@@ -635,7 +635,7 @@ fn orthonormalize(matrix: &mut [f64], rows: usize, width: usize, rng: &mut ChaCh
 /// Eigen-decomposition of a symmetric `n × n` row-major matrix by cyclic Jacobi rotations.
 /// Returns eigenvalues in descending order and the matching eigenvectors as the columns of a
 /// row-major `n × n` matrix. Meant for the small (≤ a few hundred) Ritz problems here.
-pub(crate) fn symmetric_eigen(mut a: Vec<f64>, n: usize) -> (Vec<f64>, Vec<f64>) {
+pub fn symmetric_eigen(mut a: Vec<f64>, n: usize) -> (Vec<f64>, Vec<f64>) {
     let mut v = vec![0.0f64; n * n];
     for i in 0..n {
         v[i * n + i] = 1.0;
@@ -920,8 +920,8 @@ mod tests {
                 &NoProgress,
             )
         };
-        assert!(matches!(fit(0), Err(ExploreError::InvalidK { .. })));
-        assert!(matches!(fit(5), Err(ExploreError::InvalidK { .. })));
+        assert!(matches!(fit(0), Err(Error::InvalidK { .. })));
+        assert!(matches!(fit(5), Err(Error::InvalidK { .. })));
         let model = fit(2).unwrap();
         let mut empty = cubes.clone();
         empty.galaxy_mut(3).1.fill(0.0);

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::error::{ExploreError, Result, check_len};
+use crate::error::{Error, Result, check_len};
 use crate::knn::KnnGraph;
 
 /// Purity of one label's galaxies.
@@ -35,10 +35,10 @@ pub struct PurityReport {
 pub fn neighbour_purity(graph: &KnnGraph, labels: &[String], k: usize) -> Result<PurityReport> {
     check_len("labels", labels.len(), graph.n)?;
     if labels.is_empty() {
-        return Err(ExploreError::Empty("labels".to_string()));
+        return Err(Error::Empty("labels".to_string()));
     }
     if k == 0 || k > graph.k {
-        return Err(ExploreError::InvalidK {
+        return Err(Error::InvalidK {
             k,
             reason: format!("the kNN graph holds {} neighbours per point", graph.k),
         });
@@ -48,7 +48,7 @@ pub fn neighbour_purity(graph: &KnnGraph, labels: &[String], k: usize) -> Result
     for (i, label) in labels.iter().enumerate() {
         let neighbours = graph.neighbours(i);
         if neighbours.len() < k {
-            return Err(ExploreError::Shape {
+            return Err(Error::Shape {
                 what: "kNN graph".to_string(),
                 len: graph.indices.len(),
                 rows: graph.n,
@@ -57,13 +57,11 @@ pub fn neighbour_purity(graph: &KnnGraph, labels: &[String], k: usize) -> Result
         }
         let mut same = 0usize;
         for &j in &neighbours[..k] {
-            let other = labels
-                .get(j)
-                .ok_or_else(|| ExploreError::InvalidParameter {
-                    name: "kNN graph neighbour index".to_string(),
-                    value: j.to_string(),
-                    reason: format!("only {} points", labels.len()),
-                })?;
+            let other = labels.get(j).ok_or_else(|| Error::InvalidParameter {
+                name: "kNN graph neighbour index".to_string(),
+                value: j.to_string(),
+                reason: format!("only {} points", labels.len()),
+            })?;
             same += usize::from(other == label);
         }
         let fraction = same as f64 / k as f64;

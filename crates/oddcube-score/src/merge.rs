@@ -6,7 +6,7 @@ use std::path::Path;
 use oddcube_data::Progress;
 use oddcube_data::merge::find_parts;
 
-use crate::error::{ExploreError, Result};
+use crate::error::{Error, Result};
 use crate::results::{Residuals, ResidualsWriter, Results, invalid};
 use crate::score::{ResidualSelection, ScoreSettings, finalize_population_scores, residual_rows};
 
@@ -141,7 +141,7 @@ pub fn merge_results(
     manifest.shard = oddcube_data::Shard::ALL.to_string();
     manifest.population_final = true;
     manifest.created_by = created_by.to_string();
-    std::fs::create_dir_all(out).map_err(|source| ExploreError::Io {
+    std::fs::create_dir_all(out).map_err(|source| Error::Io {
         path: out.to_path_buf(),
         source,
     })?;

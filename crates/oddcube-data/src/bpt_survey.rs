@@ -1,17 +1,17 @@
 //! BPT classification of every galaxy's centre in a dataset (`oddcube bpt`): line fluxes summed
 //! in a central aperture of the un-normalised maps, then the Kewley+06 scheme of
-//! `oddcube_data::bpt` on the [NII], [SII] and [OI] diagrams. The labels the AGN test needs on
+//! `crate::bpt` on the [NII], [SII] and [OI] diagrams. The labels the AGN test needs on
 //! real data (`oddcube evaluate --labels bpt.csv --label-column class`).
 
-use oddcube_data::bpt::{
+use crate::bpt::{
     BptClass, BptLines, BptOptions, LineFlux, classify, kauffmann03_nii, kewley01_nii, kewley01_oi,
     kewley01_sii, kewley06_oi, kewley06_sii,
 };
-use oddcube_data::dataset::Dataset;
-use oddcube_data::preprocess::Stretch;
+use crate::dataset::Dataset;
+use crate::preprocess::Stretch;
 
-use crate::error::{ExploreError, Result};
-use crate::results::csv_field;
+use crate::csv::quote as csv_field;
+use crate::error::DataError;
 
 /// Side of a MaNGA spaxel on the original grid (arcsec).
 pub const SPAXEL_ARCSEC: f64 = 0.5;
@@ -122,13 +122,15 @@ fn below(curve: fn(f64) -> Option<f64>, x: f64, y: f64) -> bool {
 }
 
 /// Classifies the galaxies of `dataset` (all of them, dataset order).
-pub fn classify_dataset(dataset: &Dataset, options: &BptSurveyOptions) -> Result<Vec<BptRow>> {
+pub fn classify_dataset(
+    dataset: &Dataset,
+    options: &BptSurveyOptions,
+) -> Result<Vec<BptRow>, DataError> {
     if options.aperture_arcsec.is_nan() || options.aperture_arcsec <= 0.0 {
-        return Err(ExploreError::InvalidParameter {
-            name: "aperture".to_string(),
-            value: options.aperture_arcsec.to_string(),
-            reason: "the diameter must be positive (arcsec)".to_string(),
-        });
+        return Err(DataError::Invalid(format!(
+            "aperture {} arcsec: the diameter must be positive",
+            options.aperture_arcsec
+        )));
     }
     let lines = &dataset.manifest.lines;
     let positions: Vec<Option<usize>> = BptLines::CHANNELS
@@ -332,9 +334,9 @@ mod tests {
     /// Writes and reopens a dataset of flat maps: each line constant (`levels`, normalised) with
     /// weight 10⁴ on an 8×8 grid covering 16 original spaxels (1″ pixels), scale 2.
     fn flat_dataset(dir: &std::path::Path, lines: &str, levels: &[f32]) -> Dataset {
-        use oddcube_data::dataset::{FORMAT, GalaxyRecord, Manifest, Normalisation};
-        let lines = oddcube_data::LineSet::parse(lines).unwrap();
-        let mut cubes = oddcube_data::Cubes::zeros(1, lines.len(), 8);
+        use crate::dataset::{FORMAT, GalaxyRecord, Manifest, Normalisation};
+        let lines = crate::LineSet::parse(lines).unwrap();
+        let mut cubes = crate::Cubes::zeros(1, lines.len(), 8);
         for (l, level) in levels.iter().enumerate() {
             cubes.x[l * 64..(l + 1) * 64].fill(*level);
             cubes.w[l * 64..(l + 1) * 64].fill(1.0e4);
@@ -359,14 +361,14 @@ mod tests {
             lines,
             size: 8,
             n_galaxies: 1,
-            mask_policy: oddcube_data::MaskPolicy::Strict,
+            mask_policy: crate::MaskPolicy::Strict,
             normalisation: Normalisation {
                 method: "percentile-of-reference".to_string(),
                 reference: "Ha-6564".to_string(),
                 percentile: 99.0,
                 stretch: Stretch::None,
             },
-            shard: oddcube_data::Shard::ALL,
+            shard: crate::Shard::ALL,
             sources: Vec::new(),
             n_skipped: 0,
             created_by: "test".to_string(),

@@ -19,7 +19,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
-use crate::error::{ExploreError, Result};
+use crate::error::{Error, Result};
 use crate::knn::{self, LatentView, Metric};
 use crate::results::write_atomic;
 
@@ -84,8 +84,8 @@ pub struct LabelStore {
     labels: BTreeMap<String, LabelEntry>,
 }
 
-fn bad(path: &Path, reason: impl Into<String>) -> ExploreError {
-    ExploreError::Labels {
+fn bad(path: &Path, reason: impl Into<String>) -> Error {
+    Error::Labels {
         path: path.to_path_buf(),
         reason: reason.into(),
     }
@@ -115,7 +115,7 @@ impl LabelStore {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Ok(LabelStore { path, labels });
             }
-            Err(source) => return Err(ExploreError::Io { path, source }),
+            Err(source) => return Err(Error::Io { path, source }),
         };
         let mut lines = text.lines();
         if lines.next().map(str::trim) != Some("plateifu,label,time") {
@@ -170,7 +170,7 @@ impl LabelStore {
     /// On a write failure the in-memory store is left unchanged.
     pub fn set(&mut self, plateifu: &str, label: Option<UserLabel>) -> Result<()> {
         if !valid_plateifu(plateifu) {
-            return Err(ExploreError::InvalidParameter {
+            return Err(Error::InvalidParameter {
                 name: "plateifu".to_string(),
                 value: plateifu.chars().take(80).collect(),
                 reason: "letters, digits, '-', '_' and '.' only".to_string(),
@@ -272,7 +272,7 @@ pub fn demote_scores(
     crate::error::check_len("scores", scores.len(), view.n())?;
     crate::error::check_len("labels", labels.len(), view.n())?;
     if !(0.0..=1.0).contains(&options.strength) || options.neighbours == 0 {
-        return Err(ExploreError::InvalidParameter {
+        return Err(Error::InvalidParameter {
             name: "demotion".to_string(),
             value: format!(
                 "strength {}, neighbours {}",

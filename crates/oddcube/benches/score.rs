@@ -3,20 +3,19 @@
 //! the per-galaxy pass (encode + reconstruct + scores) and the population pass (exact kNN
 //! graph, LOF, p-values) at 10^3 and 10^4 galaxies. Prints numbers; asserts nothing about time.
 //!
-//! Run: `cargo bench -p oddcube-explore --bench score` (add `-- --quick` for a smaller run).
+//! Run: `cargo bench -p oddcube --bench score` (add `-- --quick` for a smaller run).
 
 use std::time::Instant;
 
+use oddcube::scorer::ModelScorer;
 use oddcube_data::NoProgress;
 use oddcube_data::dataset::GalaxyRecord;
-use oddcube_explore::score::{
-    ModelScorer, ScoreSettings, finalize_population_scores, score_galaxies,
-};
 use oddcube_model::network::init_params;
 use oddcube_model::synthetic::synthetic_cubes;
 use oddcube_model::{
     ArchConfig, DataInfo, Model, ModelConfig, ModelKind, Preset, TrainConfig, select_device,
 };
+use oddcube_score::score::{ScoreSettings, finalize_population_scores, score_galaxies};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;

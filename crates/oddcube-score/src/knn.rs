@@ -10,7 +10,7 @@ use std::collections::BinaryHeap;
 use oddcube_data::Progress;
 use rayon::prelude::*;
 
-use crate::error::{ExploreError, Result, check_len};
+use crate::error::{Error, Result, check_len};
 
 /// How distance between two latent vectors is measured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -24,13 +24,13 @@ pub enum Metric {
 }
 
 impl std::str::FromStr for Metric {
-    type Err = ExploreError;
+    type Err = Error;
 
     fn from_str(s: &str) -> Result<Self> {
         match s.to_ascii_lowercase().as_str() {
             "euclidean" | "l2" => Ok(Metric::Euclidean),
             "cosine" => Ok(Metric::Cosine),
-            _ => Err(ExploreError::InvalidParameter {
+            _ => Err(Error::InvalidParameter {
                 name: "metric".to_string(),
                 value: s.to_string(),
                 reason: "expected 'euclidean' or 'cosine'".to_string(),
@@ -52,7 +52,7 @@ impl<'a> LatentView<'a> {
     /// Wraps `data` as `n` rows of `dim` values. Errors if `dim == 0` or the length is not `n·dim`.
     pub fn new(data: &'a [f32], n: usize, dim: usize) -> Result<Self> {
         if dim == 0 || n.checked_mul(dim) != Some(data.len()) {
-            return Err(ExploreError::Shape {
+            return Err(Error::Shape {
                 what: "latents".to_string(),
                 len: data.len(),
                 rows: n,
@@ -263,7 +263,7 @@ impl TopK {
 
 fn check_k(k: usize, available: usize) -> Result<()> {
     if k == 0 || k > available {
-        return Err(ExploreError::InvalidK {
+        return Err(Error::InvalidK {
             k,
             reason: format!("need 1 ≤ k ≤ {available} (the number of other vectors)"),
         });
@@ -359,13 +359,11 @@ pub fn nearest_to(
     k: usize,
     metric: Metric,
 ) -> Result<Vec<Neighbour>> {
-    let query = view
-        .row(index)
-        .ok_or_else(|| ExploreError::InvalidParameter {
-            name: "query index".to_string(),
-            value: index.to_string(),
-            reason: format!("only {} latent vectors", view.n()),
-        })?;
+    let query = view.row(index).ok_or_else(|| Error::InvalidParameter {
+        name: "query index".to_string(),
+        value: index.to_string(),
+        reason: format!("only {} latent vectors", view.n()),
+    })?;
     nearest(view, query, k, metric, Some(index))
 }
 

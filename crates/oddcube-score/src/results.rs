@@ -26,7 +26,7 @@ use memmap2::Mmap;
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
-use crate::error::{ExploreError, Result};
+use crate::error::{Error, Result};
 use crate::latents::{Latents, write_npy_f32};
 
 /// Format tag of `manifest.json`; bumped when the layout of a RESULTS directory changes.
@@ -46,15 +46,15 @@ pub const LINE_COLUMN_PREFIX: &str = "line:";
 
 /// An I/O-flavoured error for a malformed artifact: the crate's error type has no dedicated
 /// variant, and `Io` with `InvalidData` prints as "path: reason".
-pub(crate) fn invalid(path: &Path, reason: impl Into<String>) -> ExploreError {
-    ExploreError::Io {
+pub fn invalid(path: &Path, reason: impl Into<String>) -> Error {
+    Error::Io {
         path: path.to_path_buf(),
         source: std::io::Error::new(std::io::ErrorKind::InvalidData, reason.into()),
     }
 }
 
-fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ExploreError + '_ {
-    move |source| ExploreError::Io {
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |source| Error::Io {
         path: path.to_path_buf(),
         source,
     }
@@ -236,14 +236,14 @@ impl Catalog {
     /// Appends a column. Errors if the name is taken or its length differs from the others.
     pub fn push(&mut self, name: &str, column: Column) -> Result<()> {
         if self.column(name).is_some() {
-            return Err(ExploreError::InvalidParameter {
+            return Err(Error::InvalidParameter {
                 name: "catalog column".to_string(),
                 value: name.to_string(),
                 reason: "a column with this name already exists".to_string(),
             });
         }
         if !self.columns.is_empty() && column.len() != self.len() {
-            return Err(ExploreError::LengthMismatch {
+            return Err(Error::LengthMismatch {
                 what: format!("column {name}"),
                 got: column.len(),
                 expected: self.len(),
@@ -265,7 +265,7 @@ impl Catalog {
         if let Some(expected) = others
             && expected != column.len()
         {
-            return Err(ExploreError::LengthMismatch {
+            return Err(Error::LengthMismatch {
                 what: format!("column {name}"),
                 got: column.len(),
                 expected,
@@ -281,7 +281,7 @@ impl Catalog {
     /// The catalogue restricted to `rows`, in that order. Errors on an out-of-range row.
     pub fn select_rows(&self, rows: &[usize]) -> Result<Catalog> {
         if let Some(&bad) = rows.iter().find(|&&r| r >= self.len()) {
-            return Err(ExploreError::InvalidParameter {
+            return Err(Error::InvalidParameter {
                 name: "catalog row".to_string(),
                 value: bad.to_string(),
                 reason: format!("the catalogue has {} rows", self.len()),
@@ -311,7 +311,7 @@ impl Catalog {
                     .zip(&out.columns)
                     .all(|((a, _), (b, _))| a == b);
             if !names_match {
-                return Err(ExploreError::InvalidParameter {
+                return Err(Error::InvalidParameter {
                     name: format!("catalog part {p}"),
                     value: part
                         .columns
@@ -324,7 +324,7 @@ impl Catalog {
             }
             for ((name, dst), (_, src)) in out.columns.iter_mut().zip(&part.columns) {
                 if !dst.extend_from(src) {
-                    return Err(ExploreError::InvalidParameter {
+                    return Err(Error::InvalidParameter {
                         name: format!("catalog part {p}"),
                         value: name.clone(),
                         reason: "column type differs from the first part's".to_string(),
@@ -511,7 +511,7 @@ impl ResultsManifest {
             } else {
                 ""
             };
-            ExploreError::Io {
+            Error::Io {
                 path: path.clone(),
                 source: std::io::Error::new(e.kind(), format!("{e}{hint}")),
             }
@@ -598,7 +598,7 @@ impl Results {
         std::fs::create_dir_all(dir).map_err(io_err(dir))?;
         let n = catalog.len();
         if latents.len() != n * manifest.latent_dim {
-            return Err(ExploreError::Shape {
+            return Err(Error::Shape {
                 what: "latents".to_string(),
                 len: latents.len(),
                 rows: n,
@@ -681,7 +681,7 @@ impl ResidualsWriter {
         })();
         if let Err(source) = result {
             let _ = std::fs::remove_file(&tmp);
-            return Err(ExploreError::Io { path: tmp, source });
+            return Err(Error::Io { path: tmp, source });
         }
         Ok(ResidualsWriter {
             path,
@@ -697,7 +697,7 @@ impl ResidualsWriter {
     pub fn write_galaxy(&mut self, slot: usize, x: &[f32], xhat: &[f32], w: &[f32]) -> Result<()> {
         use std::os::unix::fs::FileExt;
         if slot >= self.count {
-            return Err(ExploreError::InvalidParameter {
+            return Err(Error::InvalidParameter {
                 name: "residual slot".to_string(),
                 value: slot.to_string(),
                 reason: format!("the file holds {} galaxies", self.count),
@@ -732,7 +732,7 @@ impl ResidualsWriter {
             .and_then(|()| std::fs::rename(&self.tmp, &self.path));
         result.map_err(|source| {
             let _ = std::fs::remove_file(&self.tmp);
-            ExploreError::Io {
+            Error::Io {
                 path: self.path.clone(),
                 source,
             }
@@ -774,7 +774,7 @@ impl Residuals {
         let file = match File::open(&path) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => return Err(ExploreError::Io { path, source }),
+            Err(source) => return Err(Error::Io { path, source }),
         };
         // SAFETY: oddcube replaces artifacts only by rename, never rewrites them in place, so the
         // mapped bytes do not change while mapped.

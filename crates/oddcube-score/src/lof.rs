@@ -1,7 +1,7 @@
 //! Latent-space anomaly scores from a k-nearest-neighbour graph: the distance to the k-th
 //! neighbour and the local outlier factor (Breunig et al. 2000). Higher = more anomalous.
 
-use crate::error::{ExploreError, Result};
+use crate::error::{Error, Result};
 use crate::knn::KnnGraph;
 
 /// Added to mean reachability distances before inverting them, as scikit-learn does, so that
@@ -11,7 +11,7 @@ const DENSITY_EPSILON: f64 = 1e-10;
 /// Checks that `graph` is internally consistent and can supply `k` neighbours per point.
 fn check_graph(graph: &KnnGraph, k: usize) -> Result<()> {
     if graph.indices.len() != graph.n * graph.k || graph.distances.len() != graph.n * graph.k {
-        return Err(ExploreError::Shape {
+        return Err(Error::Shape {
             what: "kNN graph".to_string(),
             len: graph.indices.len(),
             rows: graph.n,
@@ -19,13 +19,13 @@ fn check_graph(graph: &KnnGraph, k: usize) -> Result<()> {
         });
     }
     if k == 0 || k > graph.k {
-        return Err(ExploreError::InvalidK {
+        return Err(Error::InvalidK {
             k,
             reason: format!("the kNN graph holds {} neighbours per point", graph.k),
         });
     }
     if let Some(&bad) = graph.indices.iter().find(|&&j| j >= graph.n) {
-        return Err(ExploreError::InvalidParameter {
+        return Err(Error::InvalidParameter {
             name: "kNN graph neighbour index".to_string(),
             value: bad.to_string(),
             reason: format!("only {} points", graph.n),

@@ -2,12 +2,12 @@
 //! random latents (D = 32, 128; k = 10), median over repeated queries, and the all-points graph
 //! at 10^4. Prints numbers; asserts nothing about time.
 //!
-//! Run: `cargo bench -p oddcube-explore --bench knn` (add `-- --quick` to skip the 10^6 cases).
+//! Run: `cargo bench -p oddcube-score --bench knn` (add `-- --quick` to skip the 10^6 cases).
 
 use std::time::Instant;
 
 use oddcube_data::NoProgress;
-use oddcube_explore::knn::{LatentView, Metric, all_nearest, nearest_to};
+use oddcube_score::knn::{LatentView, Metric, all_nearest, nearest_to};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;

@@ -1,0 +1,8 @@
+//! # oddcube (library part of the binary crate)
+//!
+//! The glue between the libraries that no single library may own: [`scorer::ModelScorer`]
+//! puts the candle network (`oddcube-model`) behind `oddcube-score`'s `Autoencoder` trait, so
+//! the scoring library never compiles candle. The `oddcube` binary (`src/main.rs`, `src/cmd/`)
+//! and the integration tests and benches of this crate use it.
+
+pub mod scorer;
