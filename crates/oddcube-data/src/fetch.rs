@@ -69,7 +69,7 @@ impl PlateIfu {
 
 /// Parses plate-ifus from a list: comma- or whitespace-separated, `#` starts a comment. A CSV
 /// whose header row does not start with a plate-ifu (e.g. `truth.csv`, `bpt.csv`) is read by its
-/// first column. Duplicates are dropped, order is kept.
+/// first column (through [`crate::csv::Table`]). Duplicates are dropped, order is kept.
 pub fn parse_plateifu_list(text: &str) -> Result<Vec<PlateIfu>, String> {
     let rows: Vec<(usize, &str)> = text
         .lines()
@@ -83,23 +83,29 @@ pub fn parse_plateifu_list(text: &str) -> Result<Vec<PlateIfu>, String> {
                 .next()
                 .is_some_and(|t| t.trim().parse::<PlateIfu>().is_err())
     });
+    let tokens: Vec<(usize, String)> = if csv_header {
+        crate::csv::Table::parse(text)?
+            .records
+            .into_iter()
+            .filter_map(|r| Some((r.line, r.fields.into_iter().next()?)))
+            .collect()
+    } else {
+        rows.iter()
+            .flat_map(|&(lineno, line)| {
+                line.split([',', ' ', '\t', ';'])
+                    .filter(|t| !t.trim().is_empty())
+                    .map(move |t| (lineno, t.to_string()))
+            })
+            .collect()
+    };
     let mut out = Vec::new();
-    for (lineno, line) in rows.iter().skip(usize::from(csv_header)) {
-        let tokens: Vec<&str> = if csv_header {
-            line.split(',').take(1).collect()
-        } else {
-            line.split([',', ' ', '\t', ';'])
-                .filter(|t| !t.trim().is_empty())
-                .collect()
-        };
-        for token in tokens {
-            let p = token
-                .trim()
-                .parse::<PlateIfu>()
-                .map_err(|e| format!("line {lineno}: {e}"))?;
-            if !out.contains(&p) {
-                out.push(p);
-            }
+    for (lineno, token) in tokens {
+        let p = token
+            .trim()
+            .parse::<PlateIfu>()
+            .map_err(|e| format!("line {lineno}: {e}"))?;
+        if !out.contains(&p) {
+            out.push(p);
         }
     }
     if out.is_empty() {

@@ -8,6 +8,7 @@ pub mod bpt_survey;
 pub mod csv;
 pub mod cubes;
 pub mod dataset;
+pub mod date;
 pub mod error;
 pub mod fetch;
 pub mod fits;
@@ -22,6 +23,7 @@ pub mod preprocess;
 pub mod progress;
 pub mod shard;
 pub mod simulate;
+pub mod stats;
 
 pub use cubes::Cubes;
 pub use error::DataError;

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use hnsw_rs::anndists::dist::DistL2;
 use hnsw_rs::hnsw::Hnsw;
 use oddcube_data::Progress;
+use oddcube_data::csv::{self, Table};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
@@ -648,6 +649,9 @@ pub fn place(
         .collect()
 }
 
+/// The columns of `projection.csv`, in order.
+const COLUMNS: [&str; 3] = ["plateifu", "x", "y"];
+
 fn malformed(path: &Path, reason: impl Into<String>) -> Error {
     oddcube_score::results::invalid(path, reason)
 }
@@ -656,9 +660,13 @@ impl Projection {
     /// Writes `projection.csv` (plateifu,x,y) and `projection.json` into `dir`, atomically.
     pub fn write(&self, dir: &Path) -> Result<()> {
         let mut csv = String::with_capacity(self.xy.len() * 32 + 16);
-        csv.push_str("plateifu,x,y\n");
+        csv.push_str(&csv::record(COLUMNS));
         for (plateifu, p) in self.plateifus.iter().zip(&self.xy) {
-            csv.push_str(&format!("{plateifu},{},{}\n", p[0], p[1]));
+            csv.push_str(&csv::record([
+                plateifu.as_str(),
+                &p[0].to_string(),
+                &p[1].to_string(),
+            ]));
         }
         write_atomic(&dir.join(PROJECTION_CSV), csv.as_bytes())?;
         let json = serde_json::to_vec_pretty(&self.info)
@@ -683,27 +691,25 @@ impl Projection {
         })?;
         let info: ProjectionInfo =
             serde_json::from_slice(&json).map_err(|e| malformed(&json_path, e.to_string()))?;
-        let mut lines = text.lines();
-        if lines.next().map(str::trim) != Some("plateifu,x,y") {
-            return Err(malformed(&csv_path, "header must be plateifu,x,y"));
-        }
-        let mut plateifus = Vec::new();
-        let mut xy = Vec::new();
-        for (number, line) in lines.enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-            let fields: Vec<&str> = line.split(',').collect();
-            let parsed = match fields.as_slice() {
+        let table = Table::parse(&text).map_err(|reason| malformed(&csv_path, reason))?;
+        table
+            .expect_columns(&COLUMNS)
+            .map_err(|reason| malformed(&csv_path, reason))?;
+        let mut plateifus = Vec::with_capacity(table.records.len());
+        let mut xy = Vec::with_capacity(table.records.len());
+        for record in &table.records {
+            let parsed = match record.fields.as_slice() {
                 [p, x, y] => x
-                    .trim()
                     .parse::<f32>()
                     .ok()
-                    .zip(y.trim().parse::<f32>().ok())
-                    .map(|c| (p.to_string(), c)),
+                    .zip(y.parse::<f32>().ok())
+                    .map(|c| (p.clone(), c)),
                 _ => None,
             };
             let Some((plateifu, (x, y))) = parsed else {
                 return Err(malformed(
                     &csv_path,
-                    format!("line {}: expected plateifu,x,y with numbers", number + 2),
+                    format!("line {}: expected plateifu,x,y with numbers", record.line),
                 ));
             };
             plateifus.push(plateifu);

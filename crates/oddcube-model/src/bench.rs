@@ -5,11 +5,12 @@ use std::time::Instant;
 
 use candle_core::Device;
 use oddcube_data::Progress;
+use oddcube_data::stats::median;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
+use crate::batches::{Augment, HostBatch};
 use crate::config::{ArchConfig, LossMode, ModelKind};
-use crate::data::{Augment, HostBatch};
 use crate::error::Result;
 use crate::flops::forward_flops;
 use crate::loss::objective;
@@ -52,20 +53,9 @@ pub struct BenchReport {
     pub forward_flops: u64,
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n == 0 {
-        f64::NAN
-    } else if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        0.5 * (v[n / 2 - 1] + v[n / 2])
-    }
-}
-
 fn timing(times: Vec<f64>, batch: usize, flops_per_step: f64) -> Timing {
-    let t = median(times);
+    // NaN when no step was timed: the report then says so instead of inventing a time.
+    let t = median(&times).unwrap_or(f64::NAN);
     Timing {
         seconds_per_step: t,
         samples_per_second: batch as f64 / t,
@@ -145,12 +135,6 @@ mod tests {
     use super::*;
     use crate::config::CellKernelKind;
     use oddcube_data::NoProgress;
-
-    #[test]
-    fn median_of_odd_and_even_lists() {
-        assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
-        assert_eq!(median(vec![4.0, 1.0, 2.0, 3.0]), 2.5);
-    }
 
     #[test]
     fn bench_runs_on_a_tiny_model() {

@@ -9,9 +9,9 @@ use oddcube_data::Cubes;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
+use crate::batches::{Augment, HostBatch};
 use crate::checkpoint::{BEST_WEIGHTS, CONFIG, load_weights};
 use crate::config::{CellKernelKind, LossMode, ModelConfig};
-use crate::data::{Augment, HostBatch};
 use crate::error::{ModelError, Result};
 use crate::network::{Network, init_params};
 use crate::train::evaluate;

@@ -1,12 +1,37 @@
-//! oddcube-model: the ConvLSTM autoencoder / VAE on candle — architecture configuration,
-//! network, loss, augmentation, training loop with checkpoints, inference and benchmark.
+//! oddcube-model: the ConvLSTM autoencoder (or VAE) on candle that learns what ordinary galaxies'
+//! line-map cubes look like, how it is trained, saved, loaded and timed.
+//!
+//! It owns a model directory (`config.toml`, `best.safetensors`, `last.ckpt.safetensors`,
+//! `history.csv`) and reads only oddcube-data's [`Cubes`](oddcube_data::Cubes); scoring lives in
+//! oddcube-score, which reaches a trained model through its `Autoencoder` trait (the adapter is in
+//! the `oddcube` crate), so nothing downstream compiles candle unless it asks for it.
+//!
+//! Where to start:
+//!
+//! - [`ModelConfig`] ([`config`]): the architecture ([`ArchConfig`], [`ModelKind`], the `cpu` and
+//!   `paper` [`Preset`]s) and the training settings, stored as the model's `config.toml`.
+//! - [`train()`] ([`train`](mod@train)): the training loop — validation split, batches,
+//!   augmentation, AdamW with a warm-up + cosine schedule, best/last checkpoints, resume.
+//! - [`Model`] ([`infer`]): a trained model loaded from its directory; `encode`, `reconstruct`,
+//!   `encode_reconstruct` for later stages.
+//! - [`network`]: the encoder (convs, then ConvLSTM layers reading the lines in wavelength order),
+//!   the latent head and the decoder; [`cell`] the ConvLSTM cell behind the [`cell::CellKernel`]
+//!   trait; [`kernels`] the fused CPU kernels (patch gather + GEMM convs, fused ConvLSTM steps).
+//! - [`batches`]: from cubes to model batches (validation split, masks, augmentation, loss
+//!   weights, the dataset-mean baseline); [`augment`] the D4 symmetries and IVAR noise; [`loss`]
+//!   the IVAR-weighted objective; [`optim`] AdamW with inspectable state.
+//! - [`checkpoint`]: the model directory's files, written atomically; [`device`] picking CPU or
+//!   CUDA by name; [`bench`](mod@bench) and [`flops`] timing and FLOP counts for `oddcube bench`;
+//!   [`synthetic`] smooth synthetic galaxies for tests and benchmarks.
+//!
+//! `docs/model.md` describes the network and its training; `docs/kernels.md` the CPU kernels.
 
 pub mod augment;
+pub mod batches;
 pub mod bench;
 pub mod cell;
 pub mod checkpoint;
 pub mod config;
-pub mod data;
 pub mod device;
 pub mod error;
 pub mod flops;
@@ -17,6 +42,11 @@ pub mod network;
 pub mod optim;
 pub mod synthetic;
 pub mod train;
+
+/// The former name of [`batches`] (`data`, which read like the `oddcube-data` crate). Kept, crate
+/// private, only until `train.rs` — being edited in the VAE worktree — imports `crate::batches`;
+/// delete it then.
+pub(crate) use batches as data;
 
 pub use config::{ArchConfig, DataInfo, LossMode, ModelConfig, ModelKind, Preset, TrainConfig};
 pub use device::select_device;

@@ -7,6 +7,7 @@
 use std::time::Instant;
 
 use oddcube_data::NoProgress;
+use oddcube_data::stats::median;
 use oddcube_score::knn::{LatentView, Metric, all_nearest, nearest_to};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -20,11 +21,6 @@ fn random_latents(n: usize, dim: usize, seed: u64) -> Vec<f32> {
     (0..n * dim)
         .map(|_| rng.sample::<f32, _>(StandardNormal))
         .collect()
-}
-
-fn median_ms(mut samples: Vec<f64>) -> f64 {
-    samples.sort_by(f64::total_cmp);
-    samples[samples.len() / 2]
 }
 
 fn load() -> String {
@@ -61,7 +57,7 @@ fn main() {
                 }
                 println!(
                     "single query  n={n:>8} D={dim:>3} k={K} {metric:?}: median {:.3} ms over {QUERIES} queries",
-                    median_ms(times)
+                    median(&times).unwrap_or(f64::NAN)
                 );
             }
             if n <= 10_000 {

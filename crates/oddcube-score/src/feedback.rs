@@ -15,6 +15,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use oddcube_data::{csv, csv::Table, date};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
@@ -25,6 +26,9 @@ use crate::results::write_atomic;
 
 /// File name of the labels inside a RESULTS directory.
 pub const LABELS_FILE: &str = "labels.csv";
+
+/// The columns of a labels file, in order.
+const COLUMNS: [&str; 3] = ["plateifu", "label", "time"];
 
 /// A person's verdict on a galaxy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -117,26 +121,29 @@ impl LabelStore {
             }
             Err(source) => return Err(Error::Io { path, source }),
         };
-        let mut lines = text.lines();
-        if lines.next().map(str::trim) != Some("plateifu,label,time") {
-            return Err(bad(&path, "header must be plateifu,label,time"));
-        }
-        for (number, line) in lines.enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-            let fields: Vec<&str> = line.split(',').map(str::trim).collect();
-            let [plateifu, label, time] = fields.as_slice() else {
+        let table = Table::parse(&text).map_err(|reason| bad(&path, reason))?;
+        table
+            .expect_columns(&COLUMNS)
+            .map_err(|reason| bad(&path, reason))?;
+        for record in &table.records {
+            let [plateifu, label, time] = record.fields.as_slice() else {
                 return Err(bad(
                     &path,
-                    format!("line {}: expected 3 fields plateifu,label,time", number + 2),
+                    format!(
+                        "line {}: expected 3 fields {}",
+                        record.line,
+                        COLUMNS.join(",")
+                    ),
                 ));
             };
             let label: UserLabel = label
                 .parse()
-                .map_err(|e: String| bad(&path, format!("line {}: {e}", number + 2)))?;
+                .map_err(|e: String| bad(&path, format!("line {}: {e}", record.line)))?;
             labels.insert(
-                plateifu.to_string(),
+                plateifu.clone(),
                 LabelEntry {
                     label,
-                    time: time.to_string(),
+                    time: time.clone(),
                 },
             );
         }
@@ -183,7 +190,7 @@ impl LabelStore {
                     plateifu.to_string(),
                     LabelEntry {
                         label,
-                        time: utc_now(),
+                        time: date::utc_now(),
                     },
                 );
             }
@@ -191,48 +198,18 @@ impl LabelStore {
                 next.remove(plateifu);
             }
         }
-        let mut csv = String::from("plateifu,label,time\n");
+        let mut csv = csv::record(COLUMNS);
         for (plateifu, entry) in &next {
-            csv.push_str(&format!(
-                "{plateifu},{},{}\n",
+            csv.push_str(&csv::record([
+                plateifu.as_str(),
                 entry.label.name(),
-                entry.time
-            ));
+                &entry.time,
+            ]));
         }
         write_atomic(&self.path, csv.as_bytes())?;
         self.labels = next;
         Ok(())
     }
-}
-
-/// The current time as ISO 8601 UTC (`2026-11-28T14:30:00Z`), without a date library.
-pub fn utc_now() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    iso8601(secs)
-}
-
-/// Formats seconds since the Unix epoch as ISO 8601 UTC (civil-from-days, Howard Hinnant).
-fn iso8601(secs: u64) -> String {
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
 }
 
 /// Settings of [`demote_scores`].
@@ -401,13 +378,6 @@ mod tests {
             err.contains("labels.csv") && err.contains("line 2") && err.contains("weird"),
             "{err}"
         );
-    }
-
-    #[test]
-    fn iso8601_matches_known_dates() {
-        assert_eq!(iso8601(0), "1970-01-01T00:00:00Z");
-        assert_eq!(iso8601(951_782_400), "2000-02-29T00:00:00Z");
-        assert_eq!(iso8601(1_795_876_200), "2026-11-28T14:30:00Z");
     }
 
     #[test]

@@ -4,56 +4,14 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use oddcube_data::csv::Table;
+
 use crate::error::{Error, Result};
 
 fn labels_error(path: &Path, reason: impl Into<String>) -> Error {
     Error::Labels {
         path: path.to_path_buf(),
         reason: reason.into(),
-    }
-}
-
-/// Splits one CSV record into fields: comma-separated, fields optionally wrapped in double quotes
-/// with `""` for a literal quote (RFC 4180; records do not span lines). Unquoted fields are
-/// trimmed of surrounding spaces. Returns `None` on an unterminated quote.
-fn split_record(line: &str) -> Option<Vec<String>> {
-    let mut fields = Vec::new();
-    let mut chars = line.chars().peekable();
-    loop {
-        while chars.peek() == Some(&' ') {
-            chars.next();
-        }
-        let mut field = String::new();
-        if chars.peek() == Some(&'"') {
-            chars.next();
-            loop {
-                match chars.next()? {
-                    '"' if chars.peek() == Some(&'"') => {
-                        chars.next();
-                        field.push('"');
-                    }
-                    '"' => break,
-                    c => field.push(c),
-                }
-            }
-            while chars.peek().is_some_and(|&c| c != ',') {
-                chars.next();
-            }
-        } else {
-            while let Some(&c) = chars.peek() {
-                if c == ',' {
-                    break;
-                }
-                field.push(c);
-                chars.next();
-            }
-            field = field.trim().to_string();
-        }
-        fields.push(field);
-        match chars.next() {
-            Some(_) => continue,
-            None => return Some(fields),
-        }
     }
 }
 
@@ -74,45 +32,24 @@ pub fn read_labels_csv(
         path: path.to_path_buf(),
         source,
     })?;
-    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
-    let mut lines = text
-        .lines()
-        .enumerate()
-        .map(|(i, line)| (i + 1, line.trim_end_matches('\r')))
-        .filter(|(_, line)| !line.trim().is_empty() && !line.starts_with('#'));
-    let (header_line, header) = lines
-        .next()
-        .ok_or_else(|| labels_error(path, "file is empty (no header row)"))?;
-    let columns = split_record(header).ok_or_else(|| {
-        labels_error(
-            path,
-            format!("line {header_line}: unterminated quote in the header"),
-        )
-    })?;
-    let find = |name: &str| {
-        columns.iter().position(|c| c == name).ok_or_else(|| {
-            labels_error(
-                path,
-                format!(
-                    "no column named '{name}' (columns present: {})",
-                    columns.join(", ")
-                ),
-            )
-        })
-    };
-    let id_index = find(id_column)?;
-    let label_index = find(label_column)?;
+    let table = Table::parse(&text).map_err(|reason| labels_error(path, reason))?;
+    let id_index = table
+        .column(id_column)
+        .map_err(|reason| labels_error(path, reason))?;
+    let label_index = table
+        .column(label_column)
+        .map_err(|reason| labels_error(path, reason))?;
     let mut labels = BTreeMap::new();
-    for (line_number, line) in lines {
-        let fields = split_record(line)
-            .ok_or_else(|| labels_error(path, format!("line {line_number}: unterminated quote")))?;
-        let (Some(id), Some(label)) = (fields.get(id_index), fields.get(label_index)) else {
+    for record in &table.records {
+        let line_number = record.line;
+        let (Some(id), Some(label)) = (record.fields.get(id_index), record.fields.get(label_index))
+        else {
             return Err(labels_error(
                 path,
                 format!(
                     "line {line_number}: {} fields, but the header has {}",
-                    fields.len(),
-                    columns.len()
+                    record.fields.len(),
+                    table.columns.len()
                 ),
             ));
         };

@@ -7,6 +7,8 @@
 
 use rand::Rng;
 
+use crate::csv::Table;
+
 /// The compact geometry table (CSV; first line a `#` provenance comment, then a header).
 const GEOMETRY_CSV: &str = include_str!("../../assets/manga_geometry.csv");
 
@@ -29,29 +31,52 @@ pub struct Geometry {
     pub dec_deg: f64,
 }
 
+/// The columns [`geometry_table`] reads, in the order of [`Geometry`]'s fields.
+const COLUMNS: [&str; 7] = [
+    "ifu_size",
+    "ell",
+    "pa_deg",
+    "reff_arcsec",
+    "z",
+    "ra_deg",
+    "dec_deg",
+];
+
 /// Parses the embedded table. The table ships with the binary and is checked by a unit test,
 /// so a malformed row is a build defect; such rows are skipped rather than aborting a survey.
 pub fn geometry_table() -> Vec<Geometry> {
-    GEOMETRY_CSV
-        .lines()
-        .filter(|l| !l.starts_with('#') && !l.starts_with("ifu_size"))
-        .filter_map(parse_row)
+    let Ok(table) = Table::parse(GEOMETRY_CSV) else {
+        return Vec::new();
+    };
+    let Ok(columns) = COLUMNS
+        .iter()
+        .map(|name| table.column(name))
+        .collect::<Result<Vec<usize>, String>>()
+    else {
+        return Vec::new();
+    };
+    table
+        .records
+        .iter()
+        .filter_map(|record| {
+            let values = columns
+                .iter()
+                .map(|&i| record.fields.get(i)?.parse::<f64>().ok())
+                .collect::<Option<Vec<f64>>>()?;
+            let [ifu, ell, pa_deg, reff_arcsec, z, ra_deg, dec_deg] = values[..] else {
+                return None;
+            };
+            Some(Geometry {
+                ifu_size: ifu as u32,
+                ell,
+                pa_deg,
+                reff_arcsec,
+                z,
+                ra_deg,
+                dec_deg,
+            })
+        })
         .collect()
-}
-
-fn parse_row(line: &str) -> Option<Geometry> {
-    let mut fields = line.split(',').map(str::trim);
-    let mut next = || fields.next()?.parse::<f64>().ok();
-    let ifu = next()?;
-    Some(Geometry {
-        ifu_size: ifu as u32,
-        ell: next()?,
-        pa_deg: next()?,
-        reff_arcsec: next()?,
-        z: next()?,
-        ra_deg: next()?,
-        dec_deg: next()?,
-    })
 }
 
 /// Side of the square spaxel grid (0.5″ spaxels) the DRP uses for a bundle of `ifu_size` fibres.

@@ -8,6 +8,7 @@ use serde::Deserialize;
 
 use super::galaxy::{GalaxyMaps, GalaxyTruth};
 use super::spectra::N_CHANNELS;
+use crate::date::mjd_to_date;
 use crate::fits::write::{Card, CardValue, ImageData, ImageHdu};
 use crate::lines::DR17_CHANNELS;
 
@@ -83,21 +84,6 @@ pub struct HeaderInfo<'a> {
     pub mjd: u32,
     /// Galactic E(B−V).
     pub ebv_gal: f64,
-}
-
-/// Civil date (YYYY-MM-DD) of a modified Julian date.
-pub fn mjd_to_date(mjd: u32) -> String {
-    // Days since 1970-01-01, then the proleptic-Gregorian conversion of Hinnant's algorithm.
-    let z = i64::from(mjd) - 40_587 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}")
 }
 
 /// The primary header: DRP identity cards (as in real MAPS files) followed by the DAP cards of
@@ -657,13 +643,6 @@ mod tests {
             .expect("mask");
         assert_eq!(mask.bitpix, 32);
         assert!(layout().primary.iter().any(|(k, _, _)| k == "DAPTYPE"));
-    }
-
-    #[test]
-    fn dates_convert() {
-        assert_eq!(mjd_to_date(40_587), "1970-01-01");
-        assert_eq!(mjd_to_date(56_842), "2014-07-04");
-        assert_eq!(mjd_to_date(51_544), "2000-01-01");
     }
 
     #[test]

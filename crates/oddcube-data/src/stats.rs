@@ -1,0 +1,36 @@
+//! Small order statistics shared by the crates (inspection reports, benchmarks, scores), so that
+//! "median" means one thing everywhere: the mean of the two middle values for an even count,
+//! non-finite values left out.
+
+/// Median of the finite values of `values`; `None` when there are none.
+pub fn median(values: &[f64]) -> Option<f64> {
+    let mut finite: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
+    finite.sort_unstable_by(f64::total_cmp);
+    median_of_sorted(&finite)
+}
+
+/// Median of values already sorted ascending (all finite); `None` for an empty slice. For callers
+/// that sort once and read several order statistics.
+pub fn median_of_sorted(sorted: &[f64]) -> Option<f64> {
+    let n = sorted.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(sorted[n / 2]),
+        _ => Some(0.5 * (sorted[n / 2 - 1] + sorted[n / 2])),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn odd_even_empty_and_non_finite() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), Some(2.5));
+        assert_eq!(median(&[]), None);
+        assert_eq!(median(&[f64::NAN, f64::INFINITY]), None);
+        assert_eq!(median(&[f64::NAN, 5.0, 1.0]), Some(3.0));
+        assert_eq!(median_of_sorted(&[1.0, 2.0, 10.0]), Some(2.0));
+    }
+}
