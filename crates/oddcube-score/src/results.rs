@@ -23,6 +23,7 @@ use arrow_array::{
 };
 use arrow_schema::{DataType, Field, Schema};
 use memmap2::Mmap;
+use oddcube_data::csv;
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
@@ -136,27 +137,11 @@ impl Column {
 
     fn csv_cell(&self, row: usize) -> String {
         match self {
-            Column::F64(v) => {
-                let x = v[row];
-                if x.is_nan() {
-                    "nan".to_string()
-                } else {
-                    format!("{x}")
-                }
-            }
+            Column::F64(v) => csv::float(v[row]),
             Column::U32(v) => v[row].to_string(),
-            Column::Str(v) => csv_field(&v[row]),
+            Column::Str(v) => csv::quote(&v[row]),
             Column::Bool(v) => v[row].to_string(),
         }
-    }
-}
-
-/// Quotes a CSV field when it holds a comma, quote or line break (RFC 4180).
-pub(crate) fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
     }
 }
 
@@ -373,7 +358,7 @@ impl Catalog {
         let mut out = self
             .columns
             .iter()
-            .map(|(n, _)| csv_field(n))
+            .map(|(n, _)| csv::quote(n))
             .collect::<Vec<_>>()
             .join(",");
         out.push('\n');

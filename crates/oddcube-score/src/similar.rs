@@ -6,7 +6,8 @@ use std::path::Path;
 
 use crate::error::{Error, Result};
 use crate::knn::{LatentView, Metric, Neighbour, nearest};
-use crate::results::{Catalog, csv_field, invalid};
+use crate::results::{Catalog, invalid};
+use oddcube_data::csv;
 
 /// Levenshtein distance between two strings (by characters).
 pub fn edit_distance(a: &str, b: &str) -> usize {
@@ -257,7 +258,7 @@ pub fn format_rows(rows: &[SimilarRow], format: OutputFormat) -> String {
                 s.push_str(&format!(
                     "{},{},{},{},{}\n",
                     r.position,
-                    csv_field(&r.plateifu),
+                    csv::quote(&r.plateifu),
                     r.distance,
                     r.rank,
                     r.chi2
