@@ -16,8 +16,8 @@ import numpy as np
 from astropy.io import fits
 
 DONOTUSE = 1 << 30
-DEFAULT_REAL = (Path(__file__).resolve().parents[2]
-                / "shared/data/real/manga-7815-3702-MAPS-HYB10-GAU-MILESHC.fits.gz")
+DEFAULT_REAL = (Path(__file__).resolve().parents[1]
+                / "tests/data/real/manga-7815-3702-MAPS-HYB10-GAU-MILESHC.fits.gz")
 
 
 def channels(hdu):

@@ -17,7 +17,7 @@ import numpy as np
 from astropy.io import fits
 
 C_KM_S = 299792.458
-DEFAULT_CATALOGUE = Path(__file__).resolve().parents[2] / "shared/data/real/drpcomplete_v2_7_1.fits"
+DEFAULT_CATALOGUE = Path(__file__).resolve().parents[1] / "tests/data/real/drpcomplete_v2_7_1.fits"
 OUT = Path(__file__).resolve().parents[1] / "crates/oddcube-data/assets/manga_geometry.csv"
 
 

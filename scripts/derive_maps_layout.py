@@ -19,8 +19,8 @@ from pathlib import Path
 
 from astropy.io import fits
 
-DEFAULT_SOURCE = (Path(__file__).resolve().parents[2]
-                  / "shared/data/real/tiny-test-MAPS-HYB10-MILESHC-MASTARSSP.fits.gz")
+DEFAULT_SOURCE = (Path(__file__).resolve().parents[1]
+                  / "tests/data/real/tiny-test-MAPS-HYB10-MILESHC-MASTARSSP.fits.gz")
 OUT = Path(__file__).resolve().parents[1] / "crates/oddcube-data/assets/dr17_maps_layout.json"
 
 STRUCTURAL = {"SIMPLE", "XTENSION", "BITPIX", "NAXIS", "NAXIS1", "NAXIS2", "NAXIS3", "EXTEND",

@@ -124,7 +124,7 @@ mod tests {
 
     const DR15: &str = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/data/real/manga-7815-3702-MAPS-HYB10-GAU-MILESHC.fits.gz"
+        "/../../tests/data/real/manga-7815-3702-MAPS-HYB10-GAU-MILESHC.fits.gz"
     );
 
     #[test]

@@ -307,7 +307,7 @@ mod tests {
     use crate::fixtures;
     use crate::mask::MaskPolicy;
 
-    const REAL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/data/real/");
+    const REAL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/data/real/");
 
     fn real(name: &str) -> PathBuf {
         PathBuf::from(REAL).join(name)

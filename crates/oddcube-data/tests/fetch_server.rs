@@ -14,7 +14,7 @@ use oddcube_data::fetch::{FetchOptions, FetchOutcome, PlateIfu, fetch_all};
 
 const REAL: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../../../shared/data/real/tiny-test-MAPS-HYB10-MILESHC-MASTARSSP.fits.gz"
+    "/../../tests/data/real/tiny-test-MAPS-HYB10-MILESHC-MASTARSSP.fits.gz"
 );
 
 struct Server {

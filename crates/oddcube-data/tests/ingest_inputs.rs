@@ -11,7 +11,7 @@ use oddcube_data::ingest::{IngestOptions, ingest};
 use oddcube_data::preprocess::PreprocessConfig;
 use oddcube_data::{LineSet, NoProgress, Shard};
 
-const REAL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/data/real/");
+const REAL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/data/real/");
 const DR15: &str = "manga-7815-3702-MAPS-HYB10-GAU-MILESHC.fits.gz";
 const TINY: &str = "tiny-test-MAPS-HYB10-MILESHC-MASTARSSP.fits.gz";
 

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
 
-const REAL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/data/real/");
+const REAL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/data/real/");
 const DR15: &str = "manga-7815-3702-MAPS-HYB10-GAU-MILESHC.fits.gz";
 const TINY: &str = "tiny-test-MAPS-HYB10-MILESHC-MASTARSSP.fits.gz";
 

@@ -550,11 +550,11 @@ mod tests {
 
     const DR15: &str = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/data/real/manga-7815-3702-MAPS-HYB10-GAU-MILESHC.fits.gz"
+        "/../../tests/data/real/manga-7815-3702-MAPS-HYB10-GAU-MILESHC.fits.gz"
     );
     const DRPCOMPLETE: &str = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/data/real/drpcomplete_v2_7_1.fits"
+        "/../../tests/data/real/drpcomplete_v2_7_1.fits"
     );
 
     /// An 80-column card; `text` is the whole card content.
