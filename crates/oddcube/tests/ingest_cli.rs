@@ -189,3 +189,37 @@ fn inspect_bad_file_is_one_line_error() {
     );
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
 }
+
+/// A header card whose value is a lone `'` makes fitsrs panic inside the reader; the user sees
+/// only the one-line error, not the panic message or (with RUST_BACKTRACE=1) a backtrace.
+#[test]
+fn inspect_file_that_panics_the_parser_is_one_line_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("lone-quote.fits");
+    let mut bytes: Vec<u8> = [
+        "SIMPLE  =                    T",
+        "BITPIX  =                    8",
+        "NAXIS   =                    0",
+        "DAPTYPE = '",
+        "END",
+    ]
+    .iter()
+    .flat_map(|card| format!("{card:<80}").into_bytes())
+    .collect();
+    bytes.resize(2880, b' ');
+    std::fs::write(&bad, bytes).unwrap();
+    let result = oddcube()
+        .arg("inspect")
+        .arg(&bad)
+        .env("RUST_BACKTRACE", "1")
+        .output()
+        .unwrap();
+    assert_eq!(result.status.code(), Some(1));
+    let stderr = text(&result.stderr);
+    assert!(
+        stderr.contains("lone-quote.fits") && stderr.contains("malformed"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+}

@@ -6,8 +6,10 @@
 //! times faster than `fitsrs`'s per-pixel iterator (see [`FitsFile::read_f32_via_iterator`] and
 //! the `ingest` benchmark for the measurement).
 
+use std::cell::Cell;
 use std::io::{Cursor, Read};
 use std::path::{Path, PathBuf};
+use std::sync::Once;
 
 use fitsrs::card::Value;
 use fitsrs::hdu::header::Bitpix;
@@ -385,8 +387,8 @@ fn parse_hdus(bytes: &[u8], path: &Path) -> Result<Vec<Hdu>, DataError> {
         ));
     }
     // fitsrs is third-party code fed with untrusted bytes: a panic inside it becomes an error
-    // for this file instead of aborting a batch.
-    let walked = std::panic::catch_unwind(|| walk_hdus(bytes, path));
+    // for this file instead of aborting a batch, and prints nothing (the error says it all).
+    let walked = catch_quietly(|| walk_hdus(bytes, path));
     let hdus = match walked {
         Ok(result) => result?,
         Err(_) => {
@@ -399,6 +401,60 @@ fn parse_hdus(bytes: &[u8], path: &Path) -> Result<Vec<Hdu>, DataError> {
         return Err(fits_err("no HDU found".to_string()));
     }
     Ok(hdus)
+}
+
+thread_local! {
+    /// True while this thread runs inside [`catch_quietly`]: the panic hook then stays silent.
+    /// Per thread, so a panic on another thread (another file of a parallel batch, or a real
+    /// bug elsewhere) is still reported while one thread parses a malformed file.
+    static QUIET_PANICS: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Installs, once per process, a panic hook that says nothing while the panicking thread is
+/// inside [`catch_quietly`] and otherwise hands the panic to the hook that was in place before
+/// (the default one prints the message and, with `RUST_BACKTRACE`, a backtrace). A hook set
+/// later by someone else replaces this one, which then only makes caught fitsrs panics print
+/// again; nothing else changes.
+fn install_quiet_panic_hook() {
+    static INSTALL: Once = Once::new();
+    INSTALL.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            // `try_with` fails only while the thread is being torn down; print then.
+            if !QUIET_PANICS.try_with(Cell::get).unwrap_or(false) {
+                previous(info);
+            }
+        }));
+    });
+}
+
+/// Restores the thread's previous quiet flag when dropped, also when the guarded call panics,
+/// so nested guards and later panics outside the guard behave as before.
+struct QuietScope {
+    was_quiet: bool,
+}
+
+impl QuietScope {
+    fn enter() -> Self {
+        Self {
+            was_quiet: QUIET_PANICS.with(|q| q.replace(true)),
+        }
+    }
+}
+
+impl Drop for QuietScope {
+    fn drop(&mut self) {
+        QUIET_PANICS.with(|q| q.set(self.was_quiet));
+    }
+}
+
+/// Runs `f`, turning a panic into `Err(())` without printing anything: the caller reports a
+/// clean one-line error instead of the panic message (and backtrace) that the default hook
+/// would write to stderr before it.
+fn catch_quietly<R>(f: impl FnOnce() -> R + std::panic::UnwindSafe) -> Result<R, ()> {
+    install_quiet_panic_hook();
+    let _scope = QuietScope::enter();
+    std::panic::catch_unwind(f).map_err(|_| ())
 }
 
 fn walk_hdus(bytes: &[u8], path: &Path) -> Result<Vec<Hdu>, DataError> {
@@ -775,11 +831,37 @@ mod tests {
         bytes.extend(image("X", -32, &[1], &[], vec![0; 4]));
         let err = FitsFile::from_bytes(bytes, p).unwrap_err().to_string();
         assert!(err.contains("malformed"), "{err}");
+        assert!(
+            !QUIET_PANICS.with(Cell::get),
+            "the guard is left after a caught panic"
+        );
         // Every prefix of a small valid file fails cleanly or parses.
         let mut bytes = primary();
         bytes.extend(image("X", 16, &[3, 2], &[], vec![1; 12]));
         for cut in (0..bytes.len()).step_by(97) {
             let _ = FitsFile::from_bytes(bytes[..cut].to_vec(), p);
         }
+    }
+
+    /// The quiet flag is set exactly while a guarded call runs and is restored afterwards —
+    /// after a normal return, after a caught panic, and for nested guards — so panics outside
+    /// the guard reach the previous hook again. (tests/quiet_panics.rs checks stderr itself.)
+    #[test]
+    fn quiet_flag_is_scoped_to_the_guard() {
+        let quiet = || QUIET_PANICS.with(Cell::get);
+        assert!(!quiet());
+        assert_eq!(catch_quietly(quiet), Ok(true));
+        assert!(!quiet());
+        assert_eq!(catch_quietly(|| -> u8 { panic!("caught") }), Err(()));
+        assert!(!quiet(), "restored after a panic");
+        let nested = catch_quietly(|| {
+            let inner = catch_quietly(|| -> u8 { panic!("inner") });
+            (inner, quiet())
+        });
+        assert_eq!(nested, Ok((Err(()), true)), "the outer guard stays quiet");
+        assert!(!quiet());
+        // Another thread is not quiet while this one is inside the guard.
+        let other = catch_quietly(|| std::thread::scope(|s| s.spawn(quiet).join().unwrap()));
+        assert_eq!(other, Ok(false));
     }
 }
