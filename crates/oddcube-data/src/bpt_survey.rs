@@ -354,6 +354,7 @@ mod tests {
             n_good: 64,
             source: String::new(),
             notes: String::new(),
+            psf_fwhm: f64::NAN,
         };
         let manifest = Manifest {
             format: FORMAT.to_string(),

@@ -20,6 +20,7 @@ use crate::csv;
 use crate::cubes::Cubes;
 use crate::error::DataError;
 use crate::lines::LineSet;
+use crate::maps::SPAXEL_ARCSEC;
 use crate::mask::MaskPolicy;
 use crate::preprocess::Stretch;
 use crate::shard::Shard;
@@ -64,6 +65,31 @@ pub struct GalaxyRecord {
     pub source: String,
     /// Fallbacks taken while reading (e.g. plateifu from the file name); empty when none.
     pub notes: String,
+    /// FWHM of the galaxy's reconstructed r-band PSF in arcsec (the MAPS primary header's
+    /// RFWHM); NaN when the header has none, and in datasets written before the column existed.
+    /// [`psf_fwhm_pixels`](Self::psf_fwhm_pixels) gives it on the dataset grid.
+    pub psf_fwhm: f64,
+}
+
+impl GalaxyRecord {
+    /// Side of one dataset-grid pixel in arcsec. Ingest resamples a square box of `box_size`
+    /// MaNGA spaxels (0.5″ each, [`SPAXEL_ARCSEC`]) onto the `size` × `size` grid, so one grid
+    /// pixel spans `box_size / size` spaxels: `0.5″ · box_size / size`. `size` is the dataset's
+    /// grid side S, [`Manifest::size`] (= `Cubes::size`), not [`grid_size`](Self::grid_size),
+    /// which is the input MAPS side. NaN when `box_size` is 0 (unknown) or `size` is 0.
+    pub fn pixel_arcsec(&self, size: usize) -> f64 {
+        if self.box_size == 0 || size == 0 {
+            return f64::NAN;
+        }
+        SPAXEL_ARCSEC * f64::from(self.box_size) / size as f64
+    }
+
+    /// The PSF FWHM in dataset-grid pixels, [`psf_fwhm`](Self::psf_fwhm) /
+    /// [`pixel_arcsec`](Self::pixel_arcsec)`(size)`: the scale at which residual maps on the
+    /// `size` × `size` grid are smoothed. NaN when either is unknown.
+    pub fn psf_fwhm_pixels(&self, size: usize) -> f64 {
+        self.psf_fwhm / self.pixel_arcsec(size)
+    }
 }
 
 /// A source file of a dataset, identified by size and content hash.
@@ -335,6 +361,8 @@ fn galaxy_schema() -> Schema {
         u32f("n_good"),
         utf8("source"),
         utf8("notes"),
+        // Last, so positional readers of older tables keep their column indices.
+        f64f("psf_fwhm"),
     ])
 }
 
@@ -365,6 +393,7 @@ fn galaxies_parquet(galaxies: &[GalaxyRecord]) -> Result<Vec<u8>, DataError> {
         u(|g| g.n_good),
         s(|g| &g.source),
         s(|g| &g.notes),
+        d(|g| g.psf_fwhm),
     ];
     let schema = Arc::new(galaxy_schema());
     let batch = RecordBatch::try_new(schema.clone(), columns).map_err(|e| werr(e.to_string()))?;
@@ -405,6 +434,12 @@ fn read_galaxies(path: &Path) -> Result<Vec<GalaxyRecord>, String> {
             strs("notes")?,
         );
         let (ra, dec, z, scale) = (f64s("ra")?, f64s("dec")?, f64s("z")?, f64s("scale")?);
+        // Added after the first datasets were written: an older table has no such column, and
+        // its galaxies' PSF is unknown rather than the table unreadable.
+        let psf_fwhm = match batch.column_by_name("psf_fwhm") {
+            Some(a) => Some(typed::<Float64Array>(a, "psf_fwhm")?.clone()),
+            None => None,
+        };
         let (ifu_size, grid_size, box_size, n_good) = (
             u32s("ifu_size")?,
             u32s("grid_size")?,
@@ -428,6 +463,10 @@ fn read_galaxies(path: &Path) -> Result<Vec<GalaxyRecord>, String> {
                 n_good: n_good.value(i),
                 source: source.value(i).to_string(),
                 notes: notes.value(i).to_string(),
+                psf_fwhm: match &psf_fwhm {
+                    Some(a) if !a.is_null(i) => a.value(i),
+                    _ => f64::NAN,
+                },
             });
         }
     }
@@ -436,7 +475,7 @@ fn read_galaxies(path: &Path) -> Result<Vec<GalaxyRecord>, String> {
 
 fn galaxies_csv(galaxies: &[GalaxyRecord]) -> String {
     let mut out = String::from(
-        "plateifu,mangaid,ra,dec,z,ifu_size,grid_size,box_size,scale,n_good,source,notes\n",
+        "plateifu,mangaid,ra,dec,z,ifu_size,grid_size,box_size,scale,n_good,source,notes,psf_fwhm\n",
     );
     for g in galaxies {
         let row = [
@@ -452,6 +491,7 @@ fn galaxies_csv(galaxies: &[GalaxyRecord]) -> String {
             g.n_good.to_string(),
             csv::quote(&g.source),
             csv::quote(&g.notes),
+            csv::float(g.psf_fwhm),
         ];
         out.push_str(&row.join(","));
         out.push('\n');
@@ -490,6 +530,7 @@ mod tests {
             n_good: 700 + i,
             source: format!("dir with, comma/manga-{plateifu}.fits.gz"),
             notes: String::new(),
+            psf_fwhm: 2.5 + 0.125 * f64::from(i),
         }
     }
 
@@ -526,7 +567,8 @@ mod tests {
             *v = i as f32 * 0.5;
         }
         cubes.w[3] = 7.0;
-        let galaxies = vec![record("7815-3702", 1), record("8000-1901", 2)];
+        let mut galaxies = vec![record("7815-3702", 1), record("8000-1901", 2)];
+        galaxies[1].psf_fwhm = f64::NAN;
         let skipped = vec![SkippedInput {
             path: "bad, file.fits".to_string(),
             reason: "not \"FITS\"".to_string(),
@@ -541,11 +583,18 @@ mod tests {
         assert_eq!(ds.galaxies[1].plateifu, "8000-1901");
         assert!(ds.galaxies[0].dec.is_nan());
         assert_eq!(ds.galaxies[0].source, galaxies[0].source);
+        assert_eq!(ds.galaxies[0].psf_fwhm, 2.625);
+        assert!(ds.galaxies[1].psf_fwhm.is_nan(), "unknown PSF stays NaN");
         assert_eq!(read_skipped(dir.path()).unwrap(), skipped);
         let csv = std::fs::read_to_string(dir.path().join(GALAXIES_CSV)).unwrap();
         let rows = csv::parse(&csv);
         assert_eq!(rows.len(), 3);
         assert_eq!(rows[1][10], galaxies[0].source);
+        assert_eq!(rows[0][12], "psf_fwhm");
+        assert_eq!(
+            (rows[1][12].as_str(), rows[2][12].as_str()),
+            ("2.625", "nan")
+        );
         // No temporary files are left behind.
         let names: Vec<String> = std::fs::read_dir(dir.path())
             .unwrap()
@@ -595,5 +644,117 @@ mod tests {
         .unwrap();
         let err = Dataset::open(dir.path()).unwrap_err().to_string();
         assert!(err.contains("galaxies"), "{err}");
+    }
+
+    /// A dataset written before `psf_fwhm` existed (its galaxies.parquet has the first twelve
+    /// columns only) still opens, with every PSF unknown and everything else intact.
+    #[test]
+    fn dataset_without_psf_column_opens_with_unknown_psf() {
+        let dir = tempfile::tempdir().unwrap();
+        let galaxies = vec![record("7815-3702", 1), record("8000-1901", 2)];
+        Dataset::write(
+            dir.path(),
+            &Cubes::zeros(2, 2, 4),
+            &galaxies,
+            &manifest(2),
+            &[],
+        )
+        .unwrap();
+        let path = dir.path().join(GALAXIES_PARQUET);
+        let batch = ParquetRecordBatchReaderBuilder::try_new(File::open(&path).unwrap())
+            .unwrap()
+            .build()
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap();
+        let old = batch.project(&(0..12).collect::<Vec<_>>()).unwrap();
+        assert!(old.column_by_name("psf_fwhm").is_none());
+        let mut bytes = Vec::new();
+        let mut writer = ArrowWriter::try_new(&mut bytes, old.schema(), None).unwrap();
+        writer.write(&old).unwrap();
+        writer.close().unwrap();
+        std::fs::write(&path, bytes).unwrap();
+        let ds = Dataset::open(dir.path()).unwrap();
+        assert!(ds.galaxies.iter().all(|g| g.psf_fwhm.is_nan()));
+        // NaN ≠ NaN: compare with the unknown values (dec, psf_fwhm) set to a number.
+        let known = |g: &GalaxyRecord| GalaxyRecord {
+            dec: 0.0,
+            psf_fwhm: 0.0,
+            ..g.clone()
+        };
+        let back: Vec<GalaxyRecord> = ds.galaxies.iter().map(known).collect();
+        let written: Vec<GalaxyRecord> = galaxies.iter().map(known).collect();
+        assert_eq!(back, written);
+    }
+
+    /// The grid-pixel size follows from the resampling: flux in spaxel columns 6–8 of a 9×9
+    /// grid centred on column 4 has its centroid 3 spaxels (1.5″) from the centre, and on the
+    /// dataset grid its centroid, in grid pixels times `pixel_arcsec`, must be 1.5″ too — for
+    /// down- and upsampling, integer and non-integer ratios. (The sizes are those for which the
+    /// band's edges fall on grid-pixel edges, where the pixel centroid is exact.)
+    #[test]
+    fn pixel_arcsec_matches_the_resampling_geometry() {
+        use crate::preprocess::{PreprocessConfig, preprocess};
+        let mut maps = crate::fixtures::disc("8000-1901", 9);
+        // The whole grid covered and good, so the box is the grid and no pixel is reweighted.
+        maps.mask.fill(0);
+        maps.ivar.fill(400.0);
+        let ha = maps.channel_index("Ha-6564").unwrap();
+        let plane = maps.plane_len();
+        let flux = &mut maps.flux[ha * plane..(ha + 1) * plane];
+        flux.fill(0.0);
+        for x in 6..9 {
+            flux[4 * 9 + x] = 10.0;
+        }
+        let expected_arcsec = (7.0 - 4.0) * SPAXEL_ARCSEC;
+        for size in [3, 6, 9, 12, 18, 27] {
+            let config = PreprocessConfig {
+                size,
+                ..Default::default()
+            };
+            let pre = preprocess(&maps, &[ha], &config).unwrap();
+            assert_eq!(pre.box_size, 9, "the box is the 9×9 grid");
+            let galaxy = GalaxyRecord {
+                box_size: pre.box_size as u32,
+                ..record("8000-1901", 1)
+            };
+            // Flux-weighted column of the resampled band, relative to the grid centre.
+            let (mut sum, mut weighted) = (0.0, 0.0);
+            for (p, &x) in pre.x.iter().enumerate() {
+                sum += f64::from(x);
+                weighted += f64::from(x) * (p % size) as f64;
+            }
+            let offset_pixels = weighted / sum - (size as f64 - 1.0) / 2.0;
+            let offset_arcsec = offset_pixels * galaxy.pixel_arcsec(size);
+            assert!(
+                (offset_arcsec - expected_arcsec).abs() < 1e-5,
+                "S = {size}: {offset_arcsec}″"
+            );
+            assert_eq!(
+                galaxy.psf_fwhm_pixels(size),
+                galaxy.psf_fwhm / (SPAXEL_ARCSEC * 9.0 / size as f64)
+            );
+        }
+        // A 42-spaxel box on the default 32-pixel grid: 0.65625″ pixels, so the real
+        // 7815-3702's 2.59937″ PSF spans 3.96 pixels.
+        let real = GalaxyRecord {
+            box_size: 42,
+            psf_fwhm: 2.59937,
+            ..record("7815-3702", 0)
+        };
+        assert_eq!(real.pixel_arcsec(32), 0.65625);
+        assert!((real.psf_fwhm_pixels(32) - 2.59937 / 0.65625).abs() < 1e-12);
+        let unknown = GalaxyRecord {
+            box_size: 0,
+            ..real.clone()
+        };
+        assert!(unknown.pixel_arcsec(32).is_nan() && unknown.psf_fwhm_pixels(32).is_nan());
+        assert!(real.pixel_arcsec(0).is_nan());
+        let no_psf = GalaxyRecord {
+            psf_fwhm: f64::NAN,
+            ..real
+        };
+        assert!(no_psf.psf_fwhm_pixels(32).is_nan());
     }
 }

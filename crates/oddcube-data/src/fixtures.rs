@@ -48,6 +48,7 @@ pub fn disc(plateifu: &str, n: usize) -> MapsFile {
         ra: Some(180.0),
         dec: Some(45.0),
         z: Some(0.03),
+        psf_fwhm: Some(2.5),
         ifu_size: plateifu
             .split_once('-')
             .and_then(|(_, i)| i.parse::<u32>().ok())
@@ -96,6 +97,13 @@ pub fn maps_hdus(maps: &MapsFile) -> (Vec<Card>, Vec<ImageHdu>) {
             "SCINPVEL",
             z * SPEED_OF_LIGHT_KM_S,
             "Initial guess velocity",
+        ));
+    }
+    if let Some(fwhm) = m.psf_fwhm {
+        primary.push(Card::float(
+            crate::maps::PSF_FWHM_KEYWORD,
+            fwhm,
+            "Reconstructed FWHM in r-band (arcsec)",
         ));
     }
     if let Some(q) = m.dapqual {

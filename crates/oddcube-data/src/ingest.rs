@@ -355,6 +355,7 @@ fn ingest_one(path: &Path, options: &IngestOptions) -> Outcome {
         ra: meta.ra.unwrap_or(f64::NAN),
         dec: meta.dec.unwrap_or(f64::NAN),
         z: meta.z.unwrap_or(f64::NAN),
+        psf_fwhm: meta.psf_fwhm.unwrap_or(f64::NAN),
         ifu_size: meta.ifu_size.unwrap_or(0),
         grid_size: u32::try_from(maps.nx).unwrap_or(u32::MAX),
         box_size: u32::try_from(pre.box_size).unwrap_or(u32::MAX),

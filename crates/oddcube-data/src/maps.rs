@@ -13,6 +13,15 @@ use crate::lines::LineSet;
 /// Speed of light in km/s, to turn the DAP's input velocity (cz) into a redshift.
 pub const SPEED_OF_LIGHT_KM_S: f64 = 299_792.458;
 
+/// Side of one MAPS spaxel in arcsec: the DRP builds every MaNGA cube, and so the DAP every
+/// MAPS grid, on 0.5″ spaxels.
+pub const SPAXEL_ARCSEC: f64 = 0.5;
+
+/// Primary-header keyword of the r-band FWHM (arcsec) of the reconstructed PSF. The DRP also
+/// gives GFWHM, IFWHM and ZFWHM; r is used because its band holds Hα and [N II] and lies in the
+/// middle of the 3800–8000 Å line range, and the four differ by only a few per cent.
+pub const PSF_FWHM_KEYWORD: &str = "RFWHM";
+
 /// EXTNAME of the Gaussian-fit line fluxes.
 pub const GFLUX: &str = "EMLINE_GFLUX";
 /// EXTNAME of their inverse variances.
@@ -38,6 +47,9 @@ pub struct MapsMeta {
     pub dec: Option<f64>,
     /// Redshift `SCINPVEL / c` (the DAP's input guess; MAPS files have no redshift keyword).
     pub z: Option<f64>,
+    /// FWHM of the reconstructed r-band PSF in arcsec ([`PSF_FWHM_KEYWORD`]); `None` when the
+    /// header has no positive, finite value.
+    pub psf_fwhm: Option<f64>,
     /// IFU size in fibres, IFUDESIGN / 100 (19, 37, 61, 91, 127, or 7 for mini-bundles).
     pub ifu_size: Option<u32>,
     /// DAPQUAL bits (bit 30 = CRITICAL).
@@ -267,6 +279,16 @@ fn read_meta(primary: &Hdu, path: &Path) -> MapsMeta {
     if z.is_none() {
         notices.push("no SCINPVEL in the primary header; redshift unknown".to_string());
     }
+    // A FWHM of 0 or below (or NaN) is no measurement; calling it unknown keeps it from
+    // becoming a zero-width smoothing kernel downstream.
+    let psf_fwhm = primary
+        .float(PSF_FWHM_KEYWORD)
+        .filter(|f| f.is_finite() && *f > 0.0);
+    if psf_fwhm.is_none() {
+        notices.push(format!(
+            "no positive {PSF_FWHM_KEYWORD} in the primary header; PSF FWHM unknown"
+        ));
+    }
     MapsMeta {
         plateifu,
         plateifu_from_filename,
@@ -274,6 +296,7 @@ fn read_meta(primary: &Hdu, path: &Path) -> MapsMeta {
         ra: primary.float("OBJRA"),
         dec: primary.float("OBJDEC"),
         z,
+        psf_fwhm,
         ifu_size,
         dapqual: primary.int("DAPQUAL"),
         daptype: primary.str("DAPTYPE").map(str::to_string),
@@ -342,6 +365,9 @@ mod tests {
         assert_eq!(meta.ra, Some(317.903201533));
         assert_eq!(meta.dec, Some(11.4969433994));
         assert!((meta.z.unwrap() - 0.0293823).abs() < 1e-7, "{:?}", meta.z);
+        // The header card reads `RFWHM   =              2.59937 / Reconstructed FWHM in
+        // r-band (arcsec)`.
+        assert_eq!(meta.psf_fwhm, Some(2.59937));
         assert_eq!(meta.ifu_size, Some(37));
         assert_eq!(meta.dapqual, Some(0));
         assert_eq!(meta.daptype.as_deref(), Some("HYB10-GAU-MILESHC"));
@@ -377,6 +403,13 @@ mod tests {
         );
         assert_eq!(m.meta.ifu_size, None);
         assert_eq!(m.meta.ra, None);
+        // This DAP test file has no xFWHM cards: unknown, and said so.
+        assert_eq!(m.meta.psf_fwhm, None);
+        assert!(
+            m.meta.notices.iter().any(|n| n.contains("RFWHM")),
+            "{:?}",
+            m.meta.notices
+        );
         assert_eq!(m.meta.dapqual, Some(32));
         assert!((m.meta.z.unwrap() - 14848.180818315599 / SPEED_OF_LIGHT_KM_S).abs() < 1e-12);
         // astropy: Hα (channel 24) good in 8 spaxels, flux sum 19.3386337608099; (y1,x2) values.
@@ -419,6 +452,16 @@ mod tests {
         );
         assert_eq!(back.channels, maps.channels);
         assert_eq!(back.meta.ifu_size, Some(19));
+        assert_eq!(back.meta.psf_fwhm, maps.meta.psf_fwhm);
+        // A FWHM that is no measurement (0 or negative) reads as unknown.
+        for bogus in [0.0, -1.5] {
+            let mut odd = maps.clone();
+            odd.meta.psf_fwhm = Some(bogus);
+            fixtures::write_maps(&odd, &path).unwrap();
+            let meta = MapsFile::read(&path).unwrap().meta;
+            assert_eq!(meta.psf_fwhm, None, "RFWHM = {bogus}");
+            assert!(meta.notices.iter().any(|n| n.contains("RFWHM")));
+        }
         // Fewer than ten channels use C1…C9.
         maps.channels.truncate(3);
         let plane = maps.plane_len();

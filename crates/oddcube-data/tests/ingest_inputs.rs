@@ -138,6 +138,9 @@ fn bad_inputs_are_skipped_and_good_ones_ingested() {
     assert_eq!(names, ["8000-1901", "8001-1902", "tiny-test"]);
     assert_eq!(report.n_ingested, 3);
     assert_eq!(ds.galaxies[2].notes, "plateifu-from-filename");
+    // The DAP test file has no RFWHM: its PSF is unknown (NaN), not 0.
+    assert!(ds.galaxies[2].psf_fwhm.is_nan());
+    assert!(report.notices.iter().any(|n| n.contains("RFWHM")));
     assert!(report.notices.iter().any(|n| n.contains("PLATEIFU")));
     assert_eq!(ds.cubes.shape(), [3, 19, 32, 32]);
     assert!(ds.cubes.x.iter().chain(&ds.cubes.w).all(|v| v.is_finite()));
@@ -223,6 +226,20 @@ fn rerunning_gives_identical_bytes_whatever_the_thread_count() {
         (37, 42, "1-113540")
     );
     assert!(real.scale > 0.0 && real.n_good >= 769);
+    // RFWHM from the primary header, through galaxies.parquet and galaxies.csv.
+    assert_eq!(real.psf_fwhm, 2.59937);
+    assert!(
+        ds.galaxies
+            .iter()
+            .filter(|g| g.plateifu != "7815-3702")
+            .all(|g| g.psf_fwhm == 2.5),
+        "the fixtures' RFWHM"
+    );
+    let csv = std::fs::read_to_string(a.join(dataset::GALAXIES_CSV)).unwrap();
+    let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
+    let column = header.iter().position(|&c| c == "psf_fwhm").unwrap();
+    let row = csv.lines().find(|l| l.starts_with("7815-3702,")).unwrap();
+    assert_eq!(row.split(',').nth(column), Some("2.59937"));
 }
 
 #[test]

@@ -4,8 +4,9 @@
 use rand::Rng;
 use rand_distr::StandardNormal;
 
-/// Spaxel size of MaNGA DRP cubes and DAP maps, arcsec.
-pub const SPAXEL_ARCSEC: f64 = 0.5;
+/// Spaxel size of MaNGA DRP cubes and DAP maps, arcsec (the reader's constant, so simulated
+/// and real grids cannot drift apart).
+pub const SPAXEL_ARCSEC: f64 = crate::maps::SPAXEL_ARCSEC;
 
 /// A square spaxel grid centred on the IFU.
 #[derive(Debug, Clone, Copy, PartialEq)]
