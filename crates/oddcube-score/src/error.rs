@@ -93,6 +93,9 @@ pub enum Error {
         /// The parser's complaint.
         reason: String,
     },
+    /// A dataset (an oddcube-data artifact) could not be read; the error names its file.
+    #[error(transparent)]
+    Data(#[from] oddcube_data::DataError),
     /// An I/O failure on a named file.
     #[error("{path}: {source}")]
     Io {

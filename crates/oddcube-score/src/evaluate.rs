@@ -1,12 +1,24 @@
-//! The evaluation table: every score column judged against ground-truth labels, per anomaly kind
-//! and overall (AUROC, AP, P@10/50/100/P@n_pos), ready to serialise as `evaluation.json` and to
-//! print as a text table.
+//! Judging scores against ground-truth labels (`oddcube evaluate`): which catalogue columns are
+//! scores ([`SCORE_COLUMNS`]), which labels count as normal ([`normal_labels`]), the evaluation
+//! table — every score column per anomaly kind and overall (AUROC, AP, P@10/50/100/P@n_pos) —
+//! and [`evaluate_results`], which runs the whole judgement of a RESULTS directory next to a PCA
+//! baseline and latent neighbour purity, written as `evaluation.json`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use oddcube_data::Progress;
+use oddcube_data::dataset::Dataset;
 
 use crate::error::{Error, Result, check_len};
+use crate::knn::{LatentView, Metric, all_nearest};
 use crate::metrics::{RankingMetrics, Split, split_metrics};
+use crate::pca::{PcaModel, PcaOptions};
+use crate::provenance::{dataset_dir, open_dataset};
+use crate::purity::{PurityReport, neighbour_purity};
+use crate::results::{Catalog, Results, invalid, write_atomic};
+use crate::truth::{align_labels, read_labels_csv};
 
 /// Name of the split that pools every anomaly kind.
 pub const OVERALL: &str = "overall";
@@ -247,6 +259,322 @@ impl Evaluation {
             push_row(&mut row.iter().map(String::as_str));
         }
         out
+    }
+}
+
+/// The catalogue columns that are anomaly scores (higher = more anomalous), in the order they
+/// are judged, plotted and listed. A column is a score by being named here, not by its type: the
+/// catalogue also holds floats that are not scores (coordinates, p- and q-values, per-line
+/// shares). Whoever adds a score column to the catalogue adds its name here.
+pub const SCORE_COLUMNS: [&str; 4] = ["recon", "chi2", "knn_dist", "lof"];
+
+/// The score columns [`SCORE_COLUMNS`] lists that `catalog` has as float columns, in that order.
+pub fn score_columns(catalog: &Catalog) -> Vec<String> {
+    SCORE_COLUMNS
+        .iter()
+        .filter(|name| catalog.f64(name).is_some())
+        .map(|name| name.to_string())
+        .collect()
+}
+
+/// Labels treated as normal when neither the caller nor an `is_anomaly` column says otherwise:
+/// the simulator's ordinary kinds and the non-AGN BPT classes.
+pub const DEFAULT_NORMAL_LABELS: [&str; 5] =
+    ["normal", "star_forming", "retired", "sf", "composite"];
+
+/// Where the normal labels of an evaluation came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NormalSource {
+    /// Given by the caller (`--normal`).
+    Given,
+    /// The labels whose rows all have `is_anomaly` false in the labels file.
+    IsAnomalyColumn,
+    /// [`DEFAULT_NORMAL_LABELS`].
+    Defaults,
+}
+
+/// The labels that count as normal: `given` when there is one (blank entries dropped), else the
+/// labels of `labels` (id → label) whose rows all have a false `is_anomaly` (`0`, `false`, `no`,
+/// or blank) in the labels file at `path` when it has that column, else
+/// [`DEFAULT_NORMAL_LABELS`].
+pub fn normal_labels(
+    given: Option<&[String]>,
+    path: &Path,
+    id_column: &str,
+    labels: &BTreeMap<String, String>,
+) -> (BTreeSet<String>, NormalSource) {
+    if let Some(given) = given {
+        let normal = given
+            .iter()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect();
+        return (normal, NormalSource::Given);
+    }
+    // A file without the column (or unreadable a second time) simply falls through.
+    if let Ok(flags) = read_labels_csv(path, id_column, "is_anomaly") {
+        let mut anomalous: BTreeMap<&str, bool> = BTreeMap::new();
+        for (id, label) in labels {
+            let flag = flags
+                .get(id)
+                .is_some_and(|f| matches!(f.to_ascii_lowercase().as_str(), "1" | "true" | "yes"));
+            *anomalous.entry(label.as_str()).or_insert(false) |= flag;
+        }
+        let normal: BTreeSet<String> = anomalous
+            .iter()
+            .filter(|(_, a)| !**a)
+            .map(|(l, _)| l.to_string())
+            .collect();
+        if !normal.is_empty() {
+            return (normal, NormalSource::IsAnomalyColumn);
+        }
+    }
+    let defaults = DEFAULT_NORMAL_LABELS
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    (defaults, NormalSource::Defaults)
+}
+
+/// What `oddcube evaluate` is asked to do.
+#[derive(Debug, Clone)]
+pub struct EvaluateOptions {
+    /// CSV of labels (e.g. the simulator's `truth.csv`, or `bpt.csv`).
+    pub labels: PathBuf,
+    /// Column of the labels file holding the plate-ifu.
+    pub id_column: String,
+    /// Column of the labels file holding the label.
+    pub label_column: String,
+    /// Labels that count as normal; `None`: see [`normal_labels`].
+    pub normal: Option<Vec<String>>,
+    /// Dataset for the PCA baseline; `None`: the one the results were scored from.
+    pub data: Option<PathBuf>,
+    /// Whether to fit and judge the PCA baseline.
+    pub baseline: bool,
+    /// Principal components of the PCA baseline.
+    pub pca_components: usize,
+    /// Neighbours for the neighbour-purity measure (0 or more than the labelled galaxies: none).
+    pub purity_k: usize,
+}
+
+/// The PCA baseline an evaluation was judged next to.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Baseline {
+    /// Always `pca`.
+    pub method: &'static str,
+    /// The dataset it was fitted on.
+    pub dataset: String,
+    /// Principal components kept.
+    pub components: usize,
+    /// Fraction of the variance each component explains.
+    pub explained_variance_ratio: Vec<f64>,
+}
+
+/// An evaluation of a RESULTS directory, as `evaluation.json` holds it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct EvaluationReport {
+    /// The RESULTS directory judged.
+    pub results: String,
+    /// The labels file.
+    pub labels: String,
+    /// The labels file's label column.
+    pub label_column: String,
+    /// The PCA baseline, when one was fitted.
+    pub baseline: Option<Baseline>,
+    /// The metrics table.
+    pub evaluation: Evaluation,
+    /// Latent neighbour purity among the labelled galaxies, when there are enough.
+    pub purity: Option<PurityReport>,
+    /// Where the normal labels came from (not written; for the caller's log).
+    #[serde(skip)]
+    pub normal_source: Option<NormalSource>,
+    /// Whether the baseline's dataset differs from the one the results were scored from (not
+    /// written; for the caller's warning).
+    #[serde(skip)]
+    pub baseline_dataset_differs: bool,
+}
+
+/// File name of the evaluation inside a RESULTS directory.
+pub const EVALUATION_FILE: &str = "evaluation.json";
+
+/// Judges every score column of the RESULTS directory `dir` against the labels of `options`,
+/// next to a PCA reconstruction-error baseline on the dataset (aligned to the catalogue by
+/// plate-ifu; a galaxy the dataset lacks gets no baseline score), plus the latent neighbour
+/// purity among labelled galaxies.
+///
+/// Errors when the results or labels cannot be read, no catalogue galaxy has a label, the
+/// baseline's dataset cannot be opened, or [`evaluate`]'s conditions fail.
+pub fn evaluate_results(
+    dir: &Path,
+    options: &EvaluateOptions,
+    progress: &dyn Progress,
+) -> Result<EvaluationReport> {
+    let results = Results::open(dir)?;
+    let catalog = &results.catalog;
+    let plateifus = catalog
+        .str("plateifu")
+        .ok_or_else(|| invalid(dir, "the catalogue has no plateifu column"))?
+        .to_vec();
+    let label_map = read_labels_csv(&options.labels, &options.id_column, &options.label_column)?;
+    let labels = align_labels(&plateifus, &label_map);
+    if labels.iter().all(Option::is_none) {
+        return Err(Error::Labels {
+            path: options.labels.clone(),
+            reason: format!(
+                "no galaxy of {} has a label (column {})",
+                dir.display(),
+                options.id_column
+            ),
+        });
+    }
+    let (normal, normal_source) = normal_labels(
+        options.normal.as_deref(),
+        &options.labels,
+        &options.id_column,
+        &label_map,
+    );
+
+    let mut columns: Vec<(String, Vec<f64>)> = score_columns(catalog)
+        .into_iter()
+        .filter_map(|name| catalog.f64(&name).map(|v| (name.clone(), v.to_vec())))
+        .filter(|(_, v)| v.iter().any(|x| x.is_finite()))
+        .collect();
+    let mut baseline = None;
+    let mut baseline_dataset_differs = false;
+    if options.baseline {
+        let scored = open_dataset(&results.manifest, options.data.as_deref()).map_err(|e| {
+            let dir = dataset_dir(&results.manifest, options.data.as_deref());
+            invalid(
+                &dir,
+                format!(
+                    "cannot open the dataset for the PCA baseline (use --data DIR or --no-baseline): {e}"
+                ),
+            )
+        })?;
+        baseline_dataset_differs = !scored.same_as_scored;
+        let (pca_columns, fitted) = pca_baseline(
+            &scored.dataset,
+            &plateifus,
+            options.pca_components,
+            progress,
+        )?;
+        columns.extend(pca_columns);
+        baseline = Some(Baseline {
+            dataset: scored.dir.display().to_string(),
+            ..fitted
+        });
+    }
+    let evaluation = evaluate(&columns, &labels, &normal)?;
+    let purity = labelled_purity(&results, &labels, options.purity_k, progress)?;
+    Ok(EvaluationReport {
+        results: dir.display().to_string(),
+        labels: options.labels.display().to_string(),
+        label_column: options.label_column.clone(),
+        baseline,
+        evaluation,
+        purity,
+        normal_source: Some(normal_source),
+        baseline_dataset_differs,
+    })
+}
+
+/// The PCA baseline's `pca_recon` and `pca_chi2` columns, in the order of `plateifus` (NaN for a
+/// galaxy the dataset lacks), and the fitted baseline's description (dataset left blank).
+fn pca_baseline(
+    dataset: &Dataset,
+    plateifus: &[String],
+    components: usize,
+    progress: &dyn Progress,
+) -> Result<(Vec<(String, Vec<f64>)>, Baseline)> {
+    let options = PcaOptions {
+        components,
+        ..PcaOptions::default()
+    };
+    let pca = PcaModel::fit(&dataset.cubes, &options, progress)?;
+    let scores = pca.score(&dataset.cubes, progress)?;
+    let row_of: BTreeMap<&str, usize> = dataset
+        .galaxies
+        .iter()
+        .enumerate()
+        .map(|(i, g)| (g.plateifu.as_str(), i))
+        .collect();
+    let pick = |value: &dyn Fn(usize) -> f64| -> Vec<f64> {
+        plateifus
+            .iter()
+            .map(|p| row_of.get(p.as_str()).map_or(f64::NAN, |&i| value(i)))
+            .collect()
+    };
+    let columns = vec![
+        ("pca_recon".to_string(), pick(&|i| scores[i].recon)),
+        ("pca_chi2".to_string(), pick(&|i| scores[i].chi2)),
+    ];
+    let baseline = Baseline {
+        method: "pca",
+        dataset: String::new(),
+        components: pca.components,
+        explained_variance_ratio: pca.explained_variance_ratio(),
+    };
+    Ok((columns, baseline))
+}
+
+/// Neighbour purity among the labelled galaxies only (an unlabelled neighbour says nothing either
+/// way), in Euclidean latent space; `None` when `k` is 0 or not below the labelled count.
+fn labelled_purity(
+    results: &Results,
+    labels: &[Option<String>],
+    k: usize,
+    progress: &dyn Progress,
+) -> Result<Option<PurityReport>> {
+    let labelled_rows: Vec<usize> = (0..labels.len()).filter(|&i| labels[i].is_some()).collect();
+    if k == 0 || labelled_rows.len() <= k {
+        return Ok(None);
+    }
+    let dim = results.latent_dim;
+    let sub: Vec<f32> = labelled_rows
+        .iter()
+        .flat_map(|&r| results.latents[r * dim..(r + 1) * dim].iter().copied())
+        .collect();
+    let view = LatentView::new(&sub, labelled_rows.len(), dim)?;
+    let graph = all_nearest(&view, k, Metric::Euclidean, progress)?;
+    let sub_labels: Vec<String> = labelled_rows
+        .iter()
+        .filter_map(|&r| labels[r].clone())
+        .collect();
+    neighbour_purity(&graph, &sub_labels, k).map(Some)
+}
+
+impl EvaluationReport {
+    /// The metrics table followed by the purity lines, as `oddcube evaluate` prints them.
+    pub fn to_text(&self) -> String {
+        let mut out = self.evaluation.to_table();
+        out.push('\n');
+        if let Some(p) = &self.purity {
+            let _ = writeln!(
+                out,
+                "neighbour purity (k = {}, labelled galaxies, euclidean latents): overall {:.3}",
+                p.k, p.overall
+            );
+            for (label, lp) in &p.per_label {
+                let _ = writeln!(
+                    out,
+                    "  {label:<16} n = {:>5}  purity {:.3}  (chance {:.3})",
+                    lp.count, lp.purity, lp.chance
+                );
+            }
+        }
+        out
+    }
+
+    /// Writes the report as `dir/evaluation.json` (pretty JSON, atomically); returns the path.
+    pub fn write(&self, dir: &Path) -> Result<PathBuf> {
+        let path = dir.join(EVALUATION_FILE);
+        let mut json = serde_json::to_vec_pretty(self).map_err(|e| Error::Json {
+            what: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        json.push(b'\n');
+        write_atomic(&path, &json)?;
+        Ok(path)
     }
 }
 

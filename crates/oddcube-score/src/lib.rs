@@ -36,6 +36,7 @@ pub mod lof;
 pub mod merge;
 pub mod metrics;
 pub mod pca;
+pub mod provenance;
 pub mod purity;
 pub mod results;
 pub mod score;

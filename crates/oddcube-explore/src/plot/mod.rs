@@ -6,6 +6,7 @@
 //! the CLI can write them atomically and the server can send them without touching the disk.
 
 pub mod bpt;
+pub mod figures;
 pub mod galaxy;
 pub mod map;
 pub mod scores;
@@ -15,7 +16,6 @@ use std::sync::Once;
 
 use plotters::style::{FontStyle, RGBColor};
 
-use oddcube_score::results::Catalog;
 use oddcube_score::{Error, Result};
 
 /// DejaVu Sans (Bitstream Vera licence, `assets/fonts/LICENSE-DejaVu.txt`), embedded so figures
@@ -138,24 +138,6 @@ pub(crate) fn figure_error(e: impl std::fmt::Display) -> Error {
         path: "<figure>".into(),
         source: std::io::Error::other(e.to_string()),
     }
-}
-
-/// Catalogue columns that are not scores: identifiers, coordinates and per-line shares.
-const NOT_SCORES: [&str; 7] = ["ra", "dec", "z", "pvalue", "qvalue", "ifu_size", "n_good"];
-
-/// The score columns of a catalogue (floating-point columns that are not metadata, p-values or
-/// per-line shares), in catalogue order: `recon`, `chi2`, `knn_dist`, `lof`, ...
-pub fn score_columns(catalog: &Catalog) -> Vec<String> {
-    catalog
-        .columns
-        .iter()
-        .filter(|(name, column)| {
-            matches!(column, oddcube_score::results::Column::F64(_))
-                && !NOT_SCORES.contains(&name.as_str())
-                && !name.starts_with(oddcube_score::results::LINE_COLUMN_PREFIX)
-        })
-        .map(|(name, _)| name.clone())
-        .collect()
 }
 
 /// A human label with units for a score column.

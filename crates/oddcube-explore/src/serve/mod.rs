@@ -192,7 +192,7 @@ impl AppState {
                 format!("{} {}", p.to_lowercase(), mangaid.to_lowercase())
             })
             .collect();
-        let score_columns = crate::plot::score_columns(&results.catalog);
+        let score_columns = oddcube_score::evaluate::score_columns(&results.catalog);
         Ok(AppState {
             results,
             residuals,
