@@ -20,7 +20,8 @@ use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
 use oddcube_score::knn::{self, KnnGraph, LatentView, Metric};
-use oddcube_score::results::write_atomic;
+use oddcube_score::latents::Latents;
+use oddcube_score::results::{Results, write_atomic};
 use oddcube_score::{Error, Result};
 
 /// File name of the map coordinates inside a RESULTS directory.
@@ -721,6 +722,102 @@ impl Projection {
             info,
         }))
     }
+}
+
+/// The latent map of the RESULTS directory `dir`: fitted with `options`, written into it as
+/// `projection.csv` / `projection.json`, and returned.
+pub fn project_results(
+    dir: &Path,
+    options: &ProjectOptions,
+    progress: &dyn Progress,
+) -> Result<Projection> {
+    let results = Results::open(dir)?;
+    let view = LatentView::new(&results.latents, results.catalog.len(), results.latent_dim)?;
+    let plateifus = results
+        .catalog
+        .str("plateifu")
+        .ok_or_else(|| malformed(dir, "the catalogue has no plateifu column"))?
+        .to_vec();
+    let map = project(&view, plateifus, options, progress)?;
+    map.write(dir)?;
+    Ok(map)
+}
+
+/// New galaxies placed on the existing map of a RESULTS directory by [`place_on_results`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Placed {
+    /// One id per new galaxy.
+    pub ids: Vec<String>,
+    /// Their map positions.
+    pub xy: Vec<[f32; 2]>,
+    /// How the map was made.
+    pub method: ProjectionMethod,
+}
+
+impl Placed {
+    /// The positions as CSV (`id,x,y`).
+    pub fn to_csv(&self) -> String {
+        let mut text = csv::record(["id", "x", "y"]);
+        for (id, p) in self.ids.iter().zip(&self.xy) {
+            text.push_str(&csv::record([
+                id.as_str(),
+                &p[0].to_string(),
+                &p[1].to_string(),
+            ]));
+        }
+        text
+    }
+}
+
+/// Places the galaxies of the latents file `new` (`[M, D]` f32 .npy) on the existing map of the
+/// RESULTS directory `dir` without refitting it (see [`place`]). `ids` is a text file with one id
+/// per line (blank lines ignored); without it the galaxies are `new-0`, `new-1`, ...
+///
+/// Errors when `dir` has no map yet, the map does not list the catalogue's galaxies in order,
+/// or the ids and vectors differ in number.
+pub fn place_on_results(dir: &Path, new: &Path, ids: Option<&Path>, k: usize) -> Result<Placed> {
+    let results = Results::open(dir)?;
+    let view = LatentView::new(&results.latents, results.catalog.len(), results.latent_dim)?;
+    let map = Projection::read(dir)?.ok_or_else(|| {
+        malformed(
+            dir,
+            format!(
+                "no projection.csv yet: run `oddcube project {}` first",
+                dir.display()
+            ),
+        )
+    })?;
+    let plateifus = results
+        .catalog
+        .str("plateifu")
+        .ok_or_else(|| malformed(dir, "the catalogue has no plateifu column"))?;
+    if map.plateifus.as_slice() != plateifus {
+        return Err(malformed(
+            dir,
+            "projection.csv does not list the catalogue's galaxies in order; re-run `oddcube project`",
+        ));
+    }
+    let new_latents = Latents::read(new)?;
+    let ids: Vec<String> = match ids {
+        Some(path) => std::fs::read_to_string(path)
+            .map_err(|source| Error::Io {
+                path: path.to_path_buf(),
+                source,
+            })?
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(str::to_string)
+            .collect(),
+        None => (0..new_latents.n()).map(|i| format!("new-{i}")).collect(),
+    };
+    oddcube_score::error::check_len("ids of the new galaxies", ids.len(), new_latents.n())?;
+    let xy = place(&view, &map.xy, &new_latents.view(), k)?;
+    Ok(Placed {
+        ids,
+        xy,
+        method: map.info.method,
+    })
 }
 
 #[cfg(test)]

@@ -4,30 +4,64 @@ use candle_core::Device;
 
 use crate::error::{ModelError, Result};
 
-/// The device for `name`: `cpu`, `cuda` (GPU 0; needs a build with the `cuda` feature and a
-/// GPU) or `cuda:N`. `wgpu` and anything else are errors saying why.
-pub fn select_device(name: &str) -> Result<Device> {
-    match name {
-        "cpu" => Ok(Device::Cpu),
-        "wgpu" | "vulkan" | "metal" => Err(ModelError::Device(format!(
-            "candle has no {name} backend; use --device cpu or --device cuda"
-        ))),
-        _ => match name.strip_prefix("cuda") {
-            Some(rest) => {
-                let ordinal = match rest.strip_prefix(':') {
-                    Some(n) => n.parse::<usize>().map_err(|_| {
-                        ModelError::Device(format!("bad GPU number in {name:?} (expected cuda:N)"))
-                    })?,
-                    None if rest.is_empty() => 0,
-                    None => return Err(ModelError::Device(format!("unknown device {name:?}"))),
-                };
-                cuda_device(ordinal)
-            }
-            None => Err(ModelError::Device(format!(
-                "unknown device {name:?} (cpu or cuda)"
+/// A compute device as named on the command line: `cpu`, `cuda` (GPU 0) or `cuda:N`. Parsing
+/// checks the name only; [`DeviceSpec::open`] opens the device (and fails without CUDA).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceSpec {
+    /// The CPU (oddcube's fused kernels).
+    Cpu,
+    /// CUDA GPU number N.
+    Cuda(usize),
+}
+
+impl std::str::FromStr for DeviceSpec {
+    type Err = ModelError;
+
+    /// `wgpu` and anything else are errors saying why.
+    fn from_str(name: &str) -> Result<Self> {
+        match name {
+            "cpu" => Ok(DeviceSpec::Cpu),
+            "wgpu" | "vulkan" | "metal" => Err(ModelError::Device(format!(
+                "candle has no {name} backend; use --device cpu or --device cuda"
             ))),
-        },
+            _ => match name.strip_prefix("cuda") {
+                Some("") => Ok(DeviceSpec::Cuda(0)),
+                Some(rest) => match rest.strip_prefix(':') {
+                    Some(n) => n.parse::<usize>().map(DeviceSpec::Cuda).map_err(|_| {
+                        ModelError::Device(format!("bad GPU number in {name:?} (expected cuda:N)"))
+                    }),
+                    None => Err(ModelError::Device(format!("unknown device {name:?}"))),
+                },
+                None => Err(ModelError::Device(format!(
+                    "unknown device {name:?} (cpu or cuda)"
+                ))),
+            },
+        }
     }
+}
+
+impl std::fmt::Display for DeviceSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DeviceSpec::Cpu => f.write_str("cpu"),
+            DeviceSpec::Cuda(n) => write!(f, "cuda:{n}"),
+        }
+    }
+}
+
+impl DeviceSpec {
+    /// Opens the device.
+    pub fn open(self) -> Result<Device> {
+        match self {
+            DeviceSpec::Cpu => Ok(Device::Cpu),
+            DeviceSpec::Cuda(ordinal) => cuda_device(ordinal),
+        }
+    }
+}
+
+/// The device for `name` (see [`DeviceSpec`]): parsed, then opened.
+pub fn select_device(name: &str) -> Result<Device> {
+    name.parse::<DeviceSpec>()?.open()
 }
 
 #[cfg(feature = "cuda")]
@@ -80,5 +114,19 @@ mod tests {
                 .to_string()
                 .contains("without CUDA")
         );
+    }
+
+    #[test]
+    fn names_round_trip_through_display() {
+        for (name, spec) in [
+            ("cpu", DeviceSpec::Cpu),
+            ("cuda", DeviceSpec::Cuda(0)),
+            ("cuda:3", DeviceSpec::Cuda(3)),
+        ] {
+            let parsed: DeviceSpec = name.parse().unwrap();
+            assert_eq!(parsed, spec);
+            assert_eq!(parsed.to_string().parse::<DeviceSpec>().unwrap(), spec);
+        }
+        assert!("cudax".parse::<DeviceSpec>().is_err());
     }
 }

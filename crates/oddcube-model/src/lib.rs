@@ -20,9 +20,11 @@
 //! - [`batches`]: from cubes to model batches (validation split, masks, augmentation, loss
 //!   weights, the dataset-mean baseline); [`augment`] the D4 symmetries and IVAR noise; [`loss`]
 //!   the IVAR-weighted objective; [`optim`] AdamW with inspectable state.
-//! - [`checkpoint`]: the model directory's files, written atomically; [`device`] picking CPU or
-//!   CUDA by name; [`bench`](mod@bench) and [`flops`] timing and FLOP counts for `oddcube bench`;
-//!   [`synthetic`] smooth synthetic galaxies for tests and benchmarks.
+//! - [`plan`]: the configuration of a fresh or resumed run from a preset and overrides, and the
+//!   summaries `oddcube train` prints.
+//! - [`checkpoint`]: the model directory's files, written atomically; [`device`] ([`DeviceSpec`])
+//!   picking CPU or CUDA by name; [`bench`](mod@bench) and [`flops`] timing and FLOP counts for
+//!   `oddcube bench`; [`synthetic`] smooth synthetic galaxies for tests and benchmarks.
 //!
 //! `docs/model.md` describes the network and its training; `docs/kernels.md` the CPU kernels.
 
@@ -40,6 +42,7 @@ pub mod kernels;
 pub mod loss;
 pub mod network;
 pub mod optim;
+pub mod plan;
 pub mod synthetic;
 pub mod train;
 
@@ -49,7 +52,7 @@ pub mod train;
 pub(crate) use batches as data;
 
 pub use config::{ArchConfig, DataInfo, LossMode, ModelConfig, ModelKind, Preset, TrainConfig};
-pub use device::select_device;
+pub use device::{DeviceSpec, select_device};
 pub use error::ModelError;
 pub use infer::Model;
 pub use train::{TrainOptions, TrainReport, train};

@@ -28,6 +28,8 @@
 
 pub mod error;
 pub mod evaluate;
+pub mod anomaly_map;
+pub mod calibration;
 pub mod fdr;
 pub mod feedback;
 pub mod knn;

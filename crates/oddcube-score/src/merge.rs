@@ -1,11 +1,14 @@
 //! Joining the `part-i-of-n` RESULTS of a sharded `oddcube score` into one RESULTS directory and
-//! computing the population-level scores (latent kNN, LOF, p-values, FDR, rank) on the whole.
+//! computing the population-level scores (latent kNN, LOF, fused score, p-values, FDR, rank)
+//! on the whole.
 
 use std::path::Path;
 
 use oddcube_data::Progress;
 use oddcube_data::merge::find_parts;
 
+use crate::anomaly_map::AnomalyMaps;
+use crate::calibration::StoredNull;
 use crate::error::{Error, Result};
 use crate::results::{Residuals, ResidualsWriter, Results, invalid};
 use crate::score::{ResidualSelection, ScoreSettings, finalize_population_scores, residual_rows};
@@ -94,6 +97,10 @@ pub fn merge_results(
     }
 
     let catalogs: Vec<_> = opened.iter().map(|r| r.catalog.clone()).collect();
+    let maps_of_parts: Vec<Option<AnomalyMaps>> = opened
+        .iter()
+        .map(|r| AnomalyMaps::read(&r.dir))
+        .collect::<Result<_>>()?;
     let mut offsets = Vec::with_capacity(opened.len());
     let mut total = 0;
     for c in &catalogs {
@@ -110,7 +117,16 @@ pub fn merge_results(
     }
 
     let settings = ScoreSettings::from_manifest(first)?;
-    finalize_population_scores(&mut catalog, &latents, d, &settings, progress)?;
+    // Every part carries a copy of the model's stored null (when it has one).
+    let null = StoredNull::read(&opened[0].dir)?;
+    let used = finalize_population_scores(
+        &mut catalog,
+        &latents,
+        d,
+        &settings,
+        null.as_ref(),
+        progress,
+    )?;
 
     // Residual maps: each part stored its own top-K by a per-galaxy score, a superset of the
     // global top-K by that score; take the global selection from whatever the parts stored.
@@ -137,6 +153,7 @@ pub fn merge_results(
     }
 
     let mut manifest = first.clone();
+    manifest.set_null(&used);
     manifest.n_galaxies = catalog.len();
     manifest.shard = oddcube_data::Shard::ALL.to_string();
     manifest.population_final = true;
@@ -165,6 +182,25 @@ pub fn merge_results(
             writer.write_galaxy(slot, maps.x, maps.xhat, maps.w)?;
         }
         writer.finish()?;
+    }
+    let mut maps = AnomalyMaps::default();
+    for &(p, i) in &order {
+        let part = maps_of_parts[p].as_ref().ok_or_else(|| {
+            invalid(
+                &opened[p].dir,
+                "no anomaly_maps.safetensors (scored by an older oddcube?)",
+            )
+        })?;
+        let (value, line) = part.galaxy(i);
+        maps.lines = part.lines.clone();
+        maps.size = part.size;
+        maps.plateifus.push(part.plateifus[i].clone());
+        maps.value.extend_from_slice(value);
+        maps.line.extend_from_slice(line);
+    }
+    maps.write(out)?;
+    if let Some(null) = &null {
+        null.write(out)?;
     }
     Results::write(out, &manifest, &catalog, &latents)?;
     Ok(MergedResults {

@@ -444,15 +444,25 @@ pub struct ResultsManifest {
     pub size: usize,
     /// Latent dimension D.
     pub latent_dim: usize,
-    /// Score the rank and p-values are computed from (`chi2`, `recon`, `knn_dist`, `lof`).
+    /// Column the rank follows (`score`, `local`, `chi2`, `recon`, `knn_dist`, `lof`).
     pub rank_by: String,
     /// Benjamini–Hochberg false-discovery level of `fdr_flag`.
     pub fdr: f64,
     /// Neighbours used by `knn_dist` and `lof`.
     pub knn_k: usize,
-    /// How p-values were computed (`robust` or `empirical`, see `score::PValueMethod`).
+    /// Which null was asked for (`stored` or `population`, see `score::PValueMethod`).
     #[serde(default = "default_pvalues")]
     pub pvalues: String,
+    /// Which galaxies the null actually used was fitted on: `validation` (stored with the
+    /// model), `training`, or `population` (the scored galaxies: the fallback).
+    #[serde(default)]
+    pub null_fitted_on: String,
+    /// How many galaxies that null was fitted on.
+    #[serde(default)]
+    pub null_n_calibration: usize,
+    /// Things a reader of these results must know (e.g. a fallback that was taken).
+    #[serde(default)]
+    pub warnings: Vec<String>,
     /// Latent metric of `knn_dist`/`lof` (`euclidean` or `cosine`).
     #[serde(default = "default_metric")]
     pub knn_metric: String,
@@ -477,7 +487,7 @@ fn default_metric() -> String {
     "euclidean".to_string()
 }
 fn default_pvalues() -> String {
-    "robust".to_string()
+    "population".to_string()
 }
 fn default_shard() -> String {
     "0/1".to_string()
@@ -503,6 +513,19 @@ impl ResultsManifest {
         })?;
         serde_json::from_slice(&bytes)
             .map_err(|e| invalid(&path, format!("not a results manifest: {e}")))
+    }
+
+    /// Records which null the p-values came from, and the warning when the stored one was not
+    /// used.
+    pub fn set_null(&mut self, used: &crate::score::NullUsed) {
+        self.null_fitted_on = used.fitted_on.clone();
+        self.null_n_calibration = used.n_calibration;
+        self.warnings.retain(|w| !w.starts_with("p-values"));
+        if let Some(why) = &used.warning {
+            self.warnings.push(format!(
+                "p-values from a null fitted to the scored galaxies themselves ({why})"
+            ));
+        }
     }
 
     /// Writes `dir/manifest.json` atomically (pretty JSON, trailing newline).
@@ -941,7 +964,10 @@ mod tests {
             rank_by: "chi2".into(),
             fdr: 0.05,
             knn_k: 1,
-            pvalues: "robust".into(),
+            pvalues: "stored".into(),
+            null_fitted_on: "validation".into(),
+            null_n_calibration: 30,
+            warnings: vec!["a warning".into()],
             knn_metric: "euclidean".into(),
             n_galaxies: 3,
             shard: "0/1".into(),

@@ -1,14 +1,18 @@
-//! Anomaly scoring of a dataset with a trained autoencoder: per-galaxy reconstruction scores
-//! (`recon`, `chi2`, per-line shares), then the population-level columns (`knn_dist`, `lof`,
-//! leave-one-out p-values, Benjamini–Hochberg q-values and flags, rank) — the catalogue of a
-//! RESULTS directory.
+//! Anomaly scoring of a dataset with a trained autoencoder — the catalogue of a RESULTS
+//! directory. Two passes:
 //!
-//! Sharding: per-galaxy scores and latents need only the galaxy itself, so each shard computes
-//! them ([`score_galaxies`]); the population columns need every galaxy, so they are computed
-//! once, on the joined catalogue and latents, by [`finalize_population_scores`] — which
-//! `oddcube score` calls directly for an unsharded run and `oddcube merge` calls after joining
-//! the `part-i-of-n` directories. Until then a part's population columns hold NaN / false / 0 and
-//! its manifest says `population_final: false`.
+//! 1. Per galaxy ([`score_galaxies`]): the global reconstruction scores (`recon`, `chi2`, per-line
+//!    shares), the PSF-smoothed anomaly map with its localized score `local` and region
+//!    (`anomaly_map.rs`), and the nuisance covariates `n_pixels` and `depth`. A galaxy needs
+//!    nothing but itself, so each shard of a sharded run computes these.
+//! 2. Per population ([`finalize_population_scores`]): `knn_dist` (against the stored training
+//!    latents, or the population when the model has no stored null), `lof`, the fused `score`
+//!    and its p-value (`calibration.rs`), Benjamini–Hochberg q-values and `fdr_flag`, and `rank`.
+//!    `oddcube score` calls it for an unsharded run and `oddcube merge` after joining the
+//!    `part-i-of-n` directories; until then a part's population columns hold NaN / false / 0 and
+//!    its manifest says `population_final: false`.
+//!
+//! docs/scoring.md explains every score and the null model.
 
 use std::path::Path;
 
@@ -17,6 +21,8 @@ use oddcube_data::cubes::Cubes;
 use oddcube_data::dataset::GalaxyRecord;
 use rayon::prelude::*;
 
+use crate::anomaly_map::{AnomalyMaps, NO_LINE, anomaly_map, pixel_arcsec, psf_fwhm_pixels};
+use crate::calibration::{Calibration, Covariates, StoredNull, reference_knn_distances};
 use crate::error::{Error, Result, check_len};
 use crate::fdr::benjamini_hochberg;
 use crate::knn::{LatentView, Metric, all_nearest};
@@ -27,6 +33,10 @@ use crate::results::{Catalog, Column, LINE_COLUMN_PREFIX, ResidualsWriter, inval
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RankBy {
+    /// The fused anomaly score (calibrated; the default).
+    Score,
+    /// Peak of the PSF-smoothed anomaly map.
+    Local,
     /// IVAR-weighted mean squared residual (σ units).
     Chi2,
     /// Mean squared residual in normalised units (the paper's score).
@@ -41,6 +51,8 @@ impl RankBy {
     /// The catalogue column name.
     pub fn column(self) -> &'static str {
         match self {
+            RankBy::Score => "score",
+            RankBy::Local => "local",
             RankBy::Chi2 => "chi2",
             RankBy::Recon => "recon",
             RankBy::KnnDist => "knn_dist",
@@ -50,7 +62,7 @@ impl RankBy {
 
     /// True for scores a galaxy has on its own (known inside a shard).
     pub fn is_per_galaxy(self) -> bool {
-        matches!(self, RankBy::Chi2 | RankBy::Recon)
+        matches!(self, RankBy::Chi2 | RankBy::Recon | RankBy::Local)
     }
 }
 
@@ -59,6 +71,8 @@ impl std::str::FromStr for RankBy {
 
     fn from_str(s: &str) -> Result<Self> {
         match s {
+            "score" => Ok(RankBy::Score),
+            "local" => Ok(RankBy::Local),
             "chi2" => Ok(RankBy::Chi2),
             "recon" => Ok(RankBy::Recon),
             "knn_dist" | "knn" => Ok(RankBy::KnnDist),
@@ -66,7 +80,7 @@ impl std::str::FromStr for RankBy {
             _ => Err(Error::InvalidParameter {
                 name: "rank-by".to_string(),
                 value: s.to_string(),
-                reason: "expected chi2, recon, knn_dist or lof".to_string(),
+                reason: "expected score, local, chi2, recon, knn_dist or lof".to_string(),
             }),
         }
     }
@@ -78,18 +92,16 @@ impl std::fmt::Display for RankBy {
     }
 }
 
-/// How the `pvalue` column is computed from the rank-by score.
+/// Which null model the p-values of the fused score come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PValueMethod {
-    /// Upper tail of a normal fitted robustly (median, MAD) to the log scores of the whole
-    /// population: the bulk of ordinary galaxies fixes the null, the few anomalies barely move
-    /// it, and a far outlier gets a p-value far below 1/N — so BH can make discoveries.
-    Robust,
-    /// Leave-one-out empirical p-value against all the other galaxies. Assumption-free, but it
-    /// is the galaxy's rank / N: the smallest value is 1/N and BH q-values are then all 1, so no
-    /// galaxy is ever flagged below FDR 1 (it is a percentile, not a test).
-    Empirical,
+    /// The null stored with the model, fitted on galaxies it did not train on (the default);
+    /// falls back to `Population`, with a warning, for a model without one.
+    Stored,
+    /// A null fitted robustly to the scored galaxies themselves: fine for a survey that is
+    /// mostly ordinary, wrong for a list that is mostly anomalous.
+    Population,
 }
 
 impl std::str::FromStr for PValueMethod {
@@ -97,12 +109,13 @@ impl std::str::FromStr for PValueMethod {
 
     fn from_str(s: &str) -> Result<Self> {
         match s {
-            "robust" => Ok(PValueMethod::Robust),
-            "empirical" => Ok(PValueMethod::Empirical),
+            "stored" => Ok(PValueMethod::Stored),
+            // `robust` and `empirical` were the population methods of earlier versions.
+            "population" | "robust" | "empirical" => Ok(PValueMethod::Population),
             _ => Err(Error::InvalidParameter {
                 name: "pvalues".to_string(),
                 value: s.to_string(),
-                reason: "expected robust or empirical".to_string(),
+                reason: "expected stored or population".to_string(),
             }),
         }
     }
@@ -111,8 +124,8 @@ impl std::str::FromStr for PValueMethod {
 impl std::fmt::Display for PValueMethod {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
-            PValueMethod::Robust => "robust",
-            PValueMethod::Empirical => "empirical",
+            PValueMethod::Stored => "stored",
+            PValueMethod::Population => "population",
         })
     }
 }
@@ -120,9 +133,9 @@ impl std::fmt::Display for PValueMethod {
 /// Settings of the population-level columns.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ScoreSettings {
-    /// The score that defines rank and p-values.
+    /// The score that orders the catalogue (p-values are always those of the fused `score`).
     pub rank_by: RankBy,
-    /// How p-values are computed.
+    /// Which null the p-values come from.
     pub pvalues: PValueMethod,
     /// False-discovery level of `fdr_flag`, in (0, 1].
     pub fdr: f64,
@@ -148,8 +161,8 @@ impl ScoreSettings {
 impl Default for ScoreSettings {
     fn default() -> Self {
         Self {
-            rank_by: RankBy::Chi2,
-            pvalues: PValueMethod::Robust,
+            rank_by: RankBy::Score,
+            pvalues: PValueMethod::Stored,
             fdr: 0.05,
             knn_k: 10,
             metric: Metric::Euclidean,
@@ -222,6 +235,13 @@ pub trait Autoencoder {
     ) -> std::result::Result<(Vec<f32>, Vec<f32>), String>;
 }
 
+/// Settings of the per-galaxy anomaly map.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct MapSettings {
+    /// Per-line fractional error floors `ε_l` (empty: none, the map is in plain χ²).
+    pub floors: Vec<f64>,
+}
+
 /// Per-galaxy scores and latents of some galaxies of a dataset.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Scored {
@@ -231,11 +251,35 @@ pub struct Scored {
     pub latents: Vec<f32>,
     /// D.
     pub latent_dim: usize,
+    /// Every scored galaxy's anomaly map, catalogue order.
+    pub maps: AnomalyMaps,
 }
 
 /// Names of the population-level columns, in catalogue order.
-pub const POPULATION_COLUMNS: [&str; 6] =
-    ["knn_dist", "lof", "pvalue", "qvalue", "fdr_flag", "rank"];
+pub const POPULATION_COLUMNS: [&str; 7] = [
+    "score", "knn_dist", "lof", "pvalue", "qvalue", "fdr_flag", "rank",
+];
+
+/// What the map and the covariates add to a galaxy's [`GalaxyScores`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct LocalScores {
+    /// Peak of the smoothed anomaly map.
+    pub local: f64,
+    /// Mean floored `z²` of all usable measurements (the global, brightness-tempered χ²).
+    pub global: f64,
+    /// Pixels with a usable measurement.
+    pub n_pixels: u32,
+    /// Median inverse variance of the usable measurements in flux units (`w / scale²`).
+    pub depth: f64,
+    /// Region centre offset from the galaxy centre along the grid's columns and rows, arcsec.
+    pub region_dx: f64,
+    /// See `region_dx`.
+    pub region_dy: f64,
+    /// Region area, arcsec².
+    pub region_area: f64,
+    /// The region's dominant line ("" when the map is empty).
+    pub region_line: String,
+}
 
 /// Builds catalogue rows (contract column order) for `galaxies` with their `scores`; the
 /// population columns are placeholders (NaN, false, rank 0) until [`finalize_population_scores`].
@@ -243,8 +287,10 @@ pub fn base_catalog(
     galaxies: &[&GalaxyRecord],
     lines: &[String],
     scores: &[GalaxyScores],
+    local: &[LocalScores],
 ) -> Result<Catalog> {
     check_len("galaxy scores", scores.len(), galaxies.len())?;
+    check_len("local scores", local.len(), galaxies.len())?;
     if let Some(s) = scores.iter().find(|s| s.line_shares.len() != lines.len()) {
         return Err(Error::LengthMismatch {
             what: "line shares".to_string(),
@@ -258,6 +304,7 @@ pub fn base_catalog(
         Column::Str(galaxies.iter().map(|g| f(g).to_string()).collect())
     };
     let f64s = |f: fn(&GalaxyRecord) -> f64| Column::F64(galaxies.iter().map(|g| f(g)).collect());
+    let locals = |f: fn(&LocalScores) -> f64| Column::F64(local.iter().map(f).collect());
     c.push("plateifu", strs(|g| &g.plateifu))?;
     c.push("mangaid", strs(|g| &g.mangaid))?;
     c.push("ra", f64s(|g| g.ra))?;
@@ -271,23 +318,114 @@ pub fn base_catalog(
         "n_good",
         Column::U32(galaxies.iter().map(|g| g.n_good).collect()),
     )?;
+    c.push("score", Column::F64(vec![f64::NAN; n]))?;
     c.push(
         "recon",
         Column::F64(scores.iter().map(|s| s.recon).collect()),
     )?;
     c.push("chi2", Column::F64(scores.iter().map(|s| s.chi2).collect()))?;
+    c.push("global", locals(|l| l.global))?;
+    c.push("local", locals(|l| l.local))?;
+    for name in ["knn_dist", "lof", "pvalue", "qvalue"] {
+        c.push(name, Column::F64(vec![f64::NAN; n]))?;
+    }
+    c.push("fdr_flag", Column::Bool(vec![false; n]))?;
+    c.push("rank", Column::U32(vec![0; n]))?;
+    c.push("region_dx", locals(|l| l.region_dx))?;
+    c.push("region_dy", locals(|l| l.region_dy))?;
+    c.push("region_area", locals(|l| l.region_area))?;
+    c.push(
+        "region_line",
+        Column::Str(local.iter().map(|l| l.region_line.clone()).collect()),
+    )?;
+    c.push(
+        "n_pixels",
+        Column::U32(local.iter().map(|l| l.n_pixels).collect()),
+    )?;
+    c.push("depth", locals(|l| l.depth))?;
     for (l, line) in lines.iter().enumerate() {
         c.push(
             &format!("{LINE_COLUMN_PREFIX}{line}"),
             Column::F64(scores.iter().map(|s| s.line_shares[l]).collect()),
         )?;
     }
-    for name in ["knn_dist", "lof", "pvalue", "qvalue"] {
-        c.push(name, Column::F64(vec![f64::NAN; n]))?;
-    }
-    c.push("fdr_flag", Column::Bool(vec![false; n]))?;
-    c.push("rank", Column::U32(vec![0; n]))?;
     Ok(c)
+}
+
+/// Median inverse variance of a galaxy's usable measurements in flux units (`w / scale²`):
+/// how deep it was observed, whatever its lines' brightness.
+fn noise_depth(w: &[f32], scale: f64) -> f64 {
+    let mut usable: Vec<f64> = w
+        .iter()
+        .filter(|v| **v > 0.0 && v.is_finite())
+        .map(|&v| f64::from(v))
+        .collect();
+    if usable.is_empty() {
+        return f64::NAN;
+    }
+    let mid = usable.len() / 2;
+    let (_, median, _) = usable.select_nth_unstable_by(mid, f64::total_cmp);
+    let scale = if scale > 0.0 && scale.is_finite() {
+        scale
+    } else {
+        1.0
+    };
+    *median / (scale * scale)
+}
+
+/// The local scores of one galaxy from its map summary.
+fn local_scores(
+    summary: &crate::anomaly_map::MapSummary,
+    galaxy: &GalaxyRecord,
+    lines: &[String],
+    size: usize,
+    w: &[f32],
+) -> LocalScores {
+    let pixel = pixel_arcsec(galaxy, size);
+    // The galaxy centre is the grid centre (ingest centres the IFU box on it).
+    let centre = (size as f64 - 1.0) / 2.0;
+    LocalScores {
+        local: summary.peak,
+        global: summary.mean,
+        n_pixels: summary.n_pixels as u32,
+        depth: noise_depth(w, galaxy.scale),
+        region_dx: (summary.centre.0 - centre) * pixel,
+        region_dy: (summary.centre.1 - centre) * pixel,
+        region_area: summary.area as f64 * pixel * pixel,
+        region_line: if summary.line == NO_LINE {
+            String::new()
+        } else {
+            lines[usize::from(summary.line)].clone()
+        },
+    }
+}
+
+/// The raw score components (`global`, `local`, `knn_dist`) and nuisance covariates of every
+/// catalogue row, `knn_dist` given separately (it is a population column).
+pub fn components_and_covariates(
+    catalog: &Catalog,
+    knn_dist: &[f64],
+) -> Result<(Vec<[f64; 3]>, Vec<Covariates>)> {
+    let column = |name: &str| {
+        catalog
+            .f64(name)
+            .ok_or_else(|| Error::Empty(format!("catalogue column '{name}'")))
+    };
+    let (global, local, depth) = (column("global")?, column("local")?, column("depth")?);
+    let pixels = catalog
+        .u32("n_pixels")
+        .ok_or_else(|| Error::Empty("catalogue column 'n_pixels'".to_string()))?;
+    check_len("knn distances", knn_dist.len(), catalog.len())?;
+    let values = (0..catalog.len())
+        .map(|i| [global[i], local[i], knn_dist[i]])
+        .collect();
+    let covariates = (0..catalog.len())
+        .map(|i| Covariates {
+            n_pixels: f64::from(pixels[i]),
+            depth: depth[i],
+        })
+        .collect();
+    Ok((values, covariates))
 }
 
 /// Galaxies per model call: large enough to keep the model's batches full, small enough that a
@@ -299,14 +437,15 @@ fn model_error(message: String) -> Error {
 }
 
 /// Scores the galaxies at `rows` of `cubes` (dataset order; e.g. one shard's rows): encodes and
-/// reconstructs them in chunks, computes [`galaxy_scores`] and builds [`base_catalog`] rows.
-/// Deterministic given the model and data.
+/// reconstructs them in chunks, computes [`galaxy_scores`] and the anomaly map, and builds
+/// [`base_catalog`] rows. Deterministic given the model and data.
 pub fn score_galaxies(
     model: &dyn Autoencoder,
     cubes: &Cubes,
     galaxies: &[GalaxyRecord],
     lines: &[String],
     rows: &[usize],
+    settings: &MapSettings,
     progress: &dyn Progress,
 ) -> Result<Scored> {
     check_len("galaxy records", galaxies.len(), cubes.n)?;
@@ -318,10 +457,22 @@ pub fn score_galaxies(
             reason: format!("the dataset has {} galaxies", cubes.n),
         });
     }
+    let floors = if settings.floors.is_empty() {
+        vec![0.0; cubes.n_lines]
+    } else {
+        settings.floors.clone()
+    };
+    check_len("line floors", floors.len(), cubes.n_lines)?;
     let dim = model.latent_dim();
     let galaxy_len = cubes.galaxy_len();
     let mut latents = Vec::with_capacity(rows.len() * dim);
     let mut scores = Vec::with_capacity(rows.len());
+    let mut locals = Vec::with_capacity(rows.len());
+    let mut maps = AnomalyMaps {
+        lines: lines.to_vec(),
+        size: cubes.size,
+        ..AnomalyMaps::default()
+    };
     progress.start("score", rows.len() as u64);
     for chunk_rows in rows.chunks(CHUNK) {
         let chunk = cubes.select(chunk_rows);
@@ -329,119 +480,34 @@ pub fn score_galaxies(
         check_len("model latents", z.len(), chunk_rows.len() * dim)?;
         check_len("model reconstructions", xhat.len(), chunk.x.len())?;
         latents.extend_from_slice(&z);
-        let chunk_scores: Vec<GalaxyScores> = (0..chunk.n)
+        let chunk_scores: Vec<_> = (0..chunk.n)
             .into_par_iter()
             .map(|i| {
                 let (x, w) = chunk.galaxy(i);
-                galaxy_scores(
-                    x,
-                    w,
-                    &xhat[i * galaxy_len..(i + 1) * galaxy_len],
-                    cubes.n_lines,
-                )
+                let rec = &xhat[i * galaxy_len..(i + 1) * galaxy_len];
+                let galaxy = &galaxies[chunk_rows[i]];
+                let psf = psf_fwhm_pixels(galaxy, cubes.size);
+                let (map, summary) =
+                    anomaly_map(x, w, rec, cubes.n_lines, cubes.size, &floors, psf)?;
+                let local = local_scores(&summary, galaxy, lines, cubes.size, w);
+                Ok((galaxy_scores(x, w, rec, cubes.n_lines), local, map))
             })
-            .collect();
-        scores.extend(chunk_scores);
+            .collect::<Result<_>>()?;
+        for ((global, local, map), &row) in chunk_scores.into_iter().zip(chunk_rows) {
+            scores.push(global);
+            locals.push(local);
+            maps.push(&galaxies[row].plateifu, &map);
+        }
         progress.advance(chunk_rows.len() as u64);
     }
     progress.finish();
     let records: Vec<&GalaxyRecord> = rows.iter().map(|&r| &galaxies[r]).collect();
     Ok(Scored {
-        catalog: base_catalog(&records, lines, &scores)?,
+        catalog: base_catalog(&records, lines, &scores, &locals)?,
         latents,
         latent_dim: dim,
+        maps,
     })
-}
-
-/// Empirical p-value of each score against all the others (leave-one-out; higher = more
-/// anomalous): `p_i = (1 + #{j ≠ i : s_j ≥ s_i}) / n`, over the finite scores only (`n` of
-/// them). The `+1` counts the galaxy itself, which keeps the p-value valid under exchangeability
-/// and strictly positive. Non-finite scores get p = 1.
-pub fn leave_one_out_p_values(scores: &[f64]) -> Vec<f64> {
-    let mut sorted: Vec<f64> = scores.iter().copied().filter(|s| s.is_finite()).collect();
-    sorted.sort_by(f64::total_cmp);
-    let n = sorted.len();
-    scores
-        .iter()
-        .map(|&s| {
-            if !s.is_finite() {
-                return 1.0;
-            }
-            // Counts every finite score ≥ s, the galaxy itself included: that is the 1 + #{j ≠ i}.
-            let at_or_above = n - sorted.partition_point(|&r| r < s);
-            at_or_above as f64 / n as f64
-        })
-        .collect()
-}
-
-/// Complementary error function (Numerical Recipes' `erfcc`, fractional error < 1.2e-7
-/// everywhere, so tail probabilities stay accurate far below machine epsilon).
-fn erfc(x: f64) -> f64 {
-    let z = x.abs();
-    let t = 1.0 / (1.0 + 0.5 * z);
-    let poly = -z * z - 1.265_512_23
-        + t * (1.000_023_68
-            + t * (0.374_091_96
-                + t * (0.096_784_18
-                    + t * (-0.186_288_06
-                        + t * (0.278_868_07
-                            + t * (-1.135_203_98
-                                + t * (1.488_515_87 + t * (-0.822_152_23 + t * 0.170_872_77))))))));
-    let r = t * poly.exp();
-    if x >= 0.0 { r } else { 2.0 - r }
-}
-
-/// Scale factor turning a median absolute deviation into a normal σ.
-const MAD_TO_SIGMA: f64 = 1.482_602_218_505_602;
-
-fn median(sorted: &[f64]) -> f64 {
-    let n = sorted.len();
-    if n % 2 == 1 {
-        sorted[n / 2]
-    } else {
-        0.5 * (sorted[n / 2 - 1] + sorted[n / 2])
-    }
-}
-
-/// p-values from a normal fitted robustly to `log(score)`: centre = median, σ = 1.4826·MAD
-/// (the standard deviation when the MAD is 0), `p = P(Z ≥ z)`. Scores ≤ 0 are clamped to the
-/// smallest positive score before the log; non-finite scores get p = 1, as does everything when
-/// the population has no spread.
-pub fn robust_tail_p_values(scores: &[f64]) -> Vec<f64> {
-    let floor = scores
-        .iter()
-        .copied()
-        .filter(|s| s.is_finite() && *s > 0.0)
-        .fold(f64::INFINITY, f64::min);
-    if !floor.is_finite() {
-        return vec![1.0; scores.len()];
-    }
-    let log = |s: f64| s.max(floor).ln();
-    let mut logs: Vec<f64> = scores
-        .iter()
-        .copied()
-        .filter(|s| s.is_finite())
-        .map(log)
-        .collect();
-    logs.sort_by(f64::total_cmp);
-    let centre = median(&logs);
-    let mut deviations: Vec<f64> = logs.iter().map(|v| (v - centre).abs()).collect();
-    deviations.sort_by(f64::total_cmp);
-    let mut sigma = MAD_TO_SIGMA * median(&deviations);
-    if sigma.is_nan() || sigma <= 0.0 {
-        let mean = logs.iter().sum::<f64>() / logs.len() as f64;
-        sigma = (logs.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / logs.len() as f64).sqrt();
-    }
-    scores
-        .iter()
-        .map(|&s| {
-            if !s.is_finite() || sigma.is_nan() || sigma <= 0.0 {
-                return 1.0;
-            }
-            let z = (log(s) - centre) / sigma;
-            (0.5 * erfc(z / std::f64::consts::SQRT_2)).clamp(0.0, 1.0)
-        })
-        .collect()
 }
 
 /// Rank of each score, 1 = highest; ties broken by position (earlier first); non-finite
@@ -457,20 +523,36 @@ pub fn ranks(scores: &[f64]) -> Vec<u32> {
     rank
 }
 
+/// Which null model a finalised catalogue's p-values came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NullUsed {
+    /// `validation`, `training` or `population` (see [`Calibration::fitted_on`]).
+    pub fitted_on: String,
+    /// Galaxies it was fitted on.
+    pub n_calibration: usize,
+    /// Why the stored null was not used, when it was not.
+    pub warning: Option<String>,
+}
+
 /// Fills the population columns of `catalog` (see [`POPULATION_COLUMNS`]) from the latents of
-/// all its galaxies (`[n, latent_dim]`, catalogue order) and the per-galaxy columns: the exact
-/// kNN graph in latent space gives `knn_dist` and `lof`; the `settings.rank_by` column gives
-/// p-values (`settings.pvalues`), BH q-values and flags at `settings.fdr`, and the rank.
+/// all its galaxies (`[n, latent_dim]`, catalogue order) and the per-galaxy columns. `knn_dist`
+/// is the distance to the k-th nearest reference (training) latent of `null`, or, without a
+/// stored null, to the k-th nearest other galaxy; `lof` always comes from the population's kNN
+/// graph. The fused `score` and `pvalue` come from `null` — or from a null fitted to this
+/// population when `null` is `None` or `settings.pvalues` asks for it — then BH q-values and
+/// flags at `settings.fdr`, and the rank by `settings.rank_by`.
 ///
+/// A galaxy without usable pixels has NaN scores, p = 1, is never flagged and ranks last.
 /// Call it on a whole population: for a sharded run, after joining the parts (the result is
-/// then identical to an unsharded run). With fewer than two galaxies the latent scores are NaN.
+/// then identical to an unsharded run).
 pub fn finalize_population_scores(
     catalog: &mut Catalog,
     latents: &[f32],
     latent_dim: usize,
     settings: &ScoreSettings,
+    null: Option<&StoredNull>,
     progress: &dyn Progress,
-) -> Result<()> {
+) -> Result<NullUsed> {
     let n = catalog.len();
     let view = LatentView::new(latents, n, latent_dim)?;
     if settings.knn_k == 0 {
@@ -479,7 +561,7 @@ pub fn finalize_population_scores(
             reason: "knn_k must be at least 1".to_string(),
         });
     }
-    let (knn_dist, lof) = if n >= 2 {
+    let (population_knn, lof) = if n >= 2 {
         let k = settings.knn_k.min(n - 1);
         let graph = all_nearest(&view, k, settings.metric, progress)?;
         (
@@ -489,23 +571,77 @@ pub fn finalize_population_scores(
     } else {
         (vec![f64::NAN; n], vec![f64::NAN; n])
     };
+    let stored = match (null, settings.pvalues) {
+        (Some(s), PValueMethod::Stored) if s.latent_dim == latent_dim => Ok(s),
+        (Some(_), PValueMethod::Stored) => Err(
+            "the stored null's reference latents have another dimension than this model's"
+                .to_string(),
+        ),
+        (None, PValueMethod::Stored) => Err(
+            "the model has no stored null (calibration.json; trained before oddcube stored one)"
+                .to_string(),
+        ),
+        (_, PValueMethod::Population) => Err("--pvalues population".to_string()),
+    };
+    let names = catalog
+        .str("plateifu")
+        .ok_or_else(|| Error::Empty("catalogue column 'plateifu'".to_string()))?
+        .to_vec();
+    let (knn_dist, calibration, warning) = match stored {
+        Ok(s) => {
+            let knn =
+                reference_knn_distances(latents, &names, s, s.calibration.knn_k, settings.metric)?;
+            (knn, Some(s.calibration.clone()), None)
+        }
+        Err(why) => (population_knn, None, Some(why)),
+    };
+    let (values, covariates) = components_and_covariates(catalog, &knn_dist)?;
+    let calibration = match calibration {
+        Some(c) => Some(c),
+        None => Calibration::fit(
+            &values,
+            &covariates,
+            Vec::new(),
+            settings.knn_k,
+            "population",
+            Vec::new(),
+        )
+        .ok(),
+    };
+    let verdicts: Vec<_> = match &calibration {
+        Some(c) => values
+            .iter()
+            .zip(&covariates)
+            .map(|(v, cov)| c.verdict(*v, *cov))
+            .collect(),
+        None => Vec::new(),
+    };
+    let score: Vec<f64> = (0..n)
+        .map(|i| verdicts.get(i).map_or(f64::NAN, |v| v.score))
+        .collect();
+    let p_values: Vec<f64> = (0..n)
+        .map(|i| verdicts.get(i).map_or(1.0, |v| v.pvalue))
+        .collect();
+    catalog.set("score", Column::F64(score))?;
     catalog.set("knn_dist", Column::F64(knn_dist))?;
     catalog.set("lof", Column::F64(lof))?;
-    let column = settings.rank_by.column();
-    let scores = catalog
-        .f64(column)
-        .ok_or_else(|| Error::Empty(format!("catalogue column '{column}'")))?
-        .to_vec();
-    let p_values = match settings.pvalues {
-        PValueMethod::Robust => robust_tail_p_values(&scores),
-        PValueMethod::Empirical => leave_one_out_p_values(&scores),
-    };
     let bh = benjamini_hochberg(&p_values, settings.fdr)?;
     catalog.set("pvalue", Column::F64(p_values))?;
     catalog.set("qvalue", Column::F64(bh.q_values))?;
     catalog.set("fdr_flag", Column::Bool(bh.discoveries))?;
-    catalog.set("rank", Column::U32(ranks(&scores)))?;
-    Ok(())
+    let column = settings.rank_by.column();
+    let ranked = catalog
+        .f64(column)
+        .ok_or_else(|| Error::Empty(format!("catalogue column '{column}'")))?
+        .to_vec();
+    catalog.set("rank", Column::U32(ranks(&ranked)))?;
+    Ok(NullUsed {
+        fitted_on: calibration
+            .as_ref()
+            .map_or_else(|| "none".to_string(), |c| c.fitted_on.clone()),
+        n_calibration: calibration.as_ref().map_or(0, |c| c.n_calibration),
+        warning,
+    })
 }
 
 /// Which galaxies get residual maps.
@@ -701,6 +837,7 @@ pub(crate) mod tests {
                 n_good: 100,
                 source: String::new(),
                 notes: String::new(),
+                psf_fwhm: 2.5,
             })
             .collect()
     }
@@ -725,158 +862,225 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn robust_p_values_known_case() {
-        // erfc against known values: erfc(0) = 1, erfc(1) = 0.157299207, erfc(3) = 2.20904970e-5.
-        assert!((erfc(0.0) - 1.0).abs() < 1e-7);
-        assert!((erfc(1.0) / 0.157_299_207 - 1.0).abs() < 2e-7);
-        assert!((erfc(3.0) / 2.209_049_70e-5 - 1.0).abs() < 2e-7);
-        assert!((erfc(-1.0) - (2.0 - 0.157_299_207)).abs() < 1e-7);
-        // log scores 0, ±1 around a median of 0, MAD 1: z = (ln s)/1.4826.
-        let e = std::f64::consts::E;
-        let p = robust_tail_p_values(&[1.0, e, 1.0 / e, e, 1.0 / e, f64::NAN]);
-        assert!((p[0] - 0.5).abs() < 1e-7);
-        let z: f64 = 1.0 / MAD_TO_SIGMA;
-        assert!((p[1] - 0.5 * erfc(z / std::f64::consts::SQRT_2)).abs() < 1e-12);
-        assert!((p[1] + p[2] - 1.0).abs() < 1e-7);
-        assert_eq!(p[5], 1.0);
-        assert_eq!(robust_tail_p_values(&[2.0, 2.0, 2.0]), vec![1.0; 3]);
-        assert_eq!(robust_tail_p_values(&[0.0, f64::NAN]), vec![1.0; 2]);
+    fn ranks_known_case() {
+        assert_eq!(ranks(&[3.0, 1.0, 2.0, 2.0, f64::NAN]), vec![1, 4, 2, 3, 5]);
     }
 
-    #[test]
-    fn p_values_and_ranks_known_case() {
-        let s = [3.0, 1.0, 2.0, 2.0, f64::NAN];
-        let naive: Vec<f64> = (0..4)
-            .map(|i| (1 + (0..4).filter(|&j| j != i && s[j] >= s[i]).count()) as f64 / 4.0)
-            .collect();
-        let p = leave_one_out_p_values(&s);
-        assert_eq!(&p[..4], &naive[..]);
-        assert_eq!(p, vec![0.25, 1.0, 0.75, 0.75, 1.0]);
-        assert_eq!(ranks(&s), vec![1, 4, 2, 3, 5]);
+    /// Local scores of an ordinary galaxy with `local` as its map peak.
+    fn local(local: f64) -> LocalScores {
+        LocalScores {
+            local,
+            global: local / 10.0,
+            n_pixels: 500,
+            depth: 1.0,
+            region_dx: 0.0,
+            region_dy: 0.0,
+            region_area: 1.0,
+            region_line: "L0".to_string(),
+        }
     }
 
-    #[test]
-    fn finalize_flags_planted_outlier_via_bh() {
-        // 40 ordinary galaxies and one far outlier in both chi2 and latent space.
-        let n = 41;
-        let mut catalog = base_catalog(
+    /// `n` galaxies whose recon and local scores scatter log-normally (σ = 0.3) and whose
+    /// latents are standard normal in 2-D, except those at `odd`: local scores 100× higher and
+    /// latents 20σ away.
+    fn population(n: usize, odd: &[usize]) -> (Catalog, Vec<f32>) {
+        use rand::{Rng, SeedableRng};
+        use rand_distr::StandardNormal;
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(n as u64);
+        let mut normal = move || -> f64 { rng.sample(StandardNormal) };
+        let mut scores = Vec::new();
+        let mut locals = Vec::new();
+        let mut latents = Vec::new();
+        for i in 0..n {
+            let shift = if odd.contains(&i) { 100.0 } else { 1.0 };
+            scores.push(GalaxyScores {
+                recon: 0.01 * (0.3 * normal()).exp(),
+                chi2: 1.0,
+                line_shares: vec![1.0],
+            });
+            locals.push(local(shift * (0.3 * normal()).exp()));
+            let far = if odd.contains(&i) { 20.0 } else { 0.0 };
+            latents.extend([(far + normal()) as f32, normal() as f32]);
+        }
+        let catalog = base_catalog(
             &records(n).iter().collect::<Vec<_>>(),
             &line_names(1),
-            &(0..n)
-                .map(|i| GalaxyScores {
-                    recon: i as f64,
-                    chi2: if i == 40 {
-                        1000.0
-                    } else {
-                        1.0 + (i % 10) as f64 * 0.1
-                    },
-                    line_shares: vec![1.0],
-                })
-                .collect::<Vec<_>>(),
+            &scores,
+            &locals,
         )
         .unwrap();
-        let latents: Vec<f32> = (0..n)
-            .flat_map(|i| {
-                if i == 40 {
-                    [50.0, 50.0]
-                } else {
-                    [(i % 7) as f32, (i / 7) as f32]
-                }
-            })
-            .collect();
+        (catalog, latents)
+    }
+
+    #[test]
+    fn population_null_flags_the_planted_outliers() {
+        let n = 200;
+        let odd: Vec<usize> = (0..10).map(|i| i * 17).collect();
+        let (mut catalog, latents) = population(n, &odd);
         let settings = ScoreSettings {
-            rank_by: RankBy::Chi2,
-            pvalues: PValueMethod::Empirical,
-            fdr: 0.05,
-            knn_k: 5,
-            metric: Metric::Euclidean,
+            pvalues: PValueMethod::Population,
+            ..ScoreSettings::default()
         };
-        finalize_population_scores(&mut catalog, &latents, 2, &settings, &NoProgress).unwrap();
-        let p = catalog.f64("pvalue").unwrap();
-        // The outlier has the single highest chi2: p = 1/41; BH q = p·41/1 = 1 — not a discovery
-        // at 5 %: an empirical p-value against the tested population is a rank.
-        assert_eq!(p[40], 1.0 / 41.0);
-        assert_eq!(catalog.f64("qvalue").unwrap()[40], 1.0);
-        assert!(!catalog.bool("fdr_flag").unwrap()[40]);
-        // The robust tail model flags exactly the outlier at 5 %.
-        let robust = ScoreSettings {
-            pvalues: PValueMethod::Robust,
-            ..settings
-        };
-        finalize_population_scores(&mut catalog, &latents, 2, &robust, &NoProgress).unwrap();
+        let used =
+            finalize_population_scores(&mut catalog, &latents, 2, &settings, None, &NoProgress)
+                .unwrap();
+        assert_eq!(used.fitted_on, "population");
+        assert!(used.warning.is_some());
         let flags = catalog.bool("fdr_flag").unwrap();
-        assert!(flags[40] && flags.iter().filter(|&&f| f).count() == 1);
-        assert!(catalog.f64("pvalue").unwrap()[40] < 1e-10);
-        // At FDR 1.0 every galaxy is flagged; rank 1 is the outlier; its latent scores are highest.
-        let loose = ScoreSettings {
-            fdr: 1.0,
-            ..settings
-        };
-        finalize_population_scores(&mut catalog, &latents, 2, &loose, &NoProgress).unwrap();
-        assert!(catalog.bool("fdr_flag").unwrap().iter().all(|&f| f));
-        assert_eq!(catalog.u32("rank").unwrap()[40], 1);
-        for col in ["knn_dist", "lof"] {
-            let v = catalog.f64(col).unwrap();
-            assert!((0..40).all(|i| v[i] < v[40]), "{col}");
-        }
-        // q-values from BH on the p-values.
-        let bh = benjamini_hochberg(catalog.f64("pvalue").unwrap(), 1.0).unwrap();
+        assert!(odd.iter().all(|&i| flags[i]), "{flags:?}");
+        // BH at 5 %: among ~10 discoveries, false ones are rare (expected < 0.5).
+        let false_flags = (0..n).filter(|&i| flags[i] && !odd.contains(&i)).count();
+        assert!(false_flags <= 1, "{false_flags} false flags");
+        // The rank follows the fused score, the outliers first.
+        let rank = catalog.u32("rank").unwrap();
+        assert!(odd.iter().all(|&i| rank[i] <= 10));
+        // q-values are BH of the p-values.
+        let bh = benjamini_hochberg(catalog.f64("pvalue").unwrap(), 0.05).unwrap();
         assert_eq!(catalog.f64("qvalue").unwrap(), &bh.q_values[..]);
         // Column order is the contract's.
         let names: Vec<&str> = catalog.columns.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(
             names,
             [
-                "plateifu", "mangaid", "ra", "dec", "z", "ifu_size", "n_good", "recon", "chi2",
-                "line:L0", "knn_dist", "lof", "pvalue", "qvalue", "fdr_flag", "rank"
+                "plateifu",
+                "mangaid",
+                "ra",
+                "dec",
+                "z",
+                "ifu_size",
+                "n_good",
+                "score",
+                "recon",
+                "chi2",
+                "global",
+                "local",
+                "knn_dist",
+                "lof",
+                "pvalue",
+                "qvalue",
+                "fdr_flag",
+                "rank",
+                "region_dx",
+                "region_dy",
+                "region_area",
+                "region_line",
+                "n_pixels",
+                "depth",
+                "line:L0"
             ]
         );
     }
 
     #[test]
-    fn bh_discovers_a_group_of_outliers() {
-        // 200 galaxies, 10 with much higher chi2: robust p-values put the 10 far in the tail, so
-        // all 10 (and no other) are discoveries at FDR 0.05.
-        let n = 200;
-        let scores: Vec<GalaxyScores> = (0..n)
-            .map(|i| GalaxyScores {
-                recon: 0.0,
-                chi2: if i < 10 {
-                    100.0 + i as f64
-                } else {
-                    1.0 + (i % 50) as f64 * 0.01
-                },
-                line_shares: vec![1.0],
-            })
-            .collect();
-        let mut catalog = base_catalog(
-            &records(n).iter().collect::<Vec<_>>(),
-            &line_names(1),
-            &scores,
-        )
-        .unwrap();
-        let latents: Vec<f32> = (0..n).map(|i| i as f32).collect();
-        finalize_population_scores(
-            &mut catalog,
+    fn a_stored_null_scores_a_mostly_anomalous_list_honestly() {
+        // Fit the null on 150 ordinary galaxies, keep their latents as the reference, then
+        // score a follow-up list of 12 of which 10 are anomalous: the population null would
+        // call the anomalies ordinary (they are the majority); the stored one flags them.
+        let (ordinary, ordinary_latents) = population(150, &[]);
+        let names: Vec<String> = ordinary.str("plateifu").unwrap().to_vec();
+        let reference = StoredNull {
+            calibration: Calibration {
+                format: crate::calibration::CALIBRATION_FORMAT.to_string(),
+                fitted_on: "validation".to_string(),
+                n_calibration: 0,
+                floors: vec![0.0],
+                knn_k: 5,
+                covariate_means: Vec::new(),
+                components: Vec::new(),
+                combined_centre: 0.0,
+                combined_scale: 1.0,
+                reference_plateifus: names.clone(),
+            },
+            reference: ordinary_latents.clone(),
+            latent_dim: 2,
+        };
+        let knn =
+            reference_knn_distances(&ordinary_latents, &names, &reference, 5, Metric::Euclidean)
+                .unwrap();
+        let (values, covariates) = components_and_covariates(&ordinary, &knn).unwrap();
+        let calibration =
+            Calibration::fit(&values, &covariates, vec![0.0], 5, "validation", names).unwrap();
+        let null = StoredNull {
+            calibration,
+            ..reference
+        };
+        let odd: Vec<usize> = (0..10).collect();
+        let (mut list, latents) = population(12, &odd);
+        // New galaxies: rename them so none is its own reference.
+        let renamed: Vec<String> = (0..12).map(|i| format!("9999-{i}")).collect();
+        list.set("plateifu", Column::Str(renamed)).unwrap();
+        let used = finalize_population_scores(
+            &mut list,
             &latents,
-            1,
+            2,
             &ScoreSettings::default(),
+            Some(&null),
             &NoProgress,
         )
         .unwrap();
-        let flags = catalog.bool("fdr_flag").unwrap();
-        assert_eq!(flags.iter().filter(|&&f| f).count(), 10);
-        assert!(flags[..10].iter().all(|&f| f));
-        // q-values are BH of the p-values.
-        let bh = benjamini_hochberg(catalog.f64("pvalue").unwrap(), 0.05).unwrap();
-        assert_eq!(catalog.f64("qvalue").unwrap(), &bh.q_values[..]);
-        // Empirical p-values of the same population flag nothing: q = 1 throughout.
-        let empirical = ScoreSettings {
-            pvalues: PValueMethod::Empirical,
+        assert_eq!(
+            (used.fitted_on.as_str(), used.warning),
+            ("validation", None)
+        );
+        let flags = list.bool("fdr_flag").unwrap();
+        assert!(odd.iter().all(|&i| flags[i]), "{flags:?}");
+        assert!(!flags[10] && !flags[11]);
+    }
+
+    #[test]
+    fn galaxies_without_usable_pixels_are_never_flagged_and_rank_last() {
+        let n = 60;
+        let (mut catalog, latents) = population(n, &[5]);
+        let mut global = catalog.f64("global").unwrap().to_vec();
+        let mut local_col = catalog.f64("local").unwrap().to_vec();
+        global[7] = f64::NAN;
+        local_col[7] = f64::NAN;
+        catalog.set("global", Column::F64(global)).unwrap();
+        catalog.set("local", Column::F64(local_col)).unwrap();
+        let settings = ScoreSettings {
+            pvalues: PValueMethod::Population,
             ..ScoreSettings::default()
         };
-        finalize_population_scores(&mut catalog, &latents, 1, &empirical, &NoProgress).unwrap();
-        assert!(catalog.bool("fdr_flag").unwrap().iter().all(|&f| !f));
+        finalize_population_scores(&mut catalog, &latents, 2, &settings, None, &NoProgress)
+            .unwrap();
+        assert!(catalog.f64("score").unwrap()[7].is_nan());
+        assert_eq!(catalog.f64("pvalue").unwrap()[7], 1.0);
+        assert!(!catalog.bool("fdr_flag").unwrap()[7]);
+        assert_eq!(catalog.u32("rank").unwrap()[7], n as u32);
+        assert!(catalog.bool("fdr_flag").unwrap()[5]);
+    }
+
+    #[test]
+    fn the_fused_score_does_not_depend_on_row_order() {
+        let n = 80;
+        let (catalog, latents) = population(n, &[3, 40]);
+        let settings = ScoreSettings {
+            pvalues: PValueMethod::Population,
+            ..ScoreSettings::default()
+        };
+        let mut forward = catalog.clone();
+        finalize_population_scores(&mut forward, &latents, 2, &settings, None, &NoProgress)
+            .unwrap();
+        let order: Vec<usize> = (0..n).rev().collect();
+        let mut reversed = catalog.select_rows(&order).unwrap();
+        let reversed_latents: Vec<f32> = order
+            .iter()
+            .flat_map(|&i| latents[2 * i..2 * i + 2].to_vec())
+            .collect();
+        finalize_population_scores(
+            &mut reversed,
+            &reversed_latents,
+            2,
+            &settings,
+            None,
+            &NoProgress,
+        )
+        .unwrap();
+        let a = forward.f64("score").unwrap();
+        let b = reversed.f64("score").unwrap();
+        for (i, &j) in order.iter().enumerate() {
+            assert!((b[i] - a[j]).abs() < 1e-9, "row {j}");
+        }
     }
 
     #[test]
@@ -888,19 +1092,28 @@ pub(crate) mod tests {
         let model = FlatModel { n_lines: l };
         let settings = ScoreSettings {
             rank_by: RankBy::Lof,
-            pvalues: PValueMethod::Robust,
+            pvalues: PValueMethod::Population,
             fdr: 0.2,
             knn_k: 4,
             metric: Metric::Cosine,
         };
         let all: Vec<usize> = (0..n).collect();
-        let mut whole =
-            score_galaxies(&model, &cubes, &galaxies, &lines, &all, &NoProgress).unwrap();
+        let mut whole = score_galaxies(
+            &model,
+            &cubes,
+            &galaxies,
+            &lines,
+            &all,
+            &MapSettings::default(),
+            &NoProgress,
+        )
+        .unwrap();
         finalize_population_scores(
             &mut whole.catalog,
             &whole.latents,
             whole.latent_dim,
             &settings,
+            None,
             &NoProgress,
         )
         .unwrap();
@@ -914,7 +1127,16 @@ pub(crate) mod tests {
                 let rows: Vec<usize> = (0..n)
                     .filter(|&i| shard.contains(&galaxies[i].plateifu))
                     .collect();
-                score_galaxies(&model, &cubes, &galaxies, &lines, &rows, &NoProgress).unwrap()
+                score_galaxies(
+                    &model,
+                    &cubes,
+                    &galaxies,
+                    &lines,
+                    &rows,
+                    &MapSettings::default(),
+                    &NoProgress,
+                )
+                .unwrap()
             })
             .collect();
         assert!(
@@ -944,6 +1166,7 @@ pub(crate) mod tests {
             &merged_latents,
             whole.latent_dim,
             &settings,
+            None,
             &NoProgress,
         )
         .unwrap();
@@ -987,7 +1210,16 @@ pub(crate) mod tests {
         let galaxies = records(3);
         let lines = line_names(l);
         let rows = [0, 1, 2];
-        let base = score_galaxies(&model, &cubes, &galaxies, &lines, &rows, &NoProgress).unwrap();
+        let base = score_galaxies(
+            &model,
+            &cubes,
+            &galaxies,
+            &lines,
+            &rows,
+            &MapSettings::default(),
+            &NoProgress,
+        )
+        .unwrap();
         for op in 0..8 {
             let mut t = cubes.clone();
             t.x = (0..3)
@@ -996,7 +1228,16 @@ pub(crate) mod tests {
             t.w = (0..3)
                 .flat_map(|g| d4_transformed(op, s, cubes.galaxy(g).1))
                 .collect();
-            let scored = score_galaxies(&model, &t, &galaxies, &lines, &rows, &NoProgress).unwrap();
+            let scored = score_galaxies(
+                &model,
+                &t,
+                &galaxies,
+                &lines,
+                &rows,
+                &MapSettings::default(),
+                &NoProgress,
+            )
+            .unwrap();
             assert_eq!(scored.latents, base.latents);
             for col in ["recon", "chi2"] {
                 for (a, b) in scored
@@ -1030,8 +1271,16 @@ pub(crate) mod tests {
         let lines = line_names(l);
         let model = FlatModel { n_lines: l };
         let all: Vec<usize> = (0..n).collect();
-        let mut scored =
-            score_galaxies(&model, &cubes, &galaxies, &lines, &all, &NoProgress).unwrap();
+        let mut scored = score_galaxies(
+            &model,
+            &cubes,
+            &galaxies,
+            &lines,
+            &all,
+            &MapSettings::default(),
+            &NoProgress,
+        )
+        .unwrap();
         let part_rows = residual_rows(
             &scored.catalog,
             ResidualSelection::Top(3),
@@ -1042,7 +1291,11 @@ pub(crate) mod tests {
             &mut scored.catalog,
             &scored.latents,
             scored.latent_dim,
-            &ScoreSettings::default(),
+            &ScoreSettings {
+                rank_by: RankBy::Chi2,
+                ..ScoreSettings::default()
+            },
+            None,
             &NoProgress,
         )
         .unwrap();

@@ -1,13 +1,21 @@
 //! "Galaxies like this one" (`oddcube similar`): resolving the query (a plate-ifu of the
-//! catalogue, with suggestions when it is unknown, or a latent vector from a file), the exact
-//! latent-space search, and the result rows in table / CSV / JSON form.
+//! catalogue, with suggestions when it is unknown, a latent vector from a file, or a new MAPS file
+//! encoded with the results' model), the exact latent-space search ([`search`]), and the result
+//! rows in table / CSV / JSON form.
 
 use std::path::Path;
 
+use oddcube_data::Cubes;
+use oddcube_data::csv;
+use oddcube_data::maps::MapsFile;
+use oddcube_data::preprocess::{PreprocessConfig, preprocess};
+
 use crate::error::{Error, Result};
 use crate::knn::{LatentView, Metric, Neighbour, nearest};
-use crate::results::{Catalog, invalid};
-use oddcube_data::csv;
+use crate::latents::Latents;
+use crate::provenance::dataset_manifest;
+use crate::results::{CATALOG_PARQUET, Catalog, LATENTS_FILE, ResultsManifest, invalid};
+use crate::score::Autoencoder;
 
 /// Levenshtein distance between two strings (by characters).
 pub fn edit_distance(a: &str, b: &str) -> usize {
@@ -286,6 +294,100 @@ pub fn format_rows(rows: &[SimilarRow], format: OutputFormat) -> String {
             s
         }
     }
+}
+
+/// What to search neighbours of.
+pub enum Query<'a> {
+    /// A galaxy of the catalogue, by plate-ifu (suggestions when unknown).
+    Galaxy(&'a str),
+    /// A latent vector from a file (see [`read_vector`]).
+    Vector(&'a Path),
+    /// A MAPS file, preprocessed as the scored dataset was and encoded with `model`.
+    Maps {
+        /// The MAPS file.
+        path: &'a Path,
+        /// The results' model (see [`crate::provenance::model_dir`]).
+        model: &'a dyn Autoencoder,
+        /// The dataset whose preprocessing settings apply; `None`: the one scored.
+        data: Option<&'a Path>,
+    },
+}
+
+/// The `k` galaxies of the RESULTS directory `dir` nearest to `query` in latent space under
+/// `metric`. The query galaxy itself — by plate-ifu, or a MAPS file of a catalogue galaxy — is
+/// not its own neighbour.
+pub fn search(dir: &Path, query: Query<'_>, k: usize, metric: Metric) -> Result<Vec<SimilarRow>> {
+    let manifest = ResultsManifest::read(dir)?;
+    let catalog = Catalog::read_parquet(&dir.join(CATALOG_PARQUET))?;
+    let latents = Latents::open(&dir.join(LATENTS_FILE))?;
+    if latents.n() != catalog.len() {
+        return Err(invalid(
+            dir,
+            format!(
+                "{} latent vectors for {} catalogue rows",
+                latents.n(),
+                catalog.len()
+            ),
+        ));
+    }
+    let view = latents.view();
+    let (vector, exclude) = match query {
+        Query::Galaxy(plateifu) => {
+            let row = resolve_plateifu(&catalog, plateifu)?;
+            let vector = view
+                .row(row)
+                .ok_or_else(|| invalid(dir, format!("latent row {row} out of range")))?
+                .to_vec();
+            (vector, Some(row))
+        }
+        Query::Vector(path) => (read_vector(path, latents.dim())?, None),
+        Query::Maps { path, model, data } => {
+            let (vector, plateifu) = encode_maps(path, &manifest, data, model)?;
+            (vector, catalog.row_of(&plateifu))
+        }
+    };
+    similar(&catalog, &view, &vector, k, metric, exclude)
+}
+
+/// Preprocesses the MAPS file `path` exactly as the scored dataset was (its lines, grid, mask
+/// policy and stretch) and encodes it with `model`. Returns the latent vector and the file's
+/// plate-ifu.
+pub fn encode_maps(
+    path: &Path,
+    manifest: &ResultsManifest,
+    data: Option<&Path>,
+    model: &dyn Autoencoder,
+) -> Result<(Vec<f32>, String)> {
+    let (_, dataset) = dataset_manifest(manifest, data)?;
+    let maps = MapsFile::read(path)?;
+    let indices = maps.line_indices(&dataset.lines)?;
+    let config = PreprocessConfig {
+        size: dataset.size,
+        mask_policy: dataset.mask_policy,
+        stretch: dataset.normalisation.stretch,
+    };
+    let pre = preprocess(&maps, &indices, &config)?;
+    let cubes = Cubes {
+        n: 1,
+        n_lines: dataset.lines.len(),
+        size: dataset.size,
+        x: pre.x,
+        w: pre.w,
+    };
+    let (z, _) = model
+        .encode_reconstruct(&cubes)
+        .map_err(|reason| invalid(path, format!("encoding: {reason}")))?;
+    if z.len() != manifest.latent_dim {
+        return Err(invalid(
+            path,
+            format!(
+                "the model gives a latent dimension of {}, the results have {}",
+                z.len(),
+                manifest.latent_dim
+            ),
+        ));
+    }
+    Ok((z, maps.meta.plateifu.clone()))
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! Throughput of `oddcube score`: galaxies scored per second with the default CPU model
 //! (S = 32, 19 lines, D = 32; random weights — speed does not depend on training), split into
-//! the per-galaxy pass (encode + reconstruct + scores) and the population pass (exact kNN
+//! the per-galaxy pass (encode + reconstruct + scores + anomaly maps) and the population pass (exact kNN
 //! graph, LOF, p-values) at 10^3 and 10^4 galaxies. Prints numbers; asserts nothing about time.
 //!
 //! Run: `cargo bench -p oddcube --bench score` (add `-- --quick` for a smaller run).
@@ -15,7 +15,9 @@ use oddcube_model::synthetic::synthetic_cubes;
 use oddcube_model::{
     ArchConfig, DataInfo, Model, ModelConfig, ModelKind, Preset, TrainConfig, select_device,
 };
-use oddcube_score::score::{ScoreSettings, finalize_population_scores, score_galaxies};
+use oddcube_score::score::{
+    MapSettings, ScoreSettings, finalize_population_scores, score_galaxies,
+};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
@@ -34,6 +36,7 @@ fn record(name: &str) -> GalaxyRecord {
         n_good: 0,
         source: String::new(),
         notes: String::new(),
+        psf_fwhm: f64::NAN,
     }
 }
 
@@ -80,14 +83,23 @@ fn main() {
         &galaxies[..2],
         &lines,
         &[0, 1],
+        &MapSettings::default(),
         &NoProgress,
     );
     let start = Instant::now();
-    let scored = score_galaxies(&adapter, &cubes, &galaxies, &lines, &rows, &NoProgress)
-        .expect("scoring works");
+    let scored = score_galaxies(
+        &adapter,
+        &cubes,
+        &galaxies,
+        &lines,
+        &rows,
+        &MapSettings::default(),
+        &NoProgress,
+    )
+    .expect("scoring works");
     let seconds = start.elapsed().as_secs_f64();
     println!(
-        "per-galaxy pass  n={n:>6} S={} L={n_lines} D={}: {seconds:.2} s = {:.1} galaxies/s (encode + reconstruct + scores)",
+        "per-galaxy pass  n={n:>6} S={} L={n_lines} D={}: {seconds:.2} s = {:.1} galaxies/s (encode + reconstruct + scores + anomaly maps)",
         arch.size,
         arch.latent,
         n as f64 / seconds
@@ -110,11 +122,12 @@ fn main() {
             &latents,
             dim,
             &ScoreSettings::default(),
+            None,
             &NoProgress,
         )
         .expect("finalisation works");
         println!(
-            "population pass  n={n:>6} D={dim}: {:.3} s (kNN graph k=10, LOF, p/q-values, ranks)",
+            "population pass  n={n:>6} D={dim}: {:.3} s (kNN graph k=10, LOF, population null, p/q-values, ranks)",
             start.elapsed().as_secs_f64()
         );
     }

@@ -5,4 +5,5 @@
 //! the scoring library never compiles candle. The `oddcube` binary (`src/main.rs`, `src/cmd/`)
 //! and the integration tests and benches of this crate use it.
 
+pub mod calibrate;
 pub mod scorer;

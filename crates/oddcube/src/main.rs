@@ -37,6 +37,9 @@ enum Command {
     Simulate(cmd::simulate::Args),
     /// Train the ConvLSTM autoencoder (or VAE) on a dataset.
     Train(cmd::train::Args),
+    /// Fit a trained model's null (calibrated p-values) on its validation galaxies; `train` does
+    /// this itself, this brings older models up to date.
+    Calibrate(cmd::calibrate::Args),
     /// Score every galaxy of a dataset with a trained model: anomaly catalogue, latents, residuals.
     Score(cmd::score::Args),
     /// Galaxies nearest in latent space to a catalogue galaxy, a vector or a new MAPS file.
@@ -70,6 +73,7 @@ fn main() -> ExitCode {
         Command::Simulate(args) => cmd::simulate::run(args),
         Command::Train(args) => cmd::train::run(args),
         Command::Bench(args) => cmd::bench::run(args),
+        Command::Calibrate(args) => cmd::calibrate::run(args),
         Command::Score(args) => cmd::score::run(args),
         Command::Similar(args) => cmd::similar::run(args),
         Command::Evaluate(args) => cmd::evaluate::run(args),

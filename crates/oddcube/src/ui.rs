@@ -150,3 +150,17 @@ impl Progress for Bar {
         self.log_plain(true);
     }
 }
+
+/// Sets the CPU thread count for candle's pools before any of them start.
+pub fn apply_jobs(jobs: Option<usize>) -> anyhow::Result<()> {
+    if let Some(jobs) = jobs {
+        anyhow::ensure!(jobs > 0, "--jobs must be positive");
+        // SAFETY: called at the start of a subcommand, before this process starts any thread
+        // that could read the environment concurrently. candle sizes its pools from these.
+        unsafe {
+            std::env::set_var("CANDLE_NUM_THREADS", jobs.to_string());
+            std::env::set_var("RAYON_NUM_THREADS", jobs.to_string());
+        }
+    }
+    Ok(())
+}

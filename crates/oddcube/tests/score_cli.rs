@@ -200,6 +200,9 @@ fn simulate_ingest_train_score_evaluate_similar_bpt() {
         &merged_latents,
         8,
         &settings,
+        oddcube_score::calibration::StoredNull::read(&parts[0].dir)
+            .unwrap()
+            .as_ref(),
         &oddcube_data::NoProgress,
     )
     .unwrap();
@@ -408,6 +411,7 @@ fn simulate_ingest_train_score_evaluate_similar_bpt() {
         &dataset.galaxies,
         &lines,
         &rows,
+        &oddcube_score::score::MapSettings::default(),
         &oddcube_data::NoProgress,
     )
     .unwrap();
@@ -422,6 +426,7 @@ fn simulate_ingest_train_score_evaluate_similar_bpt() {
             &dataset.galaxies,
             &lines,
             &rows,
+            &oddcube_score::score::MapSettings::default(),
             &oddcube_data::NoProgress,
         )
         .unwrap();

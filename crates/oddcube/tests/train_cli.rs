@@ -27,6 +27,7 @@ fn write_dataset(dir: &Path) {
             n_good: 40,
             source: format!("synthetic/{name}.fits.gz"),
             notes: String::new(),
+            psf_fwhm: f64::NAN,
         })
         .collect();
     let manifest = Manifest {

@@ -3,23 +3,23 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
+use oddcube_model::ArchConfig;
 use oddcube_model::bench::bench;
 use oddcube_model::flops::forward_flops;
 use oddcube_model::network::parameter_count;
-use oddcube_model::{ArchConfig, ModelKind, Preset, select_device};
 
-use crate::cmd::train::{apply_jobs, parse_kind};
-use crate::ui::Bar;
+use crate::cmd::choices::{DeviceName, KernelArg, KindArg, PresetArg, name};
+use crate::ui::{Bar, apply_jobs};
 
 /// Arguments of `oddcube bench`.
 #[derive(clap::Args)]
 pub struct Args {
     /// Architecture preset.
-    #[arg(long, default_value = "cpu", value_parser = ["cpu", "paper"])]
-    preset: String,
+    #[arg(long, value_enum, default_value_t = PresetArg::Cpu)]
+    preset: PresetArg,
     /// Autoencoder or variational autoencoder.
-    #[arg(long, default_value = "ae", value_parser = ["ae", "vae"])]
-    model: String,
+    #[arg(long, value_enum, default_value_t = KindArg::Ae)]
+    model: KindArg,
     /// Galaxies per step.
     #[arg(long, default_value_t = 8)]
     batch: usize,
@@ -34,13 +34,13 @@ pub struct Args {
     lines: usize,
     /// Compute device: cpu, cuda (or cuda:N; needs a CUDA build).
     #[arg(long, default_value = "cpu")]
-    device: String,
+    device: DeviceName,
     /// CPU threads (default: all cores).
     #[arg(long)]
     jobs: Option<usize>,
     /// ConvLSTM/conv implementation: fused (fast CPU kernels) or reference (plain candle ops).
-    #[arg(long, default_value = "fused", value_parser = ["fused", "reference"])]
-    kernel: String,
+    #[arg(long, value_enum, default_value_t = KernelArg::Fused)]
+    kernel: KernelArg,
 }
 
 /// Runs `oddcube bench`.
@@ -50,17 +50,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         args.batch > 0 && args.steps > 0,
         "--batch and --steps must be positive"
     );
-    let preset: Preset = args.preset.parse()?;
-    let kind: ModelKind = parse_kind(&args.model)?;
-    let mut arch = ArchConfig::preset(preset, kind, args.lines);
-    arch.cell = args.kernel.parse()?;
-    let device =
-        select_device(&args.device).with_context(|| format!("--device {}", args.device))?;
+    let mut arch = ArchConfig::preset(args.preset.into(), args.model.into(), args.lines);
+    arch.cell = args.kernel.into();
+    let device = args
+        .device
+        .open()
+        .with_context(|| format!("--device {}", args.device))?;
     let flops = forward_flops(&arch);
     println!(
         "bench: preset {} ({}), S = {}, T = {}, D = {}, {} parameters, {:.3} GFLOP forward per galaxy, batch {}, device {}, kernel {} ({} threads)",
-        args.preset,
-        args.model,
+        name(&args.preset),
+        name(&args.model),
         arch.size,
         arch.n_lines,
         arch.latent,

@@ -6,8 +6,10 @@ use std::time::Instant;
 
 use anyhow::Context;
 use oddcube_data::ingest::{IngestOptions, ingest};
-use oddcube_data::preprocess::{DEFAULT_SIZE, PreprocessConfig, Stretch};
-use oddcube_data::{LineSet, MaskPolicy, Shard};
+use oddcube_data::preprocess::{DEFAULT_SIZE, PreprocessConfig};
+use oddcube_data::{LineSet, Shard};
+
+use crate::cmd::choices::{MaskArg, StretchArg};
 
 use crate::ui::Bar;
 
@@ -29,11 +31,11 @@ pub struct Args {
     #[arg(long, default_value_t = DEFAULT_SIZE as u16, value_parser = clap::value_parser!(u16).range(1..=1024))]
     size: u16,
     /// Pixel mask policy: `strict` rejects DONOTUSE and UNRELIABLE, `lenient` only DONOTUSE.
-    #[arg(long, default_value = "strict", value_parser = ["strict", "lenient"])]
-    mask_policy: String,
+    #[arg(long, value_enum, default_value_t = MaskArg::Strict)]
+    mask_policy: MaskArg,
     /// Stretch after normalisation: `none` or `asinh` (softening 0.1 in normalised units).
-    #[arg(long, default_value = "none", value_parser = ["none", "asinh"])]
-    stretch: String,
+    #[arg(long, value_enum, default_value_t = StretchArg::None)]
+    stretch: StretchArg,
     /// Ingest only shard i of n (a stable hash of the plateifu decides); default from
     /// SLURM_ARRAY_TASK_ID / SLURM_ARRAY_TASK_COUNT, else 0/1.
     #[arg(long, value_name = "i/n")]
@@ -47,14 +49,6 @@ pub struct Args {
 /// (listed in `skipped.csv`), an error (exit 1) when none could be.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let lines = LineSet::parse(&args.lines).with_context(|| format!("--lines {:?}", args.lines))?;
-    let mask_policy = MaskPolicy::parse(&args.mask_policy).with_context(|| {
-        format!(
-            "--mask-policy {:?}: expected strict or lenient",
-            args.mask_policy
-        )
-    })?;
-    let stretch = Stretch::parse(&args.stretch)
-        .with_context(|| format!("--stretch {:?}: expected none or asinh", args.stretch))?;
     if args.jobs == Some(0) {
         anyhow::bail!("--jobs must be positive");
     }
@@ -66,8 +60,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         lines,
         preprocess: PreprocessConfig {
             size: usize::from(args.size),
-            mask_policy,
-            stretch,
+            mask_policy: args.mask_policy.into(),
+            stretch: args.stretch.into(),
         },
         shard,
         jobs: args.jobs.unwrap_or(0),

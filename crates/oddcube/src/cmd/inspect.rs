@@ -4,8 +4,9 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use oddcube_data::MaskPolicy;
 use oddcube_data::inspect::{InspectReport, inspect};
+
+use crate::cmd::choices::MaskArg;
 
 /// Arguments of `oddcube inspect`.
 #[derive(clap::Args)]
@@ -13,8 +14,8 @@ pub struct Args {
     /// A MAPS file (`.fits` or `.fits.gz`).
     file: PathBuf,
     /// Mask policy for the good-spaxel counts: `strict` or `lenient`.
-    #[arg(long, default_value = "strict", value_parser = ["strict", "lenient"])]
-    mask_policy: String,
+    #[arg(long, value_enum, default_value_t = MaskArg::Strict)]
+    mask_policy: MaskArg,
     /// Print the report as JSON instead of text.
     #[arg(long)]
     json: bool,
@@ -22,13 +23,7 @@ pub struct Args {
 
 /// Runs `oddcube inspect`.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let policy = MaskPolicy::parse(&args.mask_policy).ok_or_else(|| {
-        anyhow::anyhow!(
-            "--mask-policy {:?}: expected strict or lenient",
-            args.mask_policy
-        )
-    })?;
-    let report = inspect(&args.file, policy)?;
+    let report = inspect(&args.file, args.mask_policy.into())?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

@@ -2,6 +2,8 @@
 
 pub mod bench;
 pub mod bpt;
+pub mod calibrate;
+pub mod choices;
 pub mod demo;
 pub mod evaluate;
 pub mod fetch;

@@ -1,14 +1,32 @@
 //! `oddcube project`: the 2-D latent map of a RESULTS directory (UMAP or PCA), or placing new
-//! galaxies on an existing map without refitting.
+//! galaxies on an existing map without refitting — [`oddcube_explore::project::project_results`]
+//! and [`oddcube_explore::project::place_on_results`].
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context;
-use oddcube_explore::project::{ProjectOptions, Projection, ProjectionMethod, place, project};
-use oddcube_score::LatentView;
-use oddcube_score::latents::Latents;
-use oddcube_score::results::{Results, write_atomic};
+use oddcube_explore::project::{
+    PROJECTION_CSV, ProjectOptions, ProjectionMethod, place_on_results, project_results,
+};
+use oddcube_score::results::write_atomic;
+
+/// `--method`: how the map is made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum MethodArg {
+    /// UMAP on the latent kNN graph, initialised from PCA.
+    Umap,
+    /// The first two principal components.
+    Pca,
+}
+
+impl From<MethodArg> for ProjectionMethod {
+    fn from(m: MethodArg) -> ProjectionMethod {
+        match m {
+            MethodArg::Umap => ProjectionMethod::Umap,
+            MethodArg::Pca => ProjectionMethod::Pca,
+        }
+    }
+}
 
 /// Arguments of `oddcube project`.
 #[derive(clap::Args)]
@@ -16,8 +34,8 @@ pub struct Args {
     /// RESULTS directory written by `oddcube score` (projection.csv/json are written into it).
     pub results: PathBuf,
     /// `umap` (neighbour graph + seeded layout from a PCA start) or `pca` (first two components).
-    #[arg(long, default_value = "umap")]
-    pub method: ProjectionMethod,
+    #[arg(long, value_enum, default_value_t = MethodArg::Umap)]
+    pub method: MethodArg,
     /// Seed of the layout: the same latents and seed give the same map.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -47,83 +65,31 @@ pub struct Args {
 
 /// Runs `oddcube project`.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let results = Results::open(&args.results)?;
-    let n = results.catalog.len();
-    let view = LatentView::new(&results.latents, n, results.latent_dim).with_context(|| {
-        format!(
-            "{}: latents do not match the catalogue",
-            args.results.display()
-        )
-    })?;
-    if let Some(new_path) = &args.place {
-        let map = Projection::read(&args.results)?.with_context(|| {
-            format!(
-                "{} has no projection.csv yet: run `oddcube project {}` first",
-                args.results.display(),
-                args.results.display()
-            )
-        })?;
-        let plateifus = results
-            .catalog
-            .str("plateifu")
-            .context("catalogue has no plateifu column")?;
-        anyhow::ensure!(
-            map.plateifus.as_slice() == plateifus,
-            "{}: projection.csv does not list the catalogue's galaxies in order; re-run `oddcube project`",
-            args.results.display()
-        );
-        let new = Latents::read(new_path)?;
-        let ids: Vec<String> = match &args.ids {
-            Some(path) => std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read {}", path.display()))?
-                .lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty())
-                .map(str::to_string)
-                .collect(),
-            None => (0..new.n()).map(|i| format!("new-{i}")).collect(),
-        };
-        anyhow::ensure!(
-            ids.len() == new.n(),
-            "{} ids for {} new latent vectors",
-            ids.len(),
-            new.n()
-        );
-        let placed = place(&view, &map.xy, &new.view(), args.place_k)?;
-        let mut csv = String::from("id,x,y\n");
-        for (id, p) in ids.iter().zip(&placed) {
-            csv.push_str(&format!("{id},{},{}\n", p[0], p[1]));
-        }
+    if let Some(new) = &args.place {
+        let placed = place_on_results(&args.results, new, args.ids.as_deref(), args.place_k)?;
         let out = args
             .out
             .clone()
             .unwrap_or_else(|| args.results.join("placed.csv"));
-        write_atomic(&out, csv.as_bytes())?;
+        write_atomic(&out, placed.to_csv().as_bytes())?;
         eprintln!(
             "placed {} galaxies on the {} map → {}",
-            placed.len(),
-            map.info.method,
+            placed.xy.len(),
+            placed.method,
             out.display()
         );
         return Ok(ExitCode::SUCCESS);
     }
     let options = ProjectOptions {
-        method: args.method,
+        method: args.method.into(),
         seed: args.seed,
         n_neighbors: args.neighbours,
         min_dist: args.min_dist,
         n_epochs: args.epochs,
         ..ProjectOptions::default()
     };
-    let plateifus = results
-        .catalog
-        .str("plateifu")
-        .context("catalogue has no plateifu column")?
-        .to_vec();
-    let bar = crate::ui::Bar::new(false);
     let started = std::time::Instant::now();
-    let map = project(&view, plateifus, &options, &bar)?;
-    map.write(&args.results)?;
+    let map = project_results(&args.results, &options, &crate::ui::Bar::new(false))?;
     let knn = map.info.knn.as_ref().map(|k| match k.recall {
         Some(r) => format!(", neighbours: {} (recall {r:.3})", k.source),
         None => format!(", neighbours: {}", k.source),
@@ -131,12 +97,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     eprintln!(
         "{} map of {} galaxies in {:.1} s{} → {}",
         map.info.method,
-        n,
+        map.plateifus.len(),
         started.elapsed().as_secs_f64(),
         knn.unwrap_or_default(),
-        args.results
-            .join(oddcube_explore::project::PROJECTION_CSV)
-            .display()
+        args.results.join(PROJECTION_CSV).display()
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -8,11 +8,12 @@ use anyhow::Context;
 use oddcube_data::dataset::{Dataset, hash_hex};
 use oddcube_data::{Progress, Shard};
 use oddcube_model::checkpoint::{BEST_WEIGHTS, CONFIG};
+use oddcube_score::calibration::StoredNull;
 use oddcube_score::knn::Metric;
 use oddcube_score::results::{RESIDUALS_FILE, RESULTS_FORMAT, Results, ResultsManifest};
 use oddcube_score::score::{
-    PValueMethod, RankBy, ResidualSelection, ScoreSettings, finalize_population_scores,
-    residual_rows, score_galaxies, write_residuals,
+    MapSettings, PValueMethod, RankBy, ResidualSelection, ScoreSettings,
+    finalize_population_scores, residual_rows, score_galaxies, write_residuals,
 };
 
 use crate::ui::Bar;
@@ -35,12 +36,14 @@ pub struct Args {
     /// computes the population columns.
     #[arg(long)]
     pub shard: Option<Shard>,
-    /// Score that orders the catalogue and defines p-values: chi2, recon, knn_dist or lof.
-    #[arg(long, default_value = "chi2")]
+    /// Column that orders the catalogue: score (the fused, calibrated anomaly score), local,
+    /// chi2, recon, knn_dist or lof. p-values are always those of `score`.
+    #[arg(long, default_value = "score")]
     pub rank_by: RankBy,
-    /// p-values: `robust` (normal tail fitted to the log scores by median/MAD — can flag
-    /// anomalies) or `empirical` (leave-one-out rank/N — a percentile; BH never flags with it).
-    #[arg(long, default_value = "robust")]
+    /// Null of the p-values: `stored` (fitted at training time on galaxies the model did not
+    /// train on; needed for a list that is mostly anomalous) or `population` (fitted robustly
+    /// to the scored galaxies). Models without a stored null fall back to `population`.
+    #[arg(long, default_value = "stored")]
     pub pvalues: PValueMethod,
     /// False-discovery rate of `fdr_flag` (Benjamini–Hochberg).
     #[arg(long, default_value_t = 0.05)]
@@ -134,6 +137,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         knn_k: args.knn_k,
         metric: args.knn_metric,
     };
+    let null = StoredNull::read(&args.model)
+        .with_context(|| format!("reading the null stored in {}", args.model.display()))?;
+    let map_settings = MapSettings {
+        floors: null
+            .as_ref()
+            .map(|n| n.calibration.floors.clone())
+            .unwrap_or_default(),
+    };
     let bar = Bar::new(false);
     let started = std::time::Instant::now();
     let mut scored = score_galaxies(
@@ -142,17 +153,24 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         &dataset.galaxies,
         &lines,
         &rows,
+        &map_settings,
         &bar,
     )?;
     let seconds = started.elapsed().as_secs_f64();
+    let mut null_used = None;
     if !sharded {
-        finalize_population_scores(
+        let used = finalize_population_scores(
             &mut scored.catalog,
             &scored.latents,
             scored.latent_dim,
             &settings,
+            null.as_ref(),
             &bar,
         )?;
+        if let Some(why) = &used.warning {
+            tracing::warn!("p-values from a null fitted to the scored galaxies: {why}");
+        }
+        null_used = Some(used);
         if let Some(path) = &args.labels {
             apply_labels(
                 &mut scored.catalog,
@@ -168,7 +186,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         );
     }
 
-    let manifest = ResultsManifest {
+    let mut manifest = ResultsManifest {
         format: RESULTS_FORMAT.to_string(),
         oddcube_version: env!("CARGO_PKG_VERSION").to_string(),
         model_dir: args.model.display().to_string(),
@@ -182,6 +200,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         fdr: args.fdr,
         knn_k: args.knn_k,
         pvalues: args.pvalues.to_string(),
+        null_fitted_on: String::new(),
+        null_n_calibration: 0,
+        warnings: Vec::new(),
         knn_metric: metric_name(args.knn_metric).to_string(),
         n_galaxies: scored.catalog.len(),
         shard: shard.to_string(),
@@ -189,7 +210,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         residuals: args.residuals.to_string(),
         created_by: super::command_line(),
     };
+    if let Some(used) = &null_used {
+        manifest.set_null(used);
+    }
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    // The null travels with the results, so `oddcube merge` finalises parts with it.
+    if let Some(null) = &null {
+        null.write(&out)?;
+    }
+    scored.maps.write(&out)?;
     // Residuals first: the manifest, written last, marks the directory complete.
     let picked = residual_rows(&scored.catalog, args.residuals, args.rank_by, !sharded);
     let residuals_path = out.join(RESIDUALS_FILE);
@@ -229,9 +258,18 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .catalog
             .bool("fdr_flag")
             .map_or(0, |f| f.iter().filter(|&&v| v).count());
+        let unscored = scored
+            .catalog
+            .f64("score")
+            .map_or(0, |v| v.iter().filter(|s| s.is_nan()).count());
+        if unscored > 0 {
+            eprintln!(
+                "{unscored} galaxies have no usable pixels: NaN scores, ranked last, never flagged"
+            );
+        }
         eprintln!(
-            "{flagged} galaxies flagged at FDR {} (p-values: {})",
-            args.fdr, args.pvalues
+            "{flagged} galaxies flagged at FDR {} (null fitted on {} galaxies: {})",
+            args.fdr, manifest.null_n_calibration, manifest.null_fitted_on
         );
     } else {
         eprintln!(

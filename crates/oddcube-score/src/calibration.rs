@@ -1,0 +1,779 @@
+//! The null model of ordinary galaxies, fitted once where it can be trusted and stored with the
+//! model: the per-line error floors of the anomaly map, the reference latents of the latent
+//! score, and the distribution of every score component and of their fusion — so that a p-value
+//! means the same thing whether a whole survey or a short follow-up list is scored.
+//!
+//! **Components.** Three label-free pieces of evidence, each a positive number per galaxy:
+//! `recon` (global reconstruction error, normalised units), `local` (peak of the PSF-smoothed
+//! anomaly map, `anomaly_map.rs`) and `knn_dist` (distance to the k-th nearest *training*
+//! galaxy in latent space). They see different anomalies: an extended change of line ratios
+//! raises `recon`, a compact nucleus raises `local`, a galaxy unlike any in the training set
+//! raises `knn_dist`.
+//!
+//! **Standardising.** For each component the log value is regressed, robustly (Huber IRLS,
+//! scale from the MAD), on nuisance properties that change ordinary galaxies' scores but are not
+//! anomaly signals: the number of usable pixels (IFU size and coverage) and the noise depth
+//! (median inverse variance in flux units, independent of how bright the lines are). The
+//! standardised residual `z_k = (log c_k − x·β_k) / s_k` is what "unusual for a galaxy observed
+//! like this one" means. With fewer than [`MIN_FOR_COVARIATES`] calibration galaxies only a
+//! location and scale are fitted.
+//!
+//! **Fusion.** `S = mean_k z_k` (averaging standardised scores is the standard unsupervised
+//! outlier ensemble, more stable than their maximum), then `score = (S − median S) / σ_S` with
+//! the median and MAD-σ of `S` on the calibration galaxies, and `p = P(Z ≥ score)` for a
+//! standard normal `Z`. Median and MAD keep the few anomalies that are inevitably among the
+//! calibration galaxies from widening the null.
+//!
+//! **Where it is fitted.** On the model's validation galaxies — galaxies it did not train on, so
+//! their scores are not biased low. The training galaxies provide the reference latents.
+
+use std::path::Path;
+
+use oddcube_data::Progress;
+use oddcube_data::cubes::Cubes;
+use oddcube_data::dataset::GalaxyRecord;
+use rayon::prelude::*;
+
+use crate::anomaly_map::floored_z2;
+use crate::error::{Error, Result, check_len};
+use crate::knn::{LatentView, Metric, nearest};
+use crate::latents::{Latents, write_npy_f32};
+use crate::results::{invalid, write_atomic};
+use crate::score::{Autoencoder, CHUNK};
+
+/// File of the fitted null inside a model (and a RESULTS) directory.
+pub const CALIBRATION_FILE: &str = "calibration.json";
+/// The training galaxies' latents `[R, D]` (little-endian f32 `.npy`) next to it.
+pub const REFERENCE_LATENTS_FILE: &str = "reference_latents.npy";
+/// Format tag of [`CALIBRATION_FILE`].
+pub const CALIBRATION_FORMAT: &str = "oddcube-calibration/1";
+/// The score components, in the order of [`Calibration::components`].
+pub const COMPONENTS: [&str; 3] = ["global", "local", "knn_dist"];
+/// Calibration galaxies needed before the nuisance covariates are fitted: a regression on a
+/// few dozen galaxies, some of them anomalous, extrapolates badly to small or shallow IFUs.
+pub const MIN_FOR_COVARIATES: usize = 100;
+
+/// Scale factor turning a median absolute deviation into a normal σ.
+pub const MAD_TO_SIGMA: f64 = 1.482_602_218_505_602;
+
+/// Median of `χ²₁`, what the median floored `z²` of a line is fitted to.
+const CHI2_1_MEDIAN: f64 = 0.454_936_423_119_572_8;
+
+/// Pixels per line used to fit its floor (a deterministic stride over the calibration pixels).
+const FLOOR_SAMPLE: usize = 200_000;
+
+/// The null of one component: `z = (log c − β·x) / scale` with `x = [1, log n_pixels − m₁,
+/// log depth − m₂]` (only the intercept when `coef` has one entry).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ComponentNull {
+    /// Component name (a catalogue column).
+    pub name: String,
+    /// Regression coefficients: intercept, then per covariate.
+    pub coef: Vec<f64>,
+    /// Robust σ of the residuals.
+    pub scale: f64,
+}
+
+/// A fitted null model (see the module docs).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Calibration {
+    /// [`CALIBRATION_FORMAT`].
+    pub format: String,
+    /// Which galaxies it was fitted on: `validation` (the model never trained on them),
+    /// `training` (no validation split: p-values are then optimistic) or `population` (the
+    /// scored galaxies themselves — the fallback for models without a stored null).
+    pub fitted_on: String,
+    /// Galaxies it was fitted on.
+    pub n_calibration: usize,
+    /// Per-line fractional error floors `ε_l` of the anomaly map.
+    pub floors: Vec<f64>,
+    /// Neighbour rank of `knn_dist`.
+    pub knn_k: usize,
+    /// Means of the covariates (log usable pixels, log depth) the regressions are centred on.
+    pub covariate_means: Vec<f64>,
+    /// One null per entry of [`COMPONENTS`].
+    pub components: Vec<ComponentNull>,
+    /// Median of the mean standardised component on the calibration galaxies.
+    pub combined_centre: f64,
+    /// Its robust σ.
+    pub combined_scale: f64,
+    /// Plate-IFUs of the reference latents (a scored galaxy is never its own neighbour).
+    pub reference_plateifus: Vec<String>,
+}
+
+/// A calibration with its reference latents.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredNull {
+    /// The fitted null.
+    pub calibration: Calibration,
+    /// Reference latents `[R, D]`, row-major.
+    pub reference: Vec<f32>,
+    /// D.
+    pub latent_dim: usize,
+}
+
+impl StoredNull {
+    /// Writes [`CALIBRATION_FILE`] and [`REFERENCE_LATENTS_FILE`] into `dir` atomically.
+    pub fn write(&self, dir: &Path) -> Result<()> {
+        let text = serde_json::to_string_pretty(&self.calibration).map_err(|e| Error::Json {
+            what: CALIBRATION_FILE.to_string(),
+            reason: e.to_string(),
+        })?;
+        write_npy_f32(
+            &dir.join(REFERENCE_LATENTS_FILE),
+            &self.reference,
+            self.calibration.reference_plateifus.len(),
+            self.latent_dim,
+        )?;
+        write_atomic(&dir.join(CALIBRATION_FILE), text.as_bytes())
+    }
+
+    /// Reads the null stored in `dir`; `Ok(None)` when there is none (models trained before
+    /// calibration existed).
+    pub fn read(dir: &Path) -> Result<Option<StoredNull>> {
+        let path = dir.join(CALIBRATION_FILE);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => return Err(Error::Io { path, source }),
+        };
+        let calibration: Calibration = serde_json::from_str(&text)
+            .map_err(|e| invalid(&path, format!("not a calibration file: {e}")))?;
+        if calibration.format != CALIBRATION_FORMAT {
+            return Err(invalid(
+                &path,
+                format!(
+                    "format {:?}, this oddcube reads {CALIBRATION_FORMAT:?}",
+                    calibration.format
+                ),
+            ));
+        }
+        if calibration.components.len() != COMPONENTS.len() {
+            return Err(invalid(&path, "wrong number of score components"));
+        }
+        let latents = Latents::open(&dir.join(REFERENCE_LATENTS_FILE))?;
+        if latents.n() != calibration.reference_plateifus.len() {
+            return Err(invalid(
+                &dir.join(REFERENCE_LATENTS_FILE),
+                format!(
+                    "{} rows but {CALIBRATION_FILE} names {} reference galaxies",
+                    latents.n(),
+                    calibration.reference_plateifus.len()
+                ),
+            ));
+        }
+        Ok(Some(StoredNull {
+            latent_dim: latents.dim(),
+            reference: latents.as_slice().to_vec(),
+            calibration,
+        }))
+    }
+}
+
+/// Nuisance covariates of one galaxy: usable pixels and noise depth.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Covariates {
+    /// Pixels with at least one usable measurement.
+    pub n_pixels: f64,
+    /// Median inverse variance of the usable measurements in flux units (`w / scale²`).
+    pub depth: f64,
+}
+
+impl Covariates {
+    fn logs(self) -> [f64; 2] {
+        [
+            self.n_pixels.max(1.0).ln(),
+            if self.depth > 0.0 && self.depth.is_finite() {
+                self.depth.ln()
+            } else {
+                0.0
+            },
+        ]
+    }
+}
+
+/// Median of a slice (NaN when empty); sorts a copy.
+fn median(values: &[f64]) -> f64 {
+    let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        0.5 * (v[n / 2 - 1] + v[n / 2])
+    }
+}
+
+/// Robust σ: 1.4826 × MAD about the median, the standard deviation when the MAD is 0, and 1
+/// when that is 0 too (a constant sample carries no spread to standardise by).
+pub fn robust_sigma(values: &[f64]) -> f64 {
+    let centre = median(values);
+    let deviations: Vec<f64> = values.iter().map(|v| (v - centre).abs()).collect();
+    let mad = MAD_TO_SIGMA * median(&deviations);
+    if mad > 0.0 {
+        return mad;
+    }
+    let finite: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
+    let n = finite.len().max(1) as f64;
+    let mean = finite.iter().sum::<f64>() / n;
+    let sd = (finite.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n).sqrt();
+    if sd > 0.0 { sd } else { 1.0 }
+}
+
+/// Solves the small symmetric positive system `a x = b` (n ≤ 3) by Gaussian elimination with
+/// partial pivoting; `None` when singular.
+fn solve(mut a: Vec<Vec<f64>>, mut b: Vec<f64>) -> Option<Vec<f64>> {
+    let n = b.len();
+    for col in 0..n {
+        let pivot = (col..n).max_by(|&i, &j| a[i][col].abs().total_cmp(&a[j][col].abs()))?;
+        if a[pivot][col].abs() < 1e-12 {
+            return None;
+        }
+        a.swap(col, pivot);
+        b.swap(col, pivot);
+        for row in col + 1..n {
+            let f = a[row][col] / a[col][col];
+            for k in col..n {
+                a[row][k] -= f * a[col][k];
+            }
+            b[row] -= f * b[col];
+        }
+    }
+    let mut x = vec![0.0; n];
+    for row in (0..n).rev() {
+        let s: f64 = (row + 1..n).map(|k| a[row][k] * x[k]).sum();
+        x[row] = (b[row] - s) / a[row][row];
+    }
+    Some(x)
+}
+
+/// Huber regression of `y` on the rows of `design` by iteratively reweighted least squares
+/// (tuning 1.345 σ, σ from the MAD of the residuals). Returns the coefficients and the robust σ
+/// of the residuals. Rows with a non-finite `y` are ignored.
+pub fn huber_regression(design: &[Vec<f64>], y: &[f64]) -> (Vec<f64>, f64) {
+    let rows: Vec<usize> = (0..y.len()).filter(|&i| y[i].is_finite()).collect();
+    let p = design.first().map_or(1, Vec::len);
+    let mut weights = vec![1.0; y.len()];
+    let mut coef = vec![0.0; p];
+    coef[0] = median(y);
+    for _ in 0..50 {
+        let mut ata = vec![vec![0.0; p]; p];
+        let mut atb = vec![0.0; p];
+        for &i in &rows {
+            for a in 0..p {
+                atb[a] += weights[i] * design[i][a] * y[i];
+                for b in 0..p {
+                    ata[a][b] += weights[i] * design[i][a] * design[i][b];
+                }
+            }
+        }
+        let Some(next) = solve(ata, atb) else { break };
+        let residuals: Vec<f64> = rows
+            .iter()
+            .map(|&i| y[i] - dot(&next, &design[i]))
+            .collect();
+        let sigma = robust_sigma(&residuals);
+        let converged = next.iter().zip(&coef).all(|(a, b)| (a - b).abs() < 1e-10);
+        coef = next;
+        for (&i, r) in rows.iter().zip(&residuals) {
+            let limit = 1.345 * sigma;
+            weights[i] = if r.abs() <= limit {
+                1.0
+            } else {
+                limit / r.abs()
+            };
+        }
+        if converged {
+            break;
+        }
+    }
+    let residuals: Vec<f64> = rows
+        .iter()
+        .map(|&i| y[i] - dot(&coef, &design[i]))
+        .collect();
+    (coef, robust_sigma(&residuals))
+}
+
+fn dot(a: &[f64], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+/// Upper tail of the standard normal, `P(Z ≥ z)`, accurate far into the tail.
+pub fn normal_upper_tail(z: f64) -> f64 {
+    (0.5 * erfc(z / std::f64::consts::SQRT_2)).clamp(0.0, 1.0)
+}
+
+/// Complementary error function (Numerical Recipes' `erfcc`, fractional error < 1.2e-7
+/// everywhere, so tail probabilities stay accurate far below machine epsilon).
+fn erfc(x: f64) -> f64 {
+    let z = x.abs();
+    let t = 1.0 / (1.0 + 0.5 * z);
+    let poly = -z * z - 1.265_512_23
+        + t * (1.000_023_68
+            + t * (0.374_091_96
+                + t * (0.096_784_18
+                    + t * (-0.186_288_06
+                        + t * (0.278_868_07
+                            + t * (-1.135_203_98
+                                + t * (1.488_515_87 + t * (-0.822_152_23 + t * 0.170_872_77))))))));
+    let r = t * poly.exp();
+    if x >= 0.0 { r } else { 2.0 - r }
+}
+
+/// What the calibration says about one galaxy.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Verdict {
+    /// Standardised components, in [`COMPONENTS`] order.
+    pub z: [f64; 3],
+    /// The fused, standardised score (NaN when a component is missing).
+    pub score: f64,
+    /// `P(Z ≥ score)`; 1 when the score is NaN.
+    pub pvalue: f64,
+}
+
+impl Calibration {
+    fn design_row(&self, covariates: Covariates, p: usize) -> Vec<f64> {
+        let logs = covariates.logs();
+        let mut row = vec![1.0];
+        for (v, m) in logs.iter().zip(&self.covariate_means).take(p - 1) {
+            row.push(v - m);
+        }
+        row
+    }
+
+    fn standardise(&self, values: [f64; 3], covariates: Covariates) -> [f64; 3] {
+        let mut z = [f64::NAN; 3];
+        for (k, null) in self.components.iter().enumerate() {
+            let v = values[k];
+            if v.is_finite() && v >= 0.0 {
+                let row = self.design_row(covariates, null.coef.len());
+                z[k] = (v.max(f64::MIN_POSITIVE).ln() - dot(&null.coef, &row)) / null.scale;
+            }
+        }
+        z
+    }
+
+    /// Scores one galaxy from its raw components (`recon`, `local`, `knn_dist`) and covariates.
+    pub fn verdict(&self, values: [f64; 3], covariates: Covariates) -> Verdict {
+        let z = self.standardise(values, covariates);
+        let mean = z.iter().sum::<f64>() / z.len() as f64;
+        let score = (mean - self.combined_centre) / self.combined_scale;
+        Verdict {
+            z,
+            score,
+            pvalue: if score.is_finite() {
+                normal_upper_tail(score)
+            } else {
+                1.0
+            },
+        }
+    }
+
+    /// Fits the component nulls and the fusion to the calibration galaxies' raw components and
+    /// covariates (floors, reference and `knn_k` are recorded as given).
+    pub fn fit(
+        values: &[[f64; 3]],
+        covariates: &[Covariates],
+        floors: Vec<f64>,
+        knn_k: usize,
+        fitted_on: &str,
+        reference_plateifus: Vec<String>,
+    ) -> Result<Calibration> {
+        check_len("calibration covariates", covariates.len(), values.len())?;
+        let usable: Vec<usize> = (0..values.len())
+            .filter(|&i| values[i].iter().all(|v| v.is_finite() && *v >= 0.0))
+            .collect();
+        if usable.len() < 3 {
+            return Err(Error::InvalidParameter {
+                name: "calibration galaxies".to_string(),
+                value: usable.len().to_string(),
+                reason: "at least 3 galaxies with finite scores are needed to fit a null"
+                    .to_string(),
+            });
+        }
+        let logs: Vec<[f64; 2]> = usable.iter().map(|&i| covariates[i].logs()).collect();
+        let covariate_means: Vec<f64> = (0..2)
+            .map(|c| logs.iter().map(|l| l[c]).sum::<f64>() / logs.len() as f64)
+            .collect();
+        let p = if usable.len() >= MIN_FOR_COVARIATES {
+            3
+        } else {
+            1
+        };
+        let mut calibration = Calibration {
+            format: CALIBRATION_FORMAT.to_string(),
+            fitted_on: fitted_on.to_string(),
+            n_calibration: usable.len(),
+            floors,
+            knn_k,
+            covariate_means,
+            components: Vec::new(),
+            combined_centre: 0.0,
+            combined_scale: 1.0,
+            reference_plateifus,
+        };
+        let design: Vec<Vec<f64>> = usable
+            .iter()
+            .map(|&i| calibration.design_row(covariates[i], p))
+            .collect();
+        for (k, name) in COMPONENTS.iter().enumerate() {
+            let y: Vec<f64> = usable
+                .iter()
+                .map(|&i| values[i][k].max(f64::MIN_POSITIVE).ln())
+                .collect();
+            let (coef, scale) = huber_regression(&design, &y);
+            calibration.components.push(ComponentNull {
+                name: name.to_string(),
+                coef,
+                scale,
+            });
+        }
+        let means: Vec<f64> = usable
+            .iter()
+            .map(|&i| {
+                let z = calibration.standardise(values[i], covariates[i]);
+                z.iter().sum::<f64>() / z.len() as f64
+            })
+            .collect();
+        calibration.combined_centre = median(&means);
+        calibration.combined_scale = robust_sigma(&means);
+        Ok(calibration)
+    }
+}
+
+/// Fits each line's floor `ε_l` so that the median floored `z²` of its usable pixels in the
+/// calibration galaxies equals the median of `χ²₁` — what a model that is right up to its
+/// stated errors would give. A line whose median is already at or below it keeps `ε = 0` (the
+/// model is noise-limited there). `x`, `w`, `xhat` are `[n, L, S, S]`.
+pub fn fit_floors(x: &[f32], w: &[f32], xhat: &[f32], n_lines: usize, plane: usize) -> Vec<f64> {
+    let n = x.len() / (n_lines * plane).max(1);
+    (0..n_lines)
+        .into_par_iter()
+        .map(|l| {
+            let mut triples = Vec::new();
+            for g in 0..n {
+                let base = (g * n_lines + l) * plane;
+                for i in base..base + plane {
+                    if w[i] > 0.0 && w[i].is_finite() && x[i].is_finite() && xhat[i].is_finite() {
+                        triples.push((x[i], w[i], xhat[i]));
+                    }
+                }
+            }
+            if triples.len() > FLOOR_SAMPLE {
+                let stride = triples.len().div_ceil(FLOOR_SAMPLE);
+                triples = triples.into_iter().step_by(stride).collect();
+            }
+            let median_at = |eps: f64| {
+                let v: Vec<f64> = triples
+                    .iter()
+                    .map(|&(x, w, xh)| floored_z2(x, w, xh, eps))
+                    .collect();
+                median(&v)
+            };
+            if triples.is_empty() || !(median_at(0.0) > CHI2_1_MEDIAN) {
+                return 0.0;
+            }
+            // The median falls monotonically with ε: bisect on a log scale.
+            let (mut lo, mut hi) = (1e-6f64, 1.0f64);
+            while median_at(hi) > CHI2_1_MEDIAN && hi < 1e6 {
+                hi *= 10.0;
+            }
+            for _ in 0..50 {
+                let mid = (lo * hi).sqrt();
+                if median_at(mid) > CHI2_1_MEDIAN {
+                    lo = mid;
+                } else {
+                    hi = mid;
+                }
+            }
+            hi
+        })
+        .collect()
+}
+
+/// Distance of each query latent to its k-th nearest reference latent, skipping a reference
+/// with the same plate-IFU (a galaxy is not its own neighbour). NaN when fewer than k
+/// references remain.
+pub fn reference_knn_distances(
+    queries: &[f32],
+    query_plateifus: &[String],
+    reference: &StoredNull,
+    k: usize,
+    metric: Metric,
+) -> Result<Vec<f64>> {
+    let dim = reference.latent_dim;
+    check_len("query latents", queries.len(), query_plateifus.len() * dim)?;
+    let names = &reference.calibration.reference_plateifus;
+    let view = LatentView::new(&reference.reference, names.len(), dim)?;
+    let index: std::collections::HashMap<&str, usize> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.as_str(), i))
+        .collect();
+    query_plateifus
+        .par_iter()
+        .enumerate()
+        .map(|(q, name)| {
+            let exclude = index.get(name.as_str()).copied();
+            let available = names.len() - usize::from(exclude.is_some());
+            if k == 0 || available < k {
+                return Ok(f64::NAN);
+            }
+            let found = nearest(&view, &queries[q * dim..(q + 1) * dim], k, metric, exclude)?;
+            Ok(found.last().map_or(f64::NAN, |n| f64::from(n.distance)))
+        })
+        .collect()
+}
+
+/// Fits and returns the stored null of a model: encodes and reconstructs every galaxy at
+/// `calibration_rows` and `reference_rows` of `cubes`, fits the line floors on the calibration
+/// galaxies, scores them with those floors, takes the reference galaxies' latents, and fits
+/// [`Calibration`]. `psf_fwhm_px` gives each galaxy's PSF in grid pixels (dataset order).
+#[allow(clippy::too_many_arguments)]
+pub fn calibrate(
+    model: &dyn Autoencoder,
+    cubes: &Cubes,
+    galaxies: &[GalaxyRecord],
+    lines: &[String],
+    calibration_rows: &[usize],
+    reference_rows: &[usize],
+    fitted_on: &str,
+    knn_k: usize,
+    progress: &dyn Progress,
+) -> Result<StoredNull> {
+    let plane = cubes.size * cubes.size;
+    // Floors first: they need the calibration galaxies' reconstructions only.
+    let mut x = Vec::new();
+    let mut w = Vec::new();
+    let mut xhat = Vec::new();
+    for chunk_rows in calibration_rows.chunks(CHUNK) {
+        let chunk = cubes.select(chunk_rows);
+        let (_, rec) = model
+            .encode_reconstruct(&chunk)
+            .map_err(|m| invalid(Path::new("model"), m))?;
+        x.extend_from_slice(&chunk.x);
+        w.extend_from_slice(&chunk.w);
+        xhat.extend(rec);
+    }
+    let floors = fit_floors(&x, &w, &xhat, cubes.n_lines, plane);
+    drop((x, w, xhat));
+    let settings = crate::score::MapSettings {
+        floors: floors.clone(),
+    };
+    let cal = crate::score::score_galaxies(
+        model,
+        cubes,
+        galaxies,
+        lines,
+        calibration_rows,
+        &settings,
+        progress,
+    )?;
+    let refs = crate::score::score_galaxies(
+        model,
+        cubes,
+        galaxies,
+        lines,
+        reference_rows,
+        &settings,
+        progress,
+    )?;
+    let reference_plateifus: Vec<String> = reference_rows
+        .iter()
+        .map(|&r| galaxies[r].plateifu.clone())
+        .collect();
+    let k = knn_k
+        .min(reference_plateifus.len().saturating_sub(1))
+        .max(1);
+    let mut stored = StoredNull {
+        calibration: Calibration {
+            format: CALIBRATION_FORMAT.to_string(),
+            fitted_on: fitted_on.to_string(),
+            n_calibration: 0,
+            floors: floors.clone(),
+            knn_k: k,
+            covariate_means: Vec::new(),
+            components: Vec::new(),
+            combined_centre: 0.0,
+            combined_scale: 1.0,
+            reference_plateifus: reference_plateifus.clone(),
+        },
+        reference: refs.latents,
+        latent_dim: refs.latent_dim,
+    };
+    let names: Vec<String> = calibration_rows
+        .iter()
+        .map(|&r| galaxies[r].plateifu.clone())
+        .collect();
+    let knn = reference_knn_distances(&cal.latents, &names, &stored, k, Metric::Euclidean)?;
+    let (values, covariates) = crate::score::components_and_covariates(&cal.catalog, &knn)?;
+    stored.calibration = Calibration::fit(
+        &values,
+        &covariates,
+        floors,
+        k,
+        fitted_on,
+        reference_plateifus,
+    )?;
+    Ok(stored)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+    use rand_distr::StandardNormal;
+
+    /// Ordinary galaxies whose log components depend on the covariates plus correlated noise.
+    fn null_galaxies(n: usize, seed: u64) -> (Vec<[f64; 3]>, Vec<Covariates>) {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut values = Vec::new();
+        let mut covariates = Vec::new();
+        for _ in 0..n {
+            let n_pixels: f64 = rng.random_range(200.0..1000.0);
+            let depth: f64 = 10f64.powf(rng.random_range(-1.0..1.0));
+            let shared: f64 = rng.sample(StandardNormal);
+            let mut v = [0.0; 3];
+            for (k, slot) in v.iter_mut().enumerate() {
+                let own: f64 = rng.sample(StandardNormal);
+                let log = -2.0
+                    + 0.5 * n_pixels.ln() * (k as f64 - 1.0)
+                    + 0.3 * depth.ln()
+                    + 0.4 * (0.6 * shared + 0.8 * own);
+                *slot = log.exp();
+            }
+            values.push(v);
+            covariates.push(Covariates { n_pixels, depth });
+        }
+        (values, covariates)
+    }
+
+    /// Kolmogorov–Smirnov distance of a sample from the uniform distribution on [0, 1].
+    fn ks_uniform(mut p: Vec<f64>) -> f64 {
+        p.sort_by(f64::total_cmp);
+        let n = p.len() as f64;
+        p.iter()
+            .enumerate()
+            .map(|(i, &v)| (v - i as f64 / n).abs().max(((i + 1) as f64 / n - v).abs()))
+            .fold(0.0, f64::max)
+    }
+
+    #[test]
+    fn p_values_of_fresh_null_galaxies_are_uniform() {
+        let (values, covariates) = null_galaxies(400, 1);
+        let cal = Calibration::fit(&values, &covariates, vec![], 10, "validation", vec![]).unwrap();
+        let (fresh, fresh_cov) = null_galaxies(2000, 2);
+        let p: Vec<f64> = fresh
+            .iter()
+            .zip(&fresh_cov)
+            .map(|(v, c)| cal.verdict(*v, *c).pvalue)
+            .collect();
+        // The 1 % critical value of the KS statistic for n = 2000 is 1.63/√n ≈ 0.036; the
+        // fitted null adds its own estimation error from 400 galaxies (≈ 1/√400 in the
+        // location of a standardised score, i.e. ≈ 0.02 in p near the middle).
+        let d = ks_uniform(p);
+        assert!(d < 0.06, "KS distance {d}");
+    }
+
+    #[test]
+    fn covariates_are_regressed_out() {
+        let (values, covariates) = null_galaxies(400, 3);
+        let cal = Calibration::fit(&values, &covariates, vec![], 10, "validation", vec![]).unwrap();
+        // The recon component's log grows by -0.5 per log pixel and 0.3 per log depth.
+        let recon = &cal.components[0];
+        assert!((recon.coef[1] + 0.5).abs() < 0.1, "{:?}", recon.coef);
+        assert!((recon.coef[2] - 0.3).abs() < 0.1, "{:?}", recon.coef);
+        // The residual σ is the 0.4 of the simulated noise.
+        assert!((recon.scale - 0.4).abs() < 0.06, "{}", recon.scale);
+    }
+
+    #[test]
+    fn a_few_anomalies_among_the_calibration_galaxies_barely_move_the_null() {
+        let (mut values, covariates) = null_galaxies(300, 4);
+        let clean =
+            Calibration::fit(&values, &covariates, vec![], 10, "validation", vec![]).unwrap();
+        for v in values.iter_mut().take(30) {
+            v[1] *= 1000.0;
+        }
+        let dirty =
+            Calibration::fit(&values, &covariates, vec![], 10, "validation", vec![]).unwrap();
+        assert!((dirty.components[1].scale / clean.components[1].scale - 1.0).abs() < 0.25);
+        let a = clean.verdict(values[100], covariates[100]).score;
+        let b = dirty.verdict(values[100], covariates[100]).score;
+        assert!((a - b).abs() < 0.5, "{a} vs {b}");
+    }
+
+    #[test]
+    fn the_fused_score_is_monotone_in_each_component() {
+        let (values, covariates) = null_galaxies(200, 5);
+        let cal = Calibration::fit(&values, &covariates, vec![], 10, "validation", vec![]).unwrap();
+        let base = [0.01, 0.02, 0.5];
+        let c = covariates[0];
+        let s0 = cal.verdict(base, c).score;
+        for k in 0..3 {
+            let mut up = base;
+            up[k] *= 1.5;
+            let v = cal.verdict(up, c);
+            assert!(v.score > s0, "component {k}");
+            assert!(v.pvalue < cal.verdict(base, c).pvalue);
+        }
+        let mut missing = base;
+        missing[2] = f64::NAN;
+        let v = cal.verdict(missing, c);
+        assert!(v.score.is_nan() && v.pvalue == 1.0);
+    }
+
+    #[test]
+    fn small_calibration_sets_fit_location_and_scale_only() {
+        let (values, covariates) = null_galaxies(MIN_FOR_COVARIATES - 1, 6);
+        let cal = Calibration::fit(&values, &covariates, vec![], 10, "validation", vec![]).unwrap();
+        assert!(cal.components.iter().all(|c| c.coef.len() == 1));
+        assert!(Calibration::fit(&values[..2], &covariates[..2], vec![], 1, "x", vec![]).is_err());
+    }
+
+    #[test]
+    fn huber_regression_recovers_a_line_through_outliers() {
+        let design: Vec<Vec<f64>> = (0..50).map(|i| vec![1.0, i as f64]).collect();
+        let mut y: Vec<f64> = (0..50).map(|i| 2.0 + 0.5 * i as f64).collect();
+        y[10] += 100.0;
+        y[40] -= 80.0;
+        let (coef, _) = huber_regression(&design, &y);
+        assert!(
+            (coef[0] - 2.0).abs() < 0.05 && (coef[1] - 0.5).abs() < 0.01,
+            "{coef:?}"
+        );
+    }
+
+    #[test]
+    fn floors_bring_the_median_z2_to_the_chi2_median() {
+        // x̂ = 10, w = 1, residuals of 10 % of x̂ (1σ × 1): z² with ε = 0 would be 1 for all.
+        // Half the pixels off by +1, half by +3: medians 1 and 9 → a floor is needed.
+        let plane = 100;
+        let xhat = vec![10.0f32; plane];
+        let x: Vec<f32> = (0..plane)
+            .map(|i| if i % 2 == 0 { 11.0 } else { 13.0 })
+            .collect();
+        let w = vec![1.0f32; plane];
+        let eps = fit_floors(&x, &w, &xhat, 1, plane)[0];
+        let z: Vec<f64> = (0..plane)
+            .map(|i| floored_z2(x[i], w[i], xhat[i], eps))
+            .collect();
+        assert!((median(&z) - CHI2_1_MEDIAN).abs() < 1e-6, "{}", median(&z));
+        // A noise-limited line keeps ε = 0.
+        let quiet: Vec<f32> = (0..plane).map(|i| 10.0 + 0.1 * (i % 3) as f32).collect();
+        assert_eq!(fit_floors(&quiet, &w, &xhat, 1, plane)[0], 0.0);
+    }
+
+    #[test]
+    fn normal_tail_values() {
+        assert!((normal_upper_tail(0.0) - 0.5).abs() < 1e-7);
+        assert!((normal_upper_tail(1.959_964) - 0.025).abs() < 1e-6);
+        assert!((normal_upper_tail(-1.959_964) - 0.975).abs() < 1e-6);
+        // Deep tail: P(Z ≥ 8) = 6.22e-16.
+        assert!((normal_upper_tail(8.0) / 6.220_960_574_271_78e-16 - 1.0).abs() < 1e-5);
+    }
+}

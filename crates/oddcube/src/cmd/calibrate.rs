@@ -1,0 +1,42 @@
+//! `oddcube calibrate`: fit (or refit) the null of a trained model's anomaly score on the
+//! validation galaxies of its dataset and store it in the model directory. `train` does this
+//! itself; this command brings models trained by older versions up to date.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use oddcube_data::dataset::Dataset;
+
+use crate::ui::Bar;
+
+/// Arguments of `oddcube calibrate`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Model directory written by `oddcube train`.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// The dataset the model was trained on (its validation split calibrates).
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Device: cpu, cuda or cuda:N.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+}
+
+/// Runs `oddcube calibrate`.
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let dataset = Dataset::open(&args.data)
+        .with_context(|| format!("opening dataset {}", args.data.display()))?;
+    let report =
+        oddcube::calibrate::calibrate_model(&args.model, &dataset, &args.device, &Bar::new(false))?;
+    let c = &report.null.calibration;
+    println!(
+        "null fitted on {} {} galaxies, {} reference latents → {}/calibration.json",
+        c.n_calibration,
+        c.fitted_on,
+        c.reference_plateifus.len(),
+        args.model.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
