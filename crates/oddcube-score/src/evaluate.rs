@@ -266,7 +266,9 @@ impl Evaluation {
 /// are judged, plotted and listed. A column is a score by being named here, not by its type: the
 /// catalogue also holds floats that are not scores (coordinates, p- and q-values, per-line
 /// shares). Whoever adds a score column to the catalogue adds its name here.
-pub const SCORE_COLUMNS: [&str; 4] = ["recon", "chi2", "knn_dist", "lof"];
+pub const SCORE_COLUMNS: [&str; 7] = [
+    "score", "global", "local", "recon", "chi2", "knn_dist", "lof",
+];
 
 /// The score columns [`SCORE_COLUMNS`] lists that `catalog` has as float columns, in that order.
 pub fn score_columns(catalog: &Catalog) -> Vec<String> {
@@ -335,6 +337,9 @@ pub fn normal_labels(
         .collect();
     (defaults, NormalSource::Defaults)
 }
+
+/// A named score column: one score per catalogue galaxy.
+pub type ScoreColumn = (String, Vec<f64>);
 
 /// What `oddcube evaluate` is asked to do.
 #[derive(Debug, Clone)]
@@ -434,7 +439,7 @@ pub fn evaluate_results(
         &label_map,
     );
 
-    let mut columns: Vec<(String, Vec<f64>)> = score_columns(catalog)
+    let mut columns: Vec<ScoreColumn> = score_columns(catalog)
         .into_iter()
         .filter_map(|name| catalog.f64(&name).map(|v| (name.clone(), v.to_vec())))
         .filter(|(_, v)| v.iter().any(|x| x.is_finite()))
@@ -485,7 +490,7 @@ fn pca_baseline(
     plateifus: &[String],
     components: usize,
     progress: &dyn Progress,
-) -> Result<(Vec<(String, Vec<f64>)>, Baseline)> {
+) -> Result<(Vec<ScoreColumn>, Baseline)> {
     let options = PcaOptions {
         components,
         ..PcaOptions::default()
