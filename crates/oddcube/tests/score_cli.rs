@@ -128,14 +128,12 @@ fn simulate_ingest_train_score_evaluate_similar_bpt() {
     assert!(results.manifest.population_final);
     let names: Vec<&str> = catalog.columns.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(
-        names[..9],
+        names[..23],
         [
-            "plateifu", "mangaid", "ra", "dec", "z", "ifu_size", "n_good", "recon", "chi2"
+            "plateifu", "mangaid", "ra", "dec", "z", "ifu_size", "n_good", "score", "recon",
+            "chi2", "global", "local", "knn_dist", "lof", "pvalue", "qvalue", "fdr_flag", "rank",
+            "region_dx", "region_dy", "region_area", "region_line", "n_pixels"
         ]
-    );
-    assert_eq!(
-        names[names.len() - 6..],
-        ["knn_dist", "lof", "pvalue", "qvalue", "fdr_flag", "rank"]
     );
     assert_eq!(catalog.line_columns().len(), 19);
     for row in 0..40 {
