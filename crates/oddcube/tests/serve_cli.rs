@@ -4,21 +4,15 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Command as StdCommand, Stdio};
 
-use assert_cmd::Command;
-use oddcube_explore::serve::synthetic::write_synthetic_results;
+mod common;
 
-fn oddcube() -> Command {
-    Command::cargo_bin("oddcube").unwrap()
-}
+use common::{oddcube, stderr_of};
+use oddcube_explore::serve::synthetic::write_synthetic_results;
 
 fn results(n: usize) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     write_synthetic_results(dir.path(), n, 4).unwrap();
     dir
-}
-
-fn stderr_of(assert: assert_cmd::assert::Assert) -> String {
-    String::from_utf8_lossy(&assert.get_output().stderr).into_owned()
 }
 
 #[test]

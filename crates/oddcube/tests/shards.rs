@@ -4,24 +4,22 @@
 
 use std::path::Path;
 
+mod common;
+
 use assert_cmd::Command;
 
+/// The binary without Slurm variables (see `common::oddcube`), quiet.
 fn oddcube() -> Command {
-    let mut cmd = Command::cargo_bin("oddcube").expect("binary built");
-    cmd.env_remove("SLURM_ARRAY_TASK_ID")
-        .env_remove("SLURM_ARRAY_TASK_COUNT")
-        .arg("--quiet");
+    let mut cmd = common::oddcube();
+    cmd.arg("--quiet");
     cmd
 }
 
+/// Runs a quiet `oddcube` and asserts success.
 fn run(args: &[&str]) {
-    let out = oddcube().args(args).output().expect("runs");
-    assert!(
-        out.status.success(),
-        "oddcube {} failed:\n{}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let mut words = vec!["--quiet"];
+    words.extend_from_slice(args);
+    common::run_ok(&words);
 }
 
 fn bytes(path: &Path) -> Vec<u8> {
@@ -229,17 +227,8 @@ fn shard_defaults_come_from_slurm_array_variables() {
         "--seed",
         "1",
     ]);
-    let out = Command::cargo_bin("oddcube")
-        .unwrap()
-        .args([
-            "--quiet",
-            "ingest",
-            &p("survey"),
-            "--out",
-            &p("parts"),
-            "--size",
-            "16",
-        ])
+    let out = oddcube()
+        .args(["ingest", &p("survey"), "--out", &p("parts"), "--size", "16"])
         .env("SLURM_ARRAY_TASK_ID", "1")
         .env("SLURM_ARRAY_TASK_COUNT", "2")
         .output()

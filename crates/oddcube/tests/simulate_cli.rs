@@ -3,12 +3,13 @@
 
 use std::path::Path;
 
-use assert_cmd::Command;
+mod common;
+
+use common::oddcube;
 use oddcube_data::maps::MapsFile;
 
 fn simulate(out: &Path, jobs: &str) {
-    Command::cargo_bin("oddcube")
-        .unwrap()
+    oddcube()
         .args(["simulate", "--out"])
         .arg(out)
         .args([
@@ -26,11 +27,10 @@ fn simulate(out: &Path, jobs: &str) {
 }
 
 fn truth_rows(dir: &Path) -> Vec<Vec<String>> {
-    std::fs::read_to_string(dir.join("truth.csv"))
-        .unwrap()
-        .lines()
+    let text = std::fs::read_to_string(dir.join("truth.csv")).unwrap();
+    oddcube_data::csv::parse(&text)
+        .into_iter()
         .skip(1)
-        .map(|l| l.split(',').map(str::to_string).collect())
         .collect()
 }
 
@@ -72,8 +72,7 @@ fn simulated_survey_is_complete_readable_and_deterministic() {
 #[test]
 fn bad_settings_fail_with_a_reason() {
     let dir = tempfile::tempdir().unwrap();
-    let output = Command::cargo_bin("oddcube")
-        .unwrap()
+    let output = oddcube()
         .args(["simulate", "--out"])
         .arg(dir.path())
         .args(["--galaxies", "3", "--anomaly-fraction", "1.5"])

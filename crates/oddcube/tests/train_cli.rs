@@ -2,7 +2,9 @@
 
 use std::path::Path;
 
-use assert_cmd::Command;
+mod common;
+
+use common::oddcube;
 use oddcube_data::dataset::{Dataset, FORMAT, GalaxyRecord, Manifest, Normalisation};
 use oddcube_data::preprocess::Stretch;
 use oddcube_data::{LineSet, MaskPolicy, Shard};
@@ -49,10 +51,6 @@ fn write_dataset(dir: &Path) {
         created_by: "train_cli test".to_string(),
     };
     Dataset::write(dir, &cubes, &galaxies, &manifest, &[]).unwrap();
-}
-
-fn oddcube() -> Command {
-    Command::cargo_bin("oddcube").unwrap()
 }
 
 #[test]
@@ -234,10 +232,15 @@ fn both_kernels_train_the_same_model() {
         let config = std::fs::read_to_string(model.join("config.toml")).unwrap();
         assert!(config.contains(&format!("cell = \"{kernel}\"")), "{config}");
         let history = std::fs::read_to_string(model.join("history.csv")).unwrap();
-        history
-            .lines()
+        oddcube_data::csv::parse(&history)
+            .into_iter()
             .skip(1)
-            .flat_map(|l| l.split(',').skip(1).take(2).map(|v| v.parse().unwrap()))
+            .flat_map(|row| {
+                row.into_iter()
+                    .skip(1)
+                    .take(2)
+                    .map(|v| v.parse::<f64>().unwrap())
+            })
             .collect()
     };
     let (fused, reference) = (losses("fused"), losses("reference"));
