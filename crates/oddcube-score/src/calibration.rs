@@ -59,6 +59,9 @@ pub const MAD_TO_SIGMA: f64 = 1.482_602_218_505_602;
 /// Median of `χ²₁`, what the median floored `z²` of a line is fitted to.
 const CHI2_1_MEDIAN: f64 = 0.454_936_423_119_572_8;
 
+/// Squared predicted signal-to-noise from which a pixel takes part in fitting the floors.
+const FLOOR_MIN_SNR2: f64 = 9.0;
+
 /// Pixels per line used to fit its floor (a deterministic stride over the calibration pixels).
 const FLOOR_SAMPLE: usize = 200_000;
 
@@ -70,7 +73,7 @@ pub struct ComponentNull {
     pub name: String,
     /// Regression coefficients: intercept, then per covariate.
     pub coef: Vec<f64>,
-    /// Robust σ of the residuals.
+    /// Upper-tail robust σ of the residuals ([`upper_sigma`]).
     pub scale: f64,
 }
 
@@ -95,7 +98,7 @@ pub struct Calibration {
     pub components: Vec<ComponentNull>,
     /// Median of the mean standardised component on the calibration galaxies.
     pub combined_centre: f64,
-    /// Its robust σ.
+    /// Its upper-tail robust σ ([`upper_sigma`]).
     pub combined_scale: f64,
     /// Plate-IFUs of the reference latents (a scored galaxy is never its own neighbour).
     pub reference_plateifus: Vec<String>,
@@ -223,6 +226,27 @@ pub fn robust_sigma(values: &[f64]) -> f64 {
     if sd > 0.0 { sd } else { 1.0 }
 }
 
+/// Robust σ of the upper tail: 1.4826 × the median of the deviations above the median (what
+/// the MAD would be for a normal), [`robust_sigma`] when fewer than 3 values lie above. The
+/// p-values live in the upper tail, and ordinary galaxies' scores are right-skewed (a survey
+/// mixes quiescent galaxies, whose reconstructions are noise-limited, with star-forming ones
+/// whose clumps no model rebuilds exactly): the symmetric MAD, set by the narrower lower
+/// side, would understate the upper tail and flag ordinary galaxies.
+pub fn upper_sigma(values: &[f64]) -> f64 {
+    let centre = median(values);
+    let above: Vec<f64> = values
+        .iter()
+        .filter(|v| **v > centre)
+        .map(|v| v - centre)
+        .collect();
+    let sigma = MAD_TO_SIGMA * median(&above);
+    if above.len() >= 3 && sigma > 0.0 {
+        sigma
+    } else {
+        robust_sigma(values)
+    }
+}
+
 /// Solves the small symmetric positive system `a x = b` (n ≤ 3) by Gaussian elimination with
 /// partial pivoting; `None` when singular.
 fn solve(mut a: Vec<Vec<f64>>, mut b: Vec<f64>) -> Option<Vec<f64>> {
@@ -251,8 +275,8 @@ fn solve(mut a: Vec<Vec<f64>>, mut b: Vec<f64>) -> Option<Vec<f64>> {
 }
 
 /// Huber regression of `y` on the rows of `design` by iteratively reweighted least squares
-/// (tuning 1.345 σ, σ from the MAD of the residuals). Returns the coefficients and the robust σ
-/// of the residuals. Rows with a non-finite `y` are ignored.
+/// (tuning 1.345 σ, σ from the MAD of the residuals). Returns the coefficients and the upper-tail
+/// σ of the residuals ([`upper_sigma`]). Rows with a non-finite `y` are ignored.
 pub fn huber_regression(design: &[Vec<f64>], y: &[f64]) -> (Vec<f64>, f64) {
     let rows: Vec<usize> = (0..y.len()).filter(|&i| y[i].is_finite()).collect();
     let p = design.first().map_or(1, Vec::len);
@@ -294,7 +318,7 @@ pub fn huber_regression(design: &[Vec<f64>], y: &[f64]) -> (Vec<f64>, f64) {
         .iter()
         .map(|&i| y[i] - dot(&coef, &design[i]))
         .collect();
-    (coef, robust_sigma(&residuals))
+    (coef, upper_sigma(&residuals))
 }
 
 fn dot(a: &[f64], b: &[f64]) -> f64 {
@@ -439,13 +463,13 @@ impl Calibration {
             })
             .collect();
         calibration.combined_centre = median(&means);
-        calibration.combined_scale = robust_sigma(&means);
+        calibration.combined_scale = upper_sigma(&means);
         Ok(calibration)
     }
 }
 
-/// Fits each line's floor `ε_l` so that the median floored `z²` of its usable pixels in the
-/// calibration galaxies equals the median of `χ²₁` — what a model that is right up to its
+/// Fits each line's floor `ε_l` so that the median floored `z²` of its usable pixels predicted
+/// at S/N ≥ 3 in the calibration galaxies equals the median of `χ²₁` — what a model that is right up to its
 /// stated errors would give. A line whose median is already at or below it keeps `ε = 0` (the
 /// model is noise-limited there). `x`, `w`, `xhat` are `[n, L, S, S]`.
 pub fn fit_floors(x: &[f32], w: &[f32], xhat: &[f32], n_lines: usize, plane: usize) -> Vec<f64> {
@@ -457,7 +481,15 @@ pub fn fit_floors(x: &[f32], w: &[f32], xhat: &[f32], n_lines: usize, plane: usi
             for g in 0..n {
                 let base = (g * n_lines + l) * plane;
                 for i in base..base + plane {
-                    if w[i] > 0.0 && w[i].is_finite() && x[i].is_finite() && xhat[i].is_finite() {
+                    // Only pixels the model predicts at S/N ≥ 3: where the floor matters. Faint
+                    // pixels are noise-limited whatever ε is, and, being most pixels of most
+                    // galaxies, would hold the median at χ²₁'s and leave bright ones untempered.
+                    let usable = w[i] > 0.0 && w[i].is_finite();
+                    if usable
+                        && x[i].is_finite()
+                        && xhat[i].is_finite()
+                        && f64::from(xhat[i]).powi(2) * f64::from(w[i]) >= FLOOR_MIN_SNR2
+                    {
                         triples.push((x[i], w[i], xhat[i]));
                     }
                 }
@@ -766,6 +798,28 @@ mod tests {
         // A noise-limited line keeps ε = 0.
         let quiet: Vec<f32> = (0..plane).map(|i| 10.0 + 0.1 * (i % 3) as f32).collect();
         assert_eq!(fit_floors(&quiet, &w, &xhat, 1, plane)[0], 0.0);
+    }
+
+    #[test]
+    fn upper_sigma_follows_the_upper_tail() {
+        // Symmetric: equal to the MAD-σ. Right-skewed (upper side twice as wide): twice it.
+        let sym: Vec<f64> = (-50..=50).map(f64::from).collect();
+        assert!((upper_sigma(&sym) / robust_sigma(&sym) - 1.0).abs() < 0.05);
+        let skew: Vec<f64> = (-50..=50)
+            .map(|i| {
+                if i > 0 {
+                    2.0 * f64::from(i)
+                } else {
+                    f64::from(i)
+                }
+            })
+            .collect();
+        assert!((upper_sigma(&skew) / (MAD_TO_SIGMA * 50.0) - 1.0).abs() < 0.05);
+        // Too few values above the median: the symmetric estimate.
+        assert_eq!(
+            upper_sigma(&[1.0, 1.0, 1.0, 2.0]),
+            robust_sigma(&[1.0, 1.0, 1.0, 2.0])
+        );
     }
 
     #[test]

@@ -523,6 +523,51 @@ pub fn ranks(scores: &[f64]) -> Vec<u32> {
     rank
 }
 
+/// Sets `knn_dist`, `score` and `pvalue` of every row from the raw components and `calibration`
+/// (`score` NaN and `pvalue` 1 everywhere without one).
+fn fill_verdicts(
+    catalog: &mut Catalog,
+    knn_dist: Vec<f64>,
+    calibration: Option<&Calibration>,
+) -> Result<()> {
+    let (values, covariates) = components_and_covariates(catalog, &knn_dist)?;
+    let verdicts: Vec<_> = match calibration {
+        Some(c) => values
+            .iter()
+            .zip(&covariates)
+            .map(|(v, cov)| c.verdict(*v, *cov))
+            .collect(),
+        None => Vec::new(),
+    };
+    let n = catalog.len();
+    let score = (0..n)
+        .map(|i| verdicts.get(i).map_or(f64::NAN, |v| v.score))
+        .collect();
+    let p_values = (0..n)
+        .map(|i| verdicts.get(i).map_or(1.0, |v| v.pvalue))
+        .collect();
+    catalog.set("knn_dist", Column::F64(knn_dist))?;
+    catalog.set("score", Column::F64(score))?;
+    catalog.set("pvalue", Column::F64(p_values))
+}
+
+/// Fills `knn_dist` (against the null's reference latents), `score` and `pvalue` from a stored
+/// null. They need only the galaxy and the null, so a shard of a sharded run computes them too
+/// (and can then pick its residual maps by `score`); the merge recomputes them identically.
+pub fn apply_stored_null(
+    catalog: &mut Catalog,
+    latents: &[f32],
+    null: &StoredNull,
+    metric: Metric,
+) -> Result<()> {
+    let names = catalog
+        .str("plateifu")
+        .ok_or_else(|| Error::Empty("catalogue column 'plateifu'".to_string()))?
+        .to_vec();
+    let knn = reference_knn_distances(latents, &names, null, null.calibration.knn_k, metric)?;
+    fill_verdicts(catalog, knn, Some(&null.calibration))
+}
+
 /// Which null model a finalised catalogue's p-values came from.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NullUsed {
@@ -583,47 +628,37 @@ pub fn finalize_population_scores(
         ),
         (_, PValueMethod::Population) => Err("--pvalues population".to_string()),
     };
-    let names = catalog
-        .str("plateifu")
-        .ok_or_else(|| Error::Empty("catalogue column 'plateifu'".to_string()))?
-        .to_vec();
-    let (knn_dist, calibration, warning) = match stored {
+    let mut population_null = None;
+    let warning = match &stored {
         Ok(s) => {
-            let knn =
-                reference_knn_distances(latents, &names, s, s.calibration.knn_k, settings.metric)?;
-            (knn, Some(s.calibration.clone()), None)
+            apply_stored_null(catalog, latents, s, settings.metric)?;
+            None
         }
-        Err(why) => (population_knn, None, Some(why)),
+        Err(why) => {
+            let (values, covariates) = components_and_covariates(catalog, &population_knn)?;
+            let fitted = Calibration::fit(
+                &values,
+                &covariates,
+                Vec::new(),
+                settings.knn_k,
+                "population",
+                Vec::new(),
+            );
+            // Too few scorable galaxies to fit a null: the scores stay NaN and p = 1.
+            let calibration = fitted.ok();
+            fill_verdicts(catalog, population_knn, calibration.as_ref())?;
+            population_null = calibration;
+            Some(why.clone())
+        }
     };
-    let (values, covariates) = components_and_covariates(catalog, &knn_dist)?;
-    let calibration = match calibration {
-        Some(c) => Some(c),
-        None => Calibration::fit(
-            &values,
-            &covariates,
-            Vec::new(),
-            settings.knn_k,
-            "population",
-            Vec::new(),
-        )
-        .ok(),
+    let calibration = match &stored {
+        Ok(s) => Some(&s.calibration),
+        Err(_) => population_null.as_ref(),
     };
-    let verdicts: Vec<_> = match &calibration {
-        Some(c) => values
-            .iter()
-            .zip(&covariates)
-            .map(|(v, cov)| c.verdict(*v, *cov))
-            .collect(),
-        None => Vec::new(),
-    };
-    let score: Vec<f64> = (0..n)
-        .map(|i| verdicts.get(i).map_or(f64::NAN, |v| v.score))
-        .collect();
-    let p_values: Vec<f64> = (0..n)
-        .map(|i| verdicts.get(i).map_or(1.0, |v| v.pvalue))
-        .collect();
-    catalog.set("score", Column::F64(score))?;
-    catalog.set("knn_dist", Column::F64(knn_dist))?;
+    let p_values = catalog
+        .f64("pvalue")
+        .ok_or_else(|| Error::Empty("catalogue column 'pvalue'".to_string()))?
+        .to_vec();
     catalog.set("lof", Column::F64(lof))?;
     let bh = benjamini_hochberg(&p_values, settings.fdr)?;
     catalog.set("pvalue", Column::F64(p_values))?;
@@ -688,8 +723,9 @@ impl std::fmt::Display for ResidualSelection {
 
 /// Catalogue rows whose residuals are stored, in file order. `Top(K)` takes the K best ranks
 /// when the population columns are final; in a shard part (`population_final == false`) it takes
-/// the K highest per-galaxy scores (the rank-by score if per-galaxy, else chi2), a superset-safe
-/// choice: the global top K by chi2/recon lies inside the union of every part's top K.
+/// the K highest rank-by scores when the part knows them (per-galaxy columns, and `score` from a
+/// stored null), else the K highest chi2 — a superset-safe choice when the rank-by score is known
+/// in the parts: the global top K lies inside the union of every part's top K.
 pub fn residual_rows(
     catalog: &Catalog,
     selection: ResidualSelection,
@@ -703,7 +739,12 @@ pub fn residual_rows(
             let order: Vec<u32> = if population_final {
                 catalog.u32("rank").map(<[u32]>::to_vec).unwrap_or_default()
             } else {
-                let column = if rank_by.is_per_galaxy() {
+                // A part knows its rank-by column when it is per-galaxy, or `score` filled from a
+                // stored null (`apply_stored_null`); otherwise chi2 stands in.
+                let known = catalog
+                    .f64(rank_by.column())
+                    .is_some_and(|v| v.iter().any(|x| x.is_finite()));
+                let column = if rank_by.is_per_galaxy() || known {
                     rank_by.column()
                 } else {
                     "chi2"

@@ -12,7 +12,7 @@ use oddcube_score::calibration::StoredNull;
 use oddcube_score::knn::Metric;
 use oddcube_score::results::{RESIDUALS_FILE, RESULTS_FORMAT, Results, ResultsManifest};
 use oddcube_score::score::{
-    MapSettings, PValueMethod, RankBy, ResidualSelection, ScoreSettings,
+    MapSettings, PValueMethod, RankBy, ResidualSelection, ScoreSettings, apply_stored_null,
     finalize_population_scores, residual_rows, score_galaxies, write_residuals,
 };
 
@@ -180,7 +180,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 path,
             )?;
         }
-    } else if args.labels.is_some() {
+    } else if let (Some(null), PValueMethod::Stored) = (&null, args.pvalues) {
+        // What needs only the galaxy and the stored null, so the part can rank its residuals.
+        apply_stored_null(&mut scored.catalog, &scored.latents, null, args.knn_metric)?;
+    }
+    if sharded && args.labels.is_some() {
         anyhow::bail!(
             "--labels needs the whole population: score without --shard (or re-score after `oddcube merge`)"
         );
