@@ -1,48 +1,61 @@
-//! A small synthetic RESULTS directory in the exact artifact format (catalogue, latents,
-//! residuals, manifest), for the explorer's tests, the end-to-end browser test and trying the
-//! explorer without training a model. The galaxies are simple but physical: exponential
-//! star-forming disks, some with a Seyfert-like nucleus the "reconstruction" misses; scores,
-//! kNN/LOF, p-values and FDR flags are computed from those maps with the crate's own functions.
+//! A small synthetic RESULTS directory in the exact artifact format, for the explorer's tests,
+//! the end-to-end browser test and trying the explorer without training a model.
+//!
+//! The galaxies are simple but physical: exponential star-forming disks, every fifth with a
+//! Seyfert-like nucleus. They are scored by the real scoring path — [`score_galaxies`] with a
+//! stand-in [`Autoencoder`], then [`finalize_population_scores`], the anomaly maps, the residual
+//! maps and the [`Results`] writer — so the explorer sees exactly what `oddcube score` writes.
+//! The stand-in ([`StarFormingModel`]) plays a model that has only seen star-forming galaxies:
+//! it rebuilds every line from Hα with star-forming line ratios, so it misses a nucleus's AGN
+//! ratios, and its latent vector is a handful of line-ratio and light-profile features.
 
 use std::path::Path;
 
+use oddcube_data::dataset::GalaxyRecord;
+use oddcube_data::{Cubes, NoProgress};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
 
-use oddcube_score::knn::{LatentView, Metric, all_nearest};
-use oddcube_score::results::{Catalog, Column, ResidualsWriter, Results, ResultsManifest};
-use oddcube_score::{Error, Result};
+use oddcube_score::results::{RESULTS_FORMAT, Results, ResultsManifest};
+use oddcube_score::score::{
+    Autoencoder, MapSettings, PValueMethod, RankBy, ResidualSelection, ScoreSettings,
+    finalize_population_scores, residual_rows, score_galaxies, write_residuals,
+};
+use oddcube_score::{Error, Metric, Result};
 
 /// Grid side of the synthetic maps.
 pub const SIZE: usize = 16;
-/// Latent dimension of the synthetic latents.
+/// Latent dimension of the stand-in model (its features, see [`StarFormingModel`]).
 pub const LATENT_DIM: usize = 8;
 
 /// Residual maps are stored for this many top-ranked galaxies (all of a small survey).
 pub const STORED_RESIDUALS: usize = 400;
 
-/// The maps of galaxy `g` (input, "reconstruction" without the nucleus, weights) and its disk
-/// scale length; deterministic in (`g`, `seed`) so maps can be regenerated after ranking.
-#[allow(clippy::type_complexity)]
-fn galaxy_maps(
-    lines: &[String],
-    g: usize,
-    seed: u64,
-    seyfert: bool,
-) -> (Vec<f32>, Vec<f32>, Vec<f32>, f32) {
+/// Radius (pixels) of the footprint, and of the centre the latent features measure.
+const FOOTPRINT_RADIUS: f32 = 7.5;
+const CENTRE_RADIUS: f32 = 2.0;
+
+/// Distance of pixel `p` of the S×S grid from the grid centre.
+fn radius(p: usize) -> f32 {
+    let centre = (SIZE as f32 - 1.0) / 2.0;
+    let (row, col) = ((p / SIZE) as f32, (p % SIZE) as f32);
+    ((row - centre).powi(2) + (col - centre).powi(2)).sqrt()
+}
+
+/// The observed maps `x` and weights `w` (`[L, S, S]` each) of galaxy `g`; deterministic in
+/// (`g`, `seed`).
+fn galaxy_maps(lines: &[String], g: usize, seed: u64, seyfert: bool) -> (Vec<f32>, Vec<f32>) {
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ (g as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
     let pixels = SIZE * SIZE;
-    let centre = (SIZE as f32 - 1.0) / 2.0;
     let scale_length: f32 = rng.random_range(2.0..4.0);
     let brightness: f32 = rng.random_range(0.6..1.0);
     let n = lines.len() * pixels;
-    let (mut x, mut xhat, mut w) = (vec![0f32; n], vec![0f32; n], vec![0f32; n]);
+    let (mut x, mut w) = (vec![0f32; n], vec![0f32; n]);
     for (l, line) in lines.iter().enumerate() {
         for p in 0..pixels {
-            let (row, col) = ((p / SIZE) as f32, (p % SIZE) as f32);
-            let r = ((row - centre).powi(2) + (col - centre).powi(2)).sqrt();
-            if r > 7.5 {
+            let r = radius(p);
+            if r > FOOTPRINT_RADIUS {
                 continue;
             }
             let disk = brightness * (-r / scale_length).exp();
@@ -51,16 +64,14 @@ fn galaxy_maps(
             } else {
                 0.0
             };
-            let model = disk * line_ratio(line, false);
-            let truth = model + core * line_ratio(line, true);
+            let truth = disk * line_ratio(line, false) + core * line_ratio(line, true);
             let noise: f32 = StandardNormal.sample(&mut rng);
             let i = l * pixels + p;
             w[i] = 2500.0;
             x[i] = (truth + noise * 0.02).max(0.0);
-            xhat[i] = model;
         }
     }
-    (x, xhat, w, scale_length)
+    (x, w)
 }
 
 /// Line flux relative to Hα for a star-forming spaxel and for a Seyfert nucleus.
@@ -83,9 +94,115 @@ fn line_ratio(line: &str, seyfert: bool) -> f32 {
     if seyfert { agn } else { sf }
 }
 
+/// The stand-in model: what an autoencoder trained only on star-forming disks would do.
+///
+/// Reconstruction: every line is Hα times its star-forming ratio to Hα (Hα itself is kept), so
+/// a disk is rebuilt up to noise and a Seyfert nucleus's strong [OIII], [NII], [SII] and [OI]
+/// are missed. Latents: the centre's log line ratios [OIII]/Hβ, [NII]/Hα, [SII]/Hα and
+/// [OI]/Hα, then Hα's mean radius, log total flux, central concentration and RMS radius.
+#[derive(Debug, Clone)]
+pub struct StarFormingModel {
+    lines: Vec<String>,
+}
+
+impl StarFormingModel {
+    /// The model for cubes with `lines` (names as in the DR17 line set).
+    pub fn new(lines: &[String]) -> Self {
+        Self {
+            lines: lines.to_vec(),
+        }
+    }
+
+    fn index(&self, name: &str) -> Option<usize> {
+        self.lines.iter().position(|l| l == name)
+    }
+
+    /// The latent features of one galaxy's maps `x` (`[L, S, S]`).
+    fn features(&self, x: &[f32]) -> [f32; LATENT_DIM] {
+        let pixels = SIZE * SIZE;
+        let map = |name: &str| self.index(name).map(|l| &x[l * pixels..(l + 1) * pixels]);
+        let central = |name: &str| -> f32 {
+            map(name).map_or(0.0, |m| {
+                (0..pixels)
+                    .filter(|&p| radius(p) <= CENTRE_RADIUS)
+                    .map(|p| m[p])
+                    .sum()
+            })
+        };
+        // A small floor keeps a line that is absent from giving -inf.
+        let log_ratio = |a: f32, b: f32| ((a + 1e-3) / (b + 1e-3)).log10();
+        let (ha, hb) = (central("Ha-6564"), central("Hb-4862"));
+        let ha_map = map("Ha-6564").unwrap_or(&[]);
+        let total: f32 = ha_map.iter().sum();
+        let moment = |power: i32| -> f32 {
+            let weighted: f32 = ha_map
+                .iter()
+                .enumerate()
+                .map(|(p, f)| f * radius(p).powi(power))
+                .sum();
+            weighted / total.max(1e-6)
+        };
+        [
+            log_ratio(central("OIII-5008"), hb),
+            log_ratio(central("NII-6585"), ha),
+            log_ratio(central("SII-6718") + central("SII-6732"), ha),
+            log_ratio(central("OI-6302"), ha),
+            moment(1),
+            (total + 1e-3).log10(),
+            ha / total.max(1e-6),
+            moment(2).sqrt(),
+        ]
+    }
+}
+
+impl Autoencoder for StarFormingModel {
+    fn latent_dim(&self) -> usize {
+        LATENT_DIM
+    }
+
+    fn encode_reconstruct(
+        &self,
+        cubes: &Cubes,
+    ) -> std::result::Result<(Vec<f32>, Vec<f32>), String> {
+        let ha = self
+            .index("Ha-6564")
+            .ok_or_else(|| "the stand-in model needs the Ha-6564 line".to_string())?;
+        if cubes.size != SIZE || cubes.n_lines != self.lines.len() {
+            return Err(format!(
+                "the stand-in model reads {} lines on {SIZE}×{SIZE}, got {} on {}×{}",
+                self.lines.len(),
+                cubes.n_lines,
+                cubes.size,
+                cubes.size
+            ));
+        }
+        let pixels = SIZE * SIZE;
+        let per_galaxy = cubes.n_lines * pixels;
+        let mut latents = Vec::with_capacity(cubes.n * LATENT_DIM);
+        let mut recon = vec![0f32; cubes.x.len()];
+        for g in 0..cubes.n {
+            let x = &cubes.x[g * per_galaxy..(g + 1) * per_galaxy];
+            latents.extend(self.features(x));
+            let ha_map = &x[ha * pixels..(ha + 1) * pixels];
+            let sf_ha = line_ratio("Ha-6564", false);
+            for (l, line) in self.lines.iter().enumerate() {
+                let ratio = line_ratio(line, false) / sf_ha;
+                let out =
+                    &mut recon[g * per_galaxy + l * pixels..g * per_galaxy + (l + 1) * pixels];
+                for (o, f) in out.iter_mut().zip(ha_map) {
+                    *o = f * ratio;
+                }
+            }
+        }
+        Ok((latents, recon))
+    }
+}
+
 /// Writes `n` synthetic galaxies into `dir` (created if needed) and returns each galaxy's kind
-/// (`normal` or `seyfert`) by plate-ifu, for a kinds CSV. Every fifth galaxy has a nucleus;
-/// residual maps are stored for the [`STORED_RESIDUALS`] top-ranked galaxies.
+/// (`normal` or `seyfert`) by plate-ifu, for a kinds CSV. Every fifth galaxy has a nucleus.
+/// The galaxies are scored like `oddcube score` would score them with [`StarFormingModel`] (kNN
+/// k = 5, a population null, FDR 0.2, ranked by the fused score); residual maps are stored for
+/// the [`STORED_RESIDUALS`] top-ranked galaxies.
 ///
 /// Errors when `n < 8` (kNN/LOF need neighbours) or on a write failure.
 pub fn write_synthetic_results(dir: &Path, n: usize, seed: u64) -> Result<Vec<(String, String)>> {
@@ -104,142 +221,107 @@ pub fn write_synthetic_results(dir: &Path, n: usize, seed: u64) -> Result<Vec<(S
         .iter()
         .map(|s| s.to_string())
         .collect();
-    let (l_count, pixels) = (lines.len(), SIZE * SIZE);
-    let plateifus: Vec<String> = (0..n)
-        .map(|i| format!("{}-{}", 8000 + i / 10, 1901 + (i % 10) * 100))
-        .collect();
     let kinds: Vec<&str> = (0..n)
         .map(|i| if i % 5 == 2 { "seyfert" } else { "normal" })
         .collect();
-    let (mut recon, mut chi2, mut n_good) = (Vec::new(), Vec::new(), Vec::new());
-    let mut shares = vec![Vec::with_capacity(n); l_count];
-    let mut latents = Vec::with_capacity(n * LATENT_DIM);
+    let mut cubes = Cubes::zeros(n, lines.len(), SIZE);
+    let per_galaxy = lines.len() * SIZE * SIZE;
     for (g, kind) in kinds.iter().enumerate() {
-        let (x, xhat, w, scale_length) = galaxy_maps(&lines, g, seed, *kind == "seyfert");
-        let (mut sq, mut weighted, mut good) = (0f64, vec![0f64; l_count], 0usize);
-        for i in 0..x.len() {
-            if w[i] > 0.0 {
-                let r = f64::from(x[i] - xhat[i]);
-                sq += r * r;
-                weighted[i / pixels] += f64::from(w[i]) * r * r;
-                good += 1;
-            }
-        }
-        let total: f64 = weighted.iter().sum();
-        recon.push(sq / good as f64);
-        chi2.push(total / good as f64);
-        n_good.push((good / l_count) as u32);
-        for (l, s) in weighted.iter().enumerate() {
-            shares[l].push(if total > 0.0 { s / total } else { 0.0 });
-        }
-        let mut rng =
-            ChaCha8Rng::seed_from_u64(seed ^ (g as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ 1);
-        for d in 0..LATENT_DIM {
-            let offset = if *kind == "seyfert" && d == 0 {
-                4.0
-            } else {
-                0.0
-            };
-            let spread: f32 = StandardNormal.sample(&mut rng);
-            latents.push(offset + spread + if d == 1 { scale_length } else { 0.0 });
-        }
+        let (x, w) = galaxy_maps(&lines, g, seed, *kind == "seyfert");
+        cubes.x[g * per_galaxy..(g + 1) * per_galaxy].copy_from_slice(&x);
+        cubes.w[g * per_galaxy..(g + 1) * per_galaxy].copy_from_slice(&w);
     }
+    let galaxies: Vec<GalaxyRecord> = (0..n).map(galaxy_record).collect();
 
-    let view = LatentView::new(&latents, n, LATENT_DIM)?;
-    let graph = all_nearest(&view, 5, Metric::Euclidean, &oddcube_data::NoProgress)?;
-    let knn_dist = oddcube_score::lof::knn_distance_scores(&graph, 5)?;
-    let lof = oddcube_score::lof::local_outlier_factor(&graph, 5)?;
-    // Empirical p-values against the ordinary galaxies (the reference population a real run
-    // calibrates on), so the nuclei get small p-values and FDR flags.
-    let mut reference: Vec<f64> = recon
+    let model = StarFormingModel::new(&lines);
+    let rows: Vec<usize> = (0..n).collect();
+    let settings = ScoreSettings {
+        rank_by: RankBy::Score,
+        pvalues: PValueMethod::Population,
+        fdr: 0.2,
+        knn_k: 5,
+        metric: Metric::Euclidean,
+    };
+    let mut scored = score_galaxies(
+        &model,
+        &cubes,
+        &galaxies,
+        &lines,
+        &rows,
+        &MapSettings::default(),
+        &NoProgress,
+    )?;
+    let null = finalize_population_scores(
+        &mut scored.catalog,
+        &scored.latents,
+        scored.latent_dim,
+        &settings,
+        None,
+        &NoProgress,
+    )?;
+    let selection = if n <= STORED_RESIDUALS {
+        ResidualSelection::All
+    } else {
+        ResidualSelection::Top(STORED_RESIDUALS)
+    };
+    let picked = residual_rows(&scored.catalog, selection, settings.rank_by, true);
+    let names: Vec<String> = picked
         .iter()
-        .zip(&kinds)
-        .filter(|(_, k)| **k == "normal")
-        .map(|(s, _)| *s)
+        .map(|&r| galaxies[r].plateifu.clone())
         .collect();
-    reference.sort_by(f64::total_cmp);
-    let pvalue: Vec<f64> = recon
-        .iter()
-        .map(|s| {
-            let at_least = reference.len() - reference.partition_point(|r| r < s);
-            (1 + at_least) as f64 / (1 + reference.len()) as f64
-        })
-        .collect();
-    let bh = oddcube_score::fdr::benjamini_hochberg(&pvalue, 0.2)?;
-    let mut order: Vec<usize> = (0..n).collect();
-    order.sort_by(|&a, &b| recon[b].total_cmp(&recon[a]));
-    let mut rank = vec![0u32; n];
-    for (r, &i) in order.iter().enumerate() {
-        rank[i] = r as u32 + 1;
-    }
-    let stored: Vec<usize> = order.iter().copied().take(STORED_RESIDUALS).collect();
-    let stored_ids: Vec<String> = stored.iter().map(|&g| plateifus[g].clone()).collect();
-    let mut writer = ResidualsWriter::create(dir, &stored_ids, &lines, SIZE)?;
-    for (slot, &g) in stored.iter().enumerate() {
-        let (x, xhat, w, _) = galaxy_maps(&lines, g, seed, kinds[g] == "seyfert");
-        writer.write_galaxy(slot, &x, &xhat, &w)?;
-    }
-    writer.finish()?;
-    let mut catalog = Catalog::default();
-    catalog.push("plateifu", Column::Str(plateifus.clone()))?;
-    catalog.push(
-        "mangaid",
-        Column::Str((0..n).map(|i| format!("1-{}", 100_000 + i)).collect()),
-    )?;
-    catalog.push(
-        "ra",
-        Column::F64((0..n).map(|i| 120.0 + i as f64 * 0.37).collect()),
-    )?;
-    catalog.push(
-        "dec",
-        Column::F64((0..n).map(|i| 20.0 + (i % 17) as f64 * 0.5).collect()),
-    )?;
-    catalog.push(
-        "z",
-        Column::F64((0..n).map(|i| 0.02 + (i % 11) as f64 * 0.005).collect()),
-    )?;
-    catalog.push(
-        "ifu_size",
-        Column::U32((0..n).map(|i| [19, 37, 61, 91, 127][i % 5]).collect()),
-    )?;
-    catalog.push("n_good", Column::U32(n_good))?;
-    catalog.push("recon", Column::F64(recon))?;
-    catalog.push("chi2", Column::F64(chi2))?;
-    for (line, column) in lines.iter().zip(shares) {
-        catalog.push(&format!("line:{line}"), Column::F64(column))?;
-    }
-    catalog.push("knn_dist", Column::F64(knn_dist))?;
-    catalog.push("lof", Column::F64(lof))?;
-    catalog.push("pvalue", Column::F64(pvalue))?;
-    catalog.push("qvalue", Column::F64(bh.q_values))?;
-    catalog.push("fdr_flag", Column::Bool(bh.discoveries))?;
-    catalog.push("rank", Column::U32(rank))?;
-    let manifest: ResultsManifest = serde_json::from_value(serde_json::json!({
-        "format": oddcube_score::results::RESULTS_FORMAT,
-        "oddcube_version": env!("CARGO_PKG_VERSION"),
-        "model_dir": "(synthetic)",
-        "model_hash": "",
-        "dataset_dir": "(synthetic)",
-        "dataset_hash": "",
-        "lines": lines,
-        "size": SIZE,
-        "latent_dim": LATENT_DIM,
-        "rank_by": "recon",
-        "fdr": 0.2,
-        "knn_k": 5,
-        "n_galaxies": n,
-        "residuals": "all",
-        "created_by": "oddcube_explore::serve::synthetic",
-    }))
-    .map_err(|e| {
-        oddcube_score::results::invalid(
-            &dir.join(oddcube_score::results::MANIFEST_FILE),
-            e.to_string(),
-        )
-    })?;
-    Results::write(dir, &manifest, &catalog, &latents)?;
-    Ok(plateifus
+    write_residuals(dir, &model, &cubes, &names, &lines, &picked, &NoProgress)?;
+    scored.maps.write(dir)?;
+    let mut manifest = ResultsManifest {
+        format: RESULTS_FORMAT.to_string(),
+        oddcube_version: env!("CARGO_PKG_VERSION").to_string(),
+        model_dir: "(synthetic)".to_string(),
+        model_hash: String::new(),
+        dataset_dir: "(synthetic)".to_string(),
+        dataset_hash: String::new(),
+        lines,
+        size: SIZE,
+        latent_dim: scored.latent_dim,
+        rank_by: settings.rank_by.to_string(),
+        fdr: settings.fdr,
+        knn_k: settings.knn_k,
+        pvalues: settings.pvalues.to_string(),
+        null_fitted_on: String::new(),
+        null_n_calibration: 0,
+        warnings: Vec::new(),
+        knn_metric: "euclidean".to_string(),
+        n_galaxies: n,
+        shard: oddcube_data::Shard::ALL.to_string(),
+        population_final: true,
+        residuals: selection.to_string(),
+        created_by: "oddcube_explore::serve::synthetic".to_string(),
+    };
+    manifest.set_null(&null);
+    Results::write(dir, &manifest, &scored.catalog, &scored.latents)?;
+    Ok(galaxies
         .into_iter()
-        .zip(kinds.into_iter().map(str::to_string))
+        .zip(kinds)
+        .map(|(g, kind)| (g.plateifu, kind.to_string()))
         .collect())
+}
+
+/// The catalogue identity of synthetic galaxy `i`: a MaNGA-like plate-ifu and MaNGA-ID, a sky
+/// position, redshift and IFU size that vary over the survey.
+fn galaxy_record(i: usize) -> GalaxyRecord {
+    GalaxyRecord {
+        plateifu: format!("{}-{}", 8000 + i / 10, 1901 + (i % 10) * 100),
+        mangaid: format!("1-{}", 100_000 + i),
+        ra: 120.0 + i as f64 * 0.37,
+        dec: 20.0 + (i % 17) as f64 * 0.5,
+        z: 0.02 + (i % 11) as f64 * 0.005,
+        ifu_size: [19, 37, 61, 91, 127][i % 5],
+        grid_size: SIZE as u32,
+        box_size: SIZE as u32,
+        scale: 1.0,
+        n_good: (0..SIZE * SIZE)
+            .filter(|&p| radius(p) <= FOOTPRINT_RADIUS)
+            .count() as u32,
+        source: "(synthetic)".to_string(),
+        notes: String::new(),
+        psf_fwhm: f64::NAN,
+    }
 }
