@@ -11,8 +11,12 @@ use std::path::{Path, PathBuf};
 use oddcube_data::Progress;
 use oddcube_data::dataset::Dataset;
 
+use crate::anomaly_map::AnomalyMaps;
 use crate::error::{Error, Result, check_len};
 use crate::knn::{LatentView, Metric, all_nearest};
+use crate::localization::{
+    FlagReport, Localization, flag_report, localization, read_truth_regions,
+};
 use crate::metrics::{RankingMetrics, Split, split_metrics};
 use crate::pca::{PcaModel, PcaOptions};
 use crate::provenance::{dataset_dir, open_dataset};
@@ -390,6 +394,11 @@ pub struct EvaluationReport {
     pub evaluation: Evaluation,
     /// Latent neighbour purity among the labelled galaxies, when there are enough.
     pub purity: Option<PurityReport>,
+    /// What `fdr_flag` delivered: realized false-discovery proportion and recall.
+    pub flags: Option<FlagReport>,
+    /// Where the anomaly maps point, for anomalous galaxies with a truth region (`truth.csv`'s
+    /// anomaly_col/row/radius) — absent when the labels have no regions or the results no maps.
+    pub localization: Option<Localization>,
     /// Where the normal labels came from (not written; for the caller's log).
     #[serde(skip)]
     pub normal_source: Option<NormalSource>,
@@ -446,6 +455,7 @@ pub fn evaluate_results(
         .collect();
     let mut baseline = None;
     let mut baseline_dataset_differs = false;
+    let mut scored_dataset = None;
     if options.baseline {
         let scored = open_dataset(&results.manifest, options.data.as_deref()).map_err(|e| {
             let dir = dataset_dir(&results.manifest, options.data.as_deref());
@@ -468,9 +478,30 @@ pub fn evaluate_results(
             dataset: scored.dir.display().to_string(),
             ..fitted
         });
+        scored_dataset = Some(scored);
     }
     let evaluation = evaluate(&columns, &labels, &normal)?;
     let purity = labelled_purity(&results, &labels, options.purity_k, progress)?;
+    let flags = catalog
+        .bool("fdr_flag")
+        .map(|f| flag_report(f, &labels, &normal));
+    let localization = match (
+        AnomalyMaps::read(dir)?,
+        read_truth_regions(&options.labels)?,
+    ) {
+        (Some(maps), regions) if !regions.is_empty() => {
+            let galaxies = match &scored_dataset {
+                Some(d) => d.dataset.galaxies.clone(),
+                None => {
+                    open_dataset(&results.manifest, options.data.as_deref())?
+                        .dataset
+                        .galaxies
+                }
+            };
+            localization(&maps, &galaxies, &regions, &label_map, &normal)
+        }
+        _ => None,
+    };
     Ok(EvaluationReport {
         results: dir.display().to_string(),
         labels: options.labels.display().to_string(),
@@ -478,6 +509,8 @@ pub fn evaluate_results(
         baseline,
         evaluation,
         purity,
+        flags,
+        localization,
         normal_source: Some(normal_source),
         baseline_dataset_differs,
     })
@@ -553,6 +586,31 @@ impl EvaluationReport {
     pub fn to_text(&self) -> String {
         let mut out = self.evaluation.to_table();
         out.push('\n');
+        if let Some(f) = &self.flags {
+            let _ = writeln!(
+                out,
+                "fdr_flag: {} flagged, {} of them normal (realized false-discovery proportion {:.3}); recall {:.3} of {} anomalies",
+                f.flagged, f.false_discoveries, f.false_discovery_proportion, f.recall, f.anomalies
+            );
+        }
+        if let Some(l) = &self.localization {
+            let _ = writeln!(
+                out,
+                "localization (anomaly map vs truth region): {} galaxies, mean pixel AUROC {:.3}, peak inside {:.0} %",
+                l.overall.n,
+                l.overall.mean_pixel_auroc,
+                100.0 * l.overall.peak_inside
+            );
+            for (kind, r) in &l.per_kind {
+                let _ = writeln!(
+                    out,
+                    "  {kind:<16} n = {:>4}  pixel AUROC {:.3}  peak inside {:.0} %",
+                    r.n,
+                    r.mean_pixel_auroc,
+                    100.0 * r.peak_inside
+                );
+            }
+        }
         if let Some(p) = &self.purity {
             let _ = writeln!(
                 out,
