@@ -4,11 +4,11 @@
 //! means the same thing whether a whole survey or a short follow-up list is scored.
 //!
 //! **Components.** Three label-free pieces of evidence, each a positive number per galaxy:
-//! `recon` (global reconstruction error, normalised units), `local` (peak of the PSF-smoothed
-//! anomaly map, `anomaly_map.rs`) and `knn_dist` (distance to the k-th nearest *training*
-//! galaxy in latent space). They see different anomalies: an extended change of line ratios
-//! raises `recon`, a compact nucleus raises `local`, a galaxy unlike any in the training set
-//! raises `knn_dist`.
+//! `global` (mean floored `z²` of all usable measurements, `anomaly_map.rs`), `local` (peak of
+//! the PSF-smoothed anomaly map) and `knn_dist` (distance to the k-th nearest *training* galaxy in
+//! latent space). They see different anomalies: an extended change of line ratios raises
+//! `global`, a compact nucleus raises `local`, a galaxy unlike any in the training set raises
+//! `knn_dist`.
 //!
 //! **Standardising.** For each component the log value is regressed, robustly (Huber IRLS,
 //! scale from the MAD), on nuisance properties that change ordinary galaxies' scores but are not
@@ -36,8 +36,9 @@ use rayon::prelude::*;
 
 use crate::anomaly_map::floored_z2;
 use crate::error::{Error, Result, check_len};
-use crate::knn::{LatentView, Metric, nearest};
+use crate::knn::{LatentView, Metric, all_nearest, nearest};
 use crate::latents::{Latents, write_npy_f32};
+use crate::lof::{outlier_factor_against, reachability_densities};
 use crate::results::{invalid, write_atomic};
 use crate::score::{Autoencoder, CHUNK};
 
@@ -90,7 +91,7 @@ pub struct Calibration {
     pub n_calibration: usize,
     /// Per-line fractional error floors `ε_l` of the anomaly map.
     pub floors: Vec<f64>,
-    /// Neighbour rank of `knn_dist`.
+    /// Neighbour rank of `knn_dist` and `lof` against the reference.
     pub knn_k: usize,
     /// Means of the covariates (log usable pixels, log depth) the regressions are centred on.
     pub covariate_means: Vec<f64>,
@@ -380,7 +381,7 @@ impl Calibration {
         z
     }
 
-    /// Scores one galaxy from its raw components (`recon`, `local`, `knn_dist`) and covariates.
+    /// Scores one galaxy from its raw components (`global`, `local`, `knn_dist`) and covariates.
     pub fn verdict(&self, values: [f64; 3], covariates: Covariates) -> Verdict {
         let z = self.standardise(values, covariates);
         let mean = z.iter().sum::<f64>() / z.len() as f64;
@@ -526,38 +527,48 @@ pub fn fit_floors(x: &[f32], w: &[f32], xhat: &[f32], n_lines: usize, plane: usi
         .collect()
 }
 
-/// Distance of each query latent to its k-th nearest reference latent, skipping a reference
-/// with the same plate-IFU (a galaxy is not its own neighbour). NaN when fewer than k
-/// references remain.
-pub fn reference_knn_distances(
+/// Each query latent's distance to its k-th nearest reference latent and its local outlier
+/// factor against the references (`lof.rs`), skipping a reference with the same plate-IFU (a
+/// galaxy is not its own neighbour). NaN when fewer than k references remain. The LOF compares
+/// the query's neighbourhood density with its neighbours' own, so galaxies in a naturally sparse
+/// part of latent space (e.g. faint, noisy ones) are not outliers merely for being there.
+pub fn reference_neighbourhood(
     queries: &[f32],
     query_plateifus: &[String],
     reference: &StoredNull,
     k: usize,
     metric: Metric,
-) -> Result<Vec<f64>> {
+) -> Result<(Vec<f64>, Vec<f64>)> {
     let dim = reference.latent_dim;
     check_len("query latents", queries.len(), query_plateifus.len() * dim)?;
     let names = &reference.calibration.reference_plateifus;
     let view = LatentView::new(&reference.reference, names.len(), dim)?;
+    if k == 0 || names.len() <= k {
+        let nan = vec![f64::NAN; query_plateifus.len()];
+        return Ok((nan.clone(), nan));
+    }
+    let graph = all_nearest(&view, k, metric, &oddcube_data::NoProgress)?;
+    let (k_distance, lrd) = reachability_densities(&graph, k)?;
     let index: std::collections::HashMap<&str, usize> = names
         .iter()
         .enumerate()
         .map(|(i, n)| (n.as_str(), i))
         .collect();
-    query_plateifus
+    let pairs: Vec<(f64, f64)> = query_plateifus
         .par_iter()
         .enumerate()
         .map(|(q, name)| {
             let exclude = index.get(name.as_str()).copied();
-            let available = names.len() - usize::from(exclude.is_some());
-            if k == 0 || available < k {
-                return Ok(f64::NAN);
-            }
             let found = nearest(&view, &queries[q * dim..(q + 1) * dim], k, metric, exclude)?;
-            Ok(found.last().map_or(f64::NAN, |n| f64::from(n.distance)))
+            let neighbours: Vec<(usize, f64)> = found
+                .iter()
+                .map(|n| (n.index, f64::from(n.distance)))
+                .collect();
+            let kth = neighbours.last().map_or(f64::NAN, |n| n.1);
+            Ok((kth, outlier_factor_against(&neighbours, &k_distance, &lrd)))
         })
-        .collect()
+        .collect::<Result<_>>()?;
+    Ok(pairs.into_iter().unzip())
 }
 
 /// Fits and returns the stored null of a model: encodes and reconstructs every galaxy at
@@ -640,7 +651,7 @@ pub fn calibrate(
         .iter()
         .map(|&r| galaxies[r].plateifu.clone())
         .collect();
-    let knn = reference_knn_distances(&cal.latents, &names, &stored, k, Metric::Euclidean)?;
+    let (knn, _) = reference_neighbourhood(&cal.latents, &names, &stored, k, Metric::Euclidean)?;
     let (values, covariates) = crate::score::components_and_covariates(&cal.catalog, &knn)?;
     stored.calibration = Calibration::fit(
         &values,
@@ -715,12 +726,12 @@ mod tests {
     fn covariates_are_regressed_out() {
         let (values, covariates) = null_galaxies(400, 3);
         let cal = Calibration::fit(&values, &covariates, vec![], 10, "validation", vec![]).unwrap();
-        // The recon component's log grows by -0.5 per log pixel and 0.3 per log depth.
-        let recon = &cal.components[0];
-        assert!((recon.coef[1] + 0.5).abs() < 0.1, "{:?}", recon.coef);
-        assert!((recon.coef[2] - 0.3).abs() < 0.1, "{:?}", recon.coef);
+        // The first component's log grows by -0.5 per log pixel and 0.3 per log depth.
+        let first = &cal.components[0];
+        assert!((first.coef[1] + 0.5).abs() < 0.1, "{:?}", first.coef);
+        assert!((first.coef[2] - 0.3).abs() < 0.1, "{:?}", first.coef);
         // The residual σ is the 0.4 of the simulated noise.
-        assert!((recon.scale - 0.4).abs() < 0.06, "{}", recon.scale);
+        assert!((first.scale - 0.4).abs() < 0.06, "{}", first.scale);
     }
 
     #[test]

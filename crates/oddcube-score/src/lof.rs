@@ -55,6 +55,23 @@ pub fn knn_distance_scores(graph: &KnnGraph, k: usize) -> Result<Vec<f64>> {
 ///
 /// Errors if `k` is 0 or larger than the graph's k, or the graph is inconsistent.
 pub fn local_outlier_factor(graph: &KnnGraph, k: usize) -> Result<Vec<f64>> {
+    let (_, lrd) = reachability_densities(graph, k)?;
+    Ok((0..graph.n)
+        .map(|p| {
+            let neighbour_lrd = graph.neighbours(p)[..k]
+                .iter()
+                .map(|&o| lrd[o])
+                .sum::<f64>()
+                / k as f64;
+            neighbour_lrd / lrd[p]
+        })
+        .collect())
+}
+
+/// The k-distance and the local reachability density of every point of `graph` (see
+/// [`local_outlier_factor`]): what a new point's LOF against these points needs
+/// ([`outlier_factor_against`]).
+pub fn reachability_densities(graph: &KnnGraph, k: usize) -> Result<(Vec<f64>, Vec<f64>)> {
     let k_distance = knn_distance_scores(graph, k)?;
     let lrd: Vec<f64> = (0..graph.n)
         .map(|p| {
@@ -69,21 +86,50 @@ pub fn local_outlier_factor(graph: &KnnGraph, k: usize) -> Result<Vec<f64>> {
             1.0 / (mean_reach + DENSITY_EPSILON)
         })
         .collect();
-    Ok((0..graph.n)
-        .map(|p| {
-            let neighbour_lrd = graph.neighbours(p)[..k]
-                .iter()
-                .map(|&o| lrd[o])
-                .sum::<f64>()
-                / k as f64;
-            neighbour_lrd / lrd[p]
-        })
-        .collect())
+    Ok((k_distance, lrd))
+}
+
+/// LOF of a new point against reference points whose k-distances and densities are
+/// `k_distance` and `lrd` ([`reachability_densities`]), given the point's k nearest references
+/// `neighbours` as (reference index, distance): the same formula as [`local_outlier_factor`],
+/// with the point itself outside the reference set.
+pub fn outlier_factor_against(neighbours: &[(usize, f64)], k_distance: &[f64], lrd: &[f64]) -> f64 {
+    if neighbours.is_empty() {
+        return f64::NAN;
+    }
+    let k = neighbours.len() as f64;
+    let mean_reach = neighbours
+        .iter()
+        .map(|&(o, d)| k_distance[o].max(d))
+        .sum::<f64>()
+        / k;
+    let own = 1.0 / (mean_reach + DENSITY_EPSILON);
+    neighbours.iter().map(|&(o, _)| lrd[o]).sum::<f64>() / k / own
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lof_against_a_reference_matches_the_graph_formula() {
+        // For a point of the graph, its LOF from its own graph neighbours equals the in-graph LOF.
+        use crate::knn::{LatentView, Metric, all_nearest};
+        let data: Vec<f32> = (0..40).map(|i| ((i * 37) % 23) as f32 * 0.3).collect();
+        let view = LatentView::new(&data, 20, 2).unwrap();
+        let graph = all_nearest(&view, 4, Metric::Euclidean, &oddcube_data::NoProgress).unwrap();
+        let lof = local_outlier_factor(&graph, 4).unwrap();
+        let (kd, lrd) = reachability_densities(&graph, 4).unwrap();
+        for p in 0..20 {
+            let nb: Vec<(usize, f64)> = graph.neighbours(p)[..4]
+                .iter()
+                .zip(&graph.neighbour_distances(p)[..4])
+                .map(|(&o, &d)| (o, f64::from(d)))
+                .collect();
+            assert!((outlier_factor_against(&nb, &kd, &lrd) - lof[p]).abs() < 1e-9);
+        }
+        assert!(outlier_factor_against(&[], &kd, &lrd).is_nan());
+    }
     use crate::knn::{LatentView, Metric, all_nearest};
     use oddcube_data::NoProgress;
 

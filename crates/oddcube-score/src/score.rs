@@ -22,7 +22,7 @@ use oddcube_data::dataset::GalaxyRecord;
 use rayon::prelude::*;
 
 use crate::anomaly_map::{AnomalyMaps, NO_LINE, anomaly_map, pixel_arcsec, psf_fwhm_pixels};
-use crate::calibration::{Calibration, Covariates, StoredNull, reference_knn_distances};
+use crate::calibration::{Calibration, Covariates, StoredNull, reference_neighbourhood};
 use crate::error::{Error, Result, check_len};
 use crate::fdr::benjamini_hochberg;
 use crate::knn::{LatentView, Metric, all_nearest};
@@ -401,7 +401,8 @@ fn local_scores(
 }
 
 /// The raw score components (`global`, `local`, `knn_dist`) and nuisance covariates of every
-/// catalogue row, `knn_dist` given separately (it is a population column).
+/// catalogue row, the latent component `knn_dist` given separately (it is computed with the
+/// verdict).
 pub fn components_and_covariates(
     catalog: &Catalog,
     knn_dist: &[f64],
@@ -415,7 +416,7 @@ pub fn components_and_covariates(
     let pixels = catalog
         .u32("n_pixels")
         .ok_or_else(|| Error::Empty("catalogue column 'n_pixels'".to_string()))?;
-    check_len("knn distances", knn_dist.len(), catalog.len())?;
+    check_len("latent distances", knn_dist.len(), catalog.len())?;
     let values = (0..catalog.len())
         .map(|i| [global[i], local[i], knn_dist[i]])
         .collect();
@@ -523,8 +524,8 @@ pub fn ranks(scores: &[f64]) -> Vec<u32> {
     rank
 }
 
-/// Sets `knn_dist`, `score` and `pvalue` of every row from the raw components and `calibration`
-/// (`score` NaN and `pvalue` 1 everywhere without one).
+/// Sets `knn_dist`, `score` and `pvalue` of every row from the raw components (with `knn_dist`
+/// as the latent one) and `calibration` (`score` NaN and `pvalue` 1 everywhere without one).
 fn fill_verdicts(
     catalog: &mut Catalog,
     knn_dist: Vec<f64>,
@@ -551,8 +552,8 @@ fn fill_verdicts(
     catalog.set("pvalue", Column::F64(p_values))
 }
 
-/// Fills `knn_dist` (against the null's reference latents), `score` and `pvalue` from a stored
-/// null. They need only the galaxy and the null, so a shard of a sharded run computes them too
+/// Fills `knn_dist` and `lof` (against the null's reference latents), `score` and `pvalue` from
+/// a stored null. They need only the galaxy and the null, so a shard of a sharded run computes them too
 /// (and can then pick its residual maps by `score`); the merge recomputes them identically.
 pub fn apply_stored_null(
     catalog: &mut Catalog,
@@ -564,7 +565,9 @@ pub fn apply_stored_null(
         .str("plateifu")
         .ok_or_else(|| Error::Empty("catalogue column 'plateifu'".to_string()))?
         .to_vec();
-    let knn = reference_knn_distances(latents, &names, null, null.calibration.knn_k, metric)?;
+    let (knn, lof) =
+        reference_neighbourhood(latents, &names, null, null.calibration.knn_k, metric)?;
+    catalog.set("lof", Column::F64(lof))?;
     fill_verdicts(catalog, knn, Some(&null.calibration))
 }
 
@@ -581,9 +584,9 @@ pub struct NullUsed {
 
 /// Fills the population columns of `catalog` (see [`POPULATION_COLUMNS`]) from the latents of
 /// all its galaxies (`[n, latent_dim]`, catalogue order) and the per-galaxy columns. `knn_dist`
-/// is the distance to the k-th nearest reference (training) latent of `null`, or, without a
-/// stored null, to the k-th nearest other galaxy; `lof` always comes from the population's kNN
-/// graph. The fused `score` and `pvalue` come from `null` — or from a null fitted to this
+/// and `lof` are the distance to the k-th nearest reference (training) latent of `null` and the
+/// local outlier factor against those references, or, without a stored null, against the other
+/// galaxies of the population. The fused `score` and `pvalue` come from `null` — or from a null fitted to this
 /// population when `null` is `None` or `settings.pvalues` asks for it — then BH q-values and
 /// flags at `settings.fdr`, and the rank by `settings.rank_by`.
 ///
@@ -606,7 +609,7 @@ pub fn finalize_population_scores(
             reason: "knn_k must be at least 1".to_string(),
         });
     }
-    let (population_knn, lof) = if n >= 2 {
+    let (population_knn, population_lof) = if n >= 2 {
         let k = settings.knn_k.min(n - 1);
         let graph = all_nearest(&view, k, settings.metric, progress)?;
         (
@@ -635,6 +638,7 @@ pub fn finalize_population_scores(
             None
         }
         Err(why) => {
+            catalog.set("lof", Column::F64(population_lof))?;
             let (values, covariates) = components_and_covariates(catalog, &population_knn)?;
             let fitted = Calibration::fit(
                 &values,
@@ -659,7 +663,6 @@ pub fn finalize_population_scores(
         .f64("pvalue")
         .ok_or_else(|| Error::Empty("catalogue column 'pvalue'".to_string()))?
         .to_vec();
-    catalog.set("lof", Column::F64(lof))?;
     let bh = benjamini_hochberg(&p_values, settings.fdr)?;
     catalog.set("pvalue", Column::F64(p_values))?;
     catalog.set("qvalue", Column::F64(bh.q_values))?;
@@ -1035,8 +1038,8 @@ pub(crate) mod tests {
             reference: ordinary_latents.clone(),
             latent_dim: 2,
         };
-        let knn =
-            reference_knn_distances(&ordinary_latents, &names, &reference, 5, Metric::Euclidean)
+        let (knn, _) =
+            reference_neighbourhood(&ordinary_latents, &names, &reference, 5, Metric::Euclidean)
                 .unwrap();
         let (values, covariates) = components_and_covariates(&ordinary, &knn).unwrap();
         let calibration =
