@@ -84,8 +84,9 @@ pub struct Calibration {
     /// [`CALIBRATION_FORMAT`].
     pub format: String,
     /// Which galaxies it was fitted on: `validation` (the model never trained on them),
-    /// `training` (no validation split: p-values are then optimistic) or `population` (the
-    /// scored galaxies themselves — the fallback for models without a stored null).
+    /// `training+validation` (too few validation galaxies: p-values are then optimistic) or
+    /// `population` (the scored galaxies themselves — the fallback for models without a stored
+    /// null).
     pub fitted_on: String,
     /// Galaxies it was fitted on.
     pub n_calibration: usize,

@@ -145,7 +145,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     );
     if calibration.on_training {
         tracing::warn!(
-            "no validation galaxies: the null is fitted on training galaxies, whose scores are biased low, so p-values are optimistic"
+            "fewer than {} validation galaxies: the null is fitted on the training galaxies too, whose scores are biased low, so p-values are optimistic",
+            oddcube::calibrate::MIN_VALIDATION
         );
     }
     Ok(ExitCode::SUCCESS)
