@@ -10,7 +10,7 @@ use crate::bpt::{
 use crate::dataset::Dataset;
 use crate::preprocess::Stretch;
 
-use crate::csv::quote as csv_field;
+use crate::csv;
 use crate::error::DataError;
 
 /// Side of a MaNGA spaxel on the original grid (arcsec).
@@ -282,7 +282,7 @@ pub fn bpt_csv(rows: &[BptRow]) -> String {
     for r in rows {
         let l = &r.lines;
         let cells = [
-            csv_field(&r.plateifu),
+            csv::quote(&r.plateifu),
             r.class.name().to_string(),
             r.nii_class.to_string(),
             r.sii_class.to_string(),
@@ -303,7 +303,7 @@ pub fn bpt_csv(rows: &[BptRow]) -> String {
             num(l.ha.flux),
             num(l.nii.flux),
             num(l.sii().flux),
-            csv_field(&r.note),
+            csv::quote(&r.note),
         ];
         out.push_str(&cells.join(","));
         out.push('\n');

@@ -19,9 +19,9 @@ fn main() -> ExitCode {
     };
     match oddcube_explore::serve::synthetic::write_synthetic_results(&dir, n as usize, seed) {
         Ok(kinds) => {
-            let mut csv = String::from("plateifu,kind\n");
-            for (plateifu, kind) in kinds {
-                csv.push_str(&format!("{plateifu},{kind}\n"));
+            let mut csv = oddcube_data::csv::record(["plateifu", "kind"]);
+            for (plateifu, kind) in &kinds {
+                csv.push_str(&oddcube_data::csv::record([plateifu, kind]));
             }
             let path = dir.join("kinds.csv");
             if let Err(e) = std::fs::write(&path, csv) {

@@ -310,8 +310,7 @@ pub fn write_truth(
             number(t.anomaly_radius),
             number(t.anomaly_contrast),
         ];
-        text.push_str(&row.join(","));
-        text.push('\n');
+        text.push_str(&crate::csv::record(row));
     }
     let write_err = |source: std::io::Error| DataError::Write {
         path: path.to_path_buf(),
