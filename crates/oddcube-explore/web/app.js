@@ -17,6 +17,10 @@ const fmt = (v) => {
   return v.toPrecision(4);
 };
 
+// p- and q-values span decades down to ~1e-6: always scientific, so they line up and compare.
+const sci = (v) => (v === null || v === undefined || Number.isNaN(v) ? "–" : v === 0 ? "0" : v.toExponential(2));
+const signed = (v) => (v >= 0 ? "+" : "−") + Math.abs(v).toFixed(1);
+
 async function api(path, options) {
   const response = await fetch(path, options);
   const body = await response.json().catch(() => ({ error: `HTTP ${response.status}` }));
@@ -62,7 +66,8 @@ async function renderTable() {
     { key: "mangaid", title: "MaNGA-ID", get: (r) => r.mangaid, text: true },
     { key: "ifu_size", title: "IFU", get: (r) => r.ifu_size },
     ...scoreCols.map((c) => ({ key: c, title: c, get: (r) => r.scores[c] })),
-    { key: "qvalue", title: "q-value", get: (r) => r.qvalue },
+    { key: "pvalue", title: "p-value", get: (r) => r.pvalue, sci: true },
+    { key: "qvalue", title: "q-value", get: (r) => r.qvalue, sci: true },
     { key: "fdr_flag", title: "FDR", get: (r) => (r.fdr_flag ? "✔" : "") },
     { key: null, title: "label", get: (r) => (r.label ? `<span class="tag ${esc(r.label)}">${esc(r.label)}</span>` : ""), html: true, text: true },
   ];
@@ -75,7 +80,7 @@ async function renderTable() {
     .map((r) => `<tr class="${r.fdr_flag ? "flagged" : ""}" data-plateifu="${esc(r.plateifu)}">` +
       columns.map((c) => {
         const v = c.get(r);
-        const content = c.html ? v : c.key === "plateifu" ? `<a href="#/galaxy/${encodeURIComponent(r.plateifu)}" data-testid="galaxy-link">${esc(v)}</a>` : fmt(v);
+        const content = c.html ? v : c.key === "plateifu" ? `<a href="#/galaxy/${encodeURIComponent(r.plateifu)}" data-testid="galaxy-link">${esc(v)}</a>` : c.sci ? sci(v) : fmt(v);
         return `<td class="${c.text ? "text" : ""}">${content}</td>`;
       }).join("") + "</tr>")
     .join("");
@@ -147,10 +152,23 @@ async function renderGalaxy(plateifu) {
   const rows = [
     ["rank", g.rank], ["MaNGA-ID", g.mangaid], ["RA, Dec (deg)", g.ra != null ? `${fmt(g.ra)}, ${fmt(g.dec)}` : "–"], ["redshift z", g.z],
     ["IFU size (fibres)", g.ifu_size], ["usable spaxels", g.n_good],
-    ...summary.score_columns.map((c) => [c, g.scores[c]]), ["p-value", g.pvalue], ["q-value", g.qvalue], ["FDR flag", g.fdr_flag ? "yes" : "no"],
+    ...summary.score_columns.map((c) => [c, g.scores[c]]), ["p-value", sci(g.pvalue)], ["q-value", sci(g.qvalue)], ["FDR flag", g.fdr_flag ? "yes" : "no"],
   ];
   if (g.kind) rows.push(["kind", g.kind]);
   const meta = rows.map(([k, v]) => `<tr><td>${esc(k)}</td><td>${typeof v === "number" ? fmt(v) : esc(v ?? "–")}</td></tr>`).join("");
+  const verdict = `<p class="verdict" data-testid="score-summary">score <b>${fmt(g.scores.score)}</b> <span class="muted">(σ above ordinary galaxies)</span> · p = ${sci(g.pvalue)} · q = ${sci(g.qvalue)} · ${g.fdr_flag ? `<span class="flag" data-testid="fdr-flagged">flagged at FDR ${esc(summary.fdr)}</span>` : `<span class="muted">not flagged at FDR ${esc(summary.fdr)}</span>`}</p>`;
+  const a = g.anomaly;
+  let anomaly = `<p class="muted" data-testid="no-anomaly-map">${esc(a?.reason || "no anomaly map")}</p>`;
+  if (a && a.available) {
+    const r = a.region;
+    const o = a.outline;
+    const where = r ? `region centre Δx ${signed(r.dx)}″ (along columns), Δy ${signed(r.dy)}″ (along rows) from the galaxy centre, area ${fmt(r.area)} arcsec²` : "no region recorded";
+    const scaleNote = o ? (o.pixel_scale_from === "dataset" ? `${fmt(o.pixel_arcsec)}″ per pixel` : `${fmt(o.pixel_arcsec)}″ per pixel, from the map (no dataset attached)`) : "region not drawn: pixel scale unknown";
+    anomaly = `<figure class="anomaly"><img src="${tile(g.plateifu, "anomaly", "map", 8)}" alt="anomaly map of ${esc(g.plateifu)}" data-testid="anomaly-map">
+      <figcaption><div data-testid="dominant-line">dominant line: <b>${esc(a.line)}</b></div>
+      <div class="muted">${where}; cyan circle of equal area (${scaleNote})</div>
+      <div class="colourbar">${fmt(a.stretch.lo)}<img src="/api/colourbar/inferno.png" alt="">${fmt(a.stretch.hi)} <span class="muted">mean z² within a PSF, log stretch; local = ${fmt(a.local)}</span></div></figcaption></figure>`;
+  }
   const labelButtons = ["interesting", "artefact", "normal"].map((l) =>
     `<button class="${l} ${g.label === l ? "active" : ""}" data-label="${l}" data-testid="label-${l}" title="key ${l[0]}">${l} (${l[0]})</button>`).join("");
   let maps = `<p class="muted" data-testid="no-maps">No maps for this galaxy: store them with <code>oddcube score --residuals all</code> or start the server with <code>--data DATASET</code>.</p>`;
@@ -174,8 +192,13 @@ async function renderGalaxy(plateifu) {
     <div class="galaxy-head">
       <div>
         <h2 data-testid="galaxy-title">${esc(g.plateifu)}</h2>
+        ${verdict}
         <table class="meta" data-testid="galaxy-meta">${meta}</table>
         <p><a href="${esc(g.links.marvin)}" target="_blank" rel="noopener">Marvin (DR17)</a>${g.links.skyserver ? ` · <a href="${esc(g.links.skyserver)}" target="_blank" rel="noopener">SkyServer</a>` : ""}</p>
+      </div>
+      <div data-testid="anomaly">
+        <h3>Anomaly map</h3>
+        ${anomaly}
       </div>
       <div>
         <h3>Label</h3>
@@ -206,10 +229,11 @@ async function renderMap() {
     return;
   }
   mapData = await api("/api/map?colour=" + encodeURIComponent(colour));
-  const choices = ["rank", ...summary.score_columns, "qvalue"];
+  const choices = ["rank", ...summary.score_columns, "pvalue", "qvalue"];
+  const stretchNote = { log: "log scale", rank: "rank scale", linear: "linear" }[mapData.stretch] || mapData.stretch;
   app.innerHTML = `<h2>Latent map (${esc(mapData.method.toUpperCase())}) coloured by ${esc(colour)}</h2>
     <div class="controls"><label>Colour by <select id="colour">${choices.map((c) => `<option${c === colour ? " selected" : ""}>${esc(c)}</option>`).join("")}</select></label>
-    <span class="colourbar">low<img src="/api/colourbar/plasma.png" alt="">high (1st–99th percentile)</span><span class="muted">hover for plate-ifu, click to open</span></div>
+    <span class="colourbar" data-testid="map-legend">${esc(fmt(mapData.low_end))}<img src="/api/colourbar/plasma.png" alt="">${esc(fmt(mapData.high_end))} (${esc(stretchNote)}${mapData.stretch === "rank" ? "" : ", 1st–99th percentile"}${mapData.reversed ? ", low values bright" : ""})</span><span class="muted">hover for plate-ifu, click to open</span></div>
     <div id="map-wrap"><canvas id="map-canvas" width="900" height="700" data-testid="map-canvas"></canvas><div id="tooltip" data-testid="map-tooltip"></div></div>`;
   document.getElementById("colour").addEventListener("change", (e) => (location.hash = "#/map?colour=" + encodeURIComponent(e.target.value)));
   drawMap();
@@ -227,20 +251,17 @@ function drawMap() {
   const pad = 20, W = canvas.width, H = canvas.height;
   const sx = (v) => pad + ((v - x0) / (x1 - x0 || 1)) * (W - 2 * pad);
   const sy = (v) => H - pad - ((v - y0) / (y1 - y0 || 1)) * (H - 2 * pad);
-  const sorted = c.filter(finite).sort((a, b) => a - b);
-  const q = (p) => sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor(p * (sorted.length - 1)))] : 0;
-  let [lo, hi] = [q(0.01), q(0.99)];
-  const invert = mapData.colour === "rank" || mapData.colour === "qvalue" || mapData.colour === "pvalue"; // low = anomalous
-  const order = [...Array(n).keys()].sort((a, b) => (invert ? -1 : 1) * ((c[a] ?? -Infinity) - (c[b] ?? -Infinity)));
+  // The server places every point on the colour scale (mapData.t in [0, 1], 1 = anomalous end)
+  // with the per-column stretch `oddcube plot map` uses; anomalous points are drawn last.
+  const t = mapData.t;
+  const order = [...Array(n).keys()].sort((a, b) => (t[a] ?? -1) - (t[b] ?? -1));
   const r = n > 30000 ? 1.2 : n > 3000 ? 2 : 3.5;
   ctx.clearRect(0, 0, W, H);
   mapData.screen = new Float32Array(2 * n);
   for (const i of order) {
     const px = sx(x[i]), py = sy(y[i]);
     mapData.screen[2 * i] = px; mapData.screen[2 * i + 1] = py;
-    let t = finite(c[i]) ? (c[i] - lo) / (hi - lo || 1) : 0;
-    if (invert) t = 1 - t;
-    ctx.fillStyle = PLASMA[Math.max(0, Math.min(9, Math.floor(t * 9.999)))];
+    ctx.fillStyle = finite(t[i]) ? PLASMA[Math.max(0, Math.min(9, Math.floor(t[i] * 9.999)))] : "#bebebe";
     ctx.beginPath(); ctx.arc(px, py, r, 0, 2 * Math.PI); ctx.fill();
   }
   const tooltip = document.getElementById("tooltip");

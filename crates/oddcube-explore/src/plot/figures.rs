@@ -6,11 +6,13 @@
 use std::path::Path;
 
 use oddcube_data::preprocess::Stretch;
+use oddcube_score::anomaly_map::AnomalyMaps;
 use oddcube_score::evaluate::score_columns;
 use oddcube_score::provenance::dataset_manifest;
 use oddcube_score::results::{Residuals, Results, invalid};
 use oddcube_score::{Error, Result};
 
+use super::anomaly::{AnomalyView, NO_MAPS_FILE};
 use super::galaxy::{GalaxyFigure, galaxy_png};
 use super::map::{MapFigure, map_png};
 use super::scores::{ScorePanel, ScoresFigure, scores_png};
@@ -34,8 +36,9 @@ fn row_value(results: &Results, column: &str, row: usize) -> Option<f64> {
         .copied()
 }
 
-/// One galaxy of the RESULTS directory `dir`: input, reconstruction and residual of every line
-/// and its BPT class maps, titled with its rank, scores, q-value and redshift. Needs the galaxy
+/// One galaxy of the RESULTS directory `dir`: input, reconstruction and residual of every line,
+/// its BPT class maps and its anomaly map with the region outlined, titled with its rank,
+/// scores, p- and q-value, FDR flag, redshift and the region's dominant line. Needs the galaxy
 /// among the stored residuals; errors say how to store them.
 pub fn galaxy_figure(dir: &Path, plateifu: &str) -> Result<Drawn> {
     let results = Results::open(dir)?;
@@ -68,8 +71,18 @@ pub fn galaxy_figure(dir: &Path, plateifu: &str) -> Result<Drawn> {
             parts.push(format!("{column} = {}", short_number(v)));
         }
     }
+    if let Some(p) = row_value(&results, "pvalue", row) {
+        parts.push(format!("p = {p:.2e}"));
+    }
     if let Some(q) = row_value(&results, "qvalue", row) {
-        parts.push(format!("q = {}", short_number(q)));
+        parts.push(format!("q = {q:.2e}"));
+    }
+    if let Some(flag) = results.catalog.bool("fdr_flag").and_then(|f| f.get(row)) {
+        parts.push(if *flag {
+            format!("FDR-flagged at {}", results.manifest.fdr)
+        } else {
+            "not flagged".to_string()
+        });
     }
     if let Some(z) = row_value(&results, "z", row) {
         parts.push(format!("z = {z:.4}"));
@@ -83,6 +96,21 @@ pub fn galaxy_figure(dir: &Path, plateifu: &str) -> Result<Drawn> {
         ),
     };
     let subtitle = parts.join("   ");
+    // Results scored before the maps existed have no anomaly_maps.safetensors: the figure is
+    // drawn without the map and says why. No dataset is opened for the pixel scale (it would
+    // read every cube): the region's own area in pixels on the map gives it.
+    let anomaly_maps = AnomalyMaps::read(dir)?;
+    let map = anomaly_maps.as_ref().and_then(|m| {
+        let i = m.plateifus.iter().position(|p| p == plateifu)?;
+        (m.size == residuals.size).then(|| m.galaxy(i).0)
+    });
+    let view =
+        map.and_then(|map| AnomalyView::new(map, residuals.size, &results.catalog, row, None));
+    let no_anomaly = if anomaly_maps.is_none() {
+        NO_MAPS_FILE
+    } else {
+        "no anomaly map for this galaxy"
+    };
     let png = galaxy_png(&GalaxyFigure {
         plateifu,
         lines: &residuals.lines,
@@ -90,6 +118,8 @@ pub fn galaxy_figure(dir: &Path, plateifu: &str) -> Result<Drawn> {
         maps,
         stretch,
         subtitle: &subtitle,
+        anomaly: view.as_ref(),
+        no_anomaly,
     })?;
     Ok(Drawn { png, note })
 }
@@ -145,6 +175,7 @@ pub fn map_figure(dir: &Path, colour: Option<&str>, top: usize) -> Result<Drawn>
         xy: &map.xy,
         plateifus: &map.plateifus,
         colour_by: &colour_by,
+        column: colour,
         colour_label: &label,
         highlight: &highlight,
         method: map.info.method,

@@ -1,6 +1,7 @@
 //! The one-galaxy figure (`oddcube plot galaxy`): for every line the input map, the
 //! reconstruction and the residual in σ, then the spatially resolved BPT class maps of input and
-//! reconstruction, with colour bars, line names and the galaxy's scores.
+//! reconstruction, and the anomaly map with its region outlined, with colour bars, line names
+//! and the galaxy's scores; the title names the region's dominant line.
 //!
 //! Stretches: each line's input and reconstruction share one linear 1–99.5 percentile scale of
 //! the input's usable spaxels (so brightness differences between the two are real); residuals
@@ -12,6 +13,7 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
+use super::anomaly::{AnomalyView, PixelScaleSource, line_caption};
 use super::{
     ColourMap, FONT, MASKED, Scale, bpt, encode_png, figure_error, register_fonts, short_number,
 };
@@ -33,6 +35,10 @@ pub struct GalaxyFigure<'a> {
     pub stretch: Stretch,
     /// A second title line (rank and scores), may be empty.
     pub subtitle: &'a str,
+    /// The anomaly map with its region, when the results have one for the galaxy.
+    pub anomaly: Option<&'a AnomalyView<'a>>,
+    /// What the anomaly panel says instead when `anomaly` is `None`.
+    pub no_anomaly: &'a str,
 }
 
 /// Side of one map panel in pixels.
@@ -126,6 +132,100 @@ fn draw_colourbar(
     Ok(())
 }
 
+/// Colour of the region outline (as on the explorer's tiles).
+const OUTLINE: RGBColor = RGBColor(0, 230, 255);
+
+/// The anomaly-map panel at (x, top): the map on its log stretch, the region outlined, a
+/// colour bar and the region in words; or the reason there is no map.
+fn draw_anomaly(
+    root: &DrawingArea<BitMapBackend<'_>, Shift>,
+    figure: &GalaxyFigure<'_>,
+    x: i32,
+    top: i32,
+) -> Result<()> {
+    let Some(view) = figure.anomaly else {
+        root.draw(&Text::new(
+            "Anomaly map",
+            (x, top - 10),
+            bold_style(18.0, Pos::new(HPos::Left, VPos::Bottom)),
+        ))
+        .map_err(figure_error)?;
+        root.draw(&Text::new(
+            figure.no_anomaly.to_string(),
+            (x, top + 20),
+            text_style(16.0, Pos::new(HPos::Left, VPos::Top)),
+        ))
+        .map_err(figure_error)?;
+        return Ok(());
+    };
+    root.draw(&Text::new(
+        format!(
+            "Anomaly map — dominant line {}",
+            line_caption(view.region.as_ref())
+        ),
+        (x, top - 10),
+        bold_style(18.0, Pos::new(HPos::Left, VPos::Bottom)),
+    ))
+    .map_err(figure_error)?;
+    let size = figure.size;
+    draw_map(root, (x, top, BPT_PANEL), size, |p| {
+        let v = f64::from(view.map[p]);
+        if v.is_nan() {
+            MASKED
+        } else {
+            ColourMap::Inferno.at(view.stretch.unit(v))
+        }
+    })?;
+    if let Some(o) = view.outline {
+        let px = f64::from(BPT_PANEL) / size as f64;
+        let cx = f64::from(x) + (o.col + 0.5) * px;
+        let cy = f64::from(top) + (size as f64 - 0.5 - o.row) * px;
+        root.draw(&Circle::new(
+            (cx.round() as i32, cy.round() as i32),
+            (o.radius * px).round().max(2.0) as i32,
+            OUTLINE.stroke_width(3),
+        ))
+        .map_err(figure_error)?;
+    }
+    draw_colourbar(
+        root,
+        (x + BPT_PANEL + 24, top, BPT_PANEL),
+        ColourMap::Inferno,
+        &view.stretch.ticks(),
+        "mean z² (log)",
+    )?;
+    let mut notes = Vec::new();
+    if let Some(r) = &view.region {
+        notes.push(format!(
+            "region: Δx {:+.1}″, Δy {:+.1}″ from the centre, {} arcsec²",
+            r.dx,
+            r.dy,
+            short_number(r.area)
+        ));
+    }
+    notes.push(match view.outline {
+        Some(o) => format!(
+            "cyan: circle of the region's area ({:.2}″/pixel{})",
+            o.pixel_arcsec,
+            if o.source == PixelScaleSource::Map {
+                ", scale from the map"
+            } else {
+                ""
+            }
+        ),
+        None => "region not drawn (no region or pixel scale)".to_string(),
+    });
+    for (i, note) in notes.iter().enumerate() {
+        root.draw(&Text::new(
+            note.clone(),
+            (x, top + BPT_PANEL + 10 + 22 * i as i32),
+            text_style(15.0, Pos::new(HPos::Left, VPos::Top)),
+        ))
+        .map_err(figure_error)?;
+    }
+    Ok(())
+}
+
 /// Renders the figure as PNG bytes.
 ///
 /// Errors when the maps do not match `lines`/`size`, or the line set lacks a BPT line (the BPT
@@ -161,11 +261,19 @@ pub fn galaxy_png(figure: &GalaxyFigure<'_>) -> Result<Vec<u8>> {
     {
         let root = BitMapBackend::with_buffer(&mut rgb, (w_px, h_px)).into_drawing_area();
         root.fill(&WHITE).map_err(figure_error)?;
-        root.draw(&Text::new(
-            format!(
+        let title = match figure.anomaly {
+            Some(view) => format!(
+                "{} — line maps, residuals and anomaly map (dominant line {})",
+                figure.plateifu,
+                line_caption(view.region.as_ref())
+            ),
+            None => format!(
                 "{} — line maps, reconstruction and residuals",
                 figure.plateifu
             ),
+        };
+        root.draw(&Text::new(
+            title,
             (LEFT, 18),
             bold_style(28.0, Pos::new(HPos::Left, VPos::Top)),
         ))
@@ -394,6 +502,7 @@ pub fn galaxy_png(figure: &GalaxyFigure<'_>) -> Result<Vec<u8>> {
             text_style(16.0, Pos::new(HPos::Left, VPos::Center)),
         ))
         .map_err(figure_error)?;
+        draw_anomaly(&root, figure, legend_x + 430, bpt_top)?;
         root.present().map_err(figure_error)?;
     }
     encode_png(&rgb, w_px, h_px)
@@ -435,6 +544,8 @@ mod tests {
             maps,
             stretch: Stretch::None,
             subtitle: "rank 1",
+            anomaly: None,
+            no_anomaly: "no anomaly map",
         };
         let png = galaxy_png(&figure).unwrap();
         assert_eq!(&png[1..4], b"PNG");
@@ -449,5 +560,67 @@ mod tests {
             })
             .is_err()
         );
+    }
+
+    #[test]
+    fn the_anomaly_panel_outlines_the_region() {
+        let lines: Vec<String> = oddcube_data::lines::PRESET_DR17
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let size = 8;
+        let n = lines.len() * size * size;
+        let x = vec![1.0f32; n];
+        let w = vec![1.0f32; n];
+        let zero = vec![0.0f32; n];
+        let maps = ResidualMaps {
+            x: &x,
+            xhat: &x,
+            w: &w,
+            residual: &zero,
+        };
+        let mut map = vec![1.0f32; size * size];
+        map[3 * size + 4] = 80.0;
+        let region = crate::plot::anomaly::Region {
+            dx: 0.5,
+            dy: -0.5,
+            area: 3.0,
+            line: "OIII-5008".to_string(),
+        };
+        let view = AnomalyView {
+            map: &map,
+            stretch: crate::plot::anomaly::AnomalyStretch::of(&map).unwrap(),
+            outline: crate::plot::anomaly::region_outline(&region, &map, size, Some(1.0)),
+            region: Some(region),
+        };
+        let outline_pixels = |png: &[u8]| {
+            let decoder = png::Decoder::new(std::io::Cursor::new(png));
+            let mut reader = decoder.read_info().unwrap();
+            let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+            let info = reader.next_frame(&mut buf).unwrap();
+            buf[..info.buffer_size()]
+                .chunks_exact(3)
+                .filter(|c| *c == [OUTLINE.0, OUTLINE.1, OUTLINE.2])
+                .count()
+        };
+        let figure = GalaxyFigure {
+            plateifu: "1-1",
+            lines: &lines,
+            size,
+            maps,
+            stretch: Stretch::None,
+            subtitle: "",
+            anomaly: Some(&view),
+            no_anomaly: "",
+        };
+        let with = outline_pixels(&galaxy_png(&figure).unwrap());
+        assert!(with > 100, "the region is outlined ({with} pixels)");
+        let without = galaxy_png(&GalaxyFigure {
+            anomaly: None,
+            no_anomaly: super::super::anomaly::NO_MAPS_FILE,
+            ..figure
+        })
+        .unwrap();
+        assert_eq!(outline_pixels(&without), 0);
     }
 }

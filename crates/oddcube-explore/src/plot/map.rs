@@ -4,7 +4,8 @@
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use super::{ColourMap, FONT, Scale, encode_png, figure_error, register_fonts, short_number};
+use super::colouring::{ColourStretch, colour_positions};
+use super::{ColourMap, FONT, encode_png, figure_error, register_fonts, short_number};
 use crate::project::ProjectionMethod;
 use oddcube_score::{Error, Result};
 
@@ -15,8 +16,10 @@ pub struct MapFigure<'a> {
     pub xy: &'a [[f32; 2]],
     /// Plate-ifu of each point (labels of the highlighted ones).
     pub plateifus: &'a [String],
-    /// Colour value of each point (a score; higher = more anomalous).
+    /// Colour value of each point.
     pub colour_by: &'a [f64],
+    /// The column `colour_by` came from: it picks the colour stretch ([`colour_rule`]).
+    pub column: &'a str,
     /// Label of the colour bar (with units).
     pub colour_label: &'a str,
     /// Indices of the points to ring and label (the top anomalies), most anomalous first.
@@ -74,13 +77,10 @@ pub fn map_png(figure: &MapFigure<'_>) -> Result<Vec<u8>> {
     let pad_x = ((x_hi - x_lo) * 0.05).max(1e-3);
     let pad_y = ((y_hi - y_lo) * 0.05).max(1e-3);
     // Anomaly scores have long tails: a linear colour scale paints all but a handful of galaxies
-    // the same colour, so positive scores spanning over two decades are coloured by their log.
-    let linear = Scale::percentile(figure.colour_by.iter().copied(), 1.0, 99.0);
-    let logarithmic = figure.colour_by.iter().all(|v| !v.is_finite() || *v > 0.0)
-        && linear.is_some_and(|s| s.lo > 0.0 && s.hi / s.lo > 100.0);
-    let tone = |v: f64| if logarithmic { v.log10() } else { v };
-    let scale = Scale::percentile(figure.colour_by.iter().map(|&v| tone(v)), 1.0, 99.0)
-        .unwrap_or(Scale { lo: 0.0, hi: 1.0 });
+    // the same colour. The stretch is chosen per column (log, rank or linear; see
+    // plot::colouring), the same rule the explorer's map uses.
+    let positions = colour_positions(figure.column, figure.colour_by);
+    let t_of = |i: usize| positions.t[i].unwrap_or(f64::NAN);
     let radius = if n <= 2_000 {
         4
     } else if n <= 30_000 {
@@ -120,16 +120,16 @@ pub fn map_png(figure: &MapFigure<'_>) -> Result<Vec<u8>> {
             .label_style((FONT, 18))
             .draw()
             .map_err(figure_error)?;
-        // Least anomalous first, so high scores are drawn on top.
+        // Least anomalous first, so anomalous galaxies are drawn on top.
         let mut order: Vec<usize> = (0..n).collect();
-        order.sort_by(|&a, &b| figure.colour_by[a].total_cmp(&figure.colour_by[b]));
+        order.sort_by(|&a, &b| t_of(a).total_cmp(&t_of(b)));
         chart
             .draw_series(
                 order
                     .iter()
                     .filter(|&&i| figure.xy[i][0].is_finite() && figure.xy[i][1].is_finite())
                     .map(|&i| {
-                        let c = ColourMap::Plasma.at(scale.unit(tone(figure.colour_by[i])));
+                        let c = ColourMap::Plasma.at(t_of(i));
                         Circle::new(
                             (figure.xy[i][0], figure.xy[i][1]),
                             radius,
@@ -183,12 +183,7 @@ pub fn map_png(figure: &MapFigure<'_>) -> Result<Vec<u8>> {
         for k in 0..=4 {
             let t = f64::from(k) / 4.0;
             let ty = by + ((1.0 - t) * f64::from(bh - 1)) as i32;
-            let value = scale.lo + t * (scale.hi - scale.lo);
-            let value = if logarithmic {
-                10f64.powf(value)
-            } else {
-                value
-            };
+            let value = positions.value_at(t, figure.colour_by);
             bar_area
                 .draw(&PathElement::new(
                     vec![(bx + bw, ty), (bx + bw + 6, ty)],
@@ -228,10 +223,12 @@ pub fn map_png(figure: &MapFigure<'_>) -> Result<Vec<u8>> {
         }
         bar_area
             .draw(&Text::new(
-                if logarithmic {
-                    "(1st–99th pct, log scale)"
-                } else {
-                    "(1st–99th pct)"
+                match (positions.rule.stretch, positions.rule.reversed) {
+                    (ColourStretch::Log, false) => "(1st–99th pct, log scale)",
+                    (ColourStretch::Log, true) => "(1st–99th pct, log scale, low = bright)",
+                    (ColourStretch::Rank, _) => "(rank scale)",
+                    (ColourStretch::Linear, false) => "(1st–99th pct)",
+                    (ColourStretch::Linear, true) => "(1st–99th pct, low = bright)",
                 },
                 (10, by + bh + 20),
                 TextStyle::from((FONT, 16)).pos(Pos::new(HPos::Left, VPos::Top)),
@@ -264,6 +261,7 @@ mod tests {
             xy: &xy,
             plateifus: &names,
             colour_by: &scores,
+            column: "recon",
             colour_label: "recon",
             highlight: &[49, 48],
             method: ProjectionMethod::Umap,

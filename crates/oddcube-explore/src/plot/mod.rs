@@ -5,7 +5,9 @@
 //! Figures are drawn with `plotters` into an in-memory RGB buffer and encoded here with `png`, so
 //! the CLI can write them atomically and the server can send them without touching the disk.
 
+pub mod anomaly;
 pub mod bpt;
+pub mod colouring;
 pub mod figures;
 pub mod galaxy;
 pub mod map;
@@ -50,6 +52,9 @@ pub enum ColourMap {
     Plasma,
     /// Diverging (residuals): blue negative, white zero, red positive.
     Diverging,
+    /// Sequential, for anomaly maps: black → red → yellow, so a hot spot reads as heat and
+    /// stays distinct from the masked grey and from the flux maps' viridis.
+    Inferno,
 }
 
 impl ColourMap {
@@ -62,6 +67,7 @@ impl ColourMap {
         let c = match self {
             ColourMap::Viridis => colorous::VIRIDIS.eval_continuous(t),
             ColourMap::Plasma => colorous::PLASMA.eval_continuous(t),
+            ColourMap::Inferno => colorous::INFERNO.eval_continuous(t),
             // colorous RED_BLUE runs red → blue; flip so positive residuals are red.
             ColourMap::Diverging => colorous::RED_BLUE.eval_continuous(1.0 - t),
         };

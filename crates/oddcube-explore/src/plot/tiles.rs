@@ -6,6 +6,7 @@
 
 use oddcube_data::bpt::BptClass;
 
+use super::anomaly::{AnomalyStretch, RegionOutline};
 use super::{ColourMap, MASKED, Scale, encode_png};
 use oddcube_score::{Error, Result};
 
@@ -59,6 +60,51 @@ pub fn map_tile(
         };
         [c.0, c.1, c.2]
     })
+}
+
+/// Colour of the region outline on anomaly maps: cyan is far from every inferno colour and
+/// from the masked grey.
+pub const OUTLINE: [u8; 3] = [0, 230, 255];
+
+/// An anomaly-map tile: `map` (NaN = masked, grey) on the logarithmic `stretch` with the
+/// inferno colour map, and the anomalous region, when given, outlined as a circle.
+///
+/// Errors on a length mismatch or a zoom outside `1..=MAX_ZOOM`.
+pub fn anomaly_tile(
+    map: &[f32],
+    size: usize,
+    stretch: AnomalyStretch,
+    outline: Option<&RegionOutline>,
+    zoom: usize,
+) -> Result<Vec<u8>> {
+    oddcube_score::error::check_len("anomaly map", map.len(), size * size)?;
+    check_zoom(zoom)?;
+    let side = size * zoom;
+    let mut rgb = vec![0u8; side * side * 3];
+    for (out_row, chunk) in rgb.chunks_exact_mut(side * 3).enumerate() {
+        for (out_col, px) in chunk.chunks_exact_mut(3).enumerate() {
+            let p = (size - 1 - out_row / zoom) * size + out_col / zoom;
+            let v = f64::from(map[p]);
+            let c = if v.is_nan() {
+                MASKED
+            } else {
+                ColourMap::Inferno.at(stretch.unit(v))
+            };
+            let mut colour = [c.0, c.1, c.2];
+            if let Some(o) = outline {
+                // This output pixel's centre in map coordinates (column, row; row 0 south).
+                let col = (out_col as f64 + 0.5) / zoom as f64 - 0.5;
+                let row = size as f64 - 0.5 - (out_row as f64 + 0.5) / zoom as f64;
+                let distance = (col - o.col).hypot(row - o.row);
+                // A ring about 1.5 output pixels wide, whatever the zoom.
+                if ((distance - o.radius) * zoom as f64).abs() <= 0.75 {
+                    colour = OUTLINE;
+                }
+            }
+            px.copy_from_slice(&colour);
+        }
+    }
+    encode_png(&rgb, side as u32, side as u32)
 }
 
 /// A BPT class tile (grey where masked).
@@ -146,6 +192,52 @@ mod tests {
             )
             .is_err()
         );
+    }
+
+    #[test]
+    fn anomaly_tiles_outline_the_region_and_grey_the_mask() {
+        // 8×8 map, NaN at the south-west corner; a circle of radius 2 around (col 5, row 2).
+        let mut map = vec![1.0f32; 64];
+        map[0] = f32::NAN;
+        map[2 * 8 + 5] = 100.0;
+        let stretch = AnomalyStretch::of(&map).unwrap();
+        let outline = RegionOutline {
+            col: 5.0,
+            row: 2.0,
+            radius: 2.0,
+            pixel_arcsec: 1.0,
+            source: super::super::anomaly::PixelScaleSource::Dataset,
+        };
+        let zoom = 4;
+        let (w, _, rgb) = decode(&anomaly_tile(&map, 8, stretch, Some(&outline), zoom).unwrap());
+        assert_eq!(w, 32);
+        let px = |x: usize, y: usize| {
+            [
+                rgb[(y * 32 + x) * 3],
+                rgb[(y * 32 + x) * 3 + 1],
+                rgb[(y * 32 + x) * 3 + 2],
+            ]
+        };
+        assert_eq!(
+            px(0, 31),
+            [MASKED.0, MASKED.1, MASKED.2],
+            "masked south-west corner"
+        );
+        // Map (col 5, row 2) is output column 5·4+2, row (8−1−2)·4+2.
+        let (cx, cy) = (22usize, 22usize);
+        let hot = ColourMap::Inferno.at(1.0);
+        assert_eq!(
+            px(cx, cy),
+            [hot.0, hot.1, hot.2],
+            "the peak is the bright end"
+        );
+        assert_eq!(px(cx + 8, cy), OUTLINE, "ring 2 pixels east of the centre");
+        assert_eq!(px(cx, cy - 8), OUTLINE, "ring 2 pixels north of the centre");
+        assert_ne!(px(cx + 4, cy), OUTLINE, "no ring inside");
+        let plain = decode(&anomaly_tile(&map, 8, stretch, None, zoom).unwrap()).2;
+        assert!(!plain.chunks_exact(3).any(|c| c == OUTLINE));
+        assert!(anomaly_tile(&map[..5], 8, stretch, None, 1).is_err());
+        assert!(anomaly_tile(&map, 8, stretch, None, 0).is_err());
     }
 
     #[test]

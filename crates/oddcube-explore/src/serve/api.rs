@@ -14,6 +14,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::{AppState, GalaxyMaps};
+use crate::plot::anomaly::{NO_MAPS_FILE, PixelScaleSource, line_caption};
+use crate::plot::colouring::{ColourStretch, colour_positions};
 use crate::plot::{ColourMap, Scale, bpt, tiles};
 use oddcube_score::feedback::UserLabel;
 use oddcube_score::knn::{self, LatentView, Metric};
@@ -93,6 +95,7 @@ pub async fn summary(State(state): State<Arc<AppState>>) -> ApiResult<Json<Value
         "n_residuals": state.residuals.as_ref().map(|r| r.len()).unwrap_or(0),
         "has_dataset": state.dataset.is_some(),
         "has_model": state.reconstructor.is_some(),
+        "has_anomaly_maps": state.has_anomaly_maps(),
         "projection": state.projection.as_ref().map(|p| p.info.method.to_string()),
         "ifu_sizes": ifu_sizes,
         "kinds": kinds,
@@ -168,6 +171,7 @@ fn row_json(
         "rank": catalog.u32("rank").and_then(|v| v.get(row)),
         "ifu_size": catalog.u32("ifu_size").and_then(|v| v.get(row)),
         "fdr_flag": catalog.bool("fdr_flag").and_then(|v| v.get(row)),
+        "pvalue": catalog.f64("pvalue").and_then(|v| v.get(row)),
         "qvalue": catalog.f64("qvalue").and_then(|v| v.get(row)),
         "scores": scores,
         "label": label.map(|l| l.label.name()),
@@ -358,7 +362,7 @@ pub async fn galaxy(
         obj.insert("ra".into(), json!(ra));
         obj.insert("dec".into(), json!(dec));
         obj.insert("z".into(), json!(f("z")));
-        obj.insert("pvalue".into(), json!(f("pvalue")));
+        obj.insert("anomaly".into(), anomaly_json(&state, row));
         obj.insert(
             "n_good".into(),
             json!(catalog.u32("n_good").and_then(|v| v.get(row))),
@@ -384,6 +388,49 @@ pub async fn galaxy(
         );
     }
     Ok(Json(value))
+}
+
+/// The galaxy page's anomaly-map block: whether there is a map (and why not), the localized
+/// score, the region (catalogue values and its outline in grid pixels) and the map's stretch.
+fn anomaly_json(state: &AppState, row: usize) -> Value {
+    let catalog = &state.results.catalog;
+    let local = catalog.f64("local").and_then(|v| v.get(row)).copied();
+    let Some(view) = state.anomaly_view(row) else {
+        let reason = if state.has_anomaly_maps() {
+            "no anomaly map for this galaxy (no usable pixels)"
+        } else {
+            NO_MAPS_FILE
+        };
+        return json!({ "available": false, "reason": reason, "local": local });
+    };
+    let region = view.region.as_ref().map(|r| {
+        json!({
+            "dx": r.dx,
+            "dy": r.dy,
+            "area": r.area,
+            "line": (!r.line.is_empty()).then_some(r.line.as_str()),
+        })
+    });
+    let outline = view.outline.map(|o| {
+        json!({
+            "col": o.col,
+            "row": o.row,
+            "radius": o.radius,
+            "pixel_arcsec": o.pixel_arcsec,
+            "pixel_scale_from": match o.source {
+                PixelScaleSource::Dataset => "dataset",
+                PixelScaleSource::Map => "map",
+            },
+        })
+    });
+    json!({
+        "available": true,
+        "local": local,
+        "region": region,
+        "outline": outline,
+        "line": line_caption(view.region.as_ref()),
+        "stretch": { "kind": "log", "lo": view.stretch.lo, "hi": view.stretch.hi },
+    })
 }
 
 impl AppState {
@@ -451,8 +498,8 @@ fn png_response(bytes: Vec<u8>) -> Response {
     response
 }
 
-/// A PNG tile: `kind` ∈ input | recon | residual | bpt-input | bpt-recon; `line` is a line name
-/// (or anything for BPT tiles) with an optional `.png` suffix.
+/// A PNG tile: `kind` ∈ input | recon | residual | bpt-input | bpt-recon | anomaly; `line` is a
+/// line name (or anything for BPT and anomaly tiles) with an optional `.png` suffix.
 pub async fn tile(
     State(state): State<Arc<AppState>>,
     path: std::result::Result<Path<(String, String, String)>, PathRejection>,
@@ -462,6 +509,26 @@ pub async fn tile(
     let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let row = find_row(&state, &plateifu)?;
     let zoom = query.zoom.unwrap_or(4);
+    if kind == "anomaly" {
+        // The anomaly map lives in the RESULTS directory, not with the line maps: it is shown
+        // even when neither residuals nor a dataset are there.
+        let view = state.anomaly_view(row).ok_or_else(|| {
+            ApiError::not_found(if state.has_anomaly_maps() {
+                format!("no anomaly map for {plateifu} (no usable pixels)")
+            } else {
+                NO_MAPS_FILE.to_string()
+            })
+        })?;
+        let bytes = tiles::anomaly_tile(
+            view.map,
+            state.size,
+            view.stretch,
+            view.outline.as_ref(),
+            zoom,
+        )
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+        return Ok(png_response(bytes));
+    }
     let maps: GalaxyMaps = state.galaxy_maps(row).ok_or_else(|| {
         ApiError::not_found(format!(
             "no maps for {plateifu}: store them with `oddcube score --residuals all`, or start serve with --data DATASET"
@@ -535,7 +602,7 @@ pub async fn tile(
         }
         other => {
             return Err(ApiError::not_found(format!(
-                "unknown tile kind {other:?} (input, recon, residual, bpt-input, bpt-recon)"
+                "unknown tile kind {other:?} (input, recon, residual, bpt-input, bpt-recon, anomaly)"
             )));
         }
     }
@@ -543,12 +610,13 @@ pub async fn tile(
     Ok(png_response(bytes))
 }
 
-/// A colour-bar strip: `viridis`, `plasma` or `diverging` (with optional `.png`).
+/// A colour-bar strip: `viridis`, `plasma`, `inferno` or `diverging` (with optional `.png`).
 pub async fn colourbar(Path(name): Path<String>) -> ApiResult<Response> {
     let cmap = match name.strip_suffix(".png").unwrap_or(&name) {
         "viridis" => ColourMap::Viridis,
         "plasma" => ColourMap::Plasma,
         "diverging" => ColourMap::Diverging,
+        "inferno" => ColourMap::Inferno,
         other => return Err(ApiError::not_found(format!("unknown colour map {other:?}"))),
     };
     Ok(png_response(
@@ -589,6 +657,10 @@ pub async fn map(
             })
         })
         .collect();
+    // Where each point falls on the colour scale is decided here, by the same per-column rule
+    // as `oddcube plot map` (plot::colouring), so the page and the figure agree.
+    let values: Vec<f64> = colour.iter().map(|v| v.unwrap_or(f64::NAN)).collect();
+    let positions = colour_positions(&name, &values);
     let ranks: Vec<Option<u32>> = rows
         .iter()
         .map(|r| r.and_then(|r| catalog.u32("rank").and_then(|v| v.get(r).copied())))
@@ -600,6 +672,11 @@ pub async fn map(
         x: Vec<f32>,
         y: Vec<f32>,
         c: Vec<Option<f64>>,
+        t: Vec<Option<f64>>,
+        stretch: ColourStretch,
+        reversed: bool,
+        low_end: f64,
+        high_end: f64,
         plateifu: &'a [String],
         rank: Vec<Option<u32>>,
     }
@@ -609,6 +686,11 @@ pub async fn map(
         x: projection.xy.iter().map(|p| p[0]).collect(),
         y: projection.xy.iter().map(|p| p[1]).collect(),
         c: colour,
+        t: positions.t,
+        stretch: positions.rule.stretch,
+        reversed: positions.rule.reversed,
+        low_end: positions.low_end,
+        high_end: positions.high_end,
         plateifu: &projection.plateifus,
         rank: ranks,
     };

@@ -23,7 +23,9 @@ use oddcube_data::dataset::Dataset;
 use oddcube_data::preprocess::Stretch;
 use tower_http::limit::RequestBodyLimitLayer;
 
+use crate::plot::anomaly::AnomalyView;
 use crate::project::Projection;
+use oddcube_score::anomaly_map::{ANOMALY_MAPS_FILE, AnomalyMaps};
 use oddcube_score::feedback::LabelStore;
 use oddcube_score::results::{Residuals, Results};
 use oddcube_score::{Error, Result};
@@ -59,6 +61,10 @@ pub struct AppState {
     /// Catalogue row of each projection point.
     projection_rows: Vec<Option<usize>>,
     labels: Mutex<LabelStore>,
+    /// The anomaly maps (`None`: results scored before the maps existed).
+    anomaly_maps: Option<AnomalyMaps>,
+    /// Index into `anomaly_maps` of each catalogue row (by plate-ifu).
+    anomaly_rows: Vec<Option<usize>>,
     score_columns: Vec<String>,
     lines: Vec<String>,
     size: usize,
@@ -112,6 +118,8 @@ impl AppState {
         let residuals = Residuals::open(&sources.results)?;
         let projection = Projection::read(&sources.results)?;
         let labels = LabelStore::open(&sources.results)?;
+        // Absent in results scored before the maps existed: they serve without them.
+        let anomaly_maps = AnomalyMaps::read(&sources.results)?;
         let dataset = match &sources.dataset {
             Some(dir) => Some(Dataset::open(dir).map_err(|e| data_error(dir, e))?),
             None => None,
@@ -158,6 +166,29 @@ impl AppState {
                 "lines or grid differ from manifest.json",
             ));
         }
+        if let Some(maps) = &anomaly_maps
+            && (maps.lines != lines || maps.size != size)
+        {
+            return Err(data_error(
+                &sources.results.join(ANOMALY_MAPS_FILE),
+                "lines or grid differ from manifest.json",
+            ));
+        }
+        let anomaly_rows = anomaly_maps
+            .as_ref()
+            .map(|maps| {
+                let index: HashMap<&str, usize> = maps
+                    .plateifus
+                    .iter()
+                    .enumerate()
+                    .map(|(i, p)| (p.as_str(), i))
+                    .collect();
+                plateifus
+                    .iter()
+                    .map(|p| index.get(p.as_str()).copied())
+                    .collect()
+            })
+            .unwrap_or_else(|| vec![None; plateifus.len()]);
         let row_index: HashMap<&str, usize> = plateifus
             .iter()
             .enumerate()
@@ -201,6 +232,8 @@ impl AppState {
             projection,
             projection_rows,
             labels: Mutex::new(labels),
+            anomaly_maps,
+            anomaly_rows,
             score_columns,
             lines,
             size,
@@ -259,6 +292,40 @@ impl AppState {
             residual,
             source,
         })
+    }
+
+    /// True when the RESULTS directory has anomaly maps at all (older results do not).
+    pub fn has_anomaly_maps(&self) -> bool {
+        self.anomaly_maps.is_some()
+    }
+
+    /// The anomaly map of catalogue row `row` (`size²` values, NaN = unusable), or `None` when
+    /// the results have no maps or none for this galaxy.
+    pub fn anomaly_map(&self, row: usize) -> Option<&[f32]> {
+        let maps = self.anomaly_maps.as_ref()?;
+        let i = (*self.anomaly_rows.get(row)?)?;
+        Some(maps.galaxy(i).0)
+    }
+
+    /// The grid's pixel scale (arcsec) of catalogue row `row` from the attached dataset, when
+    /// the dataset has the galaxy and records its box.
+    pub fn pixel_arcsec(&self, row: usize) -> Option<f64> {
+        let dataset = self.dataset.as_ref()?;
+        let galaxy = dataset.galaxies.get((*self.dataset_rows.get(row)?)?)?;
+        let pixel = galaxy.pixel_arcsec(self.size);
+        (pixel.is_finite() && pixel > 0.0).then_some(pixel)
+    }
+
+    /// Catalogue row `row`'s anomaly map with its stretch and region outline; `None` when
+    /// there is no map for it.
+    pub fn anomaly_view(&self, row: usize) -> Option<AnomalyView<'_>> {
+        AnomalyView::new(
+            self.anomaly_map(row)?,
+            self.size,
+            &self.results.catalog,
+            row,
+            self.pixel_arcsec(row),
+        )
     }
 
     fn reconstruct(&self, row: usize, x: &[f32], w: &[f32]) -> Option<Arc<Vec<f32>>> {
