@@ -90,6 +90,19 @@ try {
   await page.goto(server.url + "#/");
   await page.waitForSelector("[data-testid=catalog] tbody tr");
 
+  // p- and q-values in the table, in scientific notation; the FDR filter shows the flagged ones.
+  const pCell = await page.$eval("[data-testid=catalog] tbody tr td:nth-child(" + ((await page.$$eval("[data-testid=catalog] th", (ths) => ths.findIndex((th) => th.dataset.sort === "pvalue"))) + 1) + ")", (td) => td.textContent);
+  check(/^(0|\d\.\d\de[-+]\d+)$/.test(pCell.trim()), `p-value in scientific notation (${pCell.trim()})`);
+  const nFlagged = await page.evaluate(() => fetch("/api/summary").then((r) => r.json()).then((s) => s.n_flagged));
+  await page.check("[data-testid=flag-filter]");
+  await page.waitForFunction(() => location.hash.includes("flag=1"));
+  await page.waitForFunction((n) => document.querySelector("[data-testid=page-info]")?.textContent.includes(`of ${n}`), nFlagged);
+  const flaggedRows = await page.$$eval("[data-testid=catalog] tbody tr", (trs) => trs.map((tr) => tr.classList.contains("flagged")));
+  check(flaggedRows.length === Math.min(50, nFlagged) && flaggedRows.every(Boolean), `FDR-flagged only shows the ${nFlagged} flagged galaxies`);
+  await page.screenshot({ path: join(shots, "1b-flagged.png"), fullPage: false });
+  await page.goto(server.url + "#/");
+  await page.waitForSelector("[data-testid=catalog] tbody tr:nth-child(2)");
+
   // 2. Open the top anomaly and see its maps.
   const top = page.locator("[data-testid=galaxy-link]").first();
   const topId = (await top.textContent()).trim();
@@ -102,6 +115,13 @@ try {
   check(tiles === 19 && residualTiles === 19, `19 input and 19 residual maps loaded (got ${tiles}, ${residualTiles})`);
   await page.waitForFunction(() => { const img = document.querySelector("[data-testid=bpt-input]"); return img && img.complete && img.naturalWidth > 0; });
   check(await page.locator("[data-testid=line-shares] rect").count() === 19, "per-line χ² shares drawn for 19 lines");
+  // The anomaly map, its region's dominant line, and the calibrated score with p and q.
+  await page.waitForFunction(() => { const img = document.querySelector("[data-testid=anomaly-map]"); return img && img.complete && img.naturalWidth > 0; });
+  const detail = await page.evaluate((id) => fetch("/api/galaxy/" + encodeURIComponent(id)).then((r) => r.json()), topId);
+  const lineText = (await page.textContent("[data-testid=dominant-line]")).trim();
+  check(detail.anomaly.available && detail.lines.includes(detail.anomaly.line) && lineText === `dominant line: ${detail.anomaly.line}`, `anomaly map shown, ${lineText}`);
+  const verdict = await page.textContent("[data-testid=score-summary]");
+  check(/score .* p = (0|\d\.\d\de[-+]\d+) · q = (0|\d\.\d\de[-+]\d+)/.test(verdict), `score, p and q shown: ${verdict.trim()}`);
   await page.screenshot({ path: join(shots, "2-galaxy.png"), fullPage: true });
 
   // 3. Click a neighbour.
