@@ -221,4 +221,32 @@ mod tests {
             Stretch::parse("asinh").unwrap()
         );
     }
+
+    /// The metric and projection names were parsed case-insensitively before they became enums.
+    #[test]
+    fn metric_and_method_ignore_letter_case() {
+        use clap::Parser;
+
+        #[derive(Parser)]
+        #[command(no_binary_name = true)]
+        struct Similar {
+            #[command(flatten)]
+            args: crate::cmd::similar::Args,
+        }
+        #[derive(Parser)]
+        #[command(no_binary_name = true)]
+        struct Project {
+            #[command(flatten)]
+            args: crate::cmd::project::Args,
+        }
+        let metric = |name: &str| {
+            Similar::try_parse_from(["results", "8485-1901", "--metric", name])
+                .map(|s| s.args.metric)
+        };
+        assert_eq!(metric("L2").unwrap(), LatentMetric::Euclidean);
+        assert_eq!(metric("Cosine").unwrap(), LatentMetric::Cosine);
+        assert!(metric("manhattan").is_err());
+        let method = Project::try_parse_from(["results", "--method", "PCA"]).unwrap();
+        assert_eq!(method.args.method, crate::cmd::project::MethodArg::Pca);
+    }
 }

@@ -33,8 +33,9 @@ impl From<MethodArg> for ProjectionMethod {
 pub struct Args {
     /// RESULTS directory written by `oddcube score` (projection.csv/json are written into it).
     pub results: PathBuf,
-    /// `umap` (neighbour graph + seeded layout from a PCA start) or `pca` (first two components).
-    #[arg(long, value_enum, default_value_t = MethodArg::Umap)]
+    /// `umap` (neighbour graph + seeded layout from a PCA start) or `pca` (first two components);
+    /// any letter case.
+    #[arg(long, value_enum, ignore_case = true, default_value_t = MethodArg::Umap)]
     pub method: MethodArg,
     /// Seed of the layout: the same latents and seed give the same map.
     #[arg(long, default_value_t = 0)]

@@ -37,8 +37,8 @@ pub struct Args {
     /// Number of neighbours.
     #[arg(short, long, default_value_t = 10)]
     pub k: usize,
-    /// Latent metric.
-    #[arg(long, value_enum, default_value_t = LatentMetric::Euclidean)]
+    /// Latent metric (`l2` is euclidean; any letter case).
+    #[arg(long, value_enum, ignore_case = true, default_value_t = LatentMetric::Euclidean)]
     pub metric: LatentMetric,
     /// Output format.
     #[arg(long, value_enum, default_value_t = SimilarFormat::Table)]
