@@ -813,6 +813,27 @@ mod tests {
     }
 
     #[test]
+    fn stored_null_round_trip() {
+        let (values, covariates) = null_galaxies(50, 7);
+        let names: Vec<String> = (0..4).map(|i| format!("1-{i}")).collect();
+        let calibration =
+            Calibration::fit(&values, &covariates, vec![0.1, 0.0], 3, "validation", names).unwrap();
+        let null = StoredNull {
+            calibration,
+            reference: (0..8).map(|i| i as f32 * 0.5).collect(),
+            latent_dim: 2,
+        };
+        let dir = tempfile::tempdir().unwrap();
+        assert!(StoredNull::read(dir.path()).unwrap().is_none());
+        null.write(dir.path()).unwrap();
+        assert_eq!(StoredNull::read(dir.path()).unwrap().unwrap(), null);
+        // A reference file that disagrees with the names is an error naming the file.
+        write_npy_f32(&dir.path().join(REFERENCE_LATENTS_FILE), &[0.0; 6], 3, 2).unwrap();
+        let err = StoredNull::read(dir.path()).unwrap_err().to_string();
+        assert!(err.contains(REFERENCE_LATENTS_FILE), "{err}");
+    }
+
+    #[test]
     fn upper_sigma_follows_the_upper_tail() {
         // Symmetric: equal to the MAD-σ. Right-skewed (upper side twice as wide): twice it.
         let sym: Vec<f64> = (-50..=50).map(f64::from).collect();

@@ -49,6 +49,7 @@ pub mod lof;
 pub mod merge;
 pub mod metrics;
 pub mod pca;
+pub mod pipeline;
 pub mod provenance;
 pub mod purity;
 pub mod results;

@@ -10,6 +10,7 @@ use oddcube_data::merge::find_parts;
 use crate::anomaly_map::AnomalyMaps;
 use crate::calibration::StoredNull;
 use crate::error::{Error, Result};
+use crate::pipeline::{ResultsContent, write_results};
 use crate::results::{Residuals, ResidualsWriter, Results, invalid};
 use crate::score::{ResidualSelection, ScoreSettings, finalize_population_scores, residual_rows};
 
@@ -198,11 +199,16 @@ pub fn merge_results(
         maps.value.extend_from_slice(value);
         maps.line.extend_from_slice(line);
     }
-    maps.write(out)?;
-    if let Some(null) = &null {
-        null.write(out)?;
-    }
-    Results::write(out, &manifest, &catalog, &latents)?;
+    write_results(
+        out,
+        &ResultsContent {
+            manifest: &manifest,
+            catalog: &catalog,
+            latents: &latents,
+            maps: &maps,
+            null: null.as_ref(),
+        },
+    )?;
     Ok(MergedResults {
         n_galaxies: catalog.len(),
         n_parts: opened.len(),

@@ -5,7 +5,9 @@ use std::path::Path;
 
 use anyhow::Context;
 use oddcube_data::Cubes;
+use oddcube_data::dataset::{Dataset, hash_hex};
 use oddcube_model::Model;
+use oddcube_model::checkpoint::{BEST_WEIGHTS, CONFIG};
 use oddcube_score::score::Autoencoder;
 
 /// A trained [`Model`] as an [`Autoencoder`], run `batch` galaxies at a time.
@@ -26,6 +28,45 @@ impl ModelScorer {
             .with_context(|| format!("loading model {}", dir.display()))?;
         Ok(ModelScorer { model, batch })
     }
+}
+
+impl ModelScorer {
+    /// Errors when `dataset` (at `data_dir`) has another line set than the model was trained on;
+    /// notes when it is not the dataset the model was trained on.
+    pub fn check_dataset(
+        &self,
+        model_dir: &Path,
+        dataset: &Dataset,
+        data_dir: &Path,
+    ) -> anyhow::Result<()> {
+        let config = self.model.config();
+        let lines = &dataset.manifest.lines.lines;
+        if !config.data.lines.is_empty() && &config.data.lines != lines {
+            anyhow::bail!(
+                "model {} was trained on lines [{}] but dataset {} has [{}]",
+                model_dir.display(),
+                config.data.lines.join(", "),
+                data_dir.display(),
+                lines.join(", ")
+            );
+        }
+        if !config.data.manifest_hash.is_empty()
+            && config.data.manifest_hash != dataset.manifest_hash()
+        {
+            tracing::info!("scoring a dataset other than the one the model was trained on");
+        }
+        Ok(())
+    }
+}
+
+/// xxh3-128 of the model's config and best weights: identifies the exact network scored with.
+pub fn model_hash(dir: &Path) -> anyhow::Result<String> {
+    let mut bytes = Vec::new();
+    for name in [CONFIG, BEST_WEIGHTS] {
+        let path = dir.join(name);
+        bytes.extend(std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?);
+    }
+    Ok(hash_hex(&bytes))
 }
 
 impl Autoencoder for ModelScorer {

@@ -1,0 +1,285 @@
+//! The scoring run from a dataset to a RESULTS directory, and the one writer both a run and
+//! `merge` finish with: what `oddcube score` does between parsing its arguments and printing.
+//!
+//! [`score_dataset`] scores a dataset (or one shard of it) with an [`Autoencoder`]: per-galaxy
+//! scores and maps, the population columns from the stored null (or a population null), the
+//! user's label feedback, residual maps, then [`write_results`]. A shard's part gets everything
+//! a galaxy has on its own — with a stored null that includes `score` and `pvalue` — and
+//! `oddcube merge` ([`crate::merge::merge_results`]) finishes the population columns and writes
+//! through the same [`write_results`], so merged = unsharded is promised from one place.
+
+use std::path::{Path, PathBuf};
+
+use oddcube_data::dataset::Dataset;
+use oddcube_data::{Progress, Shard};
+
+use crate::anomaly_map::AnomalyMaps;
+use crate::calibration::StoredNull;
+use crate::error::{Error, Result};
+use crate::feedback::{DemoteOptions, LabelStore, demote_scores};
+use crate::knn::{LatentView, Metric};
+use crate::results::{
+    Catalog, Column, RESIDUALS_FILE, RESULTS_FORMAT, Results, ResultsManifest, invalid,
+};
+use crate::score::{
+    Autoencoder, MapSettings, NullUsed, PValueMethod, ResidualSelection, ScoreSettings,
+    apply_stored_null, finalize_population_scores, ranks, residual_rows, score_galaxies,
+    write_residuals,
+};
+
+/// Everything a RESULTS directory holds except the residual maps (written before, by whoever
+/// has them: a run reconstructs them, a merge copies them from the parts).
+pub struct ResultsContent<'a> {
+    /// Its manifest (written last: a directory with a manifest is complete).
+    pub manifest: &'a ResultsManifest,
+    /// The catalogue.
+    pub catalog: &'a Catalog,
+    /// Latents `[n, D]`, catalogue order.
+    pub latents: &'a [f32],
+    /// Anomaly maps, catalogue order.
+    pub maps: &'a AnomalyMaps,
+    /// The stored null the scores used, copied so that a merge of parts finds it.
+    pub null: Option<&'a StoredNull>,
+}
+
+/// Writes a RESULTS directory's anomaly maps, null and then catalogue, latents and manifest.
+pub fn write_results(out: &Path, content: &ResultsContent<'_>) -> Result<()> {
+    std::fs::create_dir_all(out).map_err(|source| Error::Io {
+        path: out.to_path_buf(),
+        source,
+    })?;
+    content.maps.write(out)?;
+    if let Some(null) = content.null {
+        null.write(out)?;
+    }
+    Results::write(out, content.manifest, content.catalog, content.latents)
+}
+
+/// One `oddcube score` run.
+pub struct ScoreJob<'a> {
+    /// The model, behind the scoring trait.
+    pub model: &'a dyn Autoencoder,
+    /// Its directory (for the stored null and the manifest).
+    pub model_dir: &'a Path,
+    /// Identifies the exact network (the manifest's `model_hash`).
+    pub model_hash: String,
+    /// The dataset to score.
+    pub dataset: &'a Dataset,
+    /// Its directory (for the manifest).
+    pub dataset_dir: &'a Path,
+    /// The RESULTS directory (a shard writes `out/part-i-of-n/`).
+    pub out: &'a Path,
+    /// The shard to score.
+    pub shard: Shard,
+    /// Population settings.
+    pub settings: ScoreSettings,
+    /// Residual maps to store.
+    pub residuals: ResidualSelection,
+    /// The user's labels (`labels.csv`) to demote artefacts and normal galaxies with.
+    pub labels: Option<&'a Path>,
+    /// The command line, for provenance.
+    pub created_by: String,
+}
+
+/// What a scoring run did.
+pub struct ScoreReport {
+    /// Where the RESULTS went.
+    pub out: PathBuf,
+    /// The catalogue written.
+    pub catalog: Catalog,
+    /// Its manifest.
+    pub manifest: ResultsManifest,
+    /// Whether this was one shard of several (population columns left to `merge`).
+    pub sharded: bool,
+    /// Labels that named a catalogue galaxy, when labels were applied.
+    pub labels_applied: Option<usize>,
+    /// Galaxies without usable pixels (NaN scores, never flagged, ranked last).
+    pub unscored: usize,
+}
+
+/// Name of a latent metric as the manifest records it.
+pub fn metric_name(metric: Metric) -> &'static str {
+    match metric {
+        Metric::Euclidean => "euclidean",
+        Metric::Cosine => "cosine",
+    }
+}
+
+/// Runs a scoring job (see the module docs).
+pub fn score_dataset(job: &ScoreJob<'_>, progress: &dyn Progress) -> Result<ScoreReport> {
+    let settings = &job.settings;
+    if !(settings.fdr > 0.0 && settings.fdr <= 1.0) {
+        return Err(Error::InvalidParameter {
+            name: "fdr".to_string(),
+            value: settings.fdr.to_string(),
+            reason: "must lie in (0, 1]".to_string(),
+        });
+    }
+    let dataset = job.dataset;
+    let sharded = job.shard.count > 1;
+    if sharded && job.labels.is_some() {
+        return Err(Error::InvalidParameter {
+            name: "labels".to_string(),
+            value: job.shard.to_string(),
+            reason: "labels need the whole population: score without --shard (or re-score after `oddcube merge`)".to_string(),
+        });
+    }
+    let lines = dataset.manifest.lines.lines.clone();
+    let rows: Vec<usize> = (0..dataset.galaxies.len())
+        .filter(|&i| job.shard.contains(&dataset.galaxies[i].plateifu))
+        .collect();
+    let out = if sharded {
+        job.out.join(job.shard.part_name())
+    } else {
+        job.out.to_path_buf()
+    };
+    let null = StoredNull::read(job.model_dir)?;
+    let map_settings = MapSettings {
+        floors: null
+            .as_ref()
+            .map(|n| n.calibration.floors.clone())
+            .unwrap_or_default(),
+    };
+    let mut scored = score_galaxies(
+        job.model,
+        &dataset.cubes,
+        &dataset.galaxies,
+        &lines,
+        &rows,
+        &map_settings,
+        progress,
+    )?;
+    let mut used: Option<NullUsed> = None;
+    let mut labels_applied = None;
+    if !sharded {
+        used = Some(finalize_population_scores(
+            &mut scored.catalog,
+            &scored.latents,
+            scored.latent_dim,
+            settings,
+            null.as_ref(),
+            progress,
+        )?);
+        if let Some(path) = job.labels {
+            labels_applied = Some(apply_labels(
+                &mut scored.catalog,
+                &scored.latents,
+                scored.latent_dim,
+                settings,
+                path,
+            )?);
+        }
+    } else if let (Some(null), PValueMethod::Stored) = (&null, settings.pvalues) {
+        // What needs only the galaxy and the stored null, so the part can rank its residuals.
+        apply_stored_null(&mut scored.catalog, &scored.latents, null, settings.metric)?;
+    }
+
+    let mut manifest = ResultsManifest {
+        format: RESULTS_FORMAT.to_string(),
+        oddcube_version: env!("CARGO_PKG_VERSION").to_string(),
+        model_dir: job.model_dir.display().to_string(),
+        model_hash: job.model_hash.clone(),
+        dataset_dir: job.dataset_dir.display().to_string(),
+        dataset_hash: dataset.manifest_hash(),
+        lines: lines.clone(),
+        size: dataset.manifest.size,
+        latent_dim: scored.latent_dim,
+        rank_by: settings.rank_by.to_string(),
+        fdr: settings.fdr,
+        knn_k: settings.knn_k,
+        pvalues: settings.pvalues.to_string(),
+        null_fitted_on: String::new(),
+        null_n_calibration: 0,
+        warnings: Vec::new(),
+        knn_metric: metric_name(settings.metric).to_string(),
+        n_galaxies: scored.catalog.len(),
+        shard: job.shard.to_string(),
+        population_final: !sharded,
+        residuals: job.residuals.to_string(),
+        created_by: job.created_by.clone(),
+    };
+    if let Some(used) = &used {
+        manifest.set_null(used);
+    }
+    std::fs::create_dir_all(&out).map_err(|source| Error::Io {
+        path: out.clone(),
+        source,
+    })?;
+    // Residuals first: the manifest, written last, marks the directory complete.
+    let picked = residual_rows(&scored.catalog, job.residuals, settings.rank_by, !sharded);
+    let residuals_path = out.join(RESIDUALS_FILE);
+    if picked.is_empty() {
+        if residuals_path.exists() {
+            std::fs::remove_file(&residuals_path).map_err(|source| Error::Io {
+                path: residuals_path.clone(),
+                source,
+            })?;
+        }
+    } else {
+        let dataset_rows: Vec<usize> = picked.iter().map(|&r| rows[r]).collect();
+        let names: Vec<String> = dataset_rows
+            .iter()
+            .map(|&r| dataset.galaxies[r].plateifu.clone())
+            .collect();
+        write_residuals(
+            &out,
+            job.model,
+            &dataset.cubes,
+            &names,
+            &lines,
+            &dataset_rows,
+            progress,
+        )?;
+    }
+    write_results(
+        &out,
+        &ResultsContent {
+            manifest: &manifest,
+            catalog: &scored.catalog,
+            latents: &scored.latents,
+            maps: &scored.maps,
+            null: null.as_ref(),
+        },
+    )?;
+    let unscored = scored
+        .catalog
+        .f64("score")
+        .map_or(0, |v| v.iter().filter(|s| s.is_nan()).count());
+    Ok(ScoreReport {
+        out,
+        catalog: scored.catalog,
+        manifest,
+        sharded,
+        labels_applied,
+        unscored: if sharded { 0 } else { unscored },
+    })
+}
+
+/// Demotes galaxies by the user's labels: fills column `adjusted` with the demoted rank-by
+/// score and re-ranks by it. Returns how many labels named a catalogue galaxy.
+pub fn apply_labels(
+    catalog: &mut Catalog,
+    latents: &[f32],
+    latent_dim: usize,
+    settings: &ScoreSettings,
+    path: &Path,
+) -> Result<usize> {
+    let store = LabelStore::open_file(path)?;
+    let names = catalog
+        .str("plateifu")
+        .ok_or_else(|| invalid(path, "the catalogue has no plateifu column"))?
+        .to_vec();
+    let labels = store.labels_for(&names);
+    let known = labels.iter().filter(|l| l.is_some()).count();
+    let column = settings.rank_by.column();
+    let scores = catalog
+        .f64(column)
+        .ok_or_else(|| Error::Empty(format!("catalogue column '{column}'")))?
+        .to_vec();
+    let view = LatentView::new(latents, names.len(), latent_dim)?;
+    let adjusted = demote_scores(&view, &scores, &labels, &DemoteOptions::default())?;
+    let rank = ranks(&adjusted);
+    catalog.set("adjusted", Column::F64(adjusted))?;
+    catalog.set("rank", Column::U32(rank))?;
+    Ok(known)
+}
