@@ -94,7 +94,8 @@ pub fn floored_z2(x: f32, w: f32, xhat: f32, floor: f64) -> f64 {
 /// when the FWHM is below a tenth of a pixel (nothing to smooth).
 fn gaussian_kernel(fwhm: f64) -> Vec<f64> {
     let sigma = fwhm / (8.0 * std::f64::consts::LN_2).sqrt();
-    if !(sigma >= 0.1 / 2.3548) {
+    // NaN or a FWHM under a tenth of a pixel: nothing to smooth.
+    if sigma.is_nan() || sigma < 0.1 / 2.3548 {
         return vec![1.0];
     }
     let half = (3.0 * sigma).ceil() as i64;
@@ -160,11 +161,11 @@ pub fn anomaly_map(
     let mut count = vec![0.0f64; plane];
     let mut best = vec![(f64::NEG_INFINITY, NO_LINE); plane];
     let mut per_line = vec![0.0f64; n_lines * plane];
-    for l in 0..n_lines {
+    for (l, &floor) in floors.iter().enumerate() {
         for p in 0..plane {
             let i = l * plane + p;
             if w[i] > 0.0 && w[i].is_finite() && x[i].is_finite() && xhat[i].is_finite() {
-                let z2 = floored_z2(x[i], w[i], xhat[i], floors[l]);
+                let z2 = floored_z2(x[i], w[i], xhat[i], floor);
                 sum[p] += z2;
                 count[p] += 1.0;
                 per_line[i] = z2;
@@ -222,7 +223,7 @@ fn summarise(
     let peak = f64::from(map.value[peak_pixel]);
     let mut levels: Vec<f64> = usable.iter().map(|&p| f64::from(map.value[p])).collect();
     levels.sort_by(f64::total_cmp);
-    let background = median_of_sorted(&levels);
+    let background = oddcube_data::stats::median_of_sorted(&levels).unwrap_or(f64::NAN);
     // Half the peak's excess over the galaxy's typical level; a flat map's region is its peak.
     let threshold = background + 0.5 * (peak - background);
     let mut inside = vec![false; map.value.len()];
@@ -279,16 +280,6 @@ fn summarise(
         centre,
         area,
         line,
-    }
-}
-
-/// Median of sorted values (NaN when empty).
-fn median_of_sorted(sorted: &[f64]) -> f64 {
-    let n = sorted.len();
-    match n {
-        0 => f64::NAN,
-        _ if n % 2 == 1 => sorted[n / 2],
-        _ => 0.5 * (sorted[n / 2 - 1] + sorted[n / 2]),
     }
 }
 

@@ -197,19 +197,9 @@ impl Covariates {
     }
 }
 
-/// Median of a slice (NaN when empty); sorts a copy.
+/// Median of the finite values (NaN when there are none).
 fn median(values: &[f64]) -> f64 {
-    let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        0.5 * (v[n / 2 - 1] + v[n / 2])
-    }
+    oddcube_data::stats::median(values).unwrap_or(f64::NAN)
 }
 
 /// Robust σ: 1.4826 × MAD about the median, the standard deviation when the MAD is 0, and 1
@@ -260,12 +250,14 @@ fn solve(mut a: Vec<Vec<f64>>, mut b: Vec<f64>) -> Option<Vec<f64>> {
         }
         a.swap(col, pivot);
         b.swap(col, pivot);
-        for row in col + 1..n {
-            let f = a[row][col] / a[col][col];
-            for k in col..n {
-                a[row][k] -= f * a[col][k];
+        let (upper, lower) = a.split_at_mut(col + 1);
+        let pivot_row = &upper[col];
+        for (offset, row) in lower.iter_mut().enumerate() {
+            let f = row[col] / pivot_row[col];
+            for (target, source) in row[col..].iter_mut().zip(&pivot_row[col..]) {
+                *target -= f * source;
             }
-            b[row] -= f * b[col];
+            b[col + 1 + offset] -= f * b[col];
         }
     }
     let mut x = vec![0.0; n];
@@ -507,7 +499,10 @@ pub fn fit_floors(x: &[f32], w: &[f32], xhat: &[f32], n_lines: usize, plane: usi
                     .collect();
                 median(&v)
             };
-            if triples.is_empty() || !(median_at(0.0) > CHI2_1_MEDIAN) {
+            // NaN-safe: a line whose median is not above χ²₁'s needs no floor.
+            if triples.is_empty()
+                || median_at(0.0).partial_cmp(&CHI2_1_MEDIAN) != Some(std::cmp::Ordering::Greater)
+            {
                 return 0.0;
             }
             // The median falls monotonically with ε: bisect on a log scale.

@@ -111,8 +111,7 @@ pub fn judge_map(
     let mut values = Vec::new();
     let mut inside = Vec::new();
     let mut peak: Option<(f32, bool)> = None;
-    for p in 0..size * size {
-        let v = map[p];
+    for (p, &v) in map.iter().enumerate().take(size * size) {
         if !v.is_finite() {
             continue;
         }
