@@ -206,6 +206,38 @@ pub fn mean_baseline_loss(train: &Cubes, eval: &Cubes, mode: LossMode) -> Result
     Ok(sse / total)
 }
 
+/// The factor that turns a KL weight in ELBO units into the weight of the training objective
+/// ([`crate::config::KlUnits::Elbo`]): `2 s² / W̄`, with `W̄` the mean total loss weight per
+/// galaxy of `train` and `s²` its mean-galaxy baseline loss.
+///
+/// Why: with a Gaussian decoder of pixel variance `s² / w` (w the loss weight), a galaxy's
+/// negative ELBO is `Σ w (x − x̂)² / (2 s²) + KL`. The trained objective divides the squared
+/// error by the batch's `Σ w ≈ B·W̄` and averages the KL over the batch, i.e. it is the
+/// negative ELBO times `2 s² / W̄` when the KL carries the weight `2 s² / W̄`. `s²` is taken as
+/// the mean-galaxy baseline, the data's variance around the mean map: in `mse` mode the pixel
+/// noise is unknown, and in `chi2` mode the model's errors exceed the IVAR noise by far, so
+/// the given variances would make every nat cost almost nothing.
+pub fn elbo_kl_scale(train: &Cubes, mode: LossMode) -> Result<f64> {
+    let baseline = mean_baseline_loss(train, train, mode)?;
+    let total: f64 = (0..train.n)
+        .map(|i| {
+            let (x, w) = train.galaxy(i);
+            x.iter()
+                .zip(w)
+                .filter(|(xv, _)| xv.is_finite())
+                .map(|(_, &wv)| loss_weight(wv, mode) as f64)
+                .sum::<f64>()
+        })
+        .sum();
+    let per_galaxy = total / train.n.max(1) as f64;
+    if per_galaxy.is_nan() || per_galaxy <= 0.0 {
+        return Err(ModelError::Data(
+            "no unmasked pixels to scale the KL term by".into(),
+        ));
+    }
+    Ok(2.0 * baseline / per_galaxy)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -264,5 +296,19 @@ mod tests {
         train.w = vec![1.0, 3.0];
         assert_eq!(mean_map(&train, LossMode::Chi2), vec![2.5]);
         assert!((mean_baseline_loss(&train, &train, LossMode::Chi2).unwrap() - 0.75).abs() < 1e-12);
+    }
+
+    #[test]
+    fn elbo_kl_scale_on_a_known_case() {
+        // Two galaxies of two pixels; galaxy 1 has one masked pixel. Pixel 0: x = 1, 3 (mean 2,
+        // squared errors 1, 1); pixel 1: x = 5 (mean 5) and masked. Baseline 2/3, W̄ = 3/2.
+        let mut train = Cubes::zeros(2, 2, 1);
+        train.x = vec![1.0, 5.0, 3.0, 7.0];
+        train.w = vec![1.0, 1.0, 1.0, 0.0];
+        let want = 2.0 * (2.0 / 3.0) / 1.5;
+        let got = elbo_kl_scale(&train, LossMode::Mse).unwrap();
+        assert!((got - want).abs() < 1e-12, "{got} vs {want}");
+        train.w = vec![0.0; 4];
+        assert!(elbo_kl_scale(&train, LossMode::Mse).is_err());
     }
 }

@@ -13,11 +13,11 @@ use crate::batches::{Augment, HostBatch};
 use crate::config::{ArchConfig, LossMode, ModelKind};
 use crate::error::Result;
 use crate::flops::forward_flops;
-use crate::loss::objective;
+use crate::loss::{KlWeight, objective};
 use crate::network::{Network, init_params, trainable_vars};
 use crate::optim::AdamW;
 use crate::synthetic::synthetic_cubes;
-use crate::train::normal_noise;
+use crate::train::{kl_scale, normal_noise};
 
 /// Median timing of one kind of step.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -88,6 +88,11 @@ pub fn bench(
     let varmap = init_params(arch, 0, device)?;
     let net = Network::new(arch, &varmap)?;
     let mut optimiser = AdamW::new(trainable_vars(&varmap)?, 0.0)?;
+    // The full KL weight, as training uses it after warm-up (it does not change the timing).
+    let kl_weight = KlWeight {
+        beta: arch.beta * kl_scale(arch, &cubes, LossMode::Mse)?,
+        free_bits: arch.free_bits,
+    };
     let fwd_flops = forward_flops(arch) as f64 * batch as f64;
 
     progress.start("bench train", (warmup + steps) as u64);
@@ -99,7 +104,7 @@ pub fn bench(
             ModelKind::Ae => None,
         };
         let fwd = net.forward(&x, eps.as_ref())?;
-        let obj = objective(&fwd, &x, &w, host.weight_sum(), arch.beta)?;
+        let obj = objective(&fwd, &x, &w, host.weight_sum(), kl_weight)?;
         let grads = obj.loss.backward()?;
         optimiser.step(&grads, 1e-4, 1.0)?;
         device.synchronize()?;
@@ -150,6 +155,9 @@ mod tests {
             head_channels: 1,
             latent: 2,
             beta: 0.1,
+            kl_units: crate::config::KlUnits::Absolute,
+            free_bits: 0.0,
+            kl_warmup: 0.0,
             cell: CellKernelKind::Reference,
         };
         let report = bench(&arch, 2, 2, 1, &Device::Cpu, &NoProgress).unwrap();

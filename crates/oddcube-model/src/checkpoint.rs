@@ -127,15 +127,57 @@ pub struct EpochRecord {
     /// Wall-clock seconds of the epoch (training + validation).
     #[serde(with = "exact_f64")]
     pub seconds: f64,
+    /// Training reconstruction loss `Σ w (x − x̂)² / Σ w` over the epoch (VAE: of the sampled
+    /// latents). NaN in checkpoints written before it was recorded.
+    #[serde(default = "nan", with = "exact_f64")]
+    pub train_recon: f64,
+    /// Mean KL divergence per training galaxy (nats, before β and free bits; 0 for the
+    /// autoencoder).
+    #[serde(default = "nan", with = "exact_f64")]
+    pub train_kl: f64,
+    /// Validation reconstruction loss of the deterministic pass (VAE: decoding μ) — the number
+    /// to compare with the autoencoder and the mean-galaxy baseline.
+    #[serde(default = "nan", with = "exact_f64")]
+    pub val_recon: f64,
+    /// Mean KL divergence per validation galaxy (nats; 0 for the autoencoder).
+    #[serde(default = "nan", with = "exact_f64")]
+    pub val_kl: f64,
+    /// KL weight of the epoch's last step (after warm-up; 0 for the autoencoder).
+    #[serde(default = "nan", with = "exact_f64")]
+    pub kl_beta: f64,
+    /// Active latent dimensions (Burda et al. 2016): those whose posterior mean (the
+    /// autoencoder's latent) varies over the validation galaxies — over the epoch's augmented
+    /// training galaxies when there is no validation set — with variance above
+    /// [`crate::train::ACTIVE_VARIANCE`]. 0 means a collapsed posterior: the decoder gets the
+    /// same latent for every galaxy. 0 also in checkpoints written before it was recorded.
+    #[serde(default)]
+    pub active_dims: usize,
+}
+
+fn nan() -> f64 {
+    f64::NAN
 }
 
 /// Renders history rows as CSV text.
 pub fn history_csv(rows: &[EpochRecord]) -> String {
-    let mut out = String::from("epoch,train_loss,val_loss,lr,seconds\n");
+    // New columns go at the end so readers of the first five keep working.
+    let mut out = String::from(
+        "epoch,train_loss,val_loss,lr,seconds,train_recon,train_kl,val_recon,val_kl,kl_beta,active_dims\n",
+    );
     for r in rows {
         out.push_str(&format!(
-            "{},{:.6e},{:.6e},{:.6e},{:.3}\n",
-            r.epoch, r.train_loss, r.val_loss, r.lr, r.seconds
+            "{},{:.6e},{:.6e},{:.6e},{:.3},{:.6e},{:.6e},{:.6e},{:.6e},{:.6e},{}\n",
+            r.epoch,
+            r.train_loss,
+            r.val_loss,
+            r.lr,
+            r.seconds,
+            r.train_recon,
+            r.train_kl,
+            r.val_recon,
+            r.val_kl,
+            r.kl_beta,
+            r.active_dims
         ));
     }
     out
@@ -264,32 +306,54 @@ mod tests {
         assert_eq!(names.len(), 1);
     }
 
-    #[test]
-    fn history_csv_has_the_documented_columns() {
-        let rows = [EpochRecord {
-            epoch: 1,
-            train_loss: 0.5,
-            val_loss: f64::NAN,
+    fn record(epoch: usize, train_loss: f64, val_loss: f64) -> EpochRecord {
+        EpochRecord {
+            epoch,
+            train_loss,
+            val_loss,
             lr: 1e-3,
             seconds: 2.0,
-        }];
-        let text = history_csv(&rows);
-        assert!(
-            text.starts_with("epoch,train_loss,val_loss,lr,seconds\n1,5.000000e-1,NaN,"),
-            "{text}"
+            train_recon: 0.25,
+            train_kl: 40.0,
+            val_recon: val_loss,
+            val_kl: 41.5,
+            kl_beta: 1.5e-6,
+            active_dims: 7,
+        }
+    }
+
+    #[test]
+    fn history_csv_has_the_documented_columns() {
+        let text = history_csv(&[record(1, 0.5, f64::NAN)]);
+        let mut lines = text.lines();
+        assert_eq!(
+            lines.next().unwrap(),
+            "epoch,train_loss,val_loss,lr,seconds,train_recon,train_kl,val_recon,val_kl,kl_beta,active_dims"
         );
+        assert_eq!(
+            lines.next().unwrap(),
+            "1,5.000000e-1,NaN,1.000000e-3,2.000,2.500000e-1,4.000000e1,NaN,4.150000e1,1.500000e-6,7"
+        );
+    }
+
+    /// Checkpoints written before the reconstruction/KL columns existed still resume: the
+    /// missing values read as NaN (unknown), not as a misleading 0.
+    #[test]
+    fn old_loop_state_without_the_split_losses_loads() {
+        let old = r#"{"epoch":1,"adam_step":11,"best_val":"0.0059","best_epoch":1,"bad_epochs":0,
+            "stopped":false,"history":[{"epoch":1,"train_loss":"0.0061","val_loss":"0.0059",
+            "lr":"0.002","seconds":"3.5"}]}"#;
+        let state: LoopState = serde_json::from_str(old).unwrap();
+        let row = &state.history[0];
+        assert_eq!(row.val_loss, 0.0059);
+        assert!(row.train_recon.is_nan() && row.val_kl.is_nan() && row.kl_beta.is_nan());
+        assert_eq!(row.active_dims, 0);
     }
 
     #[test]
     fn loop_state_survives_json_with_non_finite_values() {
         let state = LoopState {
-            history: vec![EpochRecord {
-                epoch: 1,
-                train_loss: 0.1,
-                val_loss: f64::NAN,
-                lr: 1e-3,
-                seconds: 1.5,
-            }],
+            history: vec![record(1, 0.1, f64::NAN)],
             ..LoopState::default()
         };
         let back: LoopState =
@@ -297,5 +361,8 @@ mod tests {
         assert_eq!(back.best_val, f64::INFINITY);
         assert!(back.history[0].val_loss.is_nan());
         assert_eq!(back.history[0].train_loss, 0.1);
+        assert_eq!(back.history[0].train_kl, 40.0);
+        assert_eq!(back.history[0].kl_beta, 1.5e-6);
+        assert_eq!(back.history[0].active_dims, 7);
     }
 }

@@ -15,6 +15,24 @@ pub enum ModelKind {
     Vae,
 }
 
+/// The units of the VAE's KL weight `beta`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KlUnits {
+    /// `beta` multiplies the KL as it is: the objective is `Σ w (x − x̂)² / Σ w + β·KL`. The
+    /// value of configurations written before `kl_units` existed.
+    #[default]
+    Absolute,
+    /// `beta` is relative to the evidence lower bound of a Gaussian decoder (β = 1: the ELBO;
+    /// β < 1: less weight on the prior). The reconstruction term is a per-pixel mean while the
+    /// ELBO's is a per-galaxy sum over pixels divided by twice the pixel variance, so the KL
+    /// is weighted by `β · 2 s² / W̄` ([`crate::data::elbo_kl_scale`]) with `W̄` the mean
+    /// total loss weight per training galaxy and `s²` the mean-galaxy baseline loss of the
+    /// training set (the decoder's variance when it knows nothing about the galaxy). The same
+    /// β then means the same trade-off on any grid, line count, loss mode and flux scale.
+    Elbo,
+}
+
 /// Which implementation computes the ConvLSTM steps and the per-step convs. Both give the same
 /// numbers up to floating-point summation order; the choice is about speed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -77,13 +95,37 @@ pub struct ArchConfig {
     pub head_channels: usize,
     /// Latent dimension D.
     pub latent: usize,
-    /// Weight of the KL term (VAE only). The reconstruction term is a per-pixel mean while the KL
-    /// is summed over latent dimensions, so useful values are small.
+    /// Weight of the KL term (VAE only), in the units `kl_units` names. In absolute units it
+    /// multiplies a KL summed over latent dimensions against a per-pixel mean reconstruction
+    /// loss, so useful values are tiny (about 10⁻⁶ on the demo survey; the 10⁻³ of earlier
+    /// presets made the collapsed posterior the optimum). In ELBO units, 1 is the ELBO.
     pub beta: f64,
+    /// Units of `beta`. Absolute (the value of configurations written before it existed) or
+    /// relative to the Gaussian ELBO (the presets).
+    #[serde(default)]
+    pub kl_units: KlUnits,
+    /// Free bits λ of the KL term (VAE only), nats per latent dimension: the objective uses
+    /// `Σ_d max(KL_d, λ)` ([`crate::loss::free_bits_kl`]), so the first λ nats of each
+    /// dimension are free. 0 (the value of configurations written before it existed) gives
+    /// the plain KL.
+    #[serde(default)]
+    pub free_bits: f64,
+    /// Fraction of all training steps over which the KL weight rises linearly from 0 to
+    /// `beta` (VAE only; [`ArchConfig::kl_beta`]). 0 (the value of configurations written
+    /// before it existed) applies the full β from the first step.
+    #[serde(default)]
+    pub kl_warmup: f64,
     /// ConvLSTM cell implementation.
     #[serde(default)]
     pub cell: CellKernelKind,
 }
+
+/// The presets' KL weight, in ELBO units ([`KlUnits::Elbo`]).
+pub const VAE_BETA: f64 = 1.0;
+/// The presets' free bits per latent dimension (nats).
+pub const VAE_FREE_BITS: f64 = 0.0;
+/// The presets' KL warm-up, as a fraction of all training steps.
+pub const VAE_KL_WARMUP: f64 = 0.5;
 
 /// A named architecture preset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -123,7 +165,10 @@ impl ArchConfig {
                 kernel: 3,
                 head_channels: 8,
                 latent: 32,
-                beta: 1e-3,
+                beta: VAE_BETA,
+                kl_units: KlUnits::Elbo,
+                free_bits: VAE_FREE_BITS,
+                kl_warmup: VAE_KL_WARMUP,
                 cell: CellKernelKind::default(),
             },
             Preset::Paper => Self {
@@ -137,10 +182,24 @@ impl ArchConfig {
                 kernel: 3,
                 head_channels: 16,
                 latent: 128,
-                beta: 1e-3,
+                beta: VAE_BETA,
+                kl_units: KlUnits::Elbo,
+                free_bits: VAE_FREE_BITS,
+                kl_warmup: VAE_KL_WARMUP,
                 cell: CellKernelKind::default(),
             },
         }
+    }
+
+    /// The KL weight at optimiser step `step` (0-based) of a run of `total_steps`, in `beta`'s
+    /// units: `beta × min(1, (step + 1) / W)` with `W = kl_warmup × total_steps` rounded; `beta`
+    /// throughout when W rounds to 0.
+    pub fn kl_beta(&self, step: u64, total_steps: u64) -> f64 {
+        let warmup = (self.kl_warmup * total_steps as f64).round();
+        if warmup < 1.0 {
+            return self.beta;
+        }
+        self.beta * ((step + 1) as f64 / warmup).min(1.0)
     }
 
     /// Side of the maps the ConvLSTMs work on: `S / 2^downsample`.
@@ -196,6 +255,15 @@ impl ArchConfig {
                 "beta {} must be finite and non-negative",
                 self.beta
             ));
+        }
+        if !(self.free_bits.is_finite() && self.free_bits >= 0.0) {
+            return bad(format!(
+                "free_bits {} must be finite and non-negative",
+                self.free_bits
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.kl_warmup) {
+            return bad(format!("kl_warmup {} must be in [0, 1]", self.kl_warmup));
         }
         Ok(())
     }
@@ -369,6 +437,90 @@ mod tests {
             let back = ModelConfig::from_toml(&text, std::path::Path::new("x.toml")).unwrap();
             assert_eq!(back, cfg);
         }
+    }
+
+    #[test]
+    fn kl_warmup_schedule_values() {
+        let mut arch = ArchConfig::preset(Preset::Cpu, ModelKind::Vae, 19);
+        arch.beta = 2.0;
+        arch.kl_warmup = 0.25;
+        // 100 steps, 25 of warm-up: step k (0-based) gets β (k + 1) / 25.
+        let at = |step| arch.kl_beta(step, 100);
+        assert!((at(0) - 2.0 / 25.0).abs() < 1e-12, "{}", at(0));
+        assert!((at(11) - 2.0 * 12.0 / 25.0).abs() < 1e-12, "{}", at(11));
+        assert_eq!(at(24), 2.0);
+        assert_eq!(at(25), 2.0);
+        assert_eq!(at(99), 2.0);
+        assert!((0..99).all(|k| at(k) <= at(k + 1)));
+        // No warm-up, or one shorter than a step: the full β from the first step.
+        arch.kl_warmup = 0.0;
+        assert_eq!(arch.kl_beta(0, 100), 2.0);
+        arch.kl_warmup = 0.004;
+        assert_eq!(arch.kl_beta(0, 100), 2.0);
+        arch.kl_warmup = 1.5;
+        assert!(arch.validate().is_err());
+        arch.kl_warmup = 0.3;
+        arch.free_bits = -1.0;
+        assert!(arch.validate().is_err());
+    }
+
+    #[test]
+    fn vae_presets_use_elbo_units_and_a_warm_up() {
+        for preset in [Preset::Cpu, Preset::Paper] {
+            let arch = ArchConfig::preset(preset, ModelKind::Vae, 19);
+            assert_eq!(arch.kl_units, KlUnits::Elbo);
+            assert!(arch.kl_warmup > 0.0 && arch.beta > 0.0);
+        }
+    }
+
+    /// A `config.toml` written before the VAE objective fields existed (a real one, from
+    /// `oddcube train --model vae` at commit 0fe4c9d) still loads, with the objective it was
+    /// trained with: absolute β, no free bits, no warm-up.
+    #[test]
+    fn configs_without_the_vae_objective_fields_load_with_the_old_objective() {
+        let old = r#"version = "0.1.0"
+
+[arch]
+kind = "vae"
+size = 32
+n_lines = 19
+downsample = 2
+conv_channels = 16
+hidden = [32]
+decoder_hidden = [32]
+kernel = 3
+head_channels = 8
+latent = 32
+beta = 0.001
+cell = "fused"
+
+[train]
+epochs = 30
+batch = 16
+lr = 0.002
+weight_decay = 0.00001
+warmup_fraction = 0.05
+min_lr_fraction = 0.02
+clip_norm = 5.0
+val_fraction = 0.15
+loss = "mse"
+patience = 8
+augment = true
+noise = false
+seed = 2
+
+[data]
+lines = ["Ha-6564", "NII-6585"]
+manifest_hash = "1c41e8a0174f818ddd1805bda4aef2d1"
+n_train = 167
+n_val = 33
+"#;
+        let cfg = ModelConfig::from_toml(old, std::path::Path::new("config.toml")).unwrap();
+        assert_eq!(cfg.arch.beta, 0.001);
+        assert_eq!(cfg.arch.kl_units, KlUnits::Absolute);
+        assert_eq!(cfg.arch.free_bits, 0.0);
+        assert_eq!(cfg.arch.kl_warmup, 0.0);
+        assert_eq!(cfg.arch.kl_beta(0, 100), 0.001);
     }
 
     #[test]

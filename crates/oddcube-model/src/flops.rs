@@ -122,6 +122,9 @@ mod tests {
             head_channels: 1,
             latent: 2,
             beta: 0.0,
+            kl_units: crate::config::KlUnits::Absolute,
+            free_bits: 0.0,
+            kl_warmup: 0.0,
             cell: CellKernelKind::Reference,
         };
         assert_eq!(forward_flops(&arch), 3562);

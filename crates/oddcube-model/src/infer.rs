@@ -242,6 +242,58 @@ mod tests {
         }
     }
 
+    /// A model directory whose config.toml predates the VAE objective fields (`kl_units`,
+    /// `free_bits`, `kl_warmup`) loads and computes exactly what it did.
+    #[test]
+    fn model_directories_from_before_the_vae_objective_fields_load() {
+        let (cubes, names) = synthetic_cubes(6, 3, 8, 4);
+        let dev = Device::Cpu;
+        let mut arch = crate::network::tests::tiny(ModelKind::Vae);
+        arch.decoder_hidden = vec![3];
+        let config = ModelConfig {
+            version: "test".into(),
+            arch,
+            train: TrainConfig {
+                epochs: 1,
+                batch: 3,
+                val_fraction: 0.0,
+                ..TrainConfig::default()
+            },
+            data: DataInfo::default(),
+        };
+        let dir = tempfile::tempdir().unwrap();
+        train(
+            &config,
+            &cubes,
+            &names,
+            dir.path(),
+            &dev,
+            TrainOptions::default(),
+            &NoProgress,
+        )
+        .unwrap();
+        let before = Model::load(dir.path(), &dev).unwrap();
+        let path = dir.path().join(CONFIG);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let old: String = text
+            .lines()
+            .filter(|l| {
+                !(l.starts_with("kl_units")
+                    || l.starts_with("free_bits")
+                    || l.starts_with("kl_warmup"))
+            })
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert_eq!(text.lines().count(), old.lines().count() + 3, "{text}");
+        std::fs::write(&path, old).unwrap();
+        let after = Model::load(dir.path(), &dev).unwrap();
+        assert_eq!(after.config().arch.free_bits, 0.0);
+        assert_eq!(
+            before.encode_reconstruct(&cubes, 4).unwrap().1.x,
+            after.encode_reconstruct(&cubes, 4).unwrap().1.x
+        );
+    }
+
     #[test]
     fn wrong_shape_is_an_error() {
         let (cubes, names) = synthetic_cubes(3, 3, 8, 4);

@@ -81,6 +81,17 @@ pub fn parameter_shapes(arch: &ArchConfig) -> BTreeMap<String, Vec<usize>> {
 /// the network of models saved before these tensors existed.
 pub const NORM_PREFIX: &str = "norm.";
 
+/// Initial value of the VAE's log-variance bias: the posterior starts with σ ≈ e^{−5} ≈ 0.007.
+///
+/// Why: early in training μ varies over galaxies with a variance below 10⁻³ (a
+/// default-initialised linear layer over small activations), so with the usual log σ² ≈ 0 the
+/// sampled latent is at least 30× more noise than signal. The decoder then learns to ignore z,
+/// the encoder gets no useful gradient, and on the demo survey the VAE ended at the mean galaxy
+/// even with β = 0; with this bias and β = 0 it learns like the autoencoder (docs/model.md).
+/// Starting with σ of the order of μ's spread makes the first epochs autoencoder-like; the KL
+/// term (warmed up) then widens the posterior where that costs little reconstruction.
+pub const LOGVAR_BIAS_INIT: f32 = -10.0;
+
 /// Initial value of one parameter: uniform ±1/√fan_in (PyTorch's default for convs and linears),
 /// biases likewise, except the ConvLSTM forget-gate bias which starts at 1 so the cell remembers
 /// by default.
@@ -94,6 +105,10 @@ fn initial_values(name: &str, shape: &[usize], fan_in: usize, rng: &mut ChaCha8R
         return vec![1.0; len];
     }
     let mut values: Vec<f32> = (0..len).map(|_| rng.random_range(-bound..bound)).collect();
+    if name == "enc.logvar.bias" {
+        // After the draw, so every other parameter keeps the value it had for this seed.
+        return vec![LOGVAR_BIAS_INIT; len];
+    }
     if name.contains(".lstm") && name.ends_with(".bias") {
         let hidden = len / 4;
         for v in &mut values[hidden..2 * hidden] {
@@ -294,7 +309,7 @@ impl Network {
         let flat = self.head.forward(last)?.reshape((b, a.head_len()))?;
         let first = self.to_latent.forward(&flat)?;
         let logvar = match &self.to_logvar {
-            Some(head) => Some(head.forward(&flat)?),
+            Some(head) => Some(bounded_logvar(&head.forward(&flat)?)?),
             None => None,
         };
         Ok((first, logvar))
@@ -353,6 +368,20 @@ impl Network {
     }
 }
 
+/// The VAE's log σ² from its head's output `h`: `−softplus(−h)`, which is ≈ h for h ≪ 0 and
+/// approaches 0 from below for h ≫ 0, so σ ≤ 1.
+///
+/// Why: a posterior wider than the N(0, 1) prior never helps the objective (for a dimension
+/// the decoder ignores the best σ is 1, for a used one less), but an unbounded head can
+/// overshoot: on the demo survey one dimension's log σ² reached +9 within a few epochs, and
+/// with samples of σ ≈ 90 training fell back to the mean galaxy for a few epochs. Computed as
+/// `min(h, 0) − ln(1 + e^{−|h|})`, which never overflows.
+pub fn bounded_logvar(h: &Tensor) -> Result<Tensor> {
+    let min_h0 = h.neg()?.relu()?.neg()?;
+    let log1p = h.abs()?.neg()?.exp()?.affine(1.0, 1.0)?.log()?;
+    Ok((min_h0 - log1p)?)
+}
+
 /// Number of scalar parameters of `arch`.
 pub fn parameter_count(arch: &ArchConfig) -> usize {
     parameter_shapes(arch)
@@ -389,6 +418,9 @@ pub(crate) mod tests {
             head_channels: 2,
             latent: 4,
             beta: 0.1,
+            kl_units: crate::config::KlUnits::Absolute,
+            free_bits: 0.0,
+            kl_warmup: 0.0,
             cell: CellKernelKind::Reference,
         }
     }
@@ -430,6 +462,90 @@ pub(crate) mod tests {
         assert_ne!(values(&a), values(&c));
         let frozen = arch.n_lines * arch.size * arch.size + arch.n_lines;
         assert_eq!(values(&a).len(), parameter_count(&arch) + frozen);
+    }
+
+    #[test]
+    fn bounded_logvar_values_and_gradient() {
+        let dev = Device::Cpu;
+        let h_vals = [-30.0f32, -10.0, -3.0, -0.5, 0.5, 3.0, 10.0, 100.0];
+        let h = Var::from_tensor(&Tensor::new(&h_vals, &dev).unwrap()).unwrap();
+        let lv = bounded_logvar(h.as_tensor()).unwrap();
+        let got = lv.to_vec1::<f32>().unwrap();
+        for (&hv, &g) in h_vals.iter().zip(&got) {
+            // −softplus(−h) = −ln(1 + e^{−h}).
+            let want = -(1.0 + (-(hv as f64)).exp()).ln();
+            assert!(g.is_finite() && g <= 0.0, "h {hv}: {g}");
+            assert!((g as f64 - want).abs() < 1e-5, "h {hv}: {g} vs {want}");
+        }
+        // Far below 0 it is the identity, so the initial bias sets log σ² directly.
+        assert!((got[1] + 10.0).abs() < 1e-4);
+        // d/dh = sigmoid(−h): 1 for h ≪ 0, vanishing for h ≫ 0.
+        let grads = lv.sum_all().unwrap().backward().unwrap();
+        let g = grads.get(&h).unwrap().to_vec1::<f32>().unwrap();
+        for (&hv, &gv) in h_vals.iter().zip(&g) {
+            let want = 1.0 / (1.0 + (hv as f64).exp());
+            assert!((gv as f64 - want).abs() < 1e-5, "h {hv}: {gv} vs {want}");
+        }
+    }
+
+    /// The collapse this guards against: at initialisation the posterior means of different
+    /// galaxies differ by only ~0.005 here, so with σ ≈ 1 (log σ² ≈ 0, as a default-initialised
+    /// head gives) the sampled z is ~190× more noise than signal and the decoder learns to
+    /// ignore it. A fresh VAE (normalised as training sets it up) must start with σ of the
+    /// order of the spread of μ (here ~1.8×).
+    #[test]
+    fn a_fresh_vae_samples_noise_of_the_order_of_its_signal() {
+        use crate::config::Preset;
+        use crate::data::{Augment, HostBatch, normalisation};
+        let dev = Device::Cpu;
+        let arch = ArchConfig::preset(Preset::Cpu, ModelKind::Vae, 19);
+        let (cubes, _) = crate::synthetic::synthetic_cubes(16, 19, 32, 3);
+        let mut vm = init_params(&arch, 5, &dev).unwrap();
+        let (norm_mean, norm_scale) = normalisation(&cubes);
+        vm.set_one(
+            "norm.mean",
+            Tensor::from_vec(norm_mean, (19, 32, 32), &dev).unwrap(),
+        )
+        .unwrap();
+        vm.set_one(
+            "norm.scale",
+            Tensor::from_vec(norm_scale, 19, &dev).unwrap(),
+        )
+        .unwrap();
+        let net = Network::new(&arch, &vm).unwrap();
+        let mut rng = ChaCha8Rng::seed_from_u64(0);
+        let all: Vec<usize> = (0..16).collect();
+        let host = HostBatch::assemble(
+            &cubes,
+            &all,
+            crate::config::LossMode::Mse,
+            Augment::default(),
+            &mut rng,
+        )
+        .unwrap();
+        let (x, _) = host.to_device(&dev).unwrap();
+        let (mu, lv) = net.encode(&x).unwrap();
+        let (mu, lv) = (
+            mu.to_vec2::<f32>().unwrap(),
+            lv.unwrap().to_vec2::<f32>().unwrap(),
+        );
+        let mut ratios: Vec<f64> = (0..arch.latent)
+            .map(|d| {
+                let col: Vec<f64> = mu.iter().map(|r| r[d] as f64).collect();
+                let mean = col.iter().sum::<f64>() / col.len() as f64;
+                let spread =
+                    (col.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / col.len() as f64).sqrt();
+                let sigma =
+                    lv.iter().map(|r| (r[d] as f64 / 2.0).exp()).sum::<f64>() / lv.len() as f64;
+                sigma / spread.max(1e-12)
+            })
+            .collect();
+        ratios.sort_by(f64::total_cmp);
+        let median = ratios[ratios.len() / 2];
+        assert!(
+            median < 5.0,
+            "σ / spread of μ: median {median} (sorted {ratios:?})"
+        );
     }
 
     #[test]

@@ -25,10 +25,12 @@ use crate::checkpoint::{
     BEST_WEIGHTS, CONFIG, EpochRecord, HISTORY, LAST_CHECKPOINT, LoopState, history_csv,
     load_checkpoint, save_checkpoint, save_weights, write_atomic,
 };
-use crate::config::{LossMode, ModelConfig};
-use crate::data::{Augment, HostBatch, mean_baseline_loss, mean_map, normalisation, split};
+use crate::config::{ArchConfig, KlUnits, LossMode, ModelConfig, ModelKind};
+use crate::data::{
+    Augment, HostBatch, elbo_kl_scale, mean_baseline_loss, mean_map, normalisation, split,
+};
 use crate::error::{ModelError, Result};
-use crate::loss::{objective, per_galaxy_sse};
+use crate::loss::{KlWeight, objective, per_galaxy_sse};
 use crate::network::{Network, init_params, trainable_vars};
 use crate::optim::{AdamW, Schedule};
 
@@ -57,6 +59,73 @@ pub struct GalaxySums {
     pub kl: f64,
 }
 
+/// Variance of a latent dimension's posterior mean over galaxies above which the dimension
+/// counts as active (Burda et al. 2016, "activity" `Cov_x(E[z|x]) > 0.01`): a collapsed
+/// dimension gives every galaxy the same μ, whatever its KL.
+pub const ACTIVE_VARIANCE: f64 = 0.01;
+
+/// Per-dimension statistics of the latents of a deterministic pass over a set of galaxies.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LatentStats {
+    /// Mean KL per galaxy of each dimension (nats; empty for the autoencoder).
+    pub kl_dims: Vec<f64>,
+    /// Variance over galaxies of each dimension's latent (VAE: μ).
+    pub mean_var: Vec<f64>,
+    /// Mean posterior σ of each dimension (empty for the autoencoder).
+    pub sigma: Vec<f64>,
+}
+
+/// Running per-dimension sums of latents, for their variance over galaxies.
+#[derive(Debug, Clone)]
+struct LatentMoments {
+    n: f64,
+    sum: Vec<f64>,
+    sum_sq: Vec<f64>,
+}
+
+impl LatentMoments {
+    fn new(d: usize) -> Self {
+        Self {
+            n: 0.0,
+            sum: vec![0.0; d],
+            sum_sq: vec![0.0; d],
+        }
+    }
+
+    /// Adds the rows of a `[B, D]` latent tensor.
+    fn add(&mut self, z: &Tensor) -> Result<()> {
+        for row in z.to_vec2::<f32>()? {
+            self.n += 1.0;
+            for (k, v) in row.into_iter().enumerate() {
+                self.sum[k] += v as f64;
+                self.sum_sq[k] += v as f64 * v as f64;
+            }
+        }
+        Ok(())
+    }
+
+    /// Per-dimension variance (population) of the rows added so far.
+    fn variances(&self) -> Vec<f64> {
+        let n = self.n.max(1.0);
+        self.sum
+            .iter()
+            .zip(&self.sum_sq)
+            .map(|(a, b)| (b / n - (a / n) * (a / n)).max(0.0))
+            .collect()
+    }
+}
+
+impl LatentStats {
+    /// Number of dimensions whose latent varies over the galaxies by more than
+    /// [`ACTIVE_VARIANCE`].
+    pub fn active_dims(&self) -> usize {
+        self.mean_var
+            .iter()
+            .filter(|&&v| v > ACTIVE_VARIANCE)
+            .count()
+    }
+}
+
 /// Runs the deterministic pass over galaxies `indices` in batches and returns per-galaxy sums.
 pub fn evaluate(
     net: &Network,
@@ -66,17 +135,46 @@ pub fn evaluate(
     batch: usize,
     device: &Device,
 ) -> Result<Vec<GalaxySums>> {
+    Ok(evaluate_with_latents(net, cubes, indices, mode, batch, device)?.0)
+}
+
+/// [`evaluate`] plus the per-dimension latent statistics of the same pass.
+pub fn evaluate_with_latents(
+    net: &Network,
+    cubes: &Cubes,
+    indices: &[usize],
+    mode: LossMode,
+    batch: usize,
+    device: &Device,
+) -> Result<(Vec<GalaxySums>, LatentStats)> {
     let mut out = Vec::with_capacity(indices.len());
     let mut no_rng = ChaCha8Rng::seed_from_u64(0);
+    let d = net.arch().latent;
+    let is_vae = net.arch().kind == ModelKind::Vae;
+    // Host sums over galaxies, per dimension: moments of z, KL, σ.
+    let mut moments = LatentMoments::new(d);
+    let (mut kl_dims, mut sigma) = (vec![0.0f64; d], vec![0.0f64; d]);
     for chunk in indices.chunks(batch.max(1)) {
         let host = HostBatch::assemble(cubes, chunk, mode, Augment::default(), &mut no_rng)?;
         let (x, w) = host.to_device(device)?;
         let fwd = net.forward(&x, None)?;
         let (sse, weight) = per_galaxy_sse(&fwd.recon, &x, &w)?;
+        moments.add(&fwd.z)?;
         let kl: Vec<f32> = match &fwd.posterior {
             Some((mu, logvar)) => {
-                let per = ((logvar.affine(1.0, 1.0)? - mu.sqr()?)? - logvar.exp()?)?;
-                per.sum(1)?.affine(-0.5, 0.0)?.to_vec1()?
+                let per =
+                    ((logvar.affine(1.0, 1.0)? - mu.sqr()?)? - logvar.exp()?)?.affine(-0.5, 0.0)?;
+                for row in per.to_vec2::<f32>()? {
+                    for (k, v) in row.into_iter().enumerate() {
+                        kl_dims[k] += v as f64;
+                    }
+                }
+                for row in logvar.affine(0.5, 0.0)?.exp()?.to_vec2::<f32>()? {
+                    for (k, v) in row.into_iter().enumerate() {
+                        sigma[k] += v as f64;
+                    }
+                }
+                per.sum(1)?.to_vec1()?
             }
             None => vec![0.0; chunk.len()],
         };
@@ -89,19 +187,49 @@ pub fn evaluate(
             });
         }
     }
-    Ok(out)
+    let n = indices.len().max(1) as f64;
+    let stats = LatentStats {
+        mean_var: moments.variances(),
+        kl_dims: if is_vae {
+            kl_dims.iter().map(|v| v / n).collect()
+        } else {
+            Vec::new()
+        },
+        sigma: if is_vae {
+            sigma.iter().map(|v| v / n).collect()
+        } else {
+            Vec::new()
+        },
+    };
+    Ok((out, stats))
 }
 
-/// The objective over a set of galaxies: pooled `Σ sse / Σ w` plus β × mean KL.
-pub fn pooled_objective(sums: &[GalaxySums], beta: f64) -> f64 {
+/// Pooled reconstruction loss `Σ sse / Σ w` over a set of galaxies (NaN without weight).
+pub fn pooled_recon(sums: &[GalaxySums]) -> f64 {
     let sse: f64 = sums.iter().map(|s| s.sse).sum();
     let weight: f64 = sums.iter().map(|s| s.weight).sum();
-    let kl = sums.iter().map(|s| s.kl).sum::<f64>() / sums.len().max(1) as f64;
-    if weight > 0.0 {
-        sse / weight + beta * kl
-    } else {
-        f64::NAN
-    }
+    if weight > 0.0 { sse / weight } else { f64::NAN }
+}
+
+/// Mean KL per galaxy over a set of galaxies (0 for none).
+pub fn mean_kl(sums: &[GalaxySums]) -> f64 {
+    sums.iter().map(|s| s.kl).sum::<f64>() / sums.len().max(1) as f64
+}
+
+/// `Σ_d max(KL_d, λ)` on host values: the free-bits KL of [`crate::loss::free_bits_kl`].
+pub fn free_bits_sum(kl_dims: &[f64], free_bits: f64) -> f64 {
+    kl_dims.iter().map(|&k| k.max(free_bits)).sum()
+}
+
+/// The factor between `arch.beta` and the weight of the KL term when training on
+/// `train` with `mode`'s weights: 1 for [`KlUnits::Absolute`], [`elbo_kl_scale`] for
+/// [`KlUnits::Elbo`] (and 0 for the autoencoder, which has no KL term).
+pub fn kl_scale(arch: &ArchConfig, train: &Cubes, mode: LossMode) -> Result<f64> {
+    Ok(match (arch.kind, arch.kl_units) {
+        (ModelKind::Ae, _) => 0.0,
+        (ModelKind::Vae, KlUnits::Absolute) => 1.0,
+        (ModelKind::Vae, KlUnits::Elbo) => elbo_kl_scale(train, mode)?,
+    })
 }
 
 /// Options of one call to [`train`].
@@ -227,6 +355,8 @@ pub fn train(
         };
         mean_baseline_loss(&train_cubes, &eval_cubes, tc.loss)?
     };
+    // Multiplies β (after warm-up) into the weight of the KL term (see `KlUnits`).
+    let kl_scale = kl_scale(arch, &train_cubes, tc.loss)?;
     drop(train_cubes);
 
     let steps_per_epoch = train_idx.len().div_ceil(tc.batch) as u64;
@@ -257,19 +387,31 @@ pub fn train(
             order.len() as u64,
         );
         let (mut sse_sum, mut weight_sum, mut kl_sum, mut lr) = (0.0f64, 0.0f64, 0.0f64, 0.0f64);
+        // The loss as trained: reconstruction plus each step's (warming-up, free-bits) KL term.
+        let mut kl_term_sum = 0.0f64;
+        let mut kl_beta = 0.0f64;
+        // Posterior means of the epoch's (augmented) training galaxies, for the active-dimension
+        // count of a run without a validation set.
+        let mut train_moments = LatentMoments::new(arch.latent);
         let mut seen = 0usize;
         for chunk in order.chunks(tc.batch) {
             let host = HostBatch::assemble(cubes, chunk, tc.loss, augment, &mut rng)?;
             let (x, w) = host.to_device(device)?;
             let eps = match arch.kind {
-                crate::config::ModelKind::Vae => {
-                    Some(normal_noise(chunk.len(), arch.latent, &mut rng, device)?)
-                }
-                crate::config::ModelKind::Ae => None,
+                ModelKind::Vae => Some(normal_noise(chunk.len(), arch.latent, &mut rng, device)?),
+                ModelKind::Ae => None,
             };
             let fwd = net.forward(&x, eps.as_ref())?;
             let batch_weight = host.weight_sum();
-            let obj = objective(&fwd, &x, &w, batch_weight, arch.beta)?;
+            kl_beta = match arch.kind {
+                ModelKind::Vae => kl_scale * arch.kl_beta(optimiser.step_count(), total_steps),
+                ModelKind::Ae => 0.0,
+            };
+            let kl_weight = KlWeight {
+                beta: kl_beta,
+                free_bits: arch.free_bits,
+            };
+            let obj = objective(&fwd, &x, &w, batch_weight, kl_weight)?;
             if !obj.sse.is_finite() || !obj.kl.is_finite() {
                 return Err(ModelError::Diverged(format!(
                     "non-finite loss in epoch {} (lower --lr?)",
@@ -289,31 +431,49 @@ pub fn train(
             };
             lr = schedule.lr(optimiser.step_count());
             optimiser.step(&grads, lr, scale)?;
+            if val_idx.is_empty() {
+                match &fwd.posterior {
+                    Some((mu, _)) => train_moments.add(mu)?,
+                    None => train_moments.add(&fwd.z)?,
+                }
+            }
             sse_sum += obj.sse;
             weight_sum += batch_weight;
             kl_sum += obj.kl * chunk.len() as f64;
+            kl_term_sum +=
+                kl_beta * free_bits_sum(&obj.kl_dims, arch.free_bits) * chunk.len() as f64;
             seen += chunk.len();
             progress.advance(chunk.len() as u64);
             progress.message(&format!(
                 "loss {:.4}  {:.1} samples/s",
-                sse_sum / weight_sum.max(f64::MIN_POSITIVE)
-                    + arch.beta * kl_sum / seen.max(1) as f64,
+                sse_sum / weight_sum.max(f64::MIN_POSITIVE) + kl_term_sum / seen.max(1) as f64,
                 seen as f64 / started.elapsed().as_secs_f64().max(1e-9)
             ));
         }
         progress.finish();
-        let train_loss =
-            sse_sum / weight_sum.max(f64::MIN_POSITIVE) + arch.beta * kl_sum / order.len() as f64;
-        let val_loss = if val_idx.is_empty() {
-            f64::NAN
+        let train_recon = sse_sum / weight_sum.max(f64::MIN_POSITIVE);
+        let train_kl = kl_sum / order.len() as f64;
+        let train_loss = train_recon + kl_term_sum / order.len() as f64;
+        let (val_recon, val_kl, active_dims) = if val_idx.is_empty() {
+            let active = LatentStats {
+                mean_var: train_moments.variances(),
+                ..LatentStats::default()
+            }
+            .active_dims();
+            (f64::NAN, f64::NAN, active)
         } else {
-            pooled_objective(
-                &evaluate(&net, cubes, &val_idx, tc.loss, tc.batch, device)?,
-                arch.beta,
-            )
+            let (sums, latents) =
+                evaluate_with_latents(&net, cubes, &val_idx, tc.loss, tc.batch, device)?;
+            (pooled_recon(&sums), mean_kl(&sums), latents.active_dims())
         };
+        // Model selection and early stopping use the reconstruction of the deterministic pass
+        // alone, for the VAE too: it is what the scores are computed from, it is comparable
+        // with the autoencoder's and the mean-galaxy baseline, and it stays comparable across
+        // epochs while the KL weight warms up (an objective with the current β rises during
+        // warm-up however well the model learns). The KL is reported next to it.
+        let val_loss = val_recon;
         let selection = if val_idx.is_empty() {
-            train_loss
+            train_recon
         } else {
             val_loss
         };
@@ -336,6 +496,12 @@ pub fn train(
             val_loss,
             lr,
             seconds: started.elapsed().as_secs_f64(),
+            train_recon,
+            train_kl,
+            val_recon,
+            val_kl,
+            kl_beta,
+            active_dims,
         });
         // The checkpoint is the commit point; history.csv is derived from it and rewritten after.
         save_checkpoint(&ckpt_path, &varmap, &optimiser, &state)?;
@@ -373,6 +539,9 @@ mod tests {
             head_channels: 2,
             latent: 4,
             beta: 0.01,
+            kl_units: crate::config::KlUnits::Absolute,
+            free_bits: 0.0,
+            kl_warmup: 0.0,
             cell: CellKernelKind::Reference,
         }
     }
@@ -429,7 +598,11 @@ mod tests {
             for _ in 0..40 {
                 // The VAE decodes μ here so the curve is not noisy; the KL term still counts.
                 let fwd = net.forward(&x, None).unwrap();
-                let obj = objective(&fwd, &x, &w, host.weight_sum(), arch.beta).unwrap();
+                let weight = KlWeight {
+                    beta: arch.beta,
+                    free_bits: 0.0,
+                };
+                let obj = objective(&fwd, &x, &w, host.weight_sum(), weight).unwrap();
                 losses.push(obj.loss.to_scalar::<f32>().unwrap());
                 let grads = obj.loss.backward().unwrap();
                 opt.step(&grads, 1e-2, 1.0).unwrap();
@@ -469,7 +642,10 @@ mod tests {
                 &x,
                 &w,
                 host.weight_sum(),
-                arch.beta,
+                KlWeight {
+                    beta: arch.beta,
+                    free_bits: 0.1,
+                },
             )
             .unwrap();
             let grads = obj.loss.backward().unwrap();
@@ -502,6 +678,12 @@ mod tests {
         for kind in [ModelKind::Ae, ModelKind::Vae] {
             let mut config = tiny_config(kind, 2);
             config.train.noise = true;
+            // The KL warm-up spans both epochs, so the resumed half must pick up its schedule
+            // from the restored step count; free bits and ELBO units take their own paths.
+            config.arch.kl_warmup = 1.0;
+            config.arch.free_bits = 0.05;
+            config.arch.kl_units = KlUnits::Elbo;
+            config.arch.beta = 1.0;
             let straight = tempfile::tempdir().unwrap();
             let full = train(
                 &config,
@@ -586,6 +768,53 @@ mod tests {
             assert_eq!(losses(&full), losses(&second));
             let csv = std::fs::read_to_string(split_dir.path().join(HISTORY)).unwrap();
             assert_eq!(csv.lines().count(), 3, "{csv}");
+        }
+    }
+
+    #[test]
+    fn history_reports_reconstruction_and_kl_separately() {
+        let (cubes, names) = synthetic_cubes(12, 3, 8, 2);
+        for kind in [ModelKind::Ae, ModelKind::Vae] {
+            let config = tiny_config(kind, 2);
+            let dir = tempfile::tempdir().unwrap();
+            let report = train(
+                &config,
+                &cubes,
+                &names,
+                dir.path(),
+                &Device::Cpu,
+                TrainOptions::default(),
+                &NoProgress,
+            )
+            .unwrap();
+            for h in &report.state.history {
+                assert!(h.train_recon > 0.0 && h.val_recon > 0.0, "{h:?}");
+                // Selection is on the reconstruction alone.
+                assert_eq!(h.val_loss, h.val_recon);
+                match kind {
+                    ModelKind::Ae => {
+                        assert_eq!((h.train_kl, h.val_kl, h.kl_beta), (0.0, 0.0, 0.0));
+                        assert_eq!(h.train_loss, h.train_recon);
+                    }
+                    ModelKind::Vae => {
+                        assert!(
+                            h.train_kl > 0.0 && h.val_kl > 0.0 && h.kl_beta > 0.0,
+                            "{h:?}"
+                        );
+                        // The trained objective adds the weighted KL term to the reconstruction.
+                        assert!(h.train_loss > h.train_recon, "{h:?}");
+                    }
+                }
+            }
+            assert_eq!(
+                report.state.best_val,
+                report
+                    .state
+                    .history
+                    .iter()
+                    .map(|h| h.val_recon)
+                    .fold(f64::INFINITY, f64::min)
+            );
         }
     }
 
