@@ -34,7 +34,8 @@ measured survey on the 2-core development machine shared with other jobs (load a
 300 galaxies, 15 epochs took simulate 48 s, ingest 13 s, train 124 s, score 5 s, evaluate 9 s
 (≈ 200 s a survey, 33 min for 10). 12 epochs cut training to ≈ 100 s, and simulating + ingesting
 the next survey while the current one trains (`--no-prefetch` turns it off; simulation mostly
-waits for the disk) hides most of the rest, for ≈ 20–25 min in all. 300 galaxies is the survey
+waits for the disk) hides most of the rest, for ≈ 20–25 min in all: the recorded run (commit
+06d0b18, load average 5–12, another training job alongside) took 1376 s (23 min). 300 galaxies is the survey
 size issue #13 names; it leaves 6 anomalies at 2 %, so recall there moves in steps of 1/6.
 The model's default is 30 epochs: a longer run (`--epochs 30`) is the honest check of whether
 fewer epochs change the conclusions. Use a larger `--galaxies` when time allows.
