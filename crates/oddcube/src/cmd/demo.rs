@@ -270,6 +270,26 @@ fn print_summary(root: &Path, seconds: f64) -> anyhow::Result<()> {
             ranks[i], plateifus[i], score[i]
         );
     }
+    let flags = results.catalog.bool("fdr_flag");
+    let flagged: Vec<usize> = flags
+        .map(|f| (0..f.len()).filter(|&i| f[i]).collect())
+        .unwrap_or_default();
+    let kind_of = |i: usize| {
+        truth
+            .iter()
+            .find(|(p, _)| *p == plateifus[i])
+            .map_or("?", |(_, k)| k.as_str())
+    };
+    println!();
+    println!(
+        "{}",
+        flag_line(
+            flagged.iter().map(|&i| kind_of(i)),
+            plateifus.len(),
+            results.manifest.fdr,
+            flags.is_some()
+        )
+    );
     let eval_path = results_dir.join("evaluation.json");
     if let Ok(text) = std::fs::read_to_string(&eval_path) {
         println!();
@@ -277,6 +297,8 @@ fn print_summary(root: &Path, seconds: f64) -> anyhow::Result<()> {
             "{}",
             oddcube_score::evaluate::headline_from_json(&text, &rank_by)?
         );
+        println!();
+        print!("{}", evaluation_summary(&text)?);
     }
     println!();
     println!("Files (in {}):", root.display());
@@ -298,6 +320,123 @@ fn print_summary(root: &Path, seconds: f64) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Score columns of the demo's AUROC table: the fused score, the two classic reconstruction
+/// scores and the PCA baseline they must beat.
+const SUMMARY_SCORES: [&str; 4] = ["score", "chi2", "recon", "pca_chi2"];
+
+/// "Flagged at FDR q: n of N — k₁ kind₁, k₂ kind₂" from the true kinds of the flagged galaxies.
+fn flag_line<'a>(
+    kinds: impl Iterator<Item = &'a str>,
+    n: usize,
+    fdr: f64,
+    has_flags: bool,
+) -> String {
+    if !has_flags {
+        return "No fdr_flag column: these results were scored by an older oddcube.".to_string();
+    }
+    let mut counts = std::collections::BTreeMap::<&str, usize>::new();
+    for kind in kinds {
+        *counts.entry(kind).or_default() += 1;
+    }
+    let total: usize = counts.values().sum();
+    let mut line = format!("Flagged at FDR {fdr}: {total} of {n} galaxies");
+    if total > 0 {
+        let by_kind: Vec<String> = counts.iter().map(|(k, c)| format!("{c} {k}")).collect();
+        line.push_str(&format!(" — true kinds: {}", by_kind.join(", ")));
+    }
+    line
+}
+
+/// The demo's judgement from `evaluation.json`: what the flags delivered, the AUROC of each
+/// [`SUMMARY_SCORES`] column per true kind, and where the anomaly maps point. Parts the file
+/// lacks (an older evaluate, no truth regions) are left out or said to be missing.
+fn evaluation_summary(text: &str) -> anyhow::Result<String> {
+    use std::fmt::Write as _;
+    let doc: serde_json::Value =
+        serde_json::from_str(text).context("evaluation.json is not JSON")?;
+    let mut out = String::new();
+    let number = |v: &serde_json::Value| v.as_f64().unwrap_or(f64::NAN);
+    if let Some(flags) = doc.get("flags").filter(|f| !f.is_null()) {
+        writeln!(
+            out,
+            "Flags against the truth: realized false-discovery proportion {:.2} ({} of {} flags \
+             are ordinary galaxies), recall {:.2} of {} anomalies",
+            number(&flags["false_discovery_proportion"]),
+            flags["false_discoveries"],
+            flags["flagged"],
+            number(&flags["recall"]),
+            flags["anomalies"],
+        )?;
+    }
+    let evaluation = doc.get("evaluation").unwrap_or(&doc);
+    let rows = evaluation["rows"].as_array().cloned().unwrap_or_default();
+    let auroc = |score: &str, split: &str| {
+        rows.iter()
+            .find(|r| r["score"] == score && r["split"] == split)
+            .map(|r| number(&r["auroc"]))
+    };
+    let mut splits: Vec<String> = evaluation["anomaly_kinds"]
+        .as_array()
+        .map(|k| {
+            k.iter()
+                .filter_map(|v| v.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default();
+    splits.push(oddcube_score::evaluate::OVERALL.to_string());
+    let normal: Vec<&str> = evaluation["normal_labels"]
+        .as_array()
+        .map(|k| k.iter().filter_map(|v| v.as_str()).collect())
+        .unwrap_or_default();
+    writeln!(
+        out,
+        "AUROC per true kind (against the normal kinds: {}; pca_chi2 = the PCA baseline):",
+        normal.join(", ")
+    )?;
+    write!(out, "  {:<14}", "kind")?;
+    for score in SUMMARY_SCORES {
+        write!(out, "{score:>10}")?;
+    }
+    writeln!(out)?;
+    for split in &splits {
+        write!(out, "  {split:<14}")?;
+        for score in SUMMARY_SCORES {
+            match auroc(score, split) {
+                Some(v) if v.is_finite() => write!(out, "{v:>10.3}")?,
+                _ => write!(out, "{:>10}", "–")?,
+            }
+        }
+        writeln!(out)?;
+    }
+    match doc.get("localization").filter(|l| !l.is_null()) {
+        Some(loc) => {
+            let row = |r: &serde_json::Value| {
+                format!(
+                    "pixel AUROC {:.2}, peak inside {:.0} % (n = {})",
+                    number(&r["mean_pixel_auroc"]),
+                    100.0 * number(&r["peak_inside"]),
+                    r["n"]
+                )
+            };
+            writeln!(
+                out,
+                "Localization (anomaly map against the true region): {}",
+                row(&loc["overall"])
+            )?;
+            if let Some(kinds) = loc["per_kind"].as_object() {
+                for (kind, r) in kinds {
+                    writeln!(out, "  {kind:<14}{}", row(r))?;
+                }
+            }
+        }
+        None => writeln!(
+            out,
+            "Localization: not judged (no truth regions or no anomaly maps)"
+        )?,
+    }
+    Ok(out)
+}
+
 /// (plateifu, kind) pairs from the simulator's truth table.
 fn read_truth(path: &Path) -> anyhow::Result<Vec<(String, String)>> {
     let text = std::fs::read_to_string(path)
@@ -314,4 +453,81 @@ fn read_truth(path: &Path) -> anyhow::Result<Vec<(String, String)>> {
             Some((f.get(ip)?.to_string(), f.get(ik)?.to_string()))
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flag_line_counts_true_kinds() {
+        let line = flag_line(
+            ["seyfert", "blueberry", "seyfert"].into_iter(),
+            200,
+            0.05,
+            true,
+        );
+        assert_eq!(
+            line,
+            "Flagged at FDR 0.05: 3 of 200 galaxies — true kinds: 1 blueberry, 2 seyfert"
+        );
+        assert_eq!(
+            flag_line(std::iter::empty(), 10, 0.1, true),
+            "Flagged at FDR 0.1: 0 of 10 galaxies"
+        );
+        assert!(flag_line(std::iter::empty(), 10, 0.1, false).contains("older"));
+    }
+
+    #[test]
+    fn evaluation_summary_tabulates_auroc_flags_and_localization() {
+        let row = |score: &str, split: &str, auroc: f64| {
+            serde_json::json!({ "score": score, "split": split, "n_positive": 4,
+                "n_negative": 10, "auroc": auroc, "average_precision": 0.5,
+                "precision_at_10": 0.1, "precision_at_50": 0.1, "precision_at_100": 0.1,
+                "precision_at_n_positive": 0.1 })
+        };
+        let doc = serde_json::json!({
+            "evaluation": {
+                "normal_labels": ["star_forming"], "anomaly_kinds": ["seyfert"],
+                "label_counts": {}, "n_unlabelled": 0,
+                "rows": [row("score", "seyfert", 0.97), row("score", "overall", 0.9),
+                         row("chi2", "seyfert", 0.93), row("pca_chi2", "overall", 0.8)],
+            },
+            "flags": { "flagged": 2, "false_discoveries": 0, "false_discovery_proportion": 0.0,
+                       "anomalies": 16, "recall": 0.125 },
+            "localization": { "overall": { "n": 4, "mean_pixel_auroc": 0.71, "peak_inside": 0.5 },
+                              "per_kind": { "seyfert": { "n": 4, "mean_pixel_auroc": 0.65, "peak_inside": 0.25 } } },
+        });
+        let text = evaluation_summary(&doc.to_string()).unwrap();
+        assert!(
+            text.contains("realized false-discovery proportion 0.00"),
+            "{text}"
+        );
+        assert!(text.contains("recall 0.12 of 16"), "{text}");
+        let seyfert = text
+            .lines()
+            .find(|l| l.trim_start().starts_with("seyfert "))
+            .unwrap();
+        assert!(
+            seyfert.contains("0.970") && seyfert.contains("0.930"),
+            "{seyfert}"
+        );
+        assert!(
+            seyfert.contains('–'),
+            "missing recon/pca rows show a dash: {seyfert}"
+        );
+        let overall = text
+            .lines()
+            .find(|l| l.trim_start().starts_with("overall"))
+            .unwrap();
+        assert!(overall.contains("0.800"), "{overall}");
+        assert!(
+            text.contains("pixel AUROC 0.71, peak inside 50 % (n = 4)"),
+            "{text}"
+        );
+        let old = serde_json::json!({ "evaluation": { "normal_labels": [], "anomaly_kinds": [], "rows": [] } });
+        let text = evaluation_summary(&old.to_string()).unwrap();
+        assert!(text.contains("Localization: not judged"), "{text}");
+        assert!(evaluation_summary("not json").is_err());
+    }
 }
