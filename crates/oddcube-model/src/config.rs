@@ -26,7 +26,7 @@ pub enum KlUnits {
     /// `beta` is relative to the evidence lower bound of a Gaussian decoder (β = 1: the ELBO;
     /// β < 1: less weight on the prior). The reconstruction term is a per-pixel mean while the
     /// ELBO's is a per-galaxy sum over pixels divided by twice the pixel variance, so the KL
-    /// is weighted by `β · 2 s² / W̄` ([`crate::data::elbo_kl_scale`]) with `W̄` the mean
+    /// is weighted by `β · 2 s² / W̄` ([`crate::batches::elbo_kl_scale`]) with `W̄` the mean
     /// total loss weight per training galaxy and `s²` the mean-galaxy baseline loss of the
     /// training set (the decoder's variance when it knows nothing about the galaxy). The same
     /// β then means the same trade-off on any grid, line count, loss mode and flux scale.

@@ -46,11 +46,6 @@ pub mod plan;
 pub mod synthetic;
 pub mod train;
 
-/// The former name of [`batches`] (`data`, which read like the `oddcube-data` crate). Kept, crate
-/// private, only until `train.rs` — being edited in the VAE worktree — imports `crate::batches`;
-/// delete it then.
-pub(crate) use batches as data;
-
 pub use config::{ArchConfig, DataInfo, LossMode, ModelConfig, ModelKind, Preset, TrainConfig};
 pub use device::{DeviceSpec, select_device};
 pub use error::ModelError;

@@ -26,7 +26,7 @@ use crate::checkpoint::{
     load_checkpoint, save_checkpoint, save_weights, write_atomic,
 };
 use crate::config::{ArchConfig, KlUnits, LossMode, ModelConfig, ModelKind};
-use crate::data::{
+use crate::batches::{
     Augment, HostBatch, elbo_kl_scale, mean_baseline_loss, mean_map, normalisation, split,
 };
 use crate::error::{ModelError, Result};

@@ -40,7 +40,8 @@ pub struct Args {
     /// Latent dimension D [default: the preset's].
     #[arg(long)]
     latent: Option<usize>,
-    /// Weight of the VAE's KL term [default: 1e-3].
+    /// Weight of the VAE's KL term in ELBO units (1 = the Gaussian ELBO at the data's own
+    /// scale; docs/model.md) [default: 1].
     #[arg(long)]
     beta: Option<f64>,
     /// Seed of every random choice [default: 0].
