@@ -19,7 +19,8 @@ const fmt = (v) => {
 
 // p- and q-values span decades down to ~1e-6: always scientific, so they line up and compare.
 const sci = (v) => (v === null || v === undefined || Number.isNaN(v) ? "–" : v === 0 ? "0" : v.toExponential(2));
-const signed = (v) => (v >= 0 ? "+" : "−") + Math.abs(v).toFixed(1);
+// Offsets to 0.1″, signed; a centred region reads ±0.0, not −0.0.
+const signed = (v) => { const r = Math.round(v * 10) / 10; return (r > 0 ? "+" : r < 0 ? "−" : "±") + Math.abs(r).toFixed(1); };
 
 async function api(path, options) {
   const response = await fetch(path, options);

@@ -47,7 +47,7 @@ impl AnomalyStretch {
         v.sort_by(f64::total_cmp);
         let p1 = v[((v.len() - 1) as f64 * 0.01).round() as usize];
         let peak = v[v.len() - 1];
-        let lo = p1.min(1.0).max(MIN_LEVEL);
+        let lo = p1.clamp(MIN_LEVEL, 1.0);
         let hi = peak.max(10.0).max(lo * 10.0);
         Some(AnomalyStretch { lo, hi })
     }
@@ -81,7 +81,7 @@ impl AnomalyStretch {
 
 /// A colour-bar label: whole numbers from 1 up without decimals ("10", not "10.00").
 fn tick_label(v: f64) -> String {
-    if v >= 1.0 && v < 1e4 && ((v - v.round()).abs() < 1e-9 || v >= 100.0) {
+    if (1.0..1e4).contains(&v) && ((v - v.round()).abs() < 1e-9 || v >= 100.0) {
         format!("{v:.0}")
     } else {
         super::short_number(v)
