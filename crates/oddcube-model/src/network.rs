@@ -495,8 +495,8 @@ pub(crate) mod tests {
     /// order of the spread of μ (here ~1.8×).
     #[test]
     fn a_fresh_vae_samples_noise_of_the_order_of_its_signal() {
-        use crate::config::Preset;
         use crate::batches::{Augment, HostBatch, normalisation};
+        use crate::config::Preset;
         let dev = Device::Cpu;
         let arch = ArchConfig::preset(Preset::Cpu, ModelKind::Vae, 19);
         let (cubes, _) = crate::synthetic::synthetic_cubes(16, 19, 32, 3);

@@ -21,14 +21,14 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
 
+use crate::batches::{
+    Augment, HostBatch, elbo_kl_scale, mean_baseline_loss, mean_map, normalisation, split,
+};
 use crate::checkpoint::{
     BEST_WEIGHTS, CONFIG, EpochRecord, HISTORY, LAST_CHECKPOINT, LoopState, history_csv,
     load_checkpoint, save_checkpoint, save_weights, write_atomic,
 };
 use crate::config::{ArchConfig, KlUnits, LossMode, ModelConfig, ModelKind};
-use crate::batches::{
-    Augment, HostBatch, elbo_kl_scale, mean_baseline_loss, mean_map, normalisation, split,
-};
 use crate::error::{ModelError, Result};
 use crate::loss::{KlWeight, objective, per_galaxy_sse};
 use crate::network::{Network, init_params, trainable_vars};
