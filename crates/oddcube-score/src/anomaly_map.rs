@@ -195,38 +195,39 @@ pub fn anomaly_map(
     Ok((map, summary))
 }
 
-fn summarise(
-    map: &AnomalyMap,
-    per_line: &[f64],
-    n_lines: usize,
-    total: f64,
-    measurements: f64,
-) -> MapSummary {
-    let size = map.size;
-    let usable: Vec<usize> = (0..map.value.len())
-        .filter(|&p| map.value[p].is_finite())
-        .collect();
-    let empty = MapSummary {
-        peak: f64::NAN,
-        mean: f64::NAN,
-        n_pixels: 0,
-        centre: (f64::NAN, f64::NAN),
-        area: 0,
-        line: NO_LINE,
-    };
-    let Some(&peak_pixel) = usable.iter().max_by(|&&a, &&b| {
-        // Ties go to the lower index, so flipped galaxies pick a deterministic pixel.
-        map.value[a].total_cmp(&map.value[b]).then(b.cmp(&a))
-    }) else {
-        return empty;
-    };
-    let peak = f64::from(map.value[peak_pixel]);
-    let mut levels: Vec<f64> = usable.iter().map(|&p| f64::from(map.value[p])).collect();
+/// The anomalous region of a smoothed map (see the module docs).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RegionMask {
+    /// The peak pixel (ties go to the lower index, so a flipped galaxy picks a deterministic one).
+    pub peak_pixel: usize,
+    /// The map's peak value.
+    pub peak: f64,
+    /// The median over usable pixels: the galaxy's typical level.
+    pub background: f64,
+    /// Pixels in the region: 4-connected to the peak, at least `background + (peak −
+    /// background)/2`.
+    pub inside: Vec<bool>,
+    /// Usable (finite) pixels of the map.
+    pub n_usable: usize,
+}
+
+/// The region of a `size × size` map (NaN = unusable); `None` without a usable pixel or when
+/// the map is not `size²` long. The one rule the scorer and the explorer's views both use.
+pub fn region_mask(value: &[f32], size: usize) -> Option<RegionMask> {
+    if value.len() != size * size {
+        return None;
+    }
+    let usable: Vec<usize> = (0..value.len()).filter(|&p| value[p].is_finite()).collect();
+    let &peak_pixel = usable
+        .iter()
+        .max_by(|&&a, &&b| value[a].total_cmp(&value[b]).then(b.cmp(&a)))?;
+    let peak = f64::from(value[peak_pixel]);
+    let mut levels: Vec<f64> = usable.iter().map(|&p| f64::from(value[p])).collect();
     levels.sort_by(f64::total_cmp);
     let background = oddcube_data::stats::median_of_sorted(&levels).unwrap_or(f64::NAN);
     // Half the peak's excess over the galaxy's typical level; a flat map's region is its peak.
     let threshold = background + 0.5 * (peak - background);
-    let mut inside = vec![false; map.value.len()];
+    let mut inside = vec![false; value.len()];
     let mut stack = vec![peak_pixel];
     inside[peak_pixel] = true;
     while let Some(p) = stack.pop() {
@@ -238,12 +239,46 @@ fn summarise(
             (c + 1 < size).then(|| p + 1),
         ];
         for q in neighbours.into_iter().flatten() {
-            if !inside[q] && map.value[q].is_finite() && f64::from(map.value[q]) >= threshold {
+            if !inside[q] && value[q].is_finite() && f64::from(value[q]) >= threshold {
                 inside[q] = true;
                 stack.push(q);
             }
         }
     }
+    Some(RegionMask {
+        peak_pixel,
+        peak,
+        background,
+        inside,
+        n_usable: usable.len(),
+    })
+}
+
+fn summarise(
+    map: &AnomalyMap,
+    per_line: &[f64],
+    n_lines: usize,
+    total: f64,
+    measurements: f64,
+) -> MapSummary {
+    let size = map.size;
+    let Some(RegionMask {
+        peak_pixel,
+        peak,
+        background,
+        inside,
+        n_usable,
+    }) = region_mask(&map.value, size)
+    else {
+        return MapSummary {
+            peak: f64::NAN,
+            mean: f64::NAN,
+            n_pixels: 0,
+            centre: (f64::NAN, f64::NAN),
+            area: 0,
+            line: NO_LINE,
+        };
+    };
     let (mut wsum, mut cx, mut cy, mut area) = (0.0, 0.0, 0.0, 0usize);
     let mut line_sums = vec![0.0f64; n_lines];
     let plane = size * size;
@@ -276,7 +311,7 @@ fn summarise(
         } else {
             f64::NAN
         },
-        n_pixels: usable.len(),
+        n_pixels: n_usable,
         centre,
         area,
         line,

@@ -217,45 +217,8 @@ impl<'a> AnomalyView<'a> {
 /// excess over it. Used only to recover the pixel scale when no dataset is attached; `None`
 /// for a map without finite pixels or of the wrong length.
 pub fn region_pixels(map: &[f32], size: usize) -> Option<usize> {
-    if map.len() != size * size {
-        return None;
-    }
-    let usable: Vec<usize> = (0..map.len()).filter(|&p| map[p].is_finite()).collect();
-    // Ties go to the lower index, as in scoring.
-    let &peak_pixel = usable
-        .iter()
-        .max_by(|&&a, &&b| map[a].total_cmp(&map[b]).then(b.cmp(&a)))?;
-    let mut levels: Vec<f64> = usable.iter().map(|&p| f64::from(map[p])).collect();
-    levels.sort_by(f64::total_cmp);
-    let n = levels.len();
-    let median = if n % 2 == 1 {
-        levels[n / 2]
-    } else {
-        0.5 * (levels[n / 2 - 1] + levels[n / 2])
-    };
-    let peak = f64::from(map[peak_pixel]);
-    let threshold = median + 0.5 * (peak - median);
-    let mut inside = vec![false; map.len()];
-    inside[peak_pixel] = true;
-    let mut stack = vec![peak_pixel];
-    let mut count = 1;
-    while let Some(p) = stack.pop() {
-        let (r, c) = (p / size, p % size);
-        let neighbours = [
-            (r > 0).then(|| p - size),
-            (r + 1 < size).then(|| p + size),
-            (c > 0).then(|| p - 1),
-            (c + 1 < size).then(|| p + 1),
-        ];
-        for q in neighbours.into_iter().flatten() {
-            if !inside[q] && map[q].is_finite() && f64::from(map[q]) >= threshold {
-                inside[q] = true;
-                count += 1;
-                stack.push(q);
-            }
-        }
-    }
-    Some(count)
+    oddcube_score::anomaly_map::region_mask(map, size)
+        .map(|region| region.inside.iter().filter(|&&inside| inside).count())
 }
 
 /// The dominant line of the region for a caption: the catalogue's `region_line`, or "unknown".
