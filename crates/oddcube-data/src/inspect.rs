@@ -81,11 +81,14 @@ pub fn report(maps: &MapsFile, file_bytes: u64, mask_policy: MaskPolicy) -> Insp
                 name: name.clone(),
                 wavelength: wavelength(name),
                 good_spaxels: good.len(),
-                median_flux: median(good.iter().map(|&p| f64::from(flux[p])).collect()),
-                median_sigma: median(
-                    good.iter()
+                median_flux: crate::stats::median(
+                    &good.iter().map(|&p| f64::from(flux[p])).collect::<Vec<_>>(),
+                ),
+                median_sigma: crate::stats::median(
+                    &good
+                        .iter()
                         .map(|&p| 1.0 / f64::from(ivar[p]).sqrt())
-                        .collect(),
+                        .collect::<Vec<_>>(),
                 ),
             }
         })
@@ -101,21 +104,6 @@ pub fn report(maps: &MapsFile, file_bytes: u64, mask_policy: MaskPolicy) -> Insp
         footprint_spaxels: footprint.iter().filter(|&&f| f).count(),
         lines,
     }
-}
-
-/// Median (mean of the two middle values for an even count); `None` for no values.
-fn median(mut v: Vec<f64>) -> Option<f64> {
-    v.retain(|x| x.is_finite());
-    if v.is_empty() {
-        return None;
-    }
-    v.sort_unstable_by(f64::total_cmp);
-    let n = v.len();
-    Some(if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        0.5 * (v[n / 2 - 1] + v[n / 2])
-    })
 }
 
 #[cfg(test)]
