@@ -17,7 +17,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
 
-use oddcube_score::results::{RESULTS_FORMAT, Results, ResultsManifest};
+use oddcube_score::results::{RESULTS_FORMAT, ResultsManifest};
 use oddcube_score::score::{
     Autoencoder, MapSettings, PValueMethod, RankBy, ResidualSelection, ScoreSettings,
     finalize_population_scores, residual_rows, score_galaxies, write_residuals,
@@ -270,7 +270,6 @@ pub fn write_synthetic_results(dir: &Path, n: usize, seed: u64) -> Result<Vec<(S
         .map(|&r| galaxies[r].plateifu.clone())
         .collect();
     write_residuals(dir, &model, &cubes, &names, &lines, &picked, &NoProgress)?;
-    scored.maps.write(dir)?;
     let mut manifest = ResultsManifest {
         format: RESULTS_FORMAT.to_string(),
         oddcube_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -296,7 +295,16 @@ pub fn write_synthetic_results(dir: &Path, n: usize, seed: u64) -> Result<Vec<(S
         created_by: "oddcube_explore::serve::synthetic".to_string(),
     };
     manifest.set_null(&null);
-    Results::write(dir, &manifest, &scored.catalog, &scored.latents)?;
+    oddcube_score::pipeline::write_results(
+        dir,
+        &oddcube_score::pipeline::ResultsContent {
+            manifest: &manifest,
+            catalog: &scored.catalog,
+            latents: &scored.latents,
+            maps: &scored.maps,
+            null: None,
+        },
+    )?;
     Ok(galaxies
         .into_iter()
         .zip(kinds)
