@@ -87,6 +87,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             preprocess: PreprocessConfig::default(),
             shard: Shard::ALL,
             jobs: threads,
+            skip_critical: false,
             created_by: "ingest_bench".to_string(),
         };
         let start = Instant::now();

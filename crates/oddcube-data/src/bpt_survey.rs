@@ -355,6 +355,7 @@ mod tests {
             source: String::new(),
             notes: String::new(),
             psf_fwhm: f64::NAN,
+            ..Default::default()
         };
         let manifest = Manifest {
             format: FORMAT.to_string(),

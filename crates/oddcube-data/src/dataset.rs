@@ -38,8 +38,9 @@ pub const MANIFEST_FILE: &str = "manifest.json";
 /// Inputs that were not ingested, with reasons.
 pub const SKIPPED_FILE: &str = "skipped.csv";
 
-/// One galaxy of a dataset: a row of `galaxies.parquet`, in tensor order.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+/// One galaxy of a dataset: a row of `galaxies.parquet`, in tensor order. `Default` is an
+/// all-empty record (zeros, empty strings), for tests and builders that set what they need.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct GalaxyRecord {
     /// PLATE-IFUDESIGN (or the file-name fallback, see `notes`).
     pub plateifu: String,
@@ -69,6 +70,16 @@ pub struct GalaxyRecord {
     /// RFWHM); NaN when the header has none, and in datasets written before the column existed.
     /// [`psf_fwhm_pixels`](Self::psf_fwhm_pixels) gives it on the dataset grid.
     pub psf_fwhm: f64,
+    /// The MAPS header's DAPQUAL bitmask (bits named by [`crate::quality`]); 0 when the header
+    /// has none, and in datasets written before the column existed.
+    #[serde(default)]
+    pub dapqual: u32,
+    /// The MAPS header's DRP3QUAL bitmask of the analysed cube; 0 when absent (as `dapqual`).
+    #[serde(default)]
+    pub drp3qual: u32,
+    /// The DAPTYPE it was analysed with, e.g. `HYB10-MILESHC-MASTARSSP`; empty when unknown.
+    #[serde(default)]
+    pub daptype: String,
 }
 
 impl GalaxyRecord {
@@ -89,6 +100,12 @@ impl GalaxyRecord {
     /// `size` × `size` grid are smoothed. NaN when either is unknown.
     pub fn psf_fwhm_pixels(&self, size: usize) -> f64 {
         self.psf_fwhm / self.pixel_arcsec(size)
+    }
+
+    /// True when the DAP or the DRP flagged this galaxy CRITICAL
+    /// ([`quality::is_critical`](crate::quality::is_critical)).
+    pub fn is_critical(&self) -> bool {
+        crate::quality::is_critical(self.dapqual, self.drp3qual)
     }
 }
 
@@ -363,6 +380,9 @@ fn galaxy_schema() -> Schema {
         utf8("notes"),
         // Last, so positional readers of older tables keep their column indices.
         f64f("psf_fwhm"),
+        u32f("dapqual"),
+        u32f("drp3qual"),
+        utf8("daptype"),
     ])
 }
 
@@ -394,6 +414,9 @@ fn galaxies_parquet(galaxies: &[GalaxyRecord]) -> Result<Vec<u8>, DataError> {
         s(|g| &g.source),
         s(|g| &g.notes),
         d(|g| g.psf_fwhm),
+        u(|g| g.dapqual),
+        u(|g| g.drp3qual),
+        s(|g| &g.daptype),
     ];
     let schema = Arc::new(galaxy_schema());
     let batch = RecordBatch::try_new(schema.clone(), columns).map_err(|e| werr(e.to_string()))?;
@@ -440,6 +463,22 @@ fn read_galaxies(path: &Path) -> Result<Vec<GalaxyRecord>, String> {
             Some(a) => Some(typed::<Float64Array>(a, "psf_fwhm")?.clone()),
             None => None,
         };
+        // The quality columns came later still: absent means "no flags known" (0, empty).
+        let optional_u32 = |n: &str| -> Result<Option<UInt32Array>, String> {
+            batch
+                .column_by_name(n)
+                .map(|a| typed::<UInt32Array>(a, n).cloned())
+                .transpose()
+        };
+        let (dapqual, drp3qual) = (optional_u32("dapqual")?, optional_u32("drp3qual")?);
+        let daptype = batch
+            .column_by_name("daptype")
+            .map(|a| typed::<StringArray>(a, "daptype").cloned())
+            .transpose()?;
+        let u32_at = |a: &Option<UInt32Array>, i: usize| match a {
+            Some(a) if !a.is_null(i) => a.value(i),
+            _ => 0,
+        };
         let (ifu_size, grid_size, box_size, n_good) = (
             u32s("ifu_size")?,
             u32s("grid_size")?,
@@ -467,6 +506,12 @@ fn read_galaxies(path: &Path) -> Result<Vec<GalaxyRecord>, String> {
                     Some(a) if !a.is_null(i) => a.value(i),
                     _ => f64::NAN,
                 },
+                dapqual: u32_at(&dapqual, i),
+                drp3qual: u32_at(&drp3qual, i),
+                daptype: match &daptype {
+                    Some(a) if !a.is_null(i) => a.value(i).to_string(),
+                    _ => String::new(),
+                },
             });
         }
     }
@@ -475,7 +520,7 @@ fn read_galaxies(path: &Path) -> Result<Vec<GalaxyRecord>, String> {
 
 fn galaxies_csv(galaxies: &[GalaxyRecord]) -> String {
     let mut out = String::from(
-        "plateifu,mangaid,ra,dec,z,ifu_size,grid_size,box_size,scale,n_good,source,notes,psf_fwhm\n",
+        "plateifu,mangaid,ra,dec,z,ifu_size,grid_size,box_size,scale,n_good,source,notes,psf_fwhm,dapqual,drp3qual,daptype\n",
     );
     for g in galaxies {
         let row = [
@@ -492,6 +537,9 @@ fn galaxies_csv(galaxies: &[GalaxyRecord]) -> String {
             csv::quote(&g.source),
             csv::quote(&g.notes),
             csv::float(g.psf_fwhm),
+            g.dapqual.to_string(),
+            g.drp3qual.to_string(),
+            csv::quote(&g.daptype),
         ];
         out.push_str(&row.join(","));
         out.push('\n');
@@ -531,6 +579,9 @@ mod tests {
             source: format!("dir with, comma/manga-{plateifu}.fits.gz"),
             notes: String::new(),
             psf_fwhm: 2.5 + 0.125 * f64::from(i),
+            dapqual: if i == 2 { 1 << 30 } else { 0 },
+            drp3qual: i,
+            daptype: "HYB10-MILESHC-MASTARSSP".to_string(),
         }
     }
 
@@ -584,6 +635,12 @@ mod tests {
         assert!(ds.galaxies[0].dec.is_nan());
         assert_eq!(ds.galaxies[0].source, galaxies[0].source);
         assert_eq!(ds.galaxies[0].psf_fwhm, 2.625);
+        assert_eq!(
+            (ds.galaxies[1].dapqual, ds.galaxies[1].drp3qual),
+            (1 << 30, 2)
+        );
+        assert!(ds.galaxies[1].is_critical() && !ds.galaxies[0].is_critical());
+        assert_eq!(ds.galaxies[0].daptype, "HYB10-MILESHC-MASTARSSP");
         assert!(ds.galaxies[1].psf_fwhm.is_nan(), "unknown PSF stays NaN");
         assert_eq!(read_skipped(dir.path()).unwrap(), skipped);
         let csv = std::fs::read_to_string(dir.path().join(GALAXIES_CSV)).unwrap();
@@ -591,6 +648,11 @@ mod tests {
         assert_eq!(rows.len(), 3);
         assert_eq!(rows[1][10], galaxies[0].source);
         assert_eq!(rows[0][12], "psf_fwhm");
+        assert_eq!(rows[0][13..], ["dapqual", "drp3qual", "daptype"]);
+        assert_eq!(
+            rows[2][13..],
+            ["1073741824", "2", "HYB10-MILESHC-MASTARSSP"]
+        );
         assert_eq!(
             (rows[1][12].as_str(), rows[2][12].as_str()),
             ("2.625", "nan")
@@ -646,8 +708,9 @@ mod tests {
         assert!(err.contains("galaxies"), "{err}");
     }
 
-    /// A dataset written before `psf_fwhm` existed (its galaxies.parquet has the first twelve
-    /// columns only) still opens, with every PSF unknown and everything else intact.
+    /// A dataset written before `psf_fwhm` and the quality columns existed (its
+    /// galaxies.parquet has the first twelve columns only) still opens, with every PSF unknown,
+    /// no quality flags and everything else intact.
     #[test]
     fn dataset_without_psf_column_opens_with_unknown_psf() {
         let dir = tempfile::tempdir().unwrap();
@@ -677,10 +740,20 @@ mod tests {
         std::fs::write(&path, bytes).unwrap();
         let ds = Dataset::open(dir.path()).unwrap();
         assert!(ds.galaxies.iter().all(|g| g.psf_fwhm.is_nan()));
-        // NaN ≠ NaN: compare with the unknown values (dec, psf_fwhm) set to a number.
+        // Nor quality columns: no flags known, nothing critical.
+        assert!(
+            ds.galaxies
+                .iter()
+                .all(|g| g.dapqual == 0 && g.drp3qual == 0 && g.daptype.is_empty())
+        );
+        // NaN ≠ NaN: compare with the unknown values (dec, psf_fwhm) set to a number, and
+        // without the quality columns the old table lacks.
         let known = |g: &GalaxyRecord| GalaxyRecord {
             dec: 0.0,
             psf_fwhm: 0.0,
+            dapqual: 0,
+            drp3qual: 0,
+            daptype: String::new(),
             ..g.clone()
         };
         let back: Vec<GalaxyRecord> = ds.galaxies.iter().map(known).collect();

@@ -54,6 +54,7 @@ pub fn disc(plateifu: &str, n: usize) -> MapsFile {
             .and_then(|(_, i)| i.parse::<u32>().ok())
             .map(|d| d / 100),
         dapqual: Some(0),
+        drp3qual: Some(0),
         daptype: Some("HYB10-MILESHC-MASTARSSP".to_string()),
         versdap: Some("fixture".to_string()),
         notices: Vec::new(),
@@ -108,6 +109,9 @@ pub fn maps_hdus(maps: &MapsFile) -> (Vec<Card>, Vec<ImageHdu>) {
     }
     if let Some(q) = m.dapqual {
         primary.push(Card::int("DAPQUAL", q, "DAP quality bitmask"));
+    }
+    if let Some(q) = m.drp3qual {
+        primary.push(Card::int("DRP3QUAL", q, "DRP-3d quality bitmask"));
     }
     if let Some(t) = &m.daptype {
         primary.push(Card::str("DAPTYPE", t, "DAP analysis method"));

@@ -16,6 +16,7 @@ use crate::lines::LineSet;
 use crate::maps::{MapsFile, plateifu_from_file_name};
 use crate::preprocess::{PreprocessConfig, REFERENCE_LINE, SCALE_PERCENTILE, preprocess};
 use crate::progress::Progress;
+use crate::quality;
 use crate::shard::Shard;
 
 /// Settings of one ingest run.
@@ -29,6 +30,11 @@ pub struct IngestOptions {
     pub shard: Shard,
     /// Worker threads (0 = one per core).
     pub jobs: usize,
+    /// Leave out galaxies whose DAPQUAL or DRP3QUAL has the CRITICAL bit (listed in
+    /// `skipped.csv` with the bits). Off by default: a critical galaxy is ingested, its flags
+    /// kept in `galaxies.*` and carried to the catalogue's `critical` column, and a notice
+    /// names it — so nothing disappears without a trace, and the user decides.
+    pub skip_critical: bool,
     /// The command line, recorded in the manifest.
     pub created_by: String,
 }
@@ -341,6 +347,24 @@ fn ingest_one(path: &Path, options: &IngestOptions) -> Outcome {
     if !options.shard.contains(&maps.meta.plateifu) {
         return Outcome::OtherShard;
     }
+    let mut notices = maps.meta.notices.clone();
+    let dapqual = quality::header_mask(maps.meta.dapqual, "DAPQUAL", &mut notices);
+    let drp3qual = quality::header_mask(maps.meta.drp3qual, "DRP3QUAL", &mut notices);
+    if quality::is_critical(dapqual, drp3qual) {
+        let flags = quality_text(dapqual, drp3qual);
+        if options.skip_critical {
+            return Outcome::Skipped(
+                SkippedInput {
+                    path: path_text,
+                    reason: format!("flagged CRITICAL ({flags}); left out by --skip-critical"),
+                },
+                Some(source),
+            );
+        }
+        notices.push(format!(
+            "flagged CRITICAL ({flags}); kept and marked critical (--skip-critical leaves such galaxies out)"
+        ));
+    }
     let result = maps
         .line_indices(&options.lines)
         .and_then(|idx| preprocess(&maps, &idx, &options.preprocess));
@@ -367,6 +391,9 @@ fn ingest_one(path: &Path, options: &IngestOptions) -> Outcome {
         } else {
             String::new()
         },
+        dapqual,
+        drp3qual,
+        daptype: meta.daptype.clone().unwrap_or_default(),
     };
     Outcome::Ingested(
         Box::new(Galaxy {
@@ -375,6 +402,19 @@ fn ingest_one(path: &Path, options: &IngestOptions) -> Outcome {
             w: pre.w,
         }),
         source,
-        meta.notices.clone(),
+        notices,
     )
+}
+
+/// `DAPQUAL CRITICAL|…; DRP3QUAL …` for the masks that have bits set.
+fn quality_text(dapqual: u32, drp3qual: u32) -> String {
+    [
+        ("DAPQUAL", quality::dapqual_names(dapqual)),
+        ("DRP3QUAL", quality::drp3qual_names(drp3qual)),
+    ]
+    .into_iter()
+    .filter(|(_, names)| !names.is_empty())
+    .map(|(key, names)| format!("{key} {names}"))
+    .collect::<Vec<_>>()
+    .join("; ")
 }

@@ -18,7 +18,8 @@
 //!   [`simulate`] writes a simulated survey in the same format with known anomalies and
 //!   `truth.csv`; [`fixtures`] makes tiny MAPS files for tests.
 //! - Physics on the maps: [`bpt`] (BPT demarcation lines and spaxel classes) and [`bpt_survey`]
-//!   (the class of every galaxy's centre, `oddcube bpt`).
+//!   (the class of every galaxy's centre, `oddcube bpt`); [`quality`] names the DAPQUAL and
+//!   DRP3QUAL bits and decides what is CRITICAL; [`links`] builds the Marvin and SkyServer URLs.
 //! - Shared utilities: [`csv`] (the one CSV reader and writer of every artifact and input list),
 //!   [`atomic`] (whole-file replacement), [`date`] (calendar dates), [`stats`] (median),
 //!   [`progress`] ([`Progress`], reporting without choosing a UI) and [`error`] ([`DataError`],
@@ -41,11 +42,13 @@ pub mod fixtures;
 pub mod ingest;
 pub mod inspect;
 pub mod lines;
+pub mod links;
 pub mod maps;
 pub mod mask;
 pub mod merge;
 pub mod preprocess;
 pub mod progress;
+pub mod quality;
 pub mod shard;
 pub mod simulate;
 pub mod stats;

@@ -52,8 +52,10 @@ pub struct MapsMeta {
     pub psf_fwhm: Option<f64>,
     /// IFU size in fibres, IFUDESIGN / 100 (19, 37, 61, 91, 127, or 7 for mini-bundles).
     pub ifu_size: Option<u32>,
-    /// DAPQUAL bits (bit 30 = CRITICAL).
+    /// DAPQUAL bits (bit 30 = CRITICAL; named in [`crate::quality`]).
     pub dapqual: Option<i64>,
+    /// DRP3QUAL bits of the cube the DAP analysed (bit 30 = CRITICAL).
+    pub drp3qual: Option<i64>,
     /// DAPTYPE, e.g. `HYB10-MILESHC-MASTARSSP`.
     pub daptype: Option<String>,
     /// VERSDAP.
@@ -299,6 +301,7 @@ fn read_meta(primary: &Hdu, path: &Path) -> MapsMeta {
         psf_fwhm,
         ifu_size,
         dapqual: primary.int("DAPQUAL"),
+        drp3qual: primary.int("DRP3QUAL"),
         daptype: primary.str("DAPTYPE").map(str::to_string),
         versdap: primary.str("VERSDAP").map(str::to_string),
         notices,
@@ -370,6 +373,7 @@ mod tests {
         assert_eq!(meta.psf_fwhm, Some(2.59937));
         assert_eq!(meta.ifu_size, Some(37));
         assert_eq!(meta.dapqual, Some(0));
+        assert_eq!(meta.drp3qual, Some(0));
         assert_eq!(meta.daptype.as_deref(), Some("HYB10-GAU-MILESHC"));
         assert_eq!(meta.versdap.as_deref(), Some("2.2.3dev"));
         // astropy: 769 good Hα spaxels (strict), flux sum 9297.141222253442.
@@ -411,6 +415,9 @@ mod tests {
             m.meta.notices
         );
         assert_eq!(m.meta.dapqual, Some(32));
+        // Bit 5: the DAP's test cube has no valid input geometry; it has no DRP3QUAL card.
+        assert_eq!(crate::quality::dapqual_names(32), "BADGEOM");
+        assert_eq!(m.meta.drp3qual, None);
         assert!((m.meta.z.unwrap() - 14848.180818315599 / SPEED_OF_LIGHT_KM_S).abs() < 1e-12);
         // astropy: Hα (channel 24) good in 8 spaxels, flux sum 19.3386337608099; (y1,x2) values.
         assert_eq!(m.channel_index("Ha-6564"), Some(23));

@@ -21,6 +21,7 @@ fn options(lines: LineSet, jobs: usize) -> IngestOptions {
         preprocess: PreprocessConfig::default(),
         shard: Shard::ALL,
         jobs,
+        skip_critical: false,
         created_by: "test".to_string(),
     }
 }
@@ -291,4 +292,72 @@ fn shards_partition_the_inputs() {
     assert_eq!(all.len(), 8);
     all.dedup();
     assert_eq!(all.len(), 8);
+}
+
+/// A MAPS file the DAP flagged CRITICAL (DAPQUAL bit 30) next to a clean one: by default both
+/// are ingested, the critical one's flags are kept in `galaxies.*` (and named in a notice);
+/// with `skip_critical` it is left out and listed in `skipped.csv` with its bits.
+#[test]
+fn critical_galaxies_are_kept_and_marked_or_skipped_on_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let maps_dir = dir.path().join("maps");
+    std::fs::create_dir_all(&maps_dir).unwrap();
+    let clean = fixtures::disc("9000-1901", 12);
+    let mut critical = fixtures::disc("9001-1902", 12);
+    critical.meta.dapqual = Some((1 << 30) | (1 << 29));
+    critical.meta.drp3qual = Some(1 << 1);
+    for m in [&clean, &critical] {
+        let name = m.path.file_name().unwrap();
+        fixtures::write_maps(m, &maps_dir.join(name)).unwrap();
+    }
+
+    let out = dir.path().join("kept");
+    let report = ingest(
+        &[s(&maps_dir)],
+        &out,
+        &options(LineSet::dr17(), 1),
+        &NoProgress,
+    )
+    .unwrap();
+    assert_eq!((report.n_ingested, report.skipped.len()), (2, 0));
+    assert!(
+        report
+            .notices
+            .iter()
+            .any(|n| n.contains("9001-1902") && n.contains("CRITICAL") && n.contains("kept")),
+        "{:?}",
+        report.notices
+    );
+    let ds = Dataset::open(&out).unwrap();
+    let by_name = |p: &str| ds.galaxies.iter().find(|g| g.plateifu == p).unwrap();
+    let (c, k) = (by_name("9001-1902"), by_name("9000-1901"));
+    assert_eq!((c.dapqual, c.drp3qual), ((1 << 30) | (1 << 29), 2));
+    assert!(c.is_critical() && !k.is_critical());
+    assert_eq!(c.daptype, "HYB10-MILESHC-MASTARSSP");
+    let csv = std::fs::read_to_string(out.join(dataset::GALAXIES_CSV)).unwrap();
+    assert!(
+        csv.lines()
+            .next()
+            .unwrap()
+            .ends_with(",dapqual,drp3qual,daptype")
+    );
+
+    let out = dir.path().join("skipped");
+    let opts = IngestOptions {
+        skip_critical: true,
+        ..options(LineSet::dr17(), 1)
+    };
+    let report = ingest(&[s(&maps_dir)], &out, &opts, &NoProgress).unwrap();
+    assert_eq!((report.n_ingested, report.skipped.len()), (1, 1));
+    let reason = &report.skipped[0].reason;
+    assert!(
+        report.skipped[0].path.contains("9001-1902")
+            && reason.contains("DAPQUAL DAPCRIT|CRITICAL")
+            && reason.contains("DRP3QUAL BADDEPTH")
+            && reason.contains("--skip-critical"),
+        "{reason}"
+    );
+    let ds = Dataset::open(&out).unwrap();
+    assert_eq!(ds.galaxies.len(), 1);
+    assert_eq!(dataset::read_skipped(&out).unwrap(), report.skipped);
 }

@@ -37,6 +37,7 @@ fn record(name: &str) -> GalaxyRecord {
         source: String::new(),
         notes: String::new(),
         psf_fwhm: f64::NAN,
+        ..Default::default()
     }
 }
 

@@ -30,6 +30,7 @@ fn write_dataset(dir: &Path) {
             source: format!("synthetic/{name}.fits.gz"),
             notes: String::new(),
             psf_fwhm: f64::NAN,
+            ..Default::default()
         })
         .collect();
     let manifest = Manifest {

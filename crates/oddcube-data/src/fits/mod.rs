@@ -1,7 +1,8 @@
-//! FITS input/output: reading on `fitsrs` ([`read`]) and, for fixtures and the simulator, a
-//! small writer on `fitsio` ([`write`]).
+//! FITS input/output: reading on `fitsrs` ([`read`]), for fixtures and the simulator a small
+//! writer on `fitsio` ([`write`]), and binary tables for catalogues ([`table`]).
 
 pub mod read;
+pub mod table;
 pub mod write;
 
 pub use read::{FitsFile, Hdu, HduKind};

@@ -331,5 +331,6 @@ fn galaxy_record(i: usize) -> GalaxyRecord {
         source: "(synthetic)".to_string(),
         notes: String::new(),
         psf_fwhm: f64::NAN,
+        ..Default::default()
     }
 }

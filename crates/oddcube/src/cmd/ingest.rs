@@ -43,6 +43,11 @@ pub struct Args {
     /// Worker threads (default: all cores).
     #[arg(long)]
     jobs: Option<usize>,
+    /// Leave out galaxies the DAP or DRP flagged CRITICAL (DAPQUAL or DRP3QUAL bit 30); they
+    /// are listed in skipped.csv. Default: ingest them, keep their flags in galaxies.* and the
+    /// catalogue's `critical` column, and warn — nothing is dropped silently.
+    #[arg(long)]
+    skip_critical: bool,
 }
 
 /// Runs `oddcube ingest`: exit 0 when every input was ingested, 3 when some were skipped
@@ -65,6 +70,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         },
         shard,
         jobs: args.jobs.unwrap_or(0),
+        skip_critical: args.skip_critical,
         created_by: std::env::args().collect::<Vec<_>>().join(" "),
     };
     let started = Instant::now();
