@@ -264,6 +264,15 @@ async fn galaxy_page_data_tiles_and_neighbours() {
             .ends_with(&format!("/marvin/galaxy/{plateifu}/"))
     );
     assert!(g["links"]["skyserver"].as_str().unwrap().contains("ra="));
+    // The catalogue's quality and identity columns reach the page.
+    assert_eq!(g["quality"]["critical"], false);
+    assert_eq!(g["quality"]["dapqual"], 0);
+    assert_eq!(g["bpt_class"], "seyfert");
+    assert_eq!(g["daptype"], "HYB10-MILESHC-MASTARSSP");
+    let (_, critical) = get_json(&f.state, "/api/galaxy/8000-2201").await;
+    assert_eq!(critical["quality"]["critical"], true, "synthetic galaxy 3");
+    assert_eq!(critical["quality"]["dapqual_bits"], "DAPCRIT|CRITICAL");
+    assert_eq!(critical["quality"]["drp3qual_bits"], "");
     assert!(
         g["bpt"]["input"]["seyfert"].as_u64().unwrap() > 0,
         "the nucleus is classified Seyfert: {}",

@@ -156,6 +156,12 @@ async function renderGalaxy(plateifu) {
     ...summary.score_columns.map((c) => [c, g.scores[c]]), ["p-value", sci(g.pvalue)], ["q-value", sci(g.qvalue)], ["FDR flag", g.fdr_flag ? "yes" : "no"],
   ];
   if (g.kind) rows.push(["kind", g.kind]);
+  if (g.bpt_class) rows.push(["BPT class (centre)", g.bpt_class]);
+  if (g.daptype) rows.push(["DAPTYPE", g.daptype]);
+  if (g.quality) {
+    const bits = (mask, names) => (mask ? `${mask} (${names || "?"})` : "0");
+    rows.push(["DAPQUAL", bits(g.quality.dapqual, g.quality.dapqual_bits)], ["DRP3QUAL", bits(g.quality.drp3qual, g.quality.drp3qual_bits)]);
+  }
   const meta = rows.map(([k, v]) => `<tr><td>${esc(k)}</td><td>${typeof v === "number" ? fmt(v) : esc(v ?? "–")}</td></tr>`).join("");
   const verdict = `<p class="verdict" data-testid="score-summary">score <b>${fmt(g.scores.score)}</b> <span class="muted">(σ above ordinary galaxies)</span> · p = ${sci(g.pvalue)} · q = ${sci(g.qvalue)} · ${g.fdr_flag ? `<span class="flag" data-testid="fdr-flagged">flagged at FDR ${esc(summary.fdr)}</span>` : `<span class="muted">not flagged at FDR ${esc(summary.fdr)}</span>`}</p>`;
   const a = g.anomaly;
@@ -194,6 +200,7 @@ async function renderGalaxy(plateifu) {
       <div>
         <h2 data-testid="galaxy-title">${esc(g.plateifu)}</h2>
         ${verdict}
+        ${g.quality?.critical ? `<p class="flag" data-testid="critical">CRITICAL: the DAP or DRP flagged this galaxy's data as a critical failure (${esc([g.quality.dapqual_bits, g.quality.drp3qual_bits].filter(Boolean).join("; "))}); its score may reflect the failure, not the galaxy.</p>` : ""}
         <table class="meta" data-testid="galaxy-meta">${meta}</table>
         <p><a href="${esc(g.links.marvin)}" target="_blank" rel="noopener">Marvin (DR17)</a>${g.links.skyserver ? ` · <a href="${esc(g.links.skyserver)}" target="_blank" rel="noopener">SkyServer</a>` : ""}</p>
       </div>

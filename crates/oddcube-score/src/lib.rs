@@ -23,6 +23,7 @@
 //!   q-values and flags.
 //! - [`results`] owns the RESULTS directory: [`results::Catalog`] (the catalogue table),
 //!   [`results::ResultsManifest`], [`results::Results`] (reading it back) and the residual maps;
+//!   [`catalog_fits`] writes the catalogue's FITS copy;
 //!   [`provenance`] finds the dataset and model a RESULTS directory came from.
 //! - [`evaluate`] judges the score columns ([`evaluate::SCORE_COLUMNS`]) against labels —
 //!   [`evaluate::evaluate_results`] is all of `oddcube evaluate` — with [`metrics`] (AUROC, AP,
@@ -38,6 +39,7 @@
 
 pub mod anomaly_map;
 pub mod calibration;
+pub mod catalog_fits;
 pub mod error;
 pub mod evaluate;
 pub mod fdr;

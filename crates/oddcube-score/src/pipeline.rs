@@ -10,8 +10,10 @@
 
 use std::path::{Path, PathBuf};
 
-use oddcube_data::dataset::Dataset;
+use oddcube_data::bpt_survey::{BptSurveyOptions, classify_dataset};
+use oddcube_data::dataset::{Dataset, GalaxyRecord};
 use oddcube_data::{Progress, Shard};
+use oddcube_data::{links, quality};
 
 use crate::anomaly_map::AnomalyMaps;
 use crate::calibration::StoredNull;
@@ -149,6 +151,14 @@ pub fn score_dataset(job: &ScoreJob<'_>, progress: &dyn Progress) -> Result<Scor
         &map_settings,
         progress,
     )?;
+    {
+        let galaxies: Vec<&GalaxyRecord> = rows.iter().map(|&r| &dataset.galaxies[r]).collect();
+        // The BPT class of the centre, as `oddcube bpt` computes it, so that the catalogue
+        // has it without a separate run.
+        let bpt = classify_dataset(dataset, &BptSurveyOptions::default())?;
+        let classes: Vec<&str> = rows.iter().map(|&r| bpt[r].class.name()).collect();
+        push_galaxy_columns(&mut scored.catalog, &galaxies, &classes)?;
+    }
     let mut used: Option<NullUsed> = None;
     let mut labels_applied = None;
     if !sharded {
@@ -254,6 +264,59 @@ pub fn score_dataset(job: &ScoreJob<'_>, progress: &dyn Progress) -> Result<Scor
         unscored: if sharded { 0 } else { unscored },
     })
 }
+
+/// The catalogue columns that describe a galaxy rather than score it, appended after the
+/// scores (so the columns before them keep their positions), in [`GALAXY_COLUMNS`] order:
+/// the DAP/DRP quality flags of `galaxies` (catalogue order), `critical` beside `fdr_flag` (a
+/// CRITICAL galaxy is scored and may be flagged like any other; this column says that its data
+/// failed the pipeline), the DAPTYPE, `bpt_class` (the BPT class of each galaxy's centre, one
+/// per galaxy) and the Marvin URL.
+pub fn push_galaxy_columns(
+    catalog: &mut Catalog,
+    galaxies: &[&GalaxyRecord],
+    bpt_class: &[&str],
+) -> Result<()> {
+    if bpt_class.len() != galaxies.len() {
+        return Err(Error::LengthMismatch {
+            what: "BPT classes".to_string(),
+            got: bpt_class.len(),
+            expected: galaxies.len(),
+        });
+    }
+    let strs =
+        |f: &dyn Fn(&GalaxyRecord) -> String| Column::Str(galaxies.iter().map(|g| f(g)).collect());
+    let u32s = |f: fn(&GalaxyRecord) -> u32| Column::U32(galaxies.iter().map(|g| f(g)).collect());
+    catalog.push(
+        "critical",
+        Column::Bool(galaxies.iter().map(|g| g.is_critical()).collect()),
+    )?;
+    catalog.push("dapqual", u32s(|g| g.dapqual))?;
+    catalog.push("dapqual_bits", strs(&|g| quality::dapqual_names(g.dapqual)))?;
+    catalog.push("drp3qual", u32s(|g| g.drp3qual))?;
+    catalog.push(
+        "drp3qual_bits",
+        strs(&|g| quality::drp3qual_names(g.drp3qual)),
+    )?;
+    catalog.push("daptype", strs(&|g| g.daptype.clone()))?;
+    catalog.push(
+        "bpt_class",
+        Column::Str(bpt_class.iter().map(|c| c.to_string()).collect()),
+    )?;
+    catalog.push("marvin_url", strs(&|g| links::marvin_url(&g.plateifu)))?;
+    Ok(())
+}
+
+/// The columns [`push_galaxy_columns`] appends, in order.
+pub const GALAXY_COLUMNS: [&str; 8] = [
+    "critical",
+    "dapqual",
+    "dapqual_bits",
+    "drp3qual",
+    "drp3qual_bits",
+    "daptype",
+    "bpt_class",
+    "marvin_url",
+];
 
 /// Demotes galaxies by the user's labels: fills column `adjusted` with the demoted rank-by
 /// score and re-ranks by it. Returns how many labels named a catalogue galaxy.

@@ -1,11 +1,11 @@
 //! The RESULTS directory written by `oddcube score` and read by every later stage: the
-//! catalogue (`catalog.parquet` + `catalog.csv`), `latents.npy`, the optional
+//! catalogue (`catalog.parquet` + `catalog.csv` + `catalog.fits`), `latents.npy`, the optional
 //! `residuals.safetensors` and `manifest.json` — their layout, writing (atomic) and reading.
 //!
-//! Layout (the contract other stages code against):
-//! - `catalog.parquet` / `catalog.csv`: one row per galaxy in dataset (tensor) order; columns
-//!   plateifu, mangaid, ra, dec, z, ifu_size, n_good, recon, chi2, `line:<name>` per line,
-//!   knn_dist, lof, pvalue, qvalue, fdr_flag, rank. Higher score = more anomalous.
+//! Layout (the contract other stages code against; `docs/results.md` documents every column,
+//! and a test keeps it complete):
+//! - `catalog.parquet` / `catalog.csv` / `catalog.fits`: one row per galaxy in dataset (tensor)
+//!   order, the same columns in each; parquet is authoritative. Higher score = more anomalous.
 //! - `latents.npy`: `[N, D]` little-endian f32 in catalogue order.
 //! - `residuals.safetensors`: f32 tensors `x`, `xhat`, `w`, `residual` (σ units), each
 //!   `[K, L, S, S]`; metadata `plateifus` and `lines` are JSON arrays.
@@ -36,6 +36,8 @@ pub const RESULTS_FORMAT: &str = "oddcube-results/1";
 pub const CATALOG_PARQUET: &str = "catalog.parquet";
 /// The catalogue (CSV copy for spreadsheets and shell tools).
 pub const CATALOG_CSV: &str = "catalog.csv";
+/// The catalogue (FITS binary table copy for astropy and TOPCAT, see [`crate::catalog_fits`]).
+pub const CATALOG_FITS: &str = "catalog.fits";
 /// The latent vectors.
 pub const LATENTS_FILE: &str = "latents.npy";
 /// Per-spaxel residual maps of selected galaxies.
@@ -370,10 +372,12 @@ impl Catalog {
         out
     }
 
-    /// Writes `catalog.parquet` and `catalog.csv` into `dir` (which must exist), atomically.
+    /// Writes `catalog.parquet`, `catalog.csv` and `catalog.fits` into `dir` (which must
+    /// exist), each atomically.
     pub fn write(&self, dir: &Path) -> Result<()> {
         write_atomic(&dir.join(CATALOG_PARQUET), &self.to_parquet()?)?;
-        write_atomic(&dir.join(CATALOG_CSV), self.to_csv().as_bytes())
+        write_atomic(&dir.join(CATALOG_CSV), self.to_csv().as_bytes())?;
+        write_atomic(&dir.join(CATALOG_FITS), &self.to_fits()?)
     }
 
     /// Reads a catalogue parquet file (any of the four column types; others are an error).

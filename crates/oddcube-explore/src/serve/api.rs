@@ -352,12 +352,23 @@ pub async fn galaxy(
         json!({ "input": count(&m.x), "recon": m.xhat.as_deref().and_then(count) })
     });
     let (ra, dec) = (f("ra"), f("dec"));
-    let skyserver = match (ra, dec) {
-        (Some(ra), Some(dec)) if ra.is_finite() && dec.is_finite() => Some(format!(
-            "https://skyserver.sdss.org/dr17/en/tools/explore/summary.aspx?ra={ra}&dec={dec}"
-        )),
-        _ => None,
-    };
+    let skyserver =
+        oddcube_data::links::skyserver_url(ra.unwrap_or(f64::NAN), dec.unwrap_or(f64::NAN));
+    // The DAP/DRP quality flags and the BPT class of the centre, when the catalogue has them
+    // (RESULTS scored before they existed do not: the page then shows none).
+    let s = |name: &str| catalog.str(name).and_then(|v| v.get(row)).cloned();
+    let quality = catalog
+        .bool("critical")
+        .and_then(|v| v.get(row))
+        .map(|&critical| {
+            json!({
+                "critical": critical,
+                "dapqual": catalog.u32("dapqual").and_then(|v| v.get(row)),
+                "dapqual_bits": s("dapqual_bits"),
+                "drp3qual": catalog.u32("drp3qual").and_then(|v| v.get(row)),
+                "drp3qual_bits": s("drp3qual_bits"),
+            })
+        });
     if let Value::Object(obj) = &mut value {
         obj.insert("ra".into(), json!(ra));
         obj.insert("dec".into(), json!(dec));
@@ -377,9 +388,12 @@ pub async fn galaxy(
             ),
         );
         obj.insert("bpt".into(), json!(bpt_counts));
+        obj.insert("quality".into(), json!(quality));
+        obj.insert("daptype".into(), json!(s("daptype")));
+        obj.insert("bpt_class".into(), json!(s("bpt_class")));
         obj.insert(
             "links".into(),
-            json!({ "marvin": format!("https://dr17.sdss.org/marvin/galaxy/{plateifu}/"), "skyserver": skyserver }),
+            json!({ "marvin": oddcube_data::links::marvin_url(&plateifu), "skyserver": skyserver }),
         );
         obj.insert("lines".into(), json!(state.lines));
         obj.insert(

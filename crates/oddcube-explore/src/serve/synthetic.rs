@@ -251,6 +251,14 @@ pub fn write_synthetic_results(dir: &Path, n: usize, seed: u64) -> Result<Vec<(S
         &MapSettings::default(),
         &NoProgress,
     )?;
+    // The maps are drawn with Seyfert or star-forming line ratios (`line_ratio`), so the BPT
+    // class of each centre is known by construction.
+    let classes: Vec<&str> = kinds
+        .iter()
+        .map(|k| if *k == "seyfert" { "seyfert" } else { "sf" })
+        .collect();
+    let refs: Vec<&GalaxyRecord> = galaxies.iter().collect();
+    oddcube_score::pipeline::push_galaxy_columns(&mut scored.catalog, &refs, &classes)?;
     let null = finalize_population_scores(
         &mut scored.catalog,
         &scored.latents,
@@ -331,6 +339,16 @@ fn galaxy_record(i: usize) -> GalaxyRecord {
         source: "(synthetic)".to_string(),
         notes: String::new(),
         psf_fwhm: f64::NAN,
-        ..Default::default()
+        // One galaxy the DAP called CRITICAL, so the explorer's quality display has a case.
+        dapqual: if i == CRITICAL_GALAXY {
+            (1 << 30) | (1 << 29)
+        } else {
+            0
+        },
+        drp3qual: 0,
+        daptype: "HYB10-MILESHC-MASTARSSP".to_string(),
     }
 }
+
+/// The synthetic galaxy flagged DAP CRITICAL (DAPQUAL DAPCRIT|CRITICAL).
+pub const CRITICAL_GALAXY: usize = 3;

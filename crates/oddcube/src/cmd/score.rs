@@ -147,6 +147,23 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         "{flagged} galaxies flagged at FDR {} (null fitted on {} galaxies: {})",
         args.fdr, report.manifest.null_n_calibration, report.manifest.null_fitted_on
     );
+    // A CRITICAL galaxy's maps failed the DAP or DRP: it is scored like the others, but a flag
+    // on it is more likely a pipeline failure than an astrophysical anomaly — say so.
+    if let (Some(flags), Some(critical)) = (
+        report.catalog.bool("fdr_flag"),
+        report.catalog.bool("critical"),
+    ) {
+        let flagged_critical = flags
+            .iter()
+            .zip(critical)
+            .filter(|(f, c)| **f && **c)
+            .count();
+        if flagged_critical > 0 {
+            tracing::warn!(
+                "{flagged_critical} of the flagged galaxies are DAP/DRP CRITICAL (column `critical`, bits in dapqual_bits/drp3qual_bits); ingest --skip-critical leaves such galaxies out"
+            );
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 
