@@ -3,12 +3,13 @@
 //! score, and the distribution of every score component and of their fusion — so that a p-value
 //! means the same thing whether a whole survey or a short follow-up list is scored.
 //!
-//! **Components.** Three label-free pieces of evidence, each a positive number per galaxy:
-//! `global` (mean floored `z²` of all usable measurements, `anomaly_map.rs`), `local` (peak of
-//! the PSF-smoothed anomaly map) and `knn_dist` (distance to the k-th nearest *training* galaxy in
-//! latent space). They see different anomalies: an extended change of line ratios raises
-//! `global`, a compact nucleus raises `local`, a galaxy unlike any in the training set raises
-//! `knn_dist`.
+//! **Components.** Four label-free pieces of evidence, each a positive number per galaxy:
+//! `chi2` (mean χ² of all usable measurements in σ units), `global` (their mean floored `z²`,
+//! `anomaly_map.rs`), `local` (peak of the PSF-smoothed anomaly map) and `knn_dist` (distance to
+//! the k-th nearest *training* galaxy in latent space). They see different anomalies: a bright
+//! change of line ratios raises `chi2` (the floor of `global` partly excuses it), a faint or
+//! extended one raises `global`, a compact nucleus raises `local`, a galaxy unlike any in the
+//! training set raises `knn_dist`.
 //!
 //! **Standardising.** For each component the log value is regressed, robustly (Huber IRLS,
 //! scale from the MAD), on nuisance properties that change ordinary galaxies' scores but are not
@@ -20,9 +21,9 @@
 //!
 //! **Fusion.** `S = mean_k z_k` (averaging standardised scores is the standard unsupervised
 //! outlier ensemble, more stable than their maximum), then `score = (S − median S) / σ_S` with
-//! the median and MAD-σ of `S` on the calibration galaxies, and `p = P(Z ≥ score)` for a
-//! standard normal `Z`. Median and MAD keep the few anomalies that are inevitably among the
-//! calibration galaxies from widening the null.
+//! the median and [`tail_sigma`] of `S` on the calibration galaxies, and `p = P(Z ≥ score)` for a
+//! standard normal `Z`. Medians and upper-tail scales keep the few anomalies that are inevitably
+//! among the calibration galaxies from widening the null.
 //!
 //! **Where it is fitted.** On the model's validation galaxies — galaxies it did not train on, so
 //! their scores are not biased low. The training galaxies provide the reference latents.
@@ -47,9 +48,13 @@ pub const CALIBRATION_FILE: &str = "calibration.json";
 /// The training galaxies' latents `[R, D]` (little-endian f32 `.npy`) next to it.
 pub const REFERENCE_LATENTS_FILE: &str = "reference_latents.npy";
 /// Format tag of [`CALIBRATION_FILE`].
-pub const CALIBRATION_FORMAT: &str = "oddcube-calibration/1";
+pub const CALIBRATION_FORMAT: &str = "oddcube-calibration/2";
+/// Format of nulls written before `chi2` joined the components; read as "no stored null".
+const STALE_FORMATS: [&str; 1] = ["oddcube-calibration/1"];
+/// Number of score components.
+pub const N_COMPONENTS: usize = 4;
 /// The score components, in the order of [`Calibration::components`].
-pub const COMPONENTS: [&str; 3] = ["global", "local", "knn_dist"];
+pub const COMPONENTS: [&str; N_COMPONENTS] = ["chi2", "global", "local", "knn_dist"];
 /// Calibration galaxies needed before the nuisance covariates are fitted: a regression on a
 /// few dozen galaxies, some of them anomalous, extrapolates badly to small or shallow IFUs.
 pub const MIN_FOR_COVARIATES: usize = 100;
@@ -100,7 +105,7 @@ pub struct Calibration {
     pub components: Vec<ComponentNull>,
     /// Median of the mean standardised component on the calibration galaxies.
     pub combined_centre: f64,
-    /// Its upper-tail robust σ ([`upper_sigma`]).
+    /// Its upper-tail robust σ ([`tail_sigma`]).
     pub combined_scale: f64,
     /// Plate-IFUs of the reference latents (a scored galaxy is never its own neighbour).
     pub reference_plateifus: Vec<String>,
@@ -134,7 +139,8 @@ impl StoredNull {
     }
 
     /// Reads the null stored in `dir`; `Ok(None)` when there is none (models trained before
-    /// calibration existed).
+    /// calibration existed) or it is of an older score definition (refit with `oddcube
+    /// calibrate`).
     pub fn read(dir: &Path) -> Result<Option<StoredNull>> {
         let path = dir.join(CALIBRATION_FILE);
         let text = match std::fs::read_to_string(&path) {
@@ -144,6 +150,11 @@ impl StoredNull {
         };
         let calibration: Calibration = serde_json::from_str(&text)
             .map_err(|e| invalid(&path, format!("not a calibration file: {e}")))?;
+        // A null of an older score definition would standardise the wrong components: the
+        // caller falls back as for a model without one, and says how to refit it.
+        if STALE_FORMATS.contains(&calibration.format.as_str()) {
+            return Ok(None);
+        }
         if calibration.format != CALIBRATION_FORMAT {
             return Err(invalid(
                 &path,
@@ -236,6 +247,35 @@ pub fn upper_sigma(values: &[f64]) -> f64 {
         sigma
     } else {
         robust_sigma(values)
+    }
+}
+
+/// Normal quantile of the 90th percentile, what [`tail_sigma`]'s second estimate divides by.
+const Z_90: f64 = 1.281_551_565_544_600_5;
+
+/// The σ the fused score's p-values use: the larger of [`upper_sigma`] (set by the upper
+/// quartile) and `(q₉₀ − median) / z₉₀` (set by the upper decile, linearly interpolated). For
+/// a normal sample both estimate σ; when ordinary galaxies' scores have a heavier upper tail
+/// than their body suggests — on the benchmark surveys they do, from star-forming galaxies the
+/// model rebuilds poorly — the decile sees it and the quartile does not, and a p-value from the
+/// quartile alone would flag ordinary galaxies.
+pub fn tail_sigma(values: &[f64]) -> f64 {
+    let mut finite: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
+    finite.sort_by(f64::total_cmp);
+    let quartile = upper_sigma(&finite);
+    if finite.len() < 10 {
+        return quartile;
+    }
+    let centre = oddcube_data::stats::median_of_sorted(&finite).unwrap_or(f64::NAN);
+    let position = 0.9 * (finite.len() - 1) as f64;
+    let below = position.floor() as usize;
+    let above = (below + 1).min(finite.len() - 1);
+    let q90 = finite[below] + (position - below as f64) * (finite[above] - finite[below]);
+    let decile = (q90 - centre) / Z_90;
+    if decile.is_finite() {
+        quartile.max(decile)
+    } else {
+        quartile
     }
 }
 
@@ -345,7 +385,7 @@ fn erfc(x: f64) -> f64 {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Verdict {
     /// Standardised components, in [`COMPONENTS`] order.
-    pub z: [f64; 3],
+    pub z: [f64; N_COMPONENTS],
     /// The fused, standardised score (NaN when a component is missing).
     pub score: f64,
     /// `P(Z ≥ score)`; 1 when the score is NaN.
@@ -362,8 +402,8 @@ impl Calibration {
         row
     }
 
-    fn standardise(&self, values: [f64; 3], covariates: Covariates) -> [f64; 3] {
-        let mut z = [f64::NAN; 3];
+    fn standardise(&self, values: [f64; N_COMPONENTS], covariates: Covariates) -> [f64; N_COMPONENTS] {
+        let mut z = [f64::NAN; N_COMPONENTS];
         for (k, null) in self.components.iter().enumerate() {
             let v = values[k];
             if v.is_finite() && v >= 0.0 {
@@ -375,7 +415,7 @@ impl Calibration {
     }
 
     /// Scores one galaxy from its raw components (`global`, `local`, `knn_dist`) and covariates.
-    pub fn verdict(&self, values: [f64; 3], covariates: Covariates) -> Verdict {
+    pub fn verdict(&self, values: [f64; N_COMPONENTS], covariates: Covariates) -> Verdict {
         let z = self.standardise(values, covariates);
         let mean = z.iter().sum::<f64>() / z.len() as f64;
         let score = (mean - self.combined_centre) / self.combined_scale;
@@ -393,7 +433,7 @@ impl Calibration {
     /// Fits the component nulls and the fusion to the calibration galaxies' raw components and
     /// covariates (floors, reference and `knn_k` are recorded as given).
     pub fn fit(
-        values: &[[f64; 3]],
+        values: &[[f64; N_COMPONENTS]],
         covariates: &[Covariates],
         floors: Vec<f64>,
         knn_k: usize,
@@ -457,7 +497,7 @@ impl Calibration {
             })
             .collect();
         calibration.combined_centre = median(&means);
-        calibration.combined_scale = upper_sigma(&means);
+        calibration.combined_scale = tail_sigma(&means);
         Ok(calibration)
     }
 }
@@ -668,7 +708,7 @@ mod tests {
     use rand_distr::StandardNormal;
 
     /// Ordinary galaxies whose log components depend on the covariates plus correlated noise.
-    fn null_galaxies(n: usize, seed: u64) -> (Vec<[f64; 3]>, Vec<Covariates>) {
+    fn null_galaxies(n: usize, seed: u64) -> (Vec<[f64; N_COMPONENTS]>, Vec<Covariates>) {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let mut values = Vec::new();
         let mut covariates = Vec::new();
@@ -676,7 +716,7 @@ mod tests {
             let n_pixels: f64 = rng.random_range(200.0..1000.0);
             let depth: f64 = 10f64.powf(rng.random_range(-1.0..1.0));
             let shared: f64 = rng.sample(StandardNormal);
-            let mut v = [0.0; 3];
+            let mut v = [0.0; N_COMPONENTS];
             for (k, slot) in v.iter_mut().enumerate() {
                 let own: f64 = rng.sample(StandardNormal);
                 let log = -2.0
@@ -750,10 +790,10 @@ mod tests {
     fn the_fused_score_is_monotone_in_each_component() {
         let (values, covariates) = null_galaxies(200, 5);
         let cal = Calibration::fit(&values, &covariates, vec![], 10, "validation", vec![]).unwrap();
-        let base = [0.01, 0.02, 0.5];
+        let base = [1.0, 0.01, 0.02, 0.5];
         let c = covariates[0];
         let s0 = cal.verdict(base, c).score;
-        for k in 0..3 {
+        for k in 0..N_COMPONENTS {
             let mut up = base;
             up[k] *= 1.5;
             let v = cal.verdict(up, c);
@@ -761,7 +801,7 @@ mod tests {
             assert!(v.pvalue < cal.verdict(base, c).pvalue);
         }
         let mut missing = base;
-        missing[2] = f64::NAN;
+        missing[N_COMPONENTS - 1] = f64::NAN;
         let v = cal.verdict(missing, c);
         assert!(v.score.is_nan() && v.pvalue == 1.0);
     }
@@ -848,6 +888,40 @@ mod tests {
             upper_sigma(&[1.0, 1.0, 1.0, 2.0]),
             robust_sigma(&[1.0, 1.0, 1.0, 2.0])
         );
+    }
+
+    #[test]
+    fn tail_sigma_sees_a_heavy_upper_decile() {
+        // Normal quantiles: both estimates agree with σ = 2 (to the sample's resolution).
+        let n = 999;
+        let normal: Vec<f64> = (1..=n)
+            .map(|i| 2.0 * inverse_normal(i as f64 / (n + 1) as f64))
+            .collect();
+        assert!((tail_sigma(&normal) / 2.0 - 1.0).abs() < 0.02);
+        // The same body with the top 15 % stretched ×3: the quartile does not move, the decile
+        // (and so the scale) does.
+        let mut heavy = normal.clone();
+        for v in heavy.iter_mut().filter(|v| **v > 2.0 * 1.036) {
+            *v *= 3.0;
+        }
+        assert!((upper_sigma(&heavy) - upper_sigma(&normal)).abs() < 1e-9);
+        assert!(tail_sigma(&heavy) > 1.5 * tail_sigma(&normal));
+        // Below 10 values only the quartile estimate is used.
+        assert_eq!(tail_sigma(&[0.0, 1.0, 2.0, 3.0]), upper_sigma(&[0.0, 1.0, 2.0, 3.0]));
+    }
+
+    /// Inverse of the standard normal CDF by bisection on [`normal_upper_tail`].
+    fn inverse_normal(p: f64) -> f64 {
+        let (mut lo, mut hi) = (-10.0, 10.0);
+        for _ in 0..100 {
+            let mid = 0.5 * (lo + hi);
+            if 1.0 - normal_upper_tail(mid) < p {
+                lo = mid;
+            } else {
+                hi = mid;
+            }
+        }
+        0.5 * (lo + hi)
     }
 
     #[test]

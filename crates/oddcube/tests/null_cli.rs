@@ -30,6 +30,25 @@ fn stored_null_round_trip_and_old_model_fallback() {
     );
     assert!(manifest.warnings.is_empty(), "{:?}", manifest.warnings);
 
+    // A null of an older score definition (format 1, three components) is not applied to the
+    // new components: the run falls back to the population, saying how to refit it.
+    let path = survey.model.join(CALIBRATION_FILE);
+    let current = std::fs::read_to_string(&path).unwrap();
+    let stale = current.replace("oddcube-calibration/2", "oddcube-calibration/1");
+    assert_ne!(stale, current);
+    std::fs::write(&path, stale).unwrap();
+    let stale_out = survey.tmp.path().join("stale");
+    let out = oddcube()
+        .args(survey.score_args(&stale_out, &[]))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("oddcube calibrate"), "{stderr}");
+    let manifest = Results::open(&stale_out).unwrap().manifest;
+    assert_eq!(manifest.null_fitted_on, "population");
+    std::fs::write(&path, current).unwrap();
+
     // An older model: no calibration files. It still scores, with a warning.
     for file in [CALIBRATION_FILE, REFERENCE_LATENTS_FILE] {
         std::fs::remove_file(survey.model.join(file)).unwrap();
@@ -41,7 +60,7 @@ fn stored_null_round_trip_and_old_model_fallback() {
         .unwrap();
     assert!(out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("no stored null"), "{stderr}");
+    assert!(stderr.contains("no usable stored null"), "{stderr}");
     let manifest = Results::open(&old).unwrap().manifest;
     assert_eq!(manifest.null_fitted_on, "population");
     assert_eq!(manifest.warnings.len(), 1, "{:?}", manifest.warnings);
