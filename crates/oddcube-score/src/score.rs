@@ -22,7 +22,9 @@ use oddcube_data::dataset::GalaxyRecord;
 use rayon::prelude::*;
 
 use crate::anomaly_map::{AnomalyMaps, NO_LINE, anomaly_map, pixel_arcsec, psf_fwhm_pixels};
-use crate::calibration::{Calibration, Covariates, StoredNull, reference_neighbourhood};
+use crate::calibration::{
+    Calibration, Covariates, N_COMPONENTS, StoredNull, reference_neighbourhood,
+};
 use crate::error::{Error, Result, check_len};
 use crate::fdr::benjamini_hochberg;
 use crate::knn::{LatentView, Metric, all_nearest};
@@ -400,25 +402,26 @@ fn local_scores(
     }
 }
 
-/// The raw score components (`global`, `local`, `knn_dist`) and nuisance covariates of every
+/// The raw score components (`chi2`, `global`, `local`, `knn_dist`) and nuisance covariates of every
 /// catalogue row, the latent component `knn_dist` given separately (it is computed with the
 /// verdict).
 pub fn components_and_covariates(
     catalog: &Catalog,
     knn_dist: &[f64],
-) -> Result<(Vec<[f64; 3]>, Vec<Covariates>)> {
+) -> Result<(Vec<[f64; N_COMPONENTS]>, Vec<Covariates>)> {
     let column = |name: &str| {
         catalog
             .f64(name)
             .ok_or_else(|| Error::Empty(format!("catalogue column '{name}'")))
     };
-    let (global, local, depth) = (column("global")?, column("local")?, column("depth")?);
+    let (chi2, global, local) = (column("chi2")?, column("global")?, column("local")?);
+    let depth = column("depth")?;
     let pixels = catalog
         .u32("n_pixels")
         .ok_or_else(|| Error::Empty("catalogue column 'n_pixels'".to_string()))?;
     check_len("latent distances", knn_dist.len(), catalog.len())?;
     let values = (0..catalog.len())
-        .map(|i| [global[i], local[i], knn_dist[i]])
+        .map(|i| [chi2[i], global[i], local[i], knn_dist[i]])
         .collect();
     let covariates = (0..catalog.len())
         .map(|i| Covariates {
@@ -626,7 +629,8 @@ pub fn finalize_population_scores(
                 .to_string(),
         ),
         (None, PValueMethod::Stored) => Err(
-            "the model has no stored null (calibration.json; trained before oddcube stored one)"
+            "the model has no usable stored null (calibration.json is missing, or was written by \
+             an older oddcube: `oddcube calibrate --model MODEL --data DATASET` refits it)"
                 .to_string(),
         ),
         (_, PValueMethod::Population) => Err("--pvalues population".to_string()),
@@ -882,6 +886,7 @@ pub(crate) mod tests {
                 source: String::new(),
                 notes: String::new(),
                 psf_fwhm: 2.5,
+                ..GalaxyRecord::default()
             })
             .collect()
     }
