@@ -1,5 +1,5 @@
-//! "Galaxies like this one" (`oddcube similar`): resolving the query (a plate-ifu of the
-//! catalogue, with suggestions when it is unknown, a latent vector from a file, or a new MAPS file
+//! "Galaxies like this one" (`oddcube similar`): resolving the query (a galaxy of the catalogue
+//! by plate-ifu, MaNGA-ID or file name, with suggestions when it is unknown, a latent vector from a file, or a new MAPS file
 //! encoded with the results' model), the exact latent-space search ([`search`]), and the result
 //! rows in table / CSV / JSON form.
 
@@ -76,6 +76,94 @@ pub fn resolve_plateifu(catalog: &Catalog, plateifu: &str) -> Result<usize> {
         name: "plateifu".to_string(),
         value: plateifu.to_string(),
         reason: format!("not in the catalogue; {hint}"),
+    })
+}
+
+/// The plate-ifu a MaNGA file name carries: `manga-7815-3702-MAPS-HYB10-….fits.gz`,
+/// `manga-7802-12702`, a path to such a file, or `7815-3702-LOGCUBE` give `7815-3702`. `None`
+/// when the name (after an optional directory and `manga-` prefix) does not start with two
+/// dash-separated numbers.
+pub fn plateifu_from_file_name(name: &str) -> Option<String> {
+    let base = name.rsplit(['/', '\\']).next().unwrap_or(name);
+    let base = base
+        .get(..6)
+        .filter(|p| p.eq_ignore_ascii_case("manga-"))
+        .map_or(base, |_| &base[6..]);
+    let mut parts = base.split(['-', '.']);
+    let (plate, ifu) = (parts.next()?, parts.next()?);
+    let numeric = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    (numeric(plate) && numeric(ifu)).then(|| format!("{plate}-{ifu}"))
+}
+
+/// Row of the galaxy `id` names in the catalogue. `id` may be a plate-ifu (`7815-3702`), a
+/// MaNGA-ID (`1-109997`, the `mangaid` column) or a MaNGA file name or prefix
+/// (`manga-7815-3702-MAPS-HYB10-MILESHC-MASTARSSP.fits.gz`, `manga-7802-12702`), tried in that
+/// order. A MaNGA-ID observed more than once is an error that lists its plate-ifus; an unknown
+/// `id` is an error that says what it was tried as and suggests close names.
+pub fn resolve_galaxy(catalog: &Catalog, id: &str) -> Result<usize> {
+    let id = id.trim();
+    let plateifus = catalog
+        .str("plateifu")
+        .ok_or_else(|| Error::Empty("catalogue column plateifu".to_string()))?;
+    if let Some(row) = plateifus.iter().position(|p| p == id) {
+        return Ok(row);
+    }
+    let mangaids = catalog.str("mangaid");
+    if let Some(ids) = mangaids {
+        let rows: Vec<usize> = (0..ids.len()).filter(|&i| ids[i] == id).collect();
+        match rows[..] {
+            [row] => return Ok(row),
+            [] => {}
+            _ => {
+                let names: Vec<&str> = rows.iter().map(|&i| plateifus[i].as_str()).collect();
+                return Err(Error::InvalidParameter {
+                    name: "galaxy".to_string(),
+                    value: id.to_string(),
+                    reason: format!(
+                        "MaNGA-ID {id} was observed {} times: {}; give one plate-ifu",
+                        rows.len(),
+                        names.join(", ")
+                    ),
+                });
+            }
+        }
+    }
+    let from_name = plateifu_from_file_name(id).filter(|p| p != id);
+    if let Some(p) = &from_name
+        && let Some(row) = plateifus.iter().position(|q| q == p)
+    {
+        return Ok(row);
+    }
+    let mut tried = vec![format!("a plate-ifu ({id})")];
+    if mangaids.is_some() {
+        tried.push(format!("a MaNGA-ID ({id})"));
+    }
+    if let Some(p) = &from_name {
+        tried.push(format!("a file name (plate-ifu {p})"));
+    }
+    let key = from_name.as_deref().unwrap_or(id);
+    let mut close = suggestions(plateifus, key, 5);
+    if let Some(ids) = mangaids {
+        let ids: Vec<String> = ids.iter().filter(|m| !m.is_empty()).cloned().collect();
+        close.extend(suggestions(&ids, id, 5 - close.len().min(5)));
+    }
+    let hint = if close.is_empty() {
+        format!("no similar name among the {} galaxies", plateifus.len())
+    } else {
+        format!("did you mean {}?", close.join(", "))
+    };
+    let file_hint = if std::path::Path::new(id).is_file() {
+        "; to search with a MAPS file that is not in the catalogue, use --maps FILE"
+    } else {
+        ""
+    };
+    Err(Error::InvalidParameter {
+        name: "galaxy".to_string(),
+        value: id.to_string(),
+        reason: format!(
+            "not in the catalogue; tried it as {}; {hint}{file_hint}",
+            tried.join(", as ")
+        ),
     })
 }
 
@@ -298,7 +386,8 @@ pub fn format_rows(rows: &[SimilarRow], format: OutputFormat) -> String {
 
 /// What to search neighbours of.
 pub enum Query<'a> {
-    /// A galaxy of the catalogue, by plate-ifu (suggestions when unknown).
+    /// A galaxy of the catalogue, by plate-ifu, MaNGA-ID or file name (see [`resolve_galaxy`];
+    /// suggestions when unknown).
     Galaxy(&'a str),
     /// A latent vector from a file (see [`read_vector`]).
     Vector(&'a Path),
@@ -332,8 +421,8 @@ pub fn search(dir: &Path, query: Query<'_>, k: usize, metric: Metric) -> Result<
     }
     let view = latents.view();
     let (vector, exclude) = match query {
-        Query::Galaxy(plateifu) => {
-            let row = resolve_plateifu(&catalog, plateifu)?;
+        Query::Galaxy(id) => {
+            let row = resolve_galaxy(&catalog, id)?;
             let vector = view
                 .row(row)
                 .ok_or_else(|| invalid(dir, format!("latent row {row} out of range")))?
@@ -420,6 +509,77 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("did you mean 7443-12703"), "{err}");
+    }
+
+    #[test]
+    fn file_names_give_their_plate_ifu() {
+        for (name, want) in [
+            (
+                "manga-7815-3702-MAPS-HYB10-MILESHC-MASTARSSP.fits.gz",
+                Some("7815-3702"),
+            ),
+            ("manga-7802-12702", Some("7802-12702")),
+            ("MANGA-7802-12702", Some("7802-12702")),
+            ("maps/sub/manga-8485-1901-MAPS.fits", Some("8485-1901")),
+            ("7443-12703-LOGCUBE", Some("7443-12703")),
+            ("7443-12703", Some("7443-12703")),
+            ("manga-7443", None),
+            ("tiny-test-MAPS.fits.gz", None),
+            ("", None),
+        ] {
+            assert_eq!(plateifu_from_file_name(name).as_deref(), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn any_identifier_resolves_to_its_galaxy() {
+        let mut catalog = Catalog::default();
+        let strings = |v: &[&str]| Column::Str(v.iter().map(|s| s.to_string()).collect());
+        catalog
+            .push(
+                "plateifu",
+                strings(&["7815-3702", "7802-12702", "8485-1901", "8486-1901"]),
+            )
+            .unwrap();
+        catalog
+            .push("mangaid", strings(&["1-109997", "1-55555", "12-1", "12-1"]))
+            .unwrap();
+        let row = |id: &str| resolve_galaxy(&catalog, id);
+        assert_eq!(row("7815-3702").unwrap(), 0);
+        assert_eq!(row(" 7802-12702 ").unwrap(), 1);
+        assert_eq!(row("1-109997").unwrap(), 0);
+        assert_eq!(row("1-55555").unwrap(), 1);
+        assert_eq!(row("manga-7802-12702").unwrap(), 1);
+        assert_eq!(
+            row("manga-7815-3702-MAPS-HYB10-MILESHC-MASTARSSP.fits.gz").unwrap(),
+            0
+        );
+        assert_eq!(row("/data/maps/manga-8485-1901-LOGCUBE.fits").unwrap(), 2);
+        // One MaNGA-ID, two observations: ambiguous, both named.
+        let err = row("12-1").unwrap_err().to_string();
+        assert!(
+            err.contains("8485-1901") && err.contains("8486-1901") && err.contains("plate-ifu"),
+            "{err}"
+        );
+        // Unknown: what was tried, and close names.
+        let err = row("manga-7815-3703-MAPS.fits.gz").unwrap_err().to_string();
+        assert!(
+            err.contains("a plate-ifu")
+                && err.contains("a MaNGA-ID")
+                && err.contains("a file name (plate-ifu 7815-3703)")
+                && err.contains("did you mean 7815-3702"),
+            "{err}"
+        );
+        let err = row("1-109998").unwrap_err().to_string();
+        assert!(
+            err.contains("did you mean") && err.contains("1-109997"),
+            "{err}"
+        );
+        // Without a mangaid column, only plate-ifus and file names are tried.
+        let mut plain = Catalog::default();
+        plain.push("plateifu", strings(&["7815-3702"])).unwrap();
+        let err = resolve_galaxy(&plain, "zz").unwrap_err().to_string();
+        assert!(!err.contains("MaNGA-ID"), "{err}");
     }
 
     #[test]

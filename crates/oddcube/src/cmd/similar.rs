@@ -1,4 +1,5 @@
-//! `oddcube similar`: the galaxies nearest in latent space to a catalogue galaxy, a latent
+//! `oddcube similar`: the galaxies nearest in latent space to a catalogue galaxy (by plate-ifu,
+//! MaNGA-ID or file name, [`oddcube_score::similar::resolve_galaxy`]), a latent
 //! vector from a file, or a new MAPS file encoded with the results' model. The search is
 //! [`oddcube_score::similar::search`].
 
@@ -19,9 +20,14 @@ use crate::cmd::choices::{DeviceName, LatentMetric, SimilarFormat};
 pub struct Args {
     /// RESULTS directory written by `oddcube score`.
     pub results: PathBuf,
-    /// Plate-ifu of the query galaxy (must be in the catalogue).
-    #[arg(required_unless_present_any = ["vector", "maps"], conflicts_with_all = ["vector", "maps"])]
-    pub plateifu: Option<String>,
+    /// The query galaxy, one of the catalogue's: a plate-ifu (7815-3702), a MaNGA-ID (1-109997)
+    /// or a MAPS file name or prefix (manga-7815-3702-MAPS-….fits.gz, manga-7815-3702).
+    #[arg(
+        value_name = "GALAXY",
+        required_unless_present_any = ["vector", "maps"],
+        conflicts_with_all = ["vector", "maps"]
+    )]
+    pub galaxy: Option<String>,
     /// Query with a latent vector: a .npy file with one D-vector, or a text file of D numbers.
     #[arg(long, conflicts_with = "maps")]
     pub vector: Option<PathBuf>,
@@ -52,8 +58,8 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let dir = &args.results;
     let in_dir = || format!("in {}", dir.display());
-    let rows = if let Some(plateifu) = &args.plateifu {
-        search(dir, Query::Galaxy(plateifu), args.k, args.metric.into()).with_context(in_dir)?
+    let rows = if let Some(galaxy) = &args.galaxy {
+        search(dir, Query::Galaxy(galaxy), args.k, args.metric.into()).with_context(in_dir)?
     } else if let Some(path) = &args.vector {
         search(dir, Query::Vector(path), args.k, args.metric.into()).with_context(in_dir)?
     } else if let Some(path) = &args.maps {
@@ -70,7 +76,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         };
         search(dir, query, args.k, args.metric.into()).with_context(in_dir)?
     } else {
-        anyhow::bail!("give a PLATEIFU, --vector FILE or --maps FILE");
+        anyhow::bail!("give a GALAXY, --vector FILE or --maps FILE");
     };
     print!("{}", format_rows(&rows, args.format.into()));
     Ok(ExitCode::SUCCESS)
