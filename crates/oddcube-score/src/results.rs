@@ -487,6 +487,29 @@ pub struct ResultsManifest {
     pub created_by: String,
 }
 
+/// What a directory without a RESULTS manifest is instead, as a hint for the error: a model, the
+/// parts of a sharded run, or (the fallback) not oddcube's at all.
+fn not_results_hint(dir: &Path, e: &std::io::Error) -> String {
+    if e.kind() != std::io::ErrorKind::NotFound {
+        return String::new();
+    }
+    if dir.join(crate::provenance::MODEL_MARKER).is_file() {
+        return format!(
+            " (this is a model directory, written by `oddcube train`, not RESULTS; run \
+             `oddcube score --model {} --data DATASET --out RESULTS`)",
+            dir.display()
+        );
+    }
+    if oddcube_data::merge::find_parts(dir).is_ok() {
+        return format!(
+            " (this directory holds the parts of a sharded run; join them with \
+             `oddcube merge {} --out RESULTS`)",
+            dir.display()
+        );
+    }
+    " (is this a RESULTS directory written by `oddcube score`?)".to_string()
+}
+
 fn default_metric() -> String {
     "euclidean".to_string()
 }
@@ -501,22 +524,48 @@ fn default_true() -> bool {
 }
 
 impl ResultsManifest {
-    /// Reads `dir/manifest.json`.
+    /// Reads `dir/manifest.json`, with `dataset_dir` and `model_dir` resolved to paths usable
+    /// from the current directory (see [`crate::provenance`]). A directory that is not RESULTS —
+    /// a dataset, a model, the parts of a sharded run — is named as such, with the command that
+    /// makes RESULTS from it.
     pub fn read(dir: &Path) -> Result<ResultsManifest> {
         let path = dir.join(MANIFEST_FILE);
-        let bytes = std::fs::read(&path).map_err(|e| {
-            let hint = if e.kind() == std::io::ErrorKind::NotFound {
-                " (is this a RESULTS directory written by `oddcube score`?)"
-            } else {
-                ""
-            };
-            Error::Io {
-                path: path.clone(),
-                source: std::io::Error::new(e.kind(), format!("{e}{hint}")),
-            }
+        let bytes = std::fs::read(&path).map_err(|e| Error::Io {
+            path: path.clone(),
+            source: std::io::Error::new(e.kind(), format!("{e}{}", not_results_hint(dir, &e))),
         })?;
-        serde_json::from_slice(&bytes)
-            .map_err(|e| invalid(&path, format!("not a results manifest: {e}")))
+        let value: serde_json::Value = serde_json::from_slice(&bytes)
+            .map_err(|e| invalid(&path, format!("not a results manifest: {e}")))?;
+        let format = value.get("format").and_then(|f| f.as_str()).unwrap_or("");
+        if format.starts_with("oddcube-dataset") {
+            return Err(invalid(
+                &path,
+                format!(
+                    "this is a dataset directory (written by `oddcube ingest`), not RESULTS; \
+                     run `oddcube score --model MODEL --data {} --out RESULTS` to score it",
+                    dir.display()
+                ),
+            ));
+        }
+        if !format.is_empty() && !format.starts_with("oddcube-results") {
+            return Err(invalid(
+                &path,
+                format!("format {format:?} is not a RESULTS manifest ({RESULTS_FORMAT})"),
+            ));
+        }
+        let mut manifest: ResultsManifest = serde_json::from_value(value)
+            .map_err(|e| invalid(&path, format!("not a results manifest: {e}")))?;
+        manifest.dataset_dir = crate::provenance::resolve_recorded(
+            dir,
+            &manifest.dataset_dir,
+            crate::provenance::DATASET_MARKER,
+        );
+        manifest.model_dir = crate::provenance::resolve_recorded(
+            dir,
+            &manifest.model_dir,
+            crate::provenance::MODEL_MARKER,
+        );
+        Ok(manifest)
     }
 
     /// Records which null the p-values came from, and the warning when the stored one was not
@@ -532,11 +581,16 @@ impl ResultsManifest {
         }
     }
 
-    /// Writes `dir/manifest.json` atomically (pretty JSON, trailing newline).
+    /// Writes `dir/manifest.json` atomically (pretty JSON, trailing newline), with `dataset_dir`
+    /// and `model_dir` recorded relative to `dir` (see [`crate::provenance::recorded_path`]), so
+    /// the RESULTS can be read from any directory.
     pub fn write(&self, dir: &Path) -> Result<()> {
         let path = dir.join(MANIFEST_FILE);
+        let mut on_disk = self.clone();
+        on_disk.dataset_dir = crate::provenance::recorded_path(dir, Path::new(&self.dataset_dir));
+        on_disk.model_dir = crate::provenance::recorded_path(dir, Path::new(&self.model_dir));
         let mut json =
-            serde_json::to_vec_pretty(self).map_err(|e| invalid(&path, e.to_string()))?;
+            serde_json::to_vec_pretty(&on_disk).map_err(|e| invalid(&path, e.to_string()))?;
         json.push(b'\n');
         write_atomic(&path, &json)
     }

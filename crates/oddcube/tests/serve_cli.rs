@@ -1,12 +1,9 @@
 //! `oddcube project`, `oddcube plot` and `oddcube serve` run as a user would, on a synthetic
 //! RESULTS directory.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::process::{Command as StdCommand, Stdio};
-
 mod common;
 
-use common::{oddcube, stderr_of};
+use common::{Server, oddcube, stderr_of};
 use oddcube_explore::serve::synthetic::write_synthetic_results;
 
 fn results(n: usize) -> tempfile::TempDir {
@@ -135,50 +132,19 @@ fn plot_writes_pngs_and_explains_missing_inputs() {
     assert!(err.contains("--residuals all"), "{err}");
 }
 
-/// Kills the server when the test ends, pass or fail.
-struct Server(std::process::Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn serve_listens_on_loopback_by_default_and_answers() {
     let dir = results(20);
-    let child = StdCommand::new(assert_cmd::cargo::cargo_bin("oddcube"))
-        .args([
-            "serve",
-            "--results",
-            dir.path().to_str().unwrap(),
-            "--port",
-            "0",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut server = Server(child);
-    let mut line = String::new();
-    BufReader::new(server.0.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .unwrap_or_else(|| panic!("no URL in {line:?}"));
-    let address = url.trim_start_matches("http://").trim_end_matches('/');
-    assert!(address.starts_with("127.0.0.1:"), "{address}");
-    let mut stream = std::net::TcpStream::connect(address).unwrap();
-    write!(
-        stream,
-        "GET /api/summary HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
+    let server = Server::start(
+        &["--results", dir.path().to_str().unwrap(), "--port", "0"],
+        dir.path(),
+    );
+    assert!(
+        server.address.starts_with("127.0.0.1:"),
+        "{}",
+        server.address
+    );
+    let response = server.get("/api/summary");
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     assert!(response.contains("\"n\":20"), "{response}");
 }

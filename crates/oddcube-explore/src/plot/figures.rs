@@ -39,8 +39,11 @@ fn row_value(results: &Results, column: &str, row: usize) -> Option<f64> {
 /// One galaxy of the RESULTS directory `dir`: input, reconstruction and residual of every line,
 /// its BPT class maps and its anomaly map with the region outlined, titled with its rank,
 /// scores, p- and q-value, FDR flag, redshift and the region's dominant line. Needs the galaxy
-/// among the stored residuals; errors say how to store them.
-pub fn galaxy_figure(dir: &Path, plateifu: &str) -> Result<Drawn> {
+/// among the stored residuals; errors say how to store them. The BPT maps need the dataset's
+/// flux stretch: from `data` when given (a `--data` option), else from the dataset the
+/// results' manifest records; when neither can be read the figure assumes linear flux and its
+/// note says so.
+pub fn galaxy_figure(dir: &Path, plateifu: &str, data: Option<&Path>) -> Result<Drawn> {
     let results = Results::open(dir)?;
     let row = results
         .catalog
@@ -88,7 +91,7 @@ pub fn galaxy_figure(dir: &Path, plateifu: &str) -> Result<Drawn> {
         parts.push(format!("z = {z:.4}"));
     }
     // Only the BPT ratios depend on the stretch, so an unreachable dataset is a note, not an error.
-    let (stretch, note) = match dataset_manifest(&results.manifest, None) {
+    let (stretch, note) = match dataset_manifest(&results.manifest, data) {
         Ok((_, manifest)) => (manifest.normalisation.stretch, None),
         Err(e) => (
             Stretch::None,

@@ -25,6 +25,10 @@ enum Figure {
         results: PathBuf,
         /// The galaxy's plate-ifu.
         plateifu: String,
+        /// The dataset the results were scored from, for the BPT maps' flux stretch (default:
+        /// the one the results' manifest records).
+        #[arg(long)]
+        data: Option<PathBuf>,
         /// Output PNG (default RESULTS/figures/galaxy-PLATEIFU.png).
         #[arg(long)]
         out: Option<PathBuf>,
@@ -69,9 +73,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Figure::Galaxy {
             results,
             plateifu,
+            data,
             out,
         } => (
-            galaxy_figure(&results, &plateifu)?,
+            galaxy_figure(&results, &plateifu, data.as_deref())?,
             output(&results, out, &format!("galaxy-{plateifu}.png"))?,
         ),
         Figure::Map {

@@ -153,3 +153,64 @@ pub fn scored_survey() -> ScoredSurvey {
     survey.score_stdout = run_ok(&survey.score_args(&survey.res, &["--residuals", "top:5"]));
     survey
 }
+
+/// A running `oddcube serve`, killed when dropped (pass or fail).
+pub struct Server {
+    child: std::process::Child,
+    /// `host:port` it listens on.
+    pub address: String,
+}
+
+impl Server {
+    /// Starts `oddcube serve` with `args` (which should include `--port 0`) in `cwd` and waits
+    /// for the line that prints its URL.
+    pub fn start<S: AsRef<std::ffi::OsStr>>(args: &[S], cwd: &Path) -> Server {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("oddcube"))
+            .arg("serve")
+            .args(args)
+            .current_dir(cwd)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("oddcube serve starts");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().expect("piped stdout"))
+            .read_line(&mut line)
+            .expect("serve prints its address");
+        let mut server = Server {
+            child,
+            address: String::new(),
+        };
+        server.address = line
+            .split_whitespace()
+            .find(|w| w.starts_with("http://"))
+            .unwrap_or_else(|| panic!("no URL in {line:?}"))
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .to_string();
+        server
+    }
+
+    /// The whole HTTP response (status line, headers, body) to `GET path`.
+    pub fn get(&self, path: &str) -> String {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(&self.address).expect("connect");
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            self.address
+        )
+        .expect("send request");
+        let mut response = String::new();
+        stream.read_to_string(&mut response).expect("read response");
+        response
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
