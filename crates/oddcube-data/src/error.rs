@@ -52,7 +52,10 @@ pub enum DataError {
         reason: String,
     },
     /// A line of the requested line set is not among the file's channels.
-    #[error("{path}: line {line} is not in this file; it has: {available}")]
+    #[error(
+        "{path}: line {line} is not in this file{}; it has: {available}",
+        crate::lines::missing_line_hint(&available.split(',').map(str::to_string).collect::<Vec<_>>())
+    )]
     MissingLine {
         /// The file.
         path: PathBuf,

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use crate::error::DataError;
 use crate::fits::read::read_file;
-use crate::lines::wavelength;
+use crate::lines::{layout_of, presets_in, wavelength};
 use crate::maps::{HduSummary, MapsFile, MapsMeta};
 use crate::mask::{MaskPolicy, NOCOV};
 
@@ -47,6 +47,11 @@ pub struct InspectReport {
     pub footprint_spaxels: usize,
     /// One entry per EMLINE_GFLUX channel, in file order.
     pub lines: Vec<LineReport>,
+    /// The DAP layout of the channel list, `DR17` or `DR15` (see [`crate::lines::layout_of`]);
+    /// `None` for another list.
+    pub layout: Option<String>,
+    /// The line presets (`--lines`) that can read this file.
+    pub line_presets: Vec<String>,
 }
 
 /// Reads a MAPS file and summarises it.
@@ -103,6 +108,11 @@ pub fn report(maps: &MapsFile, file_bytes: u64, mask_policy: MaskPolicy) -> Insp
         mask_policy,
         footprint_spaxels: footprint.iter().filter(|&&f| f).count(),
         lines,
+        layout: layout_of(&maps.channels).map(str::to_string),
+        line_presets: presets_in(&maps.channels)
+            .into_iter()
+            .map(str::to_string)
+            .collect(),
     }
 }
 
@@ -128,6 +138,9 @@ mod tests {
         assert!((ha.median_flux.unwrap() - 4.011709690093994).abs() < 1e-6);
         assert!((ha.median_sigma.unwrap() - 0.044982545177962165).abs() < 1e-6);
         assert_eq!(ha.wavelength, Some(6564.608));
+        // A DR15-layout file: only the dr15 preset reads it.
+        assert_eq!(r.layout.as_deref(), Some("DR15"));
+        assert_eq!(r.line_presets, ["dr15"]);
         let lenient = inspect(Path::new(DR15), MaskPolicy::Lenient).unwrap();
         assert_eq!(lenient.lines[18].good_spaxels, 769);
     }

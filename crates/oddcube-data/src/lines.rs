@@ -126,6 +126,54 @@ pub fn wavelength(name: &str) -> Option<f64> {
         .map(|(_, w)| *w)
 }
 
+/// The line presets `--lines` takes, by name.
+pub const PRESETS: [&str; 2] = ["dr17", "dr15"];
+
+/// The DAP layout a file's channel list (`EMLINE_GFLUX` channel names, in file order) is:
+/// `DR17` (the 35 channels of DAP 3.x, [`DR17_CHANNELS`]) or `DR15` (the 22 of DAP 2.x,
+/// [`DR15_CHANNELS`]); `None` for any other list.
+pub fn layout_of(channels: &[String]) -> Option<&'static str> {
+    if channels
+        .iter()
+        .map(String::as_str)
+        .eq(DR17_CHANNELS.iter().map(|(n, _)| *n))
+    {
+        Some("DR17")
+    } else if channels.iter().map(String::as_str).eq(DR15_CHANNELS) {
+        Some("DR15")
+    } else {
+        None
+    }
+}
+
+/// The presets of [`PRESETS`] whose every line is among `channels`: the `--lines` values that
+/// can read a file with these channels.
+pub fn presets_in(channels: &[String]) -> Vec<&'static str> {
+    PRESETS
+        .into_iter()
+        .filter(|name| LineSet::parse(name).is_ok_and(|set| set.indices_in(channels).is_ok()))
+        .collect()
+}
+
+/// What a file with `channels` is and which presets read it, for an error about a line it
+/// lacks: `"; it is a DR15-layout file (22 channels): the dr15 line preset reads it (--lines
+/// dr15)"`. Empty when the file's layout is unknown and no preset reads it.
+pub fn missing_line_hint(channels: &[String]) -> String {
+    let layout = layout_of(channels).map_or_else(
+        || format!("; it has {} channels", channels.len()),
+        |l| format!("; it is a {l}-layout file ({} channels)", channels.len()),
+    );
+    match presets_in(channels)[..] {
+        [] => format!("{layout}, which no line preset reads: name its lines with --lines A,B,…"),
+        [one] => format!("{layout}: the {one} line preset reads it (--lines {one})"),
+        ref several => format!(
+            "{layout}: the line presets {} read it (--lines {})",
+            several.join(", "),
+            several[0]
+        ),
+    }
+}
+
 /// An ordered set of emission lines (DAP channel names) to read from each galaxy.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct LineSet {
@@ -315,6 +363,24 @@ mod tests {
             Err(LineSetError::Duplicate(_))
         ));
         assert_eq!(LineSet::parse(" , "), Err(LineSetError::Empty));
+    }
+
+    #[test]
+    fn layouts_and_the_presets_that_read_them() {
+        let dr15: Vec<String> = DR15_CHANNELS.iter().map(|s| s.to_string()).collect();
+        let dr17: Vec<String> = DR17_CHANNELS.iter().map(|(s, _)| s.to_string()).collect();
+        assert_eq!(layout_of(&dr15), Some("DR15"));
+        assert_eq!(layout_of(&dr17), Some("DR17"));
+        assert_eq!(layout_of(&dr15[..3]), None);
+        assert_eq!(presets_in(&dr15), ["dr15"]);
+        assert_eq!(presets_in(&dr17), ["dr17", "dr15"]);
+        assert!(presets_in(&dr15[..3]).is_empty());
+        let hint = missing_line_hint(&dr15);
+        assert!(
+            hint.contains("DR15-layout") && hint.contains("--lines dr15"),
+            "{hint}"
+        );
+        assert!(missing_line_hint(&dr15[..3]).contains("no line preset"));
     }
 
     #[test]

@@ -109,6 +109,11 @@ fn ingest_with_nothing_usable_exits_one() {
         stderr.contains("line NI-5199 is not in this file"),
         "{stderr}"
     );
+    // The error says what the file is and the option that reads it.
+    assert!(
+        stderr.contains("DR15-layout file") && stderr.contains("--lines dr15"),
+        "{stderr}"
+    );
     assert!(!out.join("manifest.json").exists());
     assert!(out.join("skipped.csv").exists());
 }
@@ -161,6 +166,12 @@ fn inspect_prints_text_and_json() {
     assert!(out.contains("tiny-test (from the file name)"), "{out}");
     assert!(out.contains("EMLINE_GFLUX channels (35)"), "{out}");
     assert!(out.contains("HDUs (64)"), "{out}");
+    // Which line presets read the file, with the option that picks them.
+    assert!(
+        out.contains("layout     DR17 DAP (35 emission-line channels)")
+            && out.contains("dr17 (--lines dr17), dr15 (--lines dr15)"),
+        "{out}"
+    );
     let result = oddcube()
         .args(["inspect", "--json"])
         .arg(real(DR15))
@@ -172,6 +183,14 @@ fn inspect_prints_text_and_json() {
     assert_eq!(json["footprint_spaxels"], 1114);
     assert_eq!(json["lines"][18]["name"], "Ha-6564");
     assert_eq!(json["lines"][18]["good_spaxels"], 769);
+    assert_eq!(json["layout"], "DR15");
+    assert_eq!(json["line_presets"], serde_json::json!(["dr15"]));
+    let text_report = oddcube().arg("inspect").arg(real(DR15)).output().unwrap();
+    let out = text(&text_report.stdout);
+    assert!(
+        out.contains("DR15 DAP (22 emission-line channels)") && out.contains("dr15 (--lines dr15)"),
+        "{out}"
+    );
 }
 
 #[test]

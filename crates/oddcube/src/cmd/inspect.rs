@@ -72,6 +72,23 @@ fn render(r: &InspectReport) -> String {
         "grid       {} × {} spaxels, {} in the IFU footprint; good counts use the {:?} mask policy",
         r.ny, r.nx, r.footprint_spaxels, r.mask_policy
     );
+    let presets = if r.line_presets.is_empty() {
+        "none: name the lines with --lines A,B,…".to_string()
+    } else {
+        r.line_presets
+            .iter()
+            .map(|p| format!("{p} (--lines {p})"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let _ = writeln!(
+        s,
+        "layout     {} ({} emission-line channels); line presets that read it: {presets}",
+        r.layout
+            .as_deref()
+            .map_or_else(|| "unknown".to_string(), |l| format!("{l} DAP")),
+        r.lines.len()
+    );
     let _ = writeln!(s, "\nHDUs ({}):", r.hdus.len());
     for (i, h) in r.hdus.iter().enumerate() {
         let _ = writeln!(
