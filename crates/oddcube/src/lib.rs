@@ -3,7 +3,10 @@
 //! The glue between the libraries that no single library may own: [`scorer::ModelScorer`]
 //! puts the candle network (`oddcube-model`) behind `oddcube-score`'s `Autoencoder` trait, so
 //! the scoring library never compiles candle. The `oddcube` binary (`src/main.rs`, `src/cmd/`)
-//! and the integration tests and benches of this crate use it.
+//! and the integration tests and benches of this crate use it. [`report`] words errors
+//! (each cause once) and [`build_info`] says what a binary was built with (`--version`).
 
+pub mod build_info;
 pub mod calibrate;
+pub mod report;
 pub mod scorer;

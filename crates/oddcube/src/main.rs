@@ -6,7 +6,7 @@ mod ui;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 /// Find the galaxies that are not like the others in MaNGA integral-field spectroscopy.
 #[derive(Parser)]
@@ -63,7 +63,11 @@ enum Command {
 fn main() -> ExitCode {
     // Before any thread exists (see the function's safety note).
     oddcube_model::device::limit_candle_spinning();
-    let cli = Cli::parse();
+    // The version text is computed at run time (it names the CPU features detected), and clap
+    // takes a `'static` string: leaked once per process.
+    let version: &'static str = Box::leak(oddcube::build_info::version_text().into_boxed_str());
+    let cli = Cli::from_arg_matches(&Cli::command().version(version).get_matches())
+        .unwrap_or_else(|e| e.exit());
     ui::init_logging(cli.verbose, cli.quiet);
     let result = match cli.command {
         Command::Demo(args) => cmd::demo::run(args),
@@ -86,7 +90,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", oddcube::report::error_message(&err));
             ExitCode::FAILURE
         }
     }
