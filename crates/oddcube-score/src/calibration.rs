@@ -253,24 +253,36 @@ pub fn upper_sigma(values: &[f64]) -> f64 {
 /// Normal quantile of the 90th percentile, what [`tail_sigma`]'s second estimate divides by.
 const Z_90: f64 = 1.281_551_565_544_600_5;
 
+/// Values further above the median than this many upper-half σ are left out of the decile
+/// estimate of [`tail_sigma`]: they are the anomalies among the calibration galaxies, not the
+/// ordinary tail (astronomers' σ-clipping, one pass).
+const DECILE_CLIP: f64 = 4.0;
+
 /// The σ the fused score's p-values use: the larger of [`upper_sigma`] (set by the upper
-/// quartile) and `(q₉₀ − median) / z₉₀` (set by the upper decile, linearly interpolated). For
-/// a normal sample both estimate σ; when ordinary galaxies' scores have a heavier upper tail
-/// than their body suggests — on the benchmark surveys they do, from star-forming galaxies the
-/// model rebuilds poorly — the decile sees it and the quartile does not, and a p-value from the
-/// quartile alone would flag ordinary galaxies.
+/// quartile) and `(q₉₀ − median) / z₉₀` (set by the upper decile, linearly interpolated, of the
+/// values within [`DECILE_CLIP`] upper-half σ of the median). For a normal sample both estimate
+/// σ; when ordinary galaxies' scores have a heavier upper tail than their body suggests — on the
+/// benchmark surveys they do, from star-forming galaxies the model rebuilds poorly — the decile
+/// sees it and the quartile does not, and a p-value from the quartile alone would flag ordinary
+/// galaxies. The clip keeps gross anomalies among the calibration galaxies (a tenth or more of
+/// them) from taking over the decile and hiding every anomaly.
 pub fn tail_sigma(values: &[f64]) -> f64 {
     let mut finite: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
     finite.sort_by(f64::total_cmp);
     let quartile = upper_sigma(&finite);
-    if finite.len() < 10 {
+    let centre = oddcube_data::stats::median_of_sorted(&finite).unwrap_or(f64::NAN);
+    let kept: Vec<f64> = finite
+        .iter()
+        .copied()
+        .filter(|v| *v <= centre + DECILE_CLIP * quartile)
+        .collect();
+    if kept.len() < 10 {
         return quartile;
     }
-    let centre = oddcube_data::stats::median_of_sorted(&finite).unwrap_or(f64::NAN);
-    let position = 0.9 * (finite.len() - 1) as f64;
+    let position = 0.9 * (kept.len() - 1) as f64;
     let below = position.floor() as usize;
-    let above = (below + 1).min(finite.len() - 1);
-    let q90 = finite[below] + (position - below as f64) * (finite[above] - finite[below]);
+    let above = (below + 1).min(kept.len() - 1);
+    let q90 = kept[below] + (position - below as f64) * (kept[above] - kept[below]);
     let decile = (q90 - centre) / Z_90;
     if decile.is_finite() {
         quartile.max(decile)
@@ -402,7 +414,11 @@ impl Calibration {
         row
     }
 
-    fn standardise(&self, values: [f64; N_COMPONENTS], covariates: Covariates) -> [f64; N_COMPONENTS] {
+    fn standardise(
+        &self,
+        values: [f64; N_COMPONENTS],
+        covariates: Covariates,
+    ) -> [f64; N_COMPONENTS] {
         let mut z = [f64::NAN; N_COMPONENTS];
         for (k, null) in self.components.iter().enumerate() {
             let v = values[k];
@@ -898,16 +914,32 @@ mod tests {
             .map(|i| 2.0 * inverse_normal(i as f64 / (n + 1) as f64))
             .collect();
         assert!((tail_sigma(&normal) / 2.0 - 1.0).abs() < 0.02);
-        // The same body with the top 15 % stretched ×3: the quartile does not move, the decile
-        // (and so the scale) does.
+        // The same body with the top 15 % stretched ×1.8 (a heavier ordinary tail, mostly within
+        // the clip): the quartile does not move, the decile (and so the scale) does, by ≈ 1.8.
         let mut heavy = normal.clone();
         for v in heavy.iter_mut().filter(|v| **v > 2.0 * 1.036) {
-            *v *= 3.0;
+            *v *= 1.8;
         }
         assert!((upper_sigma(&heavy) - upper_sigma(&normal)).abs() < 1e-9);
         assert!(tail_sigma(&heavy) > 1.5 * tail_sigma(&normal));
+        // A tenth of gross outliers (anomalies far beyond the ordinary tail) is clipped before
+        // the decile is taken: unclipped, the decile would sit among them (σ ≈ 100 / 1.28); the
+        // scale stays near the ordinary galaxies' (the median and quartile shift a little).
+        let mut contaminated = normal.clone();
+        for v in contaminated.iter_mut().step_by(10) {
+            *v = 100.0 + v.abs();
+        }
+        let clean = tail_sigma(&normal);
+        assert!(
+            tail_sigma(&contaminated) < 1.3 * clean,
+            "{}",
+            tail_sigma(&contaminated)
+        );
         // Below 10 values only the quartile estimate is used.
-        assert_eq!(tail_sigma(&[0.0, 1.0, 2.0, 3.0]), upper_sigma(&[0.0, 1.0, 2.0, 3.0]));
+        assert_eq!(
+            tail_sigma(&[0.0, 1.0, 2.0, 3.0]),
+            upper_sigma(&[0.0, 1.0, 2.0, 3.0])
+        );
     }
 
     /// Inverse of the standard normal CDF by bisection on [`normal_upper_tail`].
