@@ -1,7 +1,8 @@
 // End-to-end test of `oddcube serve` in headless Debian Chromium, driven by playwright-core:
 // load the table, open the top anomaly, see its maps, click a neighbour, add a label with the
-// keyboard, reload (and restart the server) and see the label kept; hover and click the latent
-// map. Screenshots go to $SCREENSHOTS (default /tmp/oddcube-browser).
+// keyboard, reload (and restart the server) and see the label kept; follow the review queue with
+// j and label three galaxies, seeing the table re-ranked and `next` move on; hover and click the
+// latent map. Screenshots go to $SCREENSHOTS (default /tmp/oddcube-browser).
 //
 // Inputs (environment): ODDCUBE_BIN (default $CARGO_TARGET_DIR/release/oddcube), ODDCUBE_RESULTS
 // (default: a synthetic RESULTS directory written by the `synthetic_results` example), and
@@ -152,6 +153,39 @@ try {
   check(labelled.length === 1 && labelled[0] === neighbourId, "table filtered by label shows it");
   await page.screenshot({ path: join(shots, "3-labelled.png") });
   await page.keyboard.press("i"); // no galaxy page: must do nothing
+
+  // 4b. Active learning: j follows /api/next; three keyboard labels re-rank the table and move
+  // the queue on, without a reload.
+  const order = async () => page.evaluate(() => fetch("/api/galaxies?sort=adjusted&limit=30").then((r) => r.json()).then((t) => t.rows.map((r) => r.plateifu)));
+  const before = await order();
+  await page.goto(server.url + "#/");
+  await page.waitForSelector("[data-testid=catalog] tbody tr");
+  const tableBefore = await page.$$eval("[data-testid=catalog] tbody tr", (trs) => trs.slice(0, 30).map((tr) => tr.dataset.plateifu));
+  check(tableBefore.join() === before.join(), "the table's default order is the live blend");
+  const visited = [];
+  for (const key of ["i", "n", "n"]) {
+    const expected = await page.evaluate(() => fetch("/api/next").then((r) => r.json()).then((n) => n.plateifu));
+    const title = await page.locator("[data-testid=galaxy-title]").count() ? (await page.textContent("[data-testid=galaxy-title]")).trim() : null;
+    await page.keyboard.press("j");
+    await page.waitForFunction((id) => document.querySelector("[data-testid=galaxy-title]")?.textContent.trim() === id, expected);
+    check(expected !== title && !visited.includes(expected), `j opens the next galaxy to review, ${expected}`);
+    visited.push(expected);
+    await page.keyboard.press(key);
+    const want = { i: "interesting", n: "normal" }[key];
+    await page.waitForFunction((w) => document.querySelector("[data-testid=current-label-tag]")?.textContent === w, want);
+  }
+  const after = await order();
+  check(after.join() !== before.join(), `three labels re-ranked the table (top was ${before[0]}, now ${after[0]})`);
+  check(after[0] === visited[0], "the galaxy labelled interesting now leads the table");
+  const nextNow = await page.evaluate(() => fetch("/api/next").then((r) => r.json()).then((n) => n.plateifu));
+  check(!visited.includes(nextNow) && nextNow !== neighbourId, `next moved on to an unlabelled galaxy (${nextNow})`);
+  await page.goto(server.url + "#/");
+  await page.waitForSelector("[data-testid=catalog] tbody tr");
+  const tableAfter = await page.$$eval("[data-testid=catalog] tbody tr", (trs) => trs.slice(0, 30).map((tr) => tr.dataset.plateifu));
+  check(tableAfter.join() === after.join(), "the table page shows the new order");
+  await page.screenshot({ path: join(shots, "3b-active.png") });
+  const lines = readFileSync(join(results, "labels.csv"), "utf8").trim().split("\n");
+  check(visited.every((id) => lines.some((l) => l.startsWith(id + ","))), "labels.csv has one line per keyboard label");
 
   // 5. The latent map: hover shows a plate-ifu, click opens the galaxy.
   await page.goto(server.url + "#/map");

@@ -412,3 +412,133 @@ async fn labels_are_saved_shown_in_the_table_and_survive_a_restart() {
     let (status, _, _) = send(&again, request).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
 }
+
+#[tokio::test]
+async fn next_follows_the_blend_and_labels_re_rank_live() {
+    let f = fixture(60, true);
+    let (_, top) = get_json(&f.state, "/api/galaxies?sort=rank&limit=3").await;
+    let first = top["rows"][0]["plateifu"].as_str().unwrap().to_string();
+    let (status, next) = get_json(&f.state, "/api/next").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        next["plateifu"], first,
+        "without labels, next is the top anomaly"
+    );
+    let (_, plain) = get_json(&f.state, "/api/galaxies?sort=adjusted&limit=60").await;
+    let before: Vec<String> = plain["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["plateifu"].as_str().unwrap().to_string())
+        .collect();
+    let (_, by_rank) = get_json(&f.state, "/api/galaxies?sort=rank&limit=60").await;
+    let ranked: Vec<&str> = by_rank["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["plateifu"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        before, ranked,
+        "no labels: the blend is the anomaly ranking"
+    );
+
+    // Label the next three: the queue moves on, never to a labelled galaxy, and the order changes.
+    let mut seen = Vec::new();
+    for label in ["interesting", "normal", "normal"] {
+        let (_, next) = get_json(&f.state, "/api/next").await;
+        let id = next["plateifu"].as_str().unwrap().to_string();
+        assert!(!seen.contains(&id), "{id} suggested twice");
+        let (status, saved) = post_label(
+            &f.state,
+            &format!(r#"{{"plateifu": "{id}", "label": "{label}"}}"#),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        assert_ne!(saved["next"]["plateifu"], id.as_str());
+        seen.push(id);
+    }
+    let (_, after) = get_json(&f.state, "/api/galaxies?sort=adjusted&limit=60").await;
+    let after: Vec<String> = after["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["plateifu"].as_str().unwrap().to_string())
+        .collect();
+    assert_ne!(before, after, "labels re-rank the table");
+    assert_eq!(after[0], seen[0], "the galaxy labelled interesting leads");
+    let (_, g) = get_json(&f.state, &format!("/api/galaxy/{}", seen[1])).await;
+    assert!(g["live"]["relevance"].as_f64().unwrap() < 0.5);
+    let (status, map) = get_json(&f.state, "/api/map?colour=relevance").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(map["colour"], "relevance");
+    let (status, explored) = get_json(&f.state, "/api/next?explore=2").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(explored["plateifu"].is_string());
+    let (status, _) = get_json(&f.state, "/api/next?explore=-1").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _) = get_json(&f.state, "/api/next?explore=x").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    // score --labels computes the same blend from the file the explorer wrote.
+    let results = Results::open(f.dir.path()).unwrap();
+    let store = oddcube_score::feedback::LabelStore::open(f.dir.path()).unwrap();
+    let ids = results.catalog.str("plateifu").unwrap().to_vec();
+    let blend = oddcube_score::relevance::blend(
+        &results.catalog,
+        &results.latents,
+        results.latent_dim,
+        results.catalog.f64(&results.manifest.rank_by).unwrap(),
+        &store.labels_for(&ids),
+        &Default::default(),
+    )
+    .unwrap();
+    let (_, live) = get_json(&f.state, &format!("/api/galaxy/{}", after[1])).await;
+    let row = results.catalog.row_of(&after[1]).unwrap();
+    assert_eq!(live["live"]["review_rank"], blend.rank[row]);
+}
+
+#[tokio::test]
+async fn two_explorers_keep_every_label_and_bad_lines_are_warnings() {
+    let f = fixture(20, false);
+    let path = f.dir.path().join("labels.csv");
+    std::fs::write(
+        &path,
+        "plateifu,label,time\n8000-1901,normal,2026\nnot-here,interesting,2026\n8001-1901,bogus,2026\n",
+    )
+    .unwrap();
+    let load = || {
+        Arc::new(
+            AppState::load(
+                &ServeSources {
+                    results: f.dir.path().to_path_buf(),
+                    ..Default::default()
+                },
+                None,
+            )
+            .unwrap(),
+        )
+    };
+    let (a, b) = (load(), load());
+    let (_, summary) = get_json(&a, "/api/summary").await;
+    let warnings = summary["label_warnings"].to_string();
+    assert!(
+        warnings.contains("line 4") && warnings.contains("not-here"),
+        "{warnings}"
+    );
+    let (_, table) = get_json(&a, "/api/galaxies?sort=rank&label=unlabelled&limit=2").await;
+    let id = |i: usize| table["rows"][i]["plateifu"].as_str().unwrap().to_string();
+    let body = |id: String, label: &str| format!(r#"{{"plateifu": "{id}", "label": "{label}"}}"#);
+    let (status, _) = post_label(&a, &body(id(0), "interesting")).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = post_label(&b, &body(id(1), "normal")).await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, labelled) = get_json(&b, "/api/galaxies?label=labelled").await;
+    assert_eq!(labelled["total"], 3, "b sees a's label after its own write");
+    let store = oddcube_score::feedback::LabelStore::open(f.dir.path()).unwrap();
+    assert_eq!(
+        store.all().len(),
+        4,
+        "the unknown plate-ifu stays in the file"
+    );
+}

@@ -1,5 +1,7 @@
 // oddcube explorer: a hash-routed single page over the JSON API (/api/...). Plain JS, no build.
 // Routes: #/ (ranked table, state in the query part), #/galaxy/PLATEIFU, #/map.
+// Active learning: every label re-ranks on the server; the table's default order ("adjusted"),
+// the map's default colouring and the "next" key j (GET /api/next) follow it.
 "use strict";
 
 const app = document.getElementById("app");
@@ -37,7 +39,7 @@ function showError(err) {
 function tableState() {
   const params = new URLSearchParams(location.hash.split("?")[1] || "");
   return {
-    sort: params.get("sort") || "rank",
+    sort: params.get("sort") || "adjusted",
     order: params.get("order") || "",
     offset: Number(params.get("offset") || 0),
     limit: Number(params.get("limit") || 50),
@@ -66,6 +68,8 @@ async function renderTable() {
     { key: "plateifu", title: "plate-ifu", get: (r) => r.plateifu, text: true },
     { key: "mangaid", title: "MaNGA-ID", get: (r) => r.mangaid, text: true },
     { key: "ifu_size", title: "IFU", get: (r) => r.ifu_size },
+    { key: "adjusted", title: "adjusted", get: (r) => r.live.adjusted },
+    { key: "relevance", title: "relevance", get: (r) => r.live.relevance },
     ...scoreCols.map((c) => ({ key: c, title: c, get: (r) => r.scores[c] })),
     { key: "pvalue", title: "p-value", get: (r) => r.pvalue, sci: true },
     { key: "qvalue", title: "q-value", get: (r) => r.qvalue, sci: true },
@@ -88,7 +92,8 @@ async function renderTable() {
   const first = data.total ? data.offset + 1 : 0;
   const last = Math.min(data.offset + data.limit, data.total);
   app.innerHTML = `
-    <h2>Ranked galaxies <span class="muted">(${summary.n} scored, ${summary.n_flagged} flagged at FDR ${summary.fdr}, ranked by ${esc(summary.rank_by)})</span></h2>
+    <h2>Ranked galaxies <span class="muted">(${summary.n} scored, ${summary.n_flagged} flagged at FDR ${summary.fdr}, ranked by ${esc(summary.rank_by)}; "adjusted" = its percentile × the relevance learnt from your labels)</span></h2>
+    ${summary.label_warnings.length ? `<p class="flag" data-testid="label-warnings">${summary.label_warnings.map(esc).join("<br>")}</p>` : ""}
     <div class="controls">
       <label>Search <input type="search" id="q" placeholder="plate-ifu or MaNGA-ID" value="${esc(s.q)}" data-testid="search"></label>
       <label><input type="checkbox" id="flag" ${s.flag ? "checked" : ""} data-testid="flag-filter"> FDR-flagged only</label>
@@ -141,7 +146,8 @@ function sharesChart(shares) {
 
 async function setLabel(plateifu, label) {
   const result = await api("/api/labels", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ plateifu, label }) });
-  statusEl.textContent = result.label ? `${plateifu} labelled ${result.label}` : `${plateifu} label cleared`;
+  const next = result.next && result.next.plateifu ? ` · next (j): ${result.next.plateifu}` : "";
+  statusEl.textContent = (result.label ? `${plateifu} labelled ${result.label}` : `${plateifu} label cleared`) + next;
   document.querySelectorAll(".label-buttons button").forEach((b) => b.classList.toggle("active", b.dataset.label === result.label));
   const current = document.getElementById("current-label");
   if (current) current.innerHTML = result.label ? `<span class="tag ${esc(result.label)}" data-testid="current-label-tag">${esc(result.label)}</span>` : "none";
@@ -155,6 +161,7 @@ async function renderGalaxy(plateifu) {
     ["IFU size (fibres)", g.ifu_size], ["usable spaxels", g.n_good],
     ...summary.score_columns.map((c) => [c, g.scores[c]]), ["p-value", sci(g.pvalue)], ["q-value", sci(g.qvalue)], ["FDR flag", g.fdr_flag ? "yes" : "no"],
   ];
+  rows.push(["relevance (your labels)", g.live.relevance != null ? `${fmt(g.live.relevance)} ± ${fmt(g.live.relevance_sd)}` : "–"], ["review rank", g.live.review_rank]);
   if (g.kind) rows.push(["kind", g.kind]);
   if (g.bpt_class) rows.push(["BPT class (centre)", g.bpt_class]);
   if (g.daptype) rows.push(["DAPTYPE", g.daptype]);
@@ -211,6 +218,7 @@ async function renderGalaxy(plateifu) {
       <div>
         <h3>Label</h3>
         <div class="label-buttons">${labelButtons}<button data-label="" title="key u">clear (u)</button></div>
+        <p><button id="next-galaxy" data-testid="next-galaxy" title="key j">next to review (j)</button></p>
         <p>current: <span id="current-label" data-testid="current-label">${g.label ? `<span class="tag ${esc(g.label)}" data-testid="current-label-tag">${esc(g.label)}</span>` : "none"}</span></p>
         <h3>Per-line share of χ²</h3>
         ${g.line_shares.length ? sharesChart(g.line_shares) : `<p class="muted">no per-line columns</p>`}
@@ -219,10 +227,20 @@ async function renderGalaxy(plateifu) {
     <h3>Line maps</h3>${maps}
     <h3>Nearest neighbours in latent space</h3><div class="neighbours" data-testid="neighbours">${neighbours || `<p class="muted">none</p>`}</div>`;
   app.querySelectorAll(".label-buttons button").forEach((b) => b.addEventListener("click", () => setLabel(g.plateifu, b.dataset.label || null).catch((e) => (statusEl.textContent = e.message))));
+  document.getElementById("next-galaxy").addEventListener("click", () => goNext().catch((e) => (statusEl.textContent = e.message)));
+}
+
+// The review queue: the unlabelled galaxy the blended ranking puts first.
+async function goNext() {
+  const next = await api("/api/next");
+  if (!next.plateifu) { statusEl.textContent = "every galaxy is labelled"; return; }
+  location.hash = "#/galaxy/" + encodeURIComponent(next.plateifu);
 }
 
 document.addEventListener("keydown", (e) => {
-  if (!currentGalaxy || e.ctrlKey || e.metaKey || e.altKey || ["INPUT", "SELECT", "TEXTAREA"].includes(e.target.tagName)) return;
+  if (e.ctrlKey || e.metaKey || e.altKey || ["INPUT", "SELECT", "TEXTAREA"].includes(e.target.tagName)) return;
+  if (e.key === "j") { goNext().catch((err) => (statusEl.textContent = err.message)); return; }
+  if (!currentGalaxy) return;
   const label = { i: "interesting", a: "artefact", n: "normal", u: null }[e.key];
   if (label !== undefined) setLabel(currentGalaxy, label).catch((err) => (statusEl.textContent = err.message));
 });
@@ -231,13 +249,13 @@ document.addEventListener("keydown", (e) => {
 let mapData = null;
 async function renderMap() {
   const params = new URLSearchParams(location.hash.split("?")[1] || "");
-  const colour = params.get("colour") || summary.rank_by;
+  const colour = params.get("colour") || "adjusted";
   if (!summary.projection) {
     app.innerHTML = `<p class="muted" data-testid="no-map">No latent map yet: run <code>oddcube project ${esc(summary.results_dir)}</code> and restart.</p>`;
     return;
   }
   mapData = await api("/api/map?colour=" + encodeURIComponent(colour));
-  const choices = ["rank", ...summary.score_columns, "pvalue", "qvalue"];
+  const choices = ["adjusted", "relevance", "relevance_sd", "rank", ...summary.score_columns, "pvalue", "qvalue"];
   const stretchNote = { log: "log scale", rank: "rank scale", linear: "linear" }[mapData.stretch] || mapData.stretch;
   app.innerHTML = `<h2>Latent map (${esc(mapData.method.toUpperCase())}) coloured by ${esc(colour)}</h2>
     <div class="controls"><label>Colour by <select id="colour">${choices.map((c) => `<option${c === colour ? " selected" : ""}>${esc(c)}</option>`).join("")}</select></label>

@@ -1,5 +1,7 @@
-//! Human labels from the web explorer (`RESULTS/labels.csv`: plateifu,label,time) and the rule
-//! that feeds them back into the ranking (`oddcube score --labels`).
+//! Human labels from the web explorer (`RESULTS/labels.csv`: plateifu,label,time, an
+//! append-only log, see [`LabelStore`]) and the older demotion rule. The ranking that labels give
+//! in the explorer and in `oddcube score --labels` is the active-learning blend of
+//! [`crate::relevance`]; [`demote_scores`] is kept as a library function.
 //!
 //! The demotion rule: a galaxy a person marked `artefact` or `normal` sinks to or below every
 //! unlabelled galaxy — its score becomes `(1 − strength) · min(its score, the lowest unlabelled
@@ -15,14 +17,13 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use oddcube_data::{csv, csv::Table, date};
+use oddcube_data::{csv, date};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::knn::{self, LatentView, Metric};
-use crate::results::write_atomic;
 
 /// File name of the labels inside a RESULTS directory.
 pub const LABELS_FILE: &str = "labels.csv";
@@ -81,17 +82,33 @@ pub struct LabelEntry {
     pub time: String,
 }
 
-/// The labels of one RESULTS directory, kept in memory and rewritten atomically on each change.
+/// The labels of one RESULTS directory, kept in memory; the file is an append-only log.
+///
+/// `labels.csv` holds one line per change (`plateifu,label,time`; an empty label clears), and
+/// the last line of a galaxy wins. Each change is appended with a single `write` on a file
+/// opened in append mode while holding an exclusive lock on it ([`std::fs::File::lock`]), after
+/// re-reading what other writers appended: two explorers on the same file each keep every
+/// label, and a crash mid-write can at worst leave an incomplete last line, which reading
+/// reports and skips (the next append starts on a fresh line). Malformed lines are reported
+/// with their line numbers ([`LabelStore::warnings`]) and skipped, never fatal.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LabelStore {
     path: PathBuf,
     labels: BTreeMap<String, LabelEntry>,
+    warnings: Vec<String>,
 }
 
 fn bad(path: &Path, reason: impl Into<String>) -> Error {
     Error::Labels {
         path: path.to_path_buf(),
         reason: reason.into(),
+    }
+}
+
+fn io_error(path: &Path, source: std::io::Error) -> Error {
+    Error::Io {
+        path: path.to_path_buf(),
+        source,
     }
 }
 
@@ -104,6 +121,79 @@ fn valid_plateifu(plateifu: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
 }
 
+/// The labels (last line per galaxy wins) and the warnings for the lines skipped.
+type Parsed = (BTreeMap<String, LabelEntry>, Vec<String>);
+
+/// Parses the text of a labels file (see [`LabelStore`]). Only a wrong header is an error.
+fn parse_labels(path: &Path, text: &str) -> Result<Parsed> {
+    let mut labels = BTreeMap::new();
+    let mut warnings = Vec::new();
+    let name = path.display();
+    let mut lines = text.split_inclusive('\n').enumerate();
+    let header = loop {
+        match lines.next() {
+            None => return Ok((labels, warnings)),
+            Some((_, l)) if l.trim().is_empty() => continue,
+            Some((_, l)) => break l.trim(),
+        }
+    };
+    let header = header.trim_start_matches('\u{feff}');
+    if header != COLUMNS.join(",") {
+        return Err(bad(
+            path,
+            format!(
+                "line 1: expected the header {:?}, found {header:?}",
+                COLUMNS.join(",")
+            ),
+        ));
+    }
+    for (index, raw) in lines {
+        let number = index + 1;
+        if !raw.ends_with('\n') {
+            warnings.push(format!(
+                "{name}: line {number}: incomplete last line (an interrupted write?), skipped"
+            ));
+            continue;
+        }
+        let line = raw.trim();
+        if line.is_empty() {
+            continue;
+        }
+        let fields: Vec<&str> = line.split(',').map(str::trim).collect();
+        let [plateifu, label, time] = fields.as_slice() else {
+            warnings.push(format!(
+                "{name}: line {number}: expected 3 fields {}, found {}; skipped",
+                COLUMNS.join(","),
+                fields.len()
+            ));
+            continue;
+        };
+        if !valid_plateifu(plateifu) {
+            warnings.push(format!(
+                "{name}: line {number}: {plateifu:?} is not a plate-ifu; skipped"
+            ));
+            continue;
+        }
+        if label.is_empty() || *label == "none" {
+            labels.remove(*plateifu);
+            continue;
+        }
+        match label.parse::<UserLabel>() {
+            Ok(label) => {
+                labels.insert(
+                    plateifu.to_string(),
+                    LabelEntry {
+                        label,
+                        time: time.to_string(),
+                    },
+                );
+            }
+            Err(e) => warnings.push(format!("{name}: line {number}: {e}; skipped")),
+        }
+    }
+    Ok((labels, warnings))
+}
+
 impl LabelStore {
     /// Opens `dir/labels.csv` (an empty store when the file does not exist yet).
     pub fn open(dir: &Path) -> Result<LabelStore> {
@@ -111,43 +201,21 @@ impl LabelStore {
     }
 
     /// Opens a labels file written by the explorer at any path (empty when it does not exist).
+    /// Malformed lines are skipped and reported in [`LabelStore::warnings`]; only a file that
+    /// cannot be read or has the wrong header is an error.
     pub fn open_file(path: &Path) -> Result<LabelStore> {
         let path = path.to_path_buf();
-        let mut labels = BTreeMap::new();
-        let text = match std::fs::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Ok(LabelStore { path, labels });
-            }
-            Err(source) => return Err(Error::Io { path, source }),
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(source) => return Err(io_error(&path, source)),
         };
-        let table = Table::parse(&text).map_err(|reason| bad(&path, reason))?;
-        table
-            .expect_columns(&COLUMNS)
-            .map_err(|reason| bad(&path, reason))?;
-        for record in &table.records {
-            let [plateifu, label, time] = record.fields.as_slice() else {
-                return Err(bad(
-                    &path,
-                    format!(
-                        "line {}: expected 3 fields {}",
-                        record.line,
-                        COLUMNS.join(",")
-                    ),
-                ));
-            };
-            let label: UserLabel = label
-                .parse()
-                .map_err(|e: String| bad(&path, format!("line {}: {e}", record.line)))?;
-            labels.insert(
-                plateifu.clone(),
-                LabelEntry {
-                    label,
-                    time: time.clone(),
-                },
-            );
-        }
-        Ok(LabelStore { path, labels })
+        let (labels, warnings) = parse_labels(&path, &String::from_utf8_lossy(&bytes))?;
+        Ok(LabelStore {
+            path,
+            labels,
+            warnings,
+        })
     }
 
     /// The file the store writes.
@@ -155,16 +223,32 @@ impl LabelStore {
         &self.path
     }
 
+    /// What was skipped when the file was last read, one message per line, with its number.
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+
     /// The label of `plateifu`, if any.
     pub fn get(&self, plateifu: &str) -> Option<&LabelEntry> {
         self.labels.get(plateifu)
     }
 
-    /// The label of each galaxy of `plateifus` (catalogue order), for [`demote_scores`].
+    /// The label of each galaxy of `plateifus` (catalogue order), for [`demote_scores`] and
+    /// the relevance model.
     pub fn labels_for(&self, plateifus: &[String]) -> Vec<Option<UserLabel>> {
         plateifus
             .iter()
             .map(|p| self.labels.get(p).map(|e| e.label))
+            .collect()
+    }
+
+    /// The labelled plate-ifus that are not in `plateifus` (kept in the file, ignored).
+    pub fn unknown<'a>(&'a self, plateifus: &[String]) -> Vec<&'a str> {
+        let known: std::collections::HashSet<&str> = plateifus.iter().map(String::as_str).collect();
+        self.labels
+            .keys()
+            .map(String::as_str)
+            .filter(|p| !known.contains(p))
             .collect()
     }
 
@@ -173,9 +257,11 @@ impl LabelStore {
         &self.labels
     }
 
-    /// Sets (or with `None` clears) the label of `plateifu` and rewrites the file atomically.
-    /// On a write failure the in-memory store is left unchanged.
+    /// Sets (or with `None` clears) the label of `plateifu`: appends one line to the file
+    /// under its lock and takes in whatever other writers appended meanwhile. On a write
+    /// failure the in-memory store is left unchanged.
     pub fn set(&mut self, plateifu: &str, label: Option<UserLabel>) -> Result<()> {
+        use std::io::{Read, Seek, Write};
         if !valid_plateifu(plateifu) {
             return Err(Error::InvalidParameter {
                 name: "plateifu".to_string(),
@@ -183,31 +269,41 @@ impl LabelStore {
                 reason: "letters, digits, '-', '_' and '.' only".to_string(),
             });
         }
-        let mut next = self.labels.clone();
-        match label {
-            Some(label) => {
-                next.insert(
-                    plateifu.to_string(),
-                    LabelEntry {
-                        label,
-                        time: date::utc_now(),
-                    },
-                );
-            }
-            None => {
-                next.remove(plateifu);
-            }
+        let path = self.path.clone();
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .read(true)
+            .open(&path)
+            .map_err(|e| io_error(&path, e))?;
+        // Held until `file` is dropped: other explorers wait rather than interleave.
+        file.lock().map_err(|e| io_error(&path, e))?;
+        let mut bytes = Vec::new();
+        file.seek(std::io::SeekFrom::Start(0))
+            .and_then(|_| file.read_to_end(&mut bytes))
+            .map_err(|e| io_error(&path, e))?;
+        let mut text = String::from_utf8_lossy(&bytes).into_owned();
+        let mut out = String::new();
+        if text.trim().is_empty() {
+            out.push_str(&csv::record(COLUMNS));
+        } else if !text.ends_with('\n') {
+            // A torn last line from a crash: start ours on a fresh line.
+            out.push('\n');
         }
-        let mut csv = csv::record(COLUMNS);
-        for (plateifu, entry) in &next {
-            csv.push_str(&csv::record([
-                plateifu.as_str(),
-                entry.label.name(),
-                &entry.time,
-            ]));
-        }
-        write_atomic(&self.path, csv.as_bytes())?;
-        self.labels = next;
+        out.push_str(&csv::record([
+            plateifu,
+            label.map_or("", UserLabel::name),
+            &date::utc_now(),
+        ]));
+        // One write of the whole line: with O_APPEND it lands after every other writer's.
+        file.write_all(out.as_bytes())
+            .and_then(|_| file.sync_data())
+            .map_err(|e| io_error(&path, e))?;
+        drop(file);
+        text.push_str(&out);
+        let (labels, warnings) = parse_labels(&path, &text)?;
+        self.labels = labels;
+        self.warnings = warnings;
         Ok(())
     }
 }
@@ -366,18 +462,74 @@ mod tests {
     }
 
     #[test]
-    fn malformed_label_files_are_named_with_the_line() {
+    fn malformed_lines_are_reported_with_their_number_and_skipped() {
         let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(LABELS_FILE);
         std::fs::write(
-            dir.path().join(LABELS_FILE),
-            "plateifu,label,time\n1-1,weird,2026\n",
+            &path,
+            "plateifu,label,time\n1-1,weird,2026\n1-2,normal,2026\nonly,two\n1-3,interesting,2026\n1-4,artef",
         )
         .unwrap();
+        let store = LabelStore::open(dir.path()).unwrap();
+        let w = store.warnings().join("\n");
+        assert!(w.contains("line 2") && w.contains("weird"), "{w}");
+        assert!(w.contains("line 4") && w.contains("3 fields"), "{w}");
+        assert!(w.contains("line 6") && w.contains("incomplete"), "{w}");
+        assert_eq!(store.all().len(), 2);
+        // Appending after a torn line starts a fresh line: nothing glues onto the fragment.
+        let mut store = store;
+        store.set("1-5", Some(UserLabel::Artefact)).unwrap();
+        let again = LabelStore::open(dir.path()).unwrap();
+        assert_eq!(again.get("1-5").unwrap().label, UserLabel::Artefact);
+        assert_eq!(again.all().len(), 3);
+        assert!(again.warnings().iter().any(|w| w.contains("line 6")));
+        // A wrong header is the one fatal error.
+        std::fs::write(&path, "id,verdict\n1-1,normal\n").unwrap();
         let err = LabelStore::open(dir.path()).unwrap_err().to_string();
         assert!(
-            err.contains("labels.csv") && err.contains("line 2") && err.contains("weird"),
+            err.contains("labels.csv") && err.contains("line 1"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn two_writers_on_one_file_lose_no_label_and_unknown_ids_are_listed() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut a = LabelStore::open(dir.path()).unwrap();
+        let mut b = LabelStore::open(dir.path()).unwrap();
+        a.set("1-1", Some(UserLabel::Interesting)).unwrap();
+        b.set("1-2", Some(UserLabel::Normal)).unwrap();
+        a.set("1-3", Some(UserLabel::Normal)).unwrap();
+        assert_eq!(a.all().len(), 3, "a sees b's label after its own write");
+        let merged = LabelStore::open(dir.path()).unwrap();
+        assert_eq!(merged.all().len(), 3);
+        let text = std::fs::read_to_string(dir.path().join(LABELS_FILE)).unwrap();
+        assert_eq!(
+            text.lines().count(),
+            4,
+            "one header and one line per change: {text}"
+        );
+        // Threads writing at once: every label lands.
+        let handles: Vec<_> = (0..4)
+            .map(|t| {
+                let dir = dir.path().to_path_buf();
+                std::thread::spawn(move || {
+                    let mut s = LabelStore::open(&dir).unwrap();
+                    for i in 0..10 {
+                        s.set(&format!("9-{t}{i}"), Some(UserLabel::Normal))
+                            .unwrap();
+                    }
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+        let all = LabelStore::open(dir.path()).unwrap();
+        assert_eq!(all.all().len(), 43);
+        assert!(all.warnings().is_empty(), "{:?}", all.warnings());
+        let ids = vec!["1-1".to_string(), "1-2".to_string()];
+        assert_eq!(all.unknown(&ids).len(), 41);
     }
 
     #[test]

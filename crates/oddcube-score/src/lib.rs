@@ -33,7 +33,9 @@
 //!   "galaxies like this one" ([`similar::search`]).
 //! - [`truth`] reads ground-truth labels (a simulated survey's `truth.csv`, BPT classes);
 //!   [`feedback`] holds the labels a person gives in the explorer (`labels.csv`) and how they
-//!   re-rank the catalogue.
+//!   re-rank the catalogue; [`relevance`] is the active-learning model fitted to those labels
+//!   (relevance over latents and scores, blended with the anomaly percentile) that the explorer
+//!   runs live and `score --labels` writes.
 //!
 //! Every fallible function returns [`Error`], whose variants name the offending input.
 
@@ -54,6 +56,7 @@ pub mod pca;
 pub mod pipeline;
 pub mod provenance;
 pub mod purity;
+pub mod relevance;
 pub mod results;
 pub mod score;
 pub mod similar;

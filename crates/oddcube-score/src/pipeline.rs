@@ -18,15 +18,15 @@ use oddcube_data::{links, quality};
 use crate::anomaly_map::AnomalyMaps;
 use crate::calibration::StoredNull;
 use crate::error::{Error, Result};
-use crate::feedback::{DemoteOptions, LabelStore, demote_scores};
-use crate::knn::{LatentView, Metric};
+use crate::feedback::LabelStore;
+use crate::knn::Metric;
+use crate::relevance::{RelevanceOptions, blend};
 use crate::results::{
     Catalog, Column, RESIDUALS_FILE, RESULTS_FORMAT, Results, ResultsManifest, invalid,
 };
 use crate::score::{
     Autoencoder, MapSettings, NullUsed, PValueMethod, ResidualSelection, ScoreSettings,
-    apply_stored_null, finalize_population_scores, ranks, residual_rows, score_galaxies,
-    write_residuals,
+    apply_stored_null, finalize_population_scores, residual_rows, score_galaxies, write_residuals,
 };
 
 /// Everything a RESULTS directory holds except the residual maps (written before, by whoever
@@ -77,7 +77,7 @@ pub struct ScoreJob<'a> {
     pub settings: ScoreSettings,
     /// Residual maps to store.
     pub residuals: ResidualSelection,
-    /// The user's labels (`labels.csv`) to demote artefacts and normal galaxies with.
+    /// The user's labels (`labels.csv`) to re-rank by (the active-learning blend).
     pub labels: Option<&'a Path>,
     /// The command line, for provenance.
     pub created_by: String,
@@ -93,8 +93,8 @@ pub struct ScoreReport {
     pub manifest: ResultsManifest,
     /// Whether this was one shard of several (population columns left to `merge`).
     pub sharded: bool,
-    /// Labels that named a catalogue galaxy, when labels were applied.
-    pub labels_applied: Option<usize>,
+    /// What the labels did, when labels were applied.
+    pub labels_applied: Option<LabelsApplied>,
     /// Galaxies without usable pixels (NaN scores, never flagged, ranked last).
     pub unscored: usize,
 }
@@ -318,15 +318,26 @@ pub const GALAXY_COLUMNS: [&str; 8] = [
     "marvin_url",
 ];
 
-/// Demotes galaxies by the user's labels: fills column `adjusted` with the demoted rank-by
-/// score and re-ranks by it. Returns how many labels named a catalogue galaxy.
+/// What [`apply_labels`] did with a labels file.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LabelsApplied {
+    /// Labels that named a catalogue galaxy.
+    pub known: usize,
+    /// Skipped lines (with their numbers) and labels of plate-ifus not in the catalogue (kept
+    /// in the file, ignored).
+    pub warnings: Vec<String>,
+}
+
+/// Re-ranks the catalogue by the user's labels with the active-learning blend
+/// ([`crate::relevance`]), exactly as the explorer shows it: fills `adjusted` (anomaly percentile
+/// × predicted relevance) and `relevance`, and `rank` follows `adjusted`.
 pub fn apply_labels(
     catalog: &mut Catalog,
     latents: &[f32],
     latent_dim: usize,
     settings: &ScoreSettings,
     path: &Path,
-) -> Result<usize> {
+) -> Result<LabelsApplied> {
     let store = LabelStore::open_file(path)?;
     let names = catalog
         .str("plateifu")
@@ -334,15 +345,37 @@ pub fn apply_labels(
         .to_vec();
     let labels = store.labels_for(&names);
     let known = labels.iter().filter(|l| l.is_some()).count();
+    let mut warnings = store.warnings().to_vec();
+    let unknown = store.unknown(&names);
+    if !unknown.is_empty() {
+        let shown: Vec<&str> = unknown.iter().take(5).copied().collect();
+        warnings.push(format!(
+            "{}: {} labelled plate-ifus are not in this catalogue and are ignored ({}{})",
+            path.display(),
+            unknown.len(),
+            shown.join(", "),
+            if unknown.len() > shown.len() {
+                ", …"
+            } else {
+                ""
+            }
+        ));
+    }
     let column = settings.rank_by.column();
     let scores = catalog
         .f64(column)
         .ok_or_else(|| Error::Empty(format!("catalogue column '{column}'")))?
         .to_vec();
-    let view = LatentView::new(latents, names.len(), latent_dim)?;
-    let adjusted = demote_scores(&view, &scores, &labels, &DemoteOptions::default())?;
-    let rank = ranks(&adjusted);
-    catalog.set("adjusted", Column::F64(adjusted))?;
-    catalog.set("rank", Column::U32(rank))?;
-    Ok(known)
+    let blended = blend(
+        catalog,
+        latents,
+        latent_dim,
+        &scores,
+        &labels,
+        &RelevanceOptions::default(),
+    )?;
+    catalog.set("adjusted", Column::F64(blended.adjusted))?;
+    catalog.set("relevance", Column::F64(blended.relevance))?;
+    catalog.set("rank", Column::U32(blended.rank))?;
+    Ok(LabelsApplied { known, warnings })
 }

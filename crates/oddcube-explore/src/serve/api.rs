@@ -1,5 +1,6 @@
 //! The explorer's JSON API (`/api/…`): catalogue summary, the filtered/sorted/paginated table,
-//! one galaxy's details with its latent neighbours, map tiles (PNG), the latent map, and labels.
+//! one galaxy's details with its latent neighbours, map tiles (PNG), the latent map, labels and
+//! the review queue (`/api/next`, the active-learning blend of `oddcube_score::relevance`).
 //! Every error is a JSON object `{"error": "..."}` with a matching status code.
 
 use std::sync::Arc;
@@ -83,6 +84,9 @@ pub async fn summary(State(state): State<Arc<AppState>>) -> ApiResult<Json<Value
         .map(|f| f.iter().filter(|v| **v).count())
         .unwrap_or(0);
     let labels = state.labels.lock().map_err(ApiError::internal)?.all().len();
+    let bandwidth = state
+        .with_relevance(|m| m.bandwidth())
+        .map_err(ApiError::internal)?;
     let manifest = &state.results.manifest;
     Ok(Json(json!({
         "n": state.len(),
@@ -100,6 +104,9 @@ pub async fn summary(State(state): State<Arc<AppState>>) -> ApiResult<Json<Value
         "ifu_sizes": ifu_sizes,
         "kinds": kinds,
         "n_labels": labels,
+        "label_warnings": state.label_warnings(),
+        "live_columns": LIVE_COLUMNS,
+        "relevance": { "bandwidth": bandwidth, "blend": "adjusted = anomaly percentile × relevance" },
         "results_dir": state.results.dir.display().to_string(),
     })))
 }
@@ -147,10 +154,57 @@ fn sort_key<'a>(column: &'a Column, row: usize) -> Key<'a> {
     }
 }
 
+/// The live active-learning columns (computed from the labels, not stored in the catalogue):
+/// the blend, the predicted relevance and its uncertainty, and the 1-based review rank.
+pub const LIVE_COLUMNS: [&str; 4] = ["adjusted", "relevance", "relevance_sd", "review_rank"];
+
+/// The live values of every row, copied out of the model under its lock.
+struct Live {
+    adjusted: Vec<f64>,
+    relevance: Vec<f64>,
+    uncertainty: Vec<f64>,
+    review_rank: Vec<u32>,
+    order: Vec<usize>,
+}
+
+impl Live {
+    fn of(state: &AppState) -> ApiResult<Live> {
+        state
+            .with_relevance(|m| Live {
+                adjusted: m.adjusted().to_vec(),
+                relevance: m.relevance().to_vec(),
+                uncertainty: m.uncertainty().to_vec(),
+                review_rank: m.ranks(),
+                order: m.order().to_vec(),
+            })
+            .map_err(ApiError::internal)
+    }
+
+    fn column(&self, name: &str) -> Option<Column> {
+        Some(match name {
+            "adjusted" => Column::F64(self.adjusted.clone()),
+            "relevance" => Column::F64(self.relevance.clone()),
+            "relevance_sd" => Column::F64(self.uncertainty.clone()),
+            "review_rank" => Column::U32(self.review_rank.clone()),
+            _ => return None,
+        })
+    }
+
+    fn json(&self, row: usize) -> Value {
+        json!({
+            "adjusted": self.adjusted.get(row),
+            "relevance": self.relevance.get(row),
+            "relevance_sd": self.uncertainty.get(row),
+            "review_rank": self.review_rank.get(row),
+        })
+    }
+}
+
 fn row_json(
     state: &AppState,
     row: usize,
     label: Option<&oddcube_score::feedback::LabelEntry>,
+    live: &Live,
 ) -> Value {
     let catalog = &state.results.catalog;
     let str_at = |name: &str| catalog.str(name).and_then(|c| c.get(row)).cloned();
@@ -176,6 +230,7 @@ fn row_json(
         "scores": scores,
         "label": label.map(|l| l.label.name()),
         "kind": state.kinds.as_ref().and_then(|k| k.get(row).cloned().flatten()),
+        "live": live.json(row),
     })
 }
 
@@ -187,13 +242,21 @@ pub async fn galaxies(
     let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let catalog = &state.results.catalog;
     let sort = query.sort.as_deref().unwrap_or("rank");
-    let column = catalog.column(sort).ok_or_else(|| {
-        let names: Vec<&str> = catalog.columns.iter().map(|(n, _)| n.as_str()).collect();
-        ApiError::bad_request(format!(
-            "unknown sort column {sort:?}; columns: {}",
-            names.join(", ")
-        ))
-    })?;
+    // The labels and the live model are read together so a page never mixes two states.
+    let labels = state.labels.lock().map_err(ApiError::internal)?.clone();
+    let live = Live::of(&state)?;
+    let live_column = live.column(sort);
+    let column = match &live_column {
+        Some(c) => c,
+        None => catalog.column(sort).ok_or_else(|| {
+            let names: Vec<&str> = catalog.columns.iter().map(|(n, _)| n.as_str()).collect();
+            ApiError::bad_request(format!(
+                "unknown sort column {sort:?}; columns: {}, {}",
+                names.join(", "),
+                LIVE_COLUMNS.join(", ")
+            ))
+        })?,
+    };
     let descending = match query.order.as_deref() {
         Some("asc") => false,
         Some("desc") => true,
@@ -202,7 +265,10 @@ pub async fn galaxies(
                 "order must be asc or desc, not {other:?}"
             )));
         }
-        None => matches!(column, Column::F64(_)) && !matches!(sort, "pvalue" | "qvalue"),
+        None => {
+            matches!(column, Column::F64(_))
+                && !matches!(sort, "pvalue" | "qvalue" | "relevance_sd")
+        }
     };
     let limit = query.limit.unwrap_or(50);
     if limit == 0 || limit > MAX_PAGE {
@@ -229,11 +295,16 @@ pub async fn galaxies(
         .kind
         .as_deref()
         .filter(|k| !k.is_empty() && *k != "any");
-    let labels = state.labels.lock().map_err(ApiError::internal)?.clone();
     let plateifus = catalog.str("plateifu").unwrap_or(&[]);
     let flags = catalog.bool("fdr_flag");
     let ifus = catalog.u32("ifu_size");
-    let order = state.sort_order(sort, column, descending);
+    // Live columns change with every label: sorted per request (the blend's order is kept by
+    // the model), never cached.
+    let order = match (sort, descending, &live_column) {
+        ("adjusted", true, _) => Arc::new(live.order.clone()),
+        (_, _, Some(c)) => Arc::new(sorted_rows(c, state.len(), descending)),
+        _ => state.sort_order(sort, column, descending),
+    };
     let rows: Vec<usize> = order
         .iter()
         .copied()
@@ -276,7 +347,14 @@ pub async fn galaxies(
         .iter()
         .skip(offset)
         .take(limit)
-        .map(|&r| row_json(&state, r, plateifus.get(r).and_then(|p| labels.get(p))))
+        .map(|&r| {
+            row_json(
+                &state,
+                r,
+                plateifus.get(r).and_then(|p| labels.get(p)),
+                &live,
+            )
+        })
         .collect();
     Ok(Json(json!({
         "total": total,
@@ -306,7 +384,8 @@ pub async fn galaxy(
     let catalog = &state.results.catalog;
     let f = |name: &str| catalog.f64(name).and_then(|v| v.get(row)).copied();
     let labels = state.labels.lock().map_err(ApiError::internal)?.clone();
-    let mut value = row_json(&state, row, labels.get(&plateifu));
+    let live = Live::of(&state)?;
+    let mut value = row_json(&state, row, labels.get(&plateifu), &live);
     let shares: Vec<Value> = catalog
         .line_columns()
         .iter()
@@ -447,6 +526,24 @@ fn anomaly_json(state: &AppState, row: usize) -> Value {
     })
 }
 
+/// All `n` rows sorted by `column` (NaN last, ties by row).
+fn sorted_rows(column: &Column, n: usize, descending: bool) -> Vec<usize> {
+    let mut rows: Vec<usize> = (0..n).collect();
+    rows.sort_by(|&a, &b| {
+        let (ka, kb) = (sort_key(column, a), sort_key(column, b));
+        let nan = |k: &Key<'_>| matches!(k, Key::Number(v) if v.is_nan());
+        match (nan(&ka), nan(&kb)) {
+            (true, false) => std::cmp::Ordering::Greater,
+            (false, true) => std::cmp::Ordering::Less,
+            _ => {
+                let ord = ka.partial_cmp(&kb).unwrap_or(std::cmp::Ordering::Equal);
+                (if descending { ord.reverse() } else { ord }).then(a.cmp(&b))
+            }
+        }
+    });
+    rows
+}
+
 impl AppState {
     /// All catalogue rows sorted by `column` (NaN last, ties by row), cached per column and
     /// direction: sorting 10^5 rows once instead of per request keeps table pages fast.
@@ -460,20 +557,7 @@ impl AppState {
         {
             return hit;
         }
-        let mut rows: Vec<usize> = (0..self.len()).collect();
-        rows.sort_by(|&a, &b| {
-            let (ka, kb) = (sort_key(column, a), sort_key(column, b));
-            let nan = |k: &Key<'_>| matches!(k, Key::Number(v) if v.is_nan());
-            match (nan(&ka), nan(&kb)) {
-                (true, false) => std::cmp::Ordering::Greater,
-                (false, true) => std::cmp::Ordering::Less,
-                _ => {
-                    let ord = ka.partial_cmp(&kb).unwrap_or(std::cmp::Ordering::Equal);
-                    (if descending { ord.reverse() } else { ord }).then(a.cmp(&b))
-                }
-            }
-        });
-        let rows = Arc::new(rows);
+        let rows = Arc::new(sorted_rows(column, self.len(), descending));
         if let Ok(mut cache) = self.sort_cache.lock() {
             cache.insert(key, Arc::clone(&rows));
         }
@@ -658,9 +742,14 @@ pub async fn map(
     let name = query
         .colour
         .unwrap_or_else(|| state.results.manifest.rank_by.clone());
-    let column = catalog
-        .column(&name)
-        .ok_or_else(|| ApiError::bad_request(format!("unknown colour column {name:?}")))?;
+    let live = Live::of(&state)?;
+    let live_column = live.column(&name);
+    let column = match &live_column {
+        Some(c) => c,
+        None => catalog
+            .column(&name)
+            .ok_or_else(|| ApiError::bad_request(format!("unknown colour column {name:?}")))?,
+    };
     let rows = &state.projection_rows;
     let colour: Vec<Option<f64>> = rows
         .iter()
@@ -740,16 +829,58 @@ pub async fn set_label(State(state): State<Arc<AppState>>, body: Bytes) -> ApiRe
         None | Some("" | "none") => None,
         Some(name) => Some(name.parse::<UserLabel>().map_err(ApiError::bad_request)?),
     };
-    let mut store = state.labels.lock().map_err(ApiError::internal)?;
-    store
-        .set(&request.plateifu, label)
+    let entry = state
+        .set_label(&request.plateifu, label)
         .map_err(ApiError::internal)?;
-    let entry = store.get(&request.plateifu);
+    let next = next_json(&state, 0.0)?;
     Ok(Json(json!({
         "plateifu": request.plateifu,
-        "label": entry.map(|e| e.label.name()),
-        "time": entry.map(|e| e.time.clone()),
+        "label": entry.as_ref().map(|e| e.label.name()),
+        "time": entry.as_ref().map(|e| e.time.clone()),
+        "next": next,
     })))
+}
+
+/// Query of the review queue.
+#[derive(Debug, Default, Deserialize)]
+pub struct NextQuery {
+    /// Weight of the uncertainty bonus (0 = the best blended galaxy; see
+    /// `docs/active-learning.md`).
+    pub explore: Option<f64>,
+}
+
+fn next_json(state: &AppState, explore: f64) -> ApiResult<Value> {
+    let plateifus = state.results.catalog.str("plateifu").unwrap_or(&[]);
+    state
+        .with_relevance(|m| {
+            let row = m.next(explore);
+            json!({
+                "plateifu": row.and_then(|r| plateifus.get(r)),
+                "row": row,
+                "adjusted": row.map(|r| m.adjusted()[r]),
+                "relevance": row.map(|r| m.relevance()[r]),
+                "relevance_sd": row.map(|r| m.uncertainty()[r]),
+                "n_labels": m.n_labels(),
+                "explore": explore,
+            })
+        })
+        .map_err(ApiError::internal)
+}
+
+/// The review queue: the unlabelled galaxy with the highest blended value (`plateifu` null when
+/// every galaxy is labelled). `?explore=K` (K ≥ 0) adds K × the relevance uncertainty first.
+pub async fn next(
+    State(state): State<Arc<AppState>>,
+    query: std::result::Result<Query<NextQuery>, QueryRejection>,
+) -> ApiResult<Json<Value>> {
+    let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let explore = query.explore.unwrap_or(0.0);
+    if !(explore.is_finite() && explore >= 0.0) {
+        return Err(ApiError::bad_request(format!(
+            "explore must be a finite number ≥ 0, not {explore}"
+        )));
+    }
+    Ok(Json(next_json(&state, explore)?))
 }
 
 /// Unknown API paths.

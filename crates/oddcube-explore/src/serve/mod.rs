@@ -26,7 +26,8 @@ use tower_http::limit::RequestBodyLimitLayer;
 use crate::plot::anomaly::AnomalyView;
 use crate::project::Projection;
 use oddcube_score::anomaly_map::{ANOMALY_MAPS_FILE, AnomalyMaps};
-use oddcube_score::feedback::LabelStore;
+use oddcube_score::feedback::{LabelStore, UserLabel};
+use oddcube_score::relevance::{Features, RelevanceModel, RelevanceOptions};
 use oddcube_score::results::{Residuals, Results};
 use oddcube_score::{Error, Result};
 
@@ -61,6 +62,10 @@ pub struct AppState {
     /// Catalogue row of each projection point.
     projection_rows: Vec<Option<usize>>,
     labels: Mutex<LabelStore>,
+    /// The active-learning model, refitted on every label change (lock after `labels`).
+    relevance: Mutex<RelevanceModel>,
+    /// What loading the labels skipped or ignored (malformed lines, unknown plate-ifus).
+    label_warnings: Vec<String>,
     /// The anomaly maps (`None`: results scored before the maps existed).
     anomaly_maps: Option<AnomalyMaps>,
     /// Index into `anomaly_maps` of each catalogue row (by plate-ifu).
@@ -224,6 +229,28 @@ impl AppState {
             })
             .collect();
         let score_columns = oddcube_score::evaluate::score_columns(&results.catalog);
+        // Everything the live re-ranking needs is computed here once: the standardised
+        // features and the kernel scale; a label change then costs O(n·labels).
+        let rank_by = &results.manifest.rank_by;
+        let ranking = results
+            .catalog
+            .f64(rank_by)
+            .or_else(|| results.catalog.f64("score"))
+            .map(<[f64]>::to_vec)
+            .unwrap_or_else(|| vec![f64::NAN; plateifus.len()]);
+        let features = Features::build(&results.catalog, &results.latents, results.latent_dim)?;
+        let mut relevance = RelevanceModel::new(features, &ranking, RelevanceOptions::default())?;
+        relevance.set_labels(&labels.labels_for(&plateifus))?;
+        let mut label_warnings = labels.warnings().to_vec();
+        let unknown = labels.unknown(&plateifus);
+        if !unknown.is_empty() {
+            label_warnings.push(format!(
+                "{}: {} labelled plate-ifus are not in this catalogue: kept in the file, ignored ({})",
+                labels.path().display(),
+                unknown.len(),
+                unknown.iter().take(5).copied().collect::<Vec<_>>().join(", ")
+            ));
+        }
         Ok(AppState {
             results,
             residuals,
@@ -232,6 +259,8 @@ impl AppState {
             projection,
             projection_rows,
             labels: Mutex::new(labels),
+            relevance: Mutex::new(relevance),
+            label_warnings,
             anomaly_maps,
             anomaly_rows,
             score_columns,
@@ -244,6 +273,41 @@ impl AppState {
             recon_cache: Mutex::new(HashMap::new()),
             sort_cache: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// What loading the labels skipped or ignored, one message each (for the CLI and the page).
+    pub fn label_warnings(&self) -> &[String] {
+        &self.label_warnings
+    }
+
+    /// Sets (or clears) a galaxy's label: appends it to `labels.csv` and re-ranks the live
+    /// blend with every label now in the file (including other explorers' labels).
+    pub fn set_label(
+        &self,
+        plateifu: &str,
+        label: Option<UserLabel>,
+    ) -> Result<Option<oddcube_score::feedback::LabelEntry>> {
+        let mut store = self
+            .labels
+            .lock()
+            .map_err(|_| Error::Empty("label store (poisoned lock)".to_string()))?;
+        store.set(plateifu, label)?;
+        let plateifus = self.results.catalog.str("plateifu").unwrap_or(&[]);
+        let all = store.labels_for(plateifus);
+        self.relevance
+            .lock()
+            .map_err(|_| Error::Empty("relevance model (poisoned lock)".to_string()))?
+            .set_labels(&all)?;
+        Ok(store.get(plateifu).cloned())
+    }
+
+    /// Runs `f` on the live relevance model.
+    pub fn with_relevance<T>(&self, f: impl FnOnce(&RelevanceModel) -> T) -> Result<T> {
+        let model = self
+            .relevance
+            .lock()
+            .map_err(|_| Error::Empty("relevance model (poisoned lock)".to_string()))?;
+        Ok(f(&model))
     }
 
     /// Number of galaxies in the catalogue.
@@ -364,6 +428,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/galaxy/{plateifu}/tile/{kind}/{line}", get(api::tile))
         .route("/api/map", get(api::map))
         .route("/api/labels", get(api::list_labels).post(api::set_label))
+        .route("/api/next", get(api::next))
         .route("/api/colourbar/{name}", get(api::colourbar))
         .route("/api/{*rest}", get(api::not_found).post(api::not_found))
         .fallback(fallback)

@@ -56,10 +56,10 @@ pub struct Args {
     #[arg(long, default_value = "top:50")]
     pub residuals: ResidualSelection,
     /// Your labels (`labels.csv` as `oddcube serve` saves it: plateifu,label,time with labels
-    /// interesting / artefact / normal). Galaxies you marked artefact or normal, and galaxies
-    /// whose nearest labelled neighbours in latent space are mostly artefact/normal, are
-    /// demoted: the rank-by score is scaled down (rule in `oddcube_score::feedback`),
-    /// stored as column `adjusted`, and `rank` follows it. p-values stay on the raw score.
+    /// interesting / artefact / normal). A relevance model fitted to them (over latents and
+    /// scores) is blended with the rank-by score exactly as the explorer shows it
+    /// (docs/active-learning.md): column `adjusted` = anomaly percentile × predicted relevance,
+    /// column `relevance`, and `rank` follows `adjusted`. p-values stay on the raw score.
     #[arg(long)]
     pub labels: Option<PathBuf>,
     /// Device: cpu, cuda or cuda:N.
@@ -119,7 +119,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         );
         return Ok(ExitCode::SUCCESS);
     }
-    if let (Some(known), Some(path)) = (report.labels_applied, &args.labels) {
+    if let (Some(applied), Some(path)) = (&report.labels_applied, &args.labels) {
+        for warning in &applied.warnings {
+            tracing::warn!("{warning}");
+        }
+        let known = applied.known;
         if known == 0 {
             tracing::warn!(
                 "{}: none of its labels names a galaxy of this catalogue",
@@ -127,7 +131,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             );
         }
         eprintln!(
-            "applied {known} labels from {}: rank follows the adjusted {} score",
+            "applied {known} labels from {}: rank follows `adjusted` (anomaly percentile of {} × relevance)",
             path.display(),
             args.rank_by.column()
         );

@@ -1,0 +1,201 @@
+//! Benchmarks of the active-learning ranking (`docs/active-learning.md`).
+//!
+//! `simulate RESULTS TRUTH [EXPLORE [BANDWIDTH]]` plays a user against a simulated survey's `truth.csv`:
+//! for each anomaly kind as the target, it follows `RelevanceModel::next` (what `/api/next`
+//! serves) from no labels, labels each galaxy interesting when its true kind is the target and
+//! normal otherwise, and prints the targets found in the first 25/50/100 next to the plain
+//! anomaly ranking, as a Markdown table. The truth is only ever used as the user's answers.
+//!
+//! `latency N [N …]` times the live update on a synthetic catalogue of N galaxies (32 latent
+//! dimensions, the seven score columns, 19 line shares): start-up (features, model), then one
+//! label change to the new order, at 1, 10, 50, 100 and 200 labels (median of 5 changes each).
+//!
+//! `cargo run --release -p oddcube-score --example active_learning_bench -- simulate RESULTS truth.csv`
+
+use std::time::Instant;
+
+use oddcube_score::feedback::UserLabel;
+use oddcube_score::relevance::{Features, RelevanceModel, RelevanceOptions, simulate_user};
+use oddcube_score::results::{Catalog, Column, Results};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+type Failure = Box<dyn std::error::Error>;
+
+fn simulate(
+    results: &str,
+    truth: &str,
+    explore: f64,
+    bandwidth: Option<f64>,
+) -> Result<(), Failure> {
+    let results = Results::open(std::path::Path::new(results))?;
+    let catalog = &results.catalog;
+    let ids = catalog
+        .str("plateifu")
+        .ok_or("no plateifu column")?
+        .to_vec();
+    let kinds =
+        oddcube_score::truth::read_labels_csv(std::path::Path::new(truth), "plateifu", "kind")?;
+    let kinds = oddcube_score::truth::align_labels(&ids, &kinds);
+    let rank_by = results.manifest.rank_by.clone();
+    let scores = catalog.f64(&rank_by).ok_or("no ranking column")?.to_vec();
+    let started = Instant::now();
+    let features = Features::build(catalog, &results.latents, results.latent_dim)?;
+    let dim = features.dim();
+    let options = RelevanceOptions {
+        bandwidth,
+        ..RelevanceOptions::default()
+    };
+    let base = RelevanceModel::new(features, &scores, options)?;
+    eprintln!(
+        "{} galaxies, {} features, start-up {:.0} ms",
+        ids.len(),
+        dim,
+        started.elapsed().as_secs_f64() * 1e3
+    );
+    let mut names: Vec<String> = kinds.iter().flatten().cloned().collect();
+    names.sort();
+    names.dedup();
+    names.retain(|k| !oddcube_score::evaluate::DEFAULT_NORMAL_LABELS.contains(&k.as_str()));
+    let checkpoints = [25, 50, 100];
+    println!(
+        "| target kind | in survey | plain 25 | active 25 | plain 50 | active 50 | plain 100 | active 100 | final ℓ |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
+    let mut total = [0usize; 6];
+    for kind in &names {
+        let is_target: Vec<bool> = kinds.iter().map(|k| k.as_deref() == Some(kind)).collect();
+        let mut model = base.clone();
+        let t = Instant::now();
+        let sim = simulate_user(&mut model, &is_target, &checkpoints, explore)?;
+        eprintln!("{kind}: 100 labels in {:.1} s", t.elapsed().as_secs_f64());
+        for i in 0..3 {
+            total[2 * i] += sim.plain[i];
+            total[2 * i + 1] += sim.active[i];
+        }
+        println!(
+            "| {kind} | {} | {} | {} | {} | {} | {} | {} | {:.3} |",
+            sim.targets,
+            sim.plain[0],
+            sim.active[0],
+            sim.plain[1],
+            sim.active[1],
+            sim.plain[2],
+            sim.active[2],
+            model.bandwidth()
+        );
+    }
+    println!(
+        "| all kinds | | {} | {} | {} | {} | {} | {} | |",
+        total[0], total[1], total[2], total[3], total[4], total[5]
+    );
+    Ok(())
+}
+
+/// A synthetic catalogue: clustered latents, positive scores, line shares summing to 1.
+fn synthetic(n: usize, seed: u64) -> Result<(Catalog, Vec<f32>, Vec<f64>), Failure> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let dim = 32;
+    let centres: Vec<Vec<f32>> = (0..20)
+        .map(|_| (0..dim).map(|_| rng.random_range(-3.0..3.0)).collect())
+        .collect();
+    let mut latents = Vec::with_capacity(n * dim);
+    for _ in 0..n {
+        let c = &centres[rng.random_range(0..centres.len())];
+        latents.extend(c.iter().map(|v| v + rng.random_range(-1.0f32..1.0)));
+    }
+    let mut catalog = Catalog::default();
+    catalog.push(
+        "plateifu",
+        Column::Str(
+            (0..n)
+                .map(|i| format!("{}-{}", 7000 + i / 1000, i % 1000))
+                .collect(),
+        ),
+    )?;
+    let mut score = Vec::new();
+    for name in oddcube_score::evaluate::SCORE_COLUMNS {
+        let v: Vec<f64> = (0..n)
+            .map(|_| rng.random_range(0.0f64..1.0).powi(4) * 10.0)
+            .collect();
+        if name == "score" {
+            score = v.clone();
+        }
+        catalog.push(name, Column::F64(v))?;
+    }
+    let lines = 19;
+    let shares: Vec<Vec<f64>> = (0..n)
+        .map(|_| {
+            let raw: Vec<f64> = (0..lines).map(|_| rng.random_range(0.0..1.0)).collect();
+            let sum: f64 = raw.iter().sum();
+            raw.iter().map(|v| v / sum).collect()
+        })
+        .collect();
+    for l in 0..lines {
+        catalog.push(
+            &format!("line:L{l}"),
+            Column::F64(shares.iter().map(|s| s[l]).collect()),
+        )?;
+    }
+    Ok((catalog, latents, score))
+}
+
+fn latency(sizes: &[usize]) -> Result<(), Failure> {
+    println!("| galaxies | start-up (ms) | 1 label (ms) | 10 | 50 | 100 | 200 |");
+    println!("|---|---|---|---|---|---|---|");
+    for &n in sizes {
+        let (catalog, latents, scores) = synthetic(n, 1)?;
+        let t = Instant::now();
+        let features = Features::build(&catalog, &latents, 32)?;
+        let mut model = RelevanceModel::new(features, &scores, RelevanceOptions::default())?;
+        let startup = t.elapsed().as_secs_f64() * 1e3;
+        let mut row = format!("| {n} | {startup:.0} |");
+        let mut rng = ChaCha8Rng::seed_from_u64(2);
+        for target in [1usize, 10, 50, 100, 200] {
+            // Bring the model to target − 1 labels without timing, then time 5 changes.
+            while model.n_labels() + 1 < target {
+                let row = rng.random_range(0..n);
+                model.set_label(row, Some(UserLabel::Normal))?;
+            }
+            let mut times = Vec::new();
+            for k in 0..5 {
+                let row = loop {
+                    let r = rng.random_range(0..n);
+                    if !model.is_labelled(r) {
+                        break r;
+                    }
+                };
+                let label = if k % 2 == 0 {
+                    UserLabel::Interesting
+                } else {
+                    UserLabel::Normal
+                };
+                let t = Instant::now();
+                model.set_label(row, Some(label))?;
+                let _next = model.next(0.0);
+                times.push(t.elapsed().as_secs_f64() * 1e3);
+                model.set_label(row, None)?;
+            }
+            times.sort_by(f64::total_cmp);
+            row.push_str(&format!(" {:.1} |", times[2]));
+        }
+        println!("{row}");
+    }
+    Ok(())
+}
+
+fn main() -> Result<(), Failure> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("simulate") if args.len() >= 3 => {
+            let explore = args.get(3).map(|e| e.parse()).transpose()?.unwrap_or(0.0);
+            let bandwidth = args.get(4).map(|e| e.parse()).transpose()?;
+            simulate(&args[1], &args[2], explore, bandwidth)
+        }
+        Some("latency") => {
+            let sizes: Vec<usize> = args[1..].iter().map(|a| a.parse()).collect::<Result<_, _>>()?;
+            latency(if sizes.is_empty() { &[10_000, 100_000] } else { &sizes })
+        }
+        _ => Err("usage: active_learning_bench simulate RESULTS TRUTH [EXPLORE [BANDWIDTH]] | latency [N …]".into()),
+    }
+}

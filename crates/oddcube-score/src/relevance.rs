@@ -1,0 +1,765 @@
+//! Active learning: a relevance model fitted to the user's labels and the ranking it gives.
+//!
+//! An anomaly score says how *unusual* a galaxy is; the user's labels say what *they* find
+//! interesting. Following Astronomaly (Lochner & Bassett 2021), a regression on the feature
+//! space learns the user's notion of interesting from a handful of labels, and the ranking the
+//! user sees becomes the anomaly score weighted by that predicted relevance. The full rationale
+//! and the measured benefit are in `docs/active-learning.md`; in short:
+//!
+//! - **Features** ([`Features`]): each galaxy's latent vector, the signed logarithm of its anomaly
+//!   scores ([`crate::evaluate::SCORE_COLUMNS`]) and its per-line χ² shares (`line:*`), every
+//!   column standardised by median and MAD, and each of the three blocks scaled by
+//!   `1/√(its columns)` so that each block weighs the same in a distance whatever its width.
+//! - **Relevance** ([`RelevanceModel`]): a kernel-weighted Beta posterior. Each labelled galaxy
+//!   i carries a target yᵢ (interesting = 1; normal and artefact = 0) and weighs on galaxy j with
+//!   the RBF kernel wᵢⱼ = exp(−dᵢⱼ² / 2ℓ²). With a prior relevance r₀ of weight c₀, the
+//!   relevance is the posterior mean r = (c₀r₀ + Σwᵢⱼyᵢ) / (c₀ + Σwᵢⱼ) and its uncertainty the
+//!   posterior standard deviation √(r(1−r) / (c₀ + Σwᵢⱼ + 1)): far from every label r = r₀ and
+//!   the uncertainty is largest. The length scale ℓ is chosen among
+//!   [`BANDWIDTH_STEPS`] halvings of the median pairwise distance by the leave-one-out
+//!   log-likelihood of the user's own labels — fitted to the labels, never to any truth.
+//! - **Blend**: `adjusted = a · r`, where a ∈ (0, 1] is the galaxy's anomaly percentile
+//!   (1 = most anomalous, from the ranking score; 0 for a NaN score). Without labels r = r₀
+//!   everywhere, so the order is exactly the anomaly ranking. Ties keep the anomaly order.
+//!   Galaxies labelled normal or artefact sink below every unlabelled galaxy (as the earlier
+//!   demotion rule did): their `adjusted` is half the smaller of their own and the lowest
+//!   unlabelled value.
+//!
+//! Determinism: the result depends only on the set of labels, never on the order they were
+//! given in (sums run over the labelled galaxies in row order).
+//!
+//! Cost: building [`Features`] and the bandwidth scale is done once (O(n·d)); a label change
+//! computes one column of squared distances (O(n·d)), refits ℓ on the labels (O(m²)) and
+//! recomputes relevance and order (O(n·m) + O(n log n)). Memory: 4n bytes per labelled galaxy.
+
+use std::collections::BTreeMap;
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
+
+use crate::error::{Error, Result};
+use crate::evaluate::SCORE_COLUMNS;
+use crate::feedback::UserLabel;
+use crate::results::{Catalog, LINE_COLUMN_PREFIX};
+
+/// Candidate length scales: the median pairwise distance times 2⁰, 2⁻¹, …, 2⁻⁽ᴺ⁻¹⁾.
+pub const BANDWIDTH_STEPS: usize = 6;
+
+/// Settings of the relevance model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RelevanceOptions {
+    /// Relevance of a galaxy far from every label (r₀).
+    pub prior: f64,
+    /// Weight of the prior in labels (c₀): one pseudo-label.
+    pub prior_weight: f64,
+    /// Fixed kernel length scale in feature units; `None` = chosen from the labels (module doc).
+    pub bandwidth: Option<f64>,
+    /// Seed of the pair sample that measures the median pairwise distance.
+    pub seed: u64,
+}
+
+impl Default for RelevanceOptions {
+    fn default() -> Self {
+        Self {
+            prior: 0.5,
+            prior_weight: 1.0,
+            bandwidth: None,
+            seed: 0,
+        }
+    }
+}
+
+/// The relevance target of a label: interesting is relevant, the others are not.
+pub fn target(label: UserLabel) -> f64 {
+    match label {
+        UserLabel::Interesting => 1.0,
+        UserLabel::Normal | UserLabel::Artefact => 0.0,
+    }
+}
+
+/// The standardised feature vectors the relevance model measures distances in (module doc).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Features {
+    n: usize,
+    dim: usize,
+    x: Vec<f32>,
+    /// Names of the feature blocks' columns, for the record (`latent`, score and line names).
+    pub columns: Vec<String>,
+}
+
+/// Median and 1.4826·MAD of the finite values (std, then 1, when the MAD is 0).
+fn centre_scale(values: &[f64]) -> (f64, f64) {
+    let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
+    if v.is_empty() {
+        return (0.0, 1.0);
+    }
+    v.sort_by(f64::total_cmp);
+    let median = v[v.len() / 2];
+    let mut dev: Vec<f64> = v.iter().map(|x| (x - median).abs()).collect();
+    dev.sort_by(f64::total_cmp);
+    let mad = 1.4826 * dev[dev.len() / 2];
+    if mad > 0.0 {
+        return (median, mad);
+    }
+    let mean = v.iter().sum::<f64>() / v.len() as f64;
+    let sd = (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / v.len() as f64).sqrt();
+    (median, if sd > 0.0 { sd } else { 1.0 })
+}
+
+impl Features {
+    /// Features of every catalogue row from its latents (`n × latent_dim`, row-major), its score
+    /// columns and its `line:*` shares. Missing blocks are left out; non-finite values sit at the
+    /// block's centre.
+    pub fn build(catalog: &Catalog, latents: &[f32], latent_dim: usize) -> Result<Features> {
+        let n = catalog.len();
+        crate::error::check_len("latents", latents.len(), n * latent_dim)?;
+        let mut blocks: Vec<(Vec<String>, Vec<Vec<f64>>)> = Vec::new();
+        if latent_dim > 0 {
+            let cols = (0..latent_dim)
+                .map(|d| {
+                    (0..n)
+                        .map(|i| f64::from(latents[i * latent_dim + d]))
+                        .collect()
+                })
+                .collect();
+            let names = (0..latent_dim).map(|d| format!("latent{d}")).collect();
+            blocks.push((names, cols));
+        }
+        // Scores span decades: compare them on a signed log scale.
+        let slog = |v: f64| v.signum() * v.abs().ln_1p();
+        let scores: Vec<(String, Vec<f64>)> = SCORE_COLUMNS
+            .iter()
+            .filter_map(|c| {
+                catalog
+                    .f64(c)
+                    .map(|v| (c.to_string(), v.iter().map(|&x| slog(x)).collect()))
+            })
+            .collect();
+        if !scores.is_empty() {
+            blocks.push(scores.into_iter().unzip());
+        }
+        let lines: Vec<(String, Vec<f64>)> = catalog
+            .line_columns()
+            .into_iter()
+            .map(|(name, v)| (format!("{LINE_COLUMN_PREFIX}{name}"), v.to_vec()))
+            .collect();
+        if !lines.is_empty() {
+            blocks.push(lines.into_iter().unzip());
+        }
+        let dim: usize = blocks.iter().map(|(names, _)| names.len()).sum();
+        if dim == 0 {
+            return Err(Error::Empty(
+                "relevance features (no latents, score or line columns)".to_string(),
+            ));
+        }
+        let mut x = vec![0f32; n * dim];
+        let mut columns = Vec::with_capacity(dim);
+        let mut at = 0;
+        for (names, cols) in blocks {
+            let weight = 1.0 / (names.len() as f64).sqrt();
+            for col in &cols {
+                let (centre, scale) = centre_scale(col);
+                for (i, &v) in col.iter().enumerate() {
+                    let z = if v.is_finite() {
+                        (v - centre) / scale * weight
+                    } else {
+                        0.0
+                    };
+                    x[i * dim + at] = z as f32;
+                }
+                at += 1;
+            }
+            columns.extend(names);
+        }
+        Ok(Features { n, dim, x, columns })
+    }
+
+    /// Number of galaxies.
+    pub fn n(&self) -> usize {
+        self.n
+    }
+
+    /// Number of feature columns.
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    fn row(&self, i: usize) -> &[f32] {
+        &self.x[i * self.dim..(i + 1) * self.dim]
+    }
+
+    /// Squared distances of every galaxy to galaxy `i`.
+    fn distances_to(&self, i: usize) -> Vec<f32> {
+        let target = self.row(i);
+        self.x
+            .par_chunks(self.dim)
+            .map(|row| {
+                row.iter()
+                    .zip(target)
+                    .map(|(a, b)| (a - b) * (a - b))
+                    .sum::<f32>()
+            })
+            .collect()
+    }
+
+    /// Median distance between up to 4000 seeded random pairs (the RBF "median heuristic").
+    fn median_pair_distance(&self, seed: u64) -> f64 {
+        if self.n < 2 {
+            return 1.0;
+        }
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut d: Vec<f64> = (0..4000.min(self.n * (self.n - 1) / 2).max(1))
+            .filter_map(|_| {
+                let (a, b) = (rng.random_range(0..self.n), rng.random_range(0..self.n));
+                (a != b).then(|| {
+                    self.row(a)
+                        .iter()
+                        .zip(self.row(b))
+                        .map(|(x, y)| f64::from((x - y) * (x - y)))
+                        .sum::<f64>()
+                        .sqrt()
+                })
+            })
+            .collect();
+        if d.is_empty() {
+            return 1.0;
+        }
+        d.sort_by(f64::total_cmp);
+        let m = d[d.len() / 2];
+        if m > 0.0 { m } else { 1.0 }
+    }
+}
+
+/// Anomaly percentile of each row from its ranking score: 1 for the most anomalous, 1/n for the
+/// least, 0 for a NaN score; and each row's anomaly rank (0-based, ties by row).
+pub fn anomaly_percentiles(scores: &[f64]) -> (Vec<f64>, Vec<u32>) {
+    let n = scores.len();
+    let rank = crate::score::ranks(scores);
+    let pct = scores
+        .iter()
+        .zip(&rank)
+        .map(|(s, &r)| {
+            if s.is_finite() {
+                (n as f64 - f64::from(r) + 1.0) / n as f64
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    (pct, rank.iter().map(|r| r - 1).collect())
+}
+
+/// The relevance model and the blended ranking of one catalogue, updated label by label.
+#[derive(Debug, Clone)]
+pub struct RelevanceModel {
+    features: Features,
+    options: RelevanceOptions,
+    percentile: Vec<f64>,
+    anomaly_rank: Vec<u32>,
+    scale: f64,
+    /// Labelled row → (target, squared distances of every galaxy to it).
+    labelled: BTreeMap<usize, (f64, Vec<f32>)>,
+    bandwidth: f64,
+    relevance: Vec<f64>,
+    uncertainty: Vec<f64>,
+    adjusted: Vec<f64>,
+    order: Vec<usize>,
+}
+
+impl RelevanceModel {
+    /// A model over `features` with the ranking score `scores` (catalogue order, higher = more
+    /// anomalous) and no labels yet: the order is the anomaly ranking.
+    pub fn new(
+        features: Features,
+        scores: &[f64],
+        options: RelevanceOptions,
+    ) -> Result<RelevanceModel> {
+        crate::error::check_len("scores", scores.len(), features.n)?;
+        let valid = options.prior > 0.0
+            && options.prior < 1.0
+            && options.prior_weight > 0.0
+            && options.bandwidth.is_none_or(|b| b > 0.0 && b.is_finite());
+        if !valid {
+            return Err(Error::InvalidParameter {
+                name: "relevance".to_string(),
+                value: format!("{options:?}"),
+                reason: "prior in (0, 1), prior weight > 0, bandwidth > 0".to_string(),
+            });
+        }
+        let (percentile, anomaly_rank) = anomaly_percentiles(scores);
+        let scale = features.median_pair_distance(options.seed);
+        let n = features.n;
+        let mut model = RelevanceModel {
+            bandwidth: options.bandwidth.unwrap_or(scale / 4.0),
+            features,
+            options,
+            percentile,
+            anomaly_rank,
+            scale,
+            labelled: BTreeMap::new(),
+            relevance: Vec::new(),
+            uncertainty: Vec::new(),
+            adjusted: Vec::new(),
+            order: Vec::with_capacity(n),
+        };
+        model.refresh();
+        Ok(model)
+    }
+
+    /// Number of galaxies.
+    pub fn n(&self) -> usize {
+        self.features.n
+    }
+
+    /// Number of labelled galaxies.
+    pub fn n_labels(&self) -> usize {
+        self.labelled.len()
+    }
+
+    /// True when catalogue row `row` has a label.
+    pub fn is_labelled(&self, row: usize) -> bool {
+        self.labelled.contains_key(&row)
+    }
+
+    /// Replaces all labels (`labels[i]` of catalogue row i). Only the rows whose label changed
+    /// cost a distance column; the result depends on the labels alone.
+    pub fn set_labels(&mut self, labels: &[Option<UserLabel>]) -> Result<()> {
+        crate::error::check_len("labels", labels.len(), self.n())?;
+        let mut changed = false;
+        for (row, label) in labels.iter().enumerate() {
+            match (label, self.labelled.get_mut(&row)) {
+                (None, None) => {}
+                (None, Some(_)) => {
+                    self.labelled.remove(&row);
+                    changed = true;
+                }
+                (Some(l), Some(entry)) => {
+                    if entry.0 != target(*l) {
+                        entry.0 = target(*l);
+                        changed = true;
+                    }
+                }
+                (Some(l), None) => {
+                    let column = self.features.distances_to(row);
+                    self.labelled.insert(row, (target(*l), column));
+                    changed = true;
+                }
+            }
+        }
+        if changed {
+            self.refresh();
+        }
+        Ok(())
+    }
+
+    /// Sets (or with `None` clears) the label of catalogue row `row` and re-ranks.
+    pub fn set_label(&mut self, row: usize, label: Option<UserLabel>) -> Result<()> {
+        if row >= self.n() {
+            return Err(Error::InvalidParameter {
+                name: "row".to_string(),
+                value: row.to_string(),
+                reason: format!("the catalogue has {} rows", self.n()),
+            });
+        }
+        match label {
+            Some(label) => {
+                let y = target(label);
+                if let Some(entry) = self.labelled.get_mut(&row) {
+                    if entry.0 == y {
+                        return Ok(());
+                    }
+                    entry.0 = y;
+                } else {
+                    let column = self.features.distances_to(row);
+                    self.labelled.insert(row, (y, column));
+                }
+            }
+            None => {
+                if self.labelled.remove(&row).is_none() {
+                    return Ok(());
+                }
+            }
+        }
+        self.refresh();
+        Ok(())
+    }
+
+    /// The kernel length scale in use.
+    pub fn bandwidth(&self) -> f64 {
+        self.bandwidth
+    }
+
+    /// Predicted relevance of every galaxy (posterior mean, in (0, 1)).
+    pub fn relevance(&self) -> &[f64] {
+        &self.relevance
+    }
+
+    /// Uncertainty of the relevance (posterior standard deviation).
+    pub fn uncertainty(&self) -> &[f64] {
+        &self.uncertainty
+    }
+
+    /// The blended ranking value `adjusted` of every galaxy (higher = look sooner).
+    pub fn adjusted(&self) -> &[f64] {
+        &self.adjusted
+    }
+
+    /// Catalogue rows in blended order (best first).
+    pub fn order(&self) -> &[usize] {
+        &self.order
+    }
+
+    /// 1-based blended rank of every row.
+    pub fn ranks(&self) -> Vec<u32> {
+        let mut rank = vec![0u32; self.n()];
+        for (r, &i) in self.order.iter().enumerate() {
+            rank[i] = r as u32 + 1;
+        }
+        rank
+    }
+
+    /// The galaxy to review next: the unlabelled row with the highest `a · (r + explore · σ)`
+    /// (`explore` = 0: the best blended one; > 0 adds an upper-confidence bonus for galaxies the
+    /// model knows little about). `None` when every galaxy is labelled.
+    pub fn next(&self, explore: f64) -> Option<usize> {
+        let explore = if explore.is_finite() {
+            explore.max(0.0)
+        } else {
+            0.0
+        };
+        if explore == 0.0 {
+            return self
+                .order
+                .iter()
+                .copied()
+                .find(|i| !self.labelled.contains_key(i));
+        }
+        (0..self.n())
+            .filter(|i| !self.labelled.contains_key(i))
+            .map(|i| {
+                let v = self.percentile[i] * (self.relevance[i] + explore * self.uncertainty[i]);
+                (v, i)
+            })
+            .max_by(|a, b| {
+                a.0.total_cmp(&b.0)
+                    .then(self.anomaly_rank[b.1].cmp(&self.anomaly_rank[a.1]))
+            })
+            .map(|(_, i)| i)
+    }
+
+    /// Class-balanced leave-one-out log-likelihood of the labels at length scale `ell`: the mean
+    /// over the relevant labels plus the mean over the others, so that the many "normal" labels
+    /// of a typical session do not drown the few interesting ones the ranking is for.
+    fn loo_log_likelihood(&self, ell: f64) -> f64 {
+        let (r0, c0) = (self.options.prior, self.options.prior_weight);
+        let inv = 1.0 / (2.0 * ell * ell);
+        let rows: Vec<(usize, f64)> = self.labelled.iter().map(|(&r, (y, _))| (r, *y)).collect();
+        // Per class: (sum of log-likelihoods, count); the classes are averaged separately.
+        let mut class = [(0.0, 0usize); 2];
+        for (i, &(_, yi)) in rows.iter().enumerate() {
+            let column = &self.labelled[&rows[i].0].1;
+            let (mut sw, mut swy) = (0.0, 0.0);
+            for (j, &(rj, yj)) in rows.iter().enumerate() {
+                if i != j {
+                    let w = (-f64::from(column[rj]) * inv).exp();
+                    sw += w;
+                    swy += w * yj;
+                }
+            }
+            let p = ((c0 * r0 + swy) / (c0 + sw)).clamp(1e-3, 1.0 - 1e-3);
+            let c = &mut class[usize::from(yi > 0.5)];
+            c.0 += if yi > 0.5 { p.ln() } else { (1.0 - p).ln() };
+            c.1 += 1;
+        }
+        class
+            .iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(sum, n)| sum / *n as f64)
+            .sum()
+    }
+
+    /// Refits the length scale on the labels and recomputes relevance, blend and order.
+    fn refresh(&mut self) {
+        if let Some(b) = self.options.bandwidth {
+            self.bandwidth = b;
+        } else if self.labelled.len() >= 2 {
+            // Ties go to the wider kernel (the first candidate), the smoother model.
+            let mut best = (f64::NEG_INFINITY, self.scale);
+            for step in 0..BANDWIDTH_STEPS {
+                let ell = self.scale / f64::from(1u32 << step);
+                let ll = self.loo_log_likelihood(ell);
+                if ll > best.0 + 1e-9 {
+                    best = (ll, ell);
+                }
+            }
+            self.bandwidth = best.1;
+        }
+        let (r0, c0) = (self.options.prior, self.options.prior_weight);
+        let inv = 1.0 / (2.0 * self.bandwidth * self.bandwidth);
+        let labels: Vec<(f64, &[f32])> = self
+            .labelled
+            .values()
+            .map(|(y, c)| (*y, c.as_slice()))
+            .collect();
+        let (relevance, uncertainty): (Vec<f64>, Vec<f64>) = (0..self.n())
+            .into_par_iter()
+            .map(|j| {
+                let (mut sw, mut swy) = (0.0, 0.0);
+                for (y, column) in &labels {
+                    let w = (-f64::from(column[j]) * inv).exp();
+                    sw += w;
+                    swy += w * y;
+                }
+                let r = (c0 * r0 + swy) / (c0 + sw);
+                (r, (r * (1.0 - r) / (c0 + sw + 1.0)).sqrt())
+            })
+            .unzip();
+        let mut adjusted: Vec<f64> = self
+            .percentile
+            .iter()
+            .zip(&relevance)
+            .map(|(a, r)| a * r)
+            .collect();
+        let demoted = |row: &usize| self.labelled.get(row).is_some_and(|(y, _)| *y < 0.5);
+        let lowest_unlabelled = (0..self.n())
+            .filter(|i| !self.labelled.contains_key(i))
+            .map(|i| adjusted[i])
+            .fold(f64::INFINITY, f64::min);
+        for row in self.labelled.keys().filter(|r| demoted(r)) {
+            adjusted[*row] = 0.5 * adjusted[*row].min(lowest_unlabelled);
+        }
+        let mut order: Vec<usize> = (0..self.n()).collect();
+        order.par_sort_unstable_by(|&a, &b| {
+            adjusted[b]
+                .total_cmp(&adjusted[a])
+                .then(self.anomaly_rank[a].cmp(&self.anomaly_rank[b]))
+        });
+        self.relevance = relevance;
+        self.uncertainty = uncertainty;
+        self.adjusted = adjusted;
+        self.order = order;
+    }
+}
+
+/// What [`simulate_user`] found: the number of target galaxies among the first k reviewed, for
+/// each k of `checkpoints`, walking the blended queue and walking the plain anomaly ranking.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct SimulatedUser {
+    /// The review depths counted at.
+    pub checkpoints: Vec<usize>,
+    /// Targets found within each depth by following [`RelevanceModel::next`] and labelling.
+    pub active: Vec<usize>,
+    /// Targets within each depth of the plain anomaly ranking.
+    pub plain: Vec<usize>,
+    /// Targets in the catalogue.
+    pub targets: usize,
+}
+
+/// Plays a user against known answers: repeatedly takes [`RelevanceModel::next`], labels it
+/// interesting when `is_target[row]` and normal otherwise (exactly what a person does through
+/// the explorer), and counts the targets found. The model is used from its current labels.
+pub fn simulate_user(
+    model: &mut RelevanceModel,
+    is_target: &[bool],
+    checkpoints: &[usize],
+    explore: f64,
+) -> Result<SimulatedUser> {
+    crate::error::check_len("targets", is_target.len(), model.n())?;
+    let depth = checkpoints
+        .iter()
+        .copied()
+        .max()
+        .unwrap_or(0)
+        .min(model.n());
+    let plain_order: Vec<usize> = {
+        let mut o: Vec<usize> = (0..model.n()).collect();
+        o.sort_by_key(|&i| model.anomaly_rank[i]);
+        o
+    };
+    let mut found = Vec::with_capacity(depth);
+    let mut hits = 0;
+    for _ in 0..depth {
+        let Some(row) = model.next(explore) else {
+            break;
+        };
+        let t = is_target[row];
+        hits += usize::from(t);
+        found.push(hits);
+        model.set_label(
+            row,
+            Some(if t {
+                UserLabel::Interesting
+            } else {
+                UserLabel::Normal
+            }),
+        )?;
+    }
+    let count_at = |k: usize| -> usize {
+        found
+            .get(k.min(found.len()).wrapping_sub(1))
+            .copied()
+            .unwrap_or(0)
+    };
+    let plain_at = |k: usize| -> usize {
+        plain_order
+            .iter()
+            .take(k)
+            .filter(|&&i| is_target[i])
+            .count()
+    };
+    Ok(SimulatedUser {
+        checkpoints: checkpoints.to_vec(),
+        active: checkpoints.iter().map(|&k| count_at(k)).collect(),
+        plain: checkpoints.iter().map(|&k| plain_at(k)).collect(),
+        targets: is_target.iter().filter(|t| **t).count(),
+    })
+}
+
+/// The blend of a catalogue with labels, as `oddcube score --labels` writes it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Blend {
+    /// `adjusted` per row (see the module doc).
+    pub adjusted: Vec<f64>,
+    /// Predicted relevance per row.
+    pub relevance: Vec<f64>,
+    /// 1-based blended rank per row.
+    pub rank: Vec<u32>,
+}
+
+/// Fits the relevance model to `labels` (catalogue order) and blends it with the ranking score
+/// `scores`; the same computation the explorer runs live.
+pub fn blend(
+    catalog: &Catalog,
+    latents: &[f32],
+    latent_dim: usize,
+    scores: &[f64],
+    labels: &[Option<UserLabel>],
+    options: &RelevanceOptions,
+) -> Result<Blend> {
+    let features = Features::build(catalog, latents, latent_dim)?;
+    let mut model = RelevanceModel::new(features, scores, options.clone())?;
+    model.set_labels(labels)?;
+    Ok(Blend {
+        adjusted: model.adjusted().to_vec(),
+        relevance: model.relevance().to_vec(),
+        rank: model.ranks(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::results::Column;
+
+    /// Two clusters in a 2-D latent space (rows 0..10 near the origin, 10..20 near (10, 10))
+    /// with scores falling with the row.
+    fn two_clusters() -> (Catalog, Vec<f32>, Vec<f64>) {
+        let latents: Vec<f32> = (0..20)
+            .flat_map(|i| {
+                let base = if i < 10 { 0.0 } else { 10.0 };
+                let jitter = (i % 10) as f32 * 0.05;
+                [base + jitter, base - jitter]
+            })
+            .collect();
+        let scores: Vec<f64> = (0..20).map(|i| 100.0 - i as f64).collect();
+        let mut catalog = Catalog::default();
+        catalog
+            .push(
+                "plateifu",
+                Column::Str((0..20).map(|i| format!("1-{i}")).collect()),
+            )
+            .unwrap();
+        (catalog, latents, scores)
+    }
+
+    fn model() -> RelevanceModel {
+        let (catalog, latents, scores) = two_clusters();
+        let f = Features::build(&catalog, &latents, 2).unwrap();
+        RelevanceModel::new(f, &scores, RelevanceOptions::default()).unwrap()
+    }
+
+    #[test]
+    fn without_labels_the_order_is_the_anomaly_ranking() {
+        let m = model();
+        assert_eq!(m.order(), (0..20).collect::<Vec<_>>().as_slice());
+        assert!(m.relevance().iter().all(|&r| r == 0.5));
+        assert_eq!(m.next(0.0), Some(0));
+    }
+
+    #[test]
+    fn an_interesting_label_lifts_its_cluster_and_normal_ones_sink() {
+        let mut m = model();
+        m.set_label(0, Some(UserLabel::Normal)).unwrap();
+        m.set_label(12, Some(UserLabel::Interesting)).unwrap();
+        let r = m.relevance();
+        assert!(r[15] > 0.5 && r[5] < 0.5, "{r:?}");
+        // The rest of the interesting cluster now comes before the first cluster.
+        assert_eq!(m.next(0.0), Some(10));
+        let rank = m.ranks();
+        assert!(rank[13] < rank[1], "{rank:?}");
+        assert_eq!(rank[0], 20, "a galaxy labelled normal sinks to the bottom");
+        // Uncertainty is smallest at the labels.
+        assert!(m.uncertainty()[12] < m.uncertainty()[15] || m.bandwidth() > 10.0);
+        // Order of labelling does not matter; clearing returns to the plain ranking.
+        let mut other = model();
+        other.set_label(12, Some(UserLabel::Interesting)).unwrap();
+        other.set_label(0, Some(UserLabel::Normal)).unwrap();
+        assert_eq!(other.adjusted(), m.adjusted());
+        assert_eq!(other.order(), m.order());
+        other.set_label(12, None).unwrap();
+        other.set_label(0, None).unwrap();
+        assert_eq!(other.order(), (0..20).collect::<Vec<_>>().as_slice());
+        assert!(m.set_label(99, None).is_err());
+    }
+
+    #[test]
+    fn the_simulated_user_counts_targets_and_the_blend_matches_the_live_model() {
+        let (catalog, latents, scores) = two_clusters();
+        let is_target: Vec<bool> = (0..20).map(|i| i >= 10).collect();
+        let mut m = model();
+        let sim = simulate_user(&mut m, &is_target, &[5, 10], 0.0).unwrap();
+        assert_eq!(sim.plain, vec![0, 0]);
+        assert!(sim.active[1] >= 5, "{sim:?}");
+        assert_eq!(sim.targets, 10);
+        let labels: Vec<Option<UserLabel>> = (0..20)
+            .map(|i| {
+                m.labelled.get(&i).map(|(y, _)| {
+                    if *y > 0.5 {
+                        UserLabel::Interesting
+                    } else {
+                        UserLabel::Normal
+                    }
+                })
+            })
+            .collect();
+        let b = blend(
+            &catalog,
+            &latents,
+            2,
+            &scores,
+            &labels,
+            &RelevanceOptions::default(),
+        )
+        .unwrap();
+        assert_eq!(b.adjusted, m.adjusted());
+        assert_eq!(b.rank, m.ranks());
+        assert!(m.next(1.0).is_some());
+    }
+
+    #[test]
+    fn bad_settings_and_nan_scores_are_handled() {
+        let (catalog, latents, mut scores) = two_clusters();
+        let f = Features::build(&catalog, &latents, 2).unwrap();
+        let bad = RelevanceOptions {
+            prior: 1.5,
+            ..Default::default()
+        };
+        assert!(RelevanceModel::new(f.clone(), &scores, bad).is_err());
+        assert!(RelevanceModel::new(f.clone(), &scores[..3], RelevanceOptions::default()).is_err());
+        scores[0] = f64::NAN;
+        let m = RelevanceModel::new(f, &scores, RelevanceOptions::default()).unwrap();
+        assert_eq!(*m.order().last().unwrap(), 0, "NaN scores rank last");
+        assert!(Features::build(&catalog, &latents, 3).is_err());
+    }
+}
