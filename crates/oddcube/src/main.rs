@@ -8,15 +8,18 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
+/// The help heading of the options every subcommand takes, shown after the command's own.
+const GLOBAL: &str = "Global options";
+
 /// Find the galaxies that are not like the others in MaNGA integral-field spectroscopy.
 #[derive(Parser)]
 #[command(name = "oddcube", version, about, long_about = None)]
 struct Cli {
     /// More log output (-v info, -vv debug); `RUST_LOG` overrides.
-    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, help_heading = GLOBAL)]
     verbose: u8,
     /// Only errors.
-    #[arg(short, long, global = true)]
+    #[arg(short, long, global = true, help_heading = GLOBAL)]
     quiet: bool,
     #[command(subcommand)]
     command: Command,

@@ -9,6 +9,7 @@ use oddcube_model::flops::forward_flops;
 use oddcube_model::network::parameter_count;
 
 use crate::cmd::choices::{DeviceName, KernelArg, KindArg, PresetArg, name};
+use crate::cmd::compat;
 use crate::ui::{Bar, apply_jobs};
 
 /// Arguments of `oddcube bench`.
@@ -17,9 +18,12 @@ pub struct Args {
     /// Architecture preset.
     #[arg(long, value_enum, default_value_t = PresetArg::Cpu)]
     preset: PresetArg,
-    /// Autoencoder or variational autoencoder.
+    /// Architecture: autoencoder or variational autoencoder.
     #[arg(long, value_enum, default_value_t = KindArg::Ae)]
-    model: KindArg,
+    arch: KindArg,
+    /// Deprecated spelling of --arch (`--model` names a model directory elsewhere).
+    #[arg(long = "model", value_enum, hide = true, conflicts_with = "arch")]
+    model_kind: Option<KindArg>,
     /// Galaxies per step.
     #[arg(long, default_value_t = 8)]
     batch: usize,
@@ -31,7 +35,10 @@ pub struct Args {
     warmup: usize,
     /// Lines per galaxy (the sequence length).
     #[arg(long, default_value_t = 19)]
-    lines: usize,
+    n_lines: usize,
+    /// Deprecated spelling of --n-lines (`--lines` names a line set in `ingest`).
+    #[arg(long, hide = true, conflicts_with = "n_lines")]
+    lines: Option<usize>,
     /// Compute device: cpu, cuda (or cuda:N; needs a CUDA build).
     #[arg(long, default_value = "cpu")]
     device: DeviceName,
@@ -46,11 +53,20 @@ pub struct Args {
 /// Runs `oddcube bench`.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     apply_jobs(args.jobs)?;
+    let kind = compat::either(
+        None,
+        args.model_kind,
+        "bench --model ae|vae",
+        "--arch ae|vae",
+    )
+    .unwrap_or(args.arch);
+    let n_lines =
+        compat::either(None, args.lines, "bench --lines N", "--n-lines N").unwrap_or(args.n_lines);
     anyhow::ensure!(
         args.batch > 0 && args.steps > 0,
         "--batch and --steps must be positive"
     );
-    let mut arch = ArchConfig::preset(args.preset.into(), args.model.into(), args.lines);
+    let mut arch = ArchConfig::preset(args.preset.into(), kind.into(), n_lines);
     arch.cell = args.kernel.into();
     let device = args
         .device
@@ -60,7 +76,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     println!(
         "bench: preset {} ({}), S = {}, T = {}, D = {}, {} parameters, {:.3} GFLOP forward per galaxy, batch {}, device {}, kernel {} ({} threads)",
         name(&args.preset),
-        name(&args.model),
+        name(&kind),
         arch.size,
         arch.n_lines,
         arch.latent,

@@ -35,7 +35,7 @@ impl From<PresetArg> for Preset {
     }
 }
 
-/// `--model`: autoencoder or variational autoencoder.
+/// `--arch`: autoencoder or variational autoencoder.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum KindArg {
     /// Deterministic latent.
@@ -154,6 +154,15 @@ pub enum SimilarFormat {
     /// CSV with a header row.
     Csv,
     /// A JSON array of objects.
+    Json,
+}
+
+/// `inspect --format`: how the report is printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum InspectFormat {
+    /// Readable text.
+    Text,
+    /// The report as a JSON object.
     Json,
 }
 

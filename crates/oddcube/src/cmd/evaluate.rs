@@ -6,22 +6,32 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::Context;
 use oddcube_score::evaluate::{EvaluateOptions, NormalSource, evaluate_results};
 
+use crate::cmd::compat;
 use crate::ui::Bar;
 
 /// Arguments of `oddcube evaluate`.
 #[derive(clap::Args)]
 pub struct Args {
     /// RESULTS directory written by `oddcube score`.
-    pub results: PathBuf,
-    /// CSV of labels (e.g. the simulator's truth.csv, or bpt.csv).
-    #[arg(long)]
-    pub labels: PathBuf,
-    /// Column of the labels file holding the plate-ifu.
+    #[arg(long, value_name = "DIR", required_unless_present = "results_word")]
+    pub results: Option<PathBuf>,
+    /// The same RESULTS directory given as the first word (`oddcube evaluate RESULTS …`).
+    #[arg(value_name = "RESULTS", conflicts_with = "results")]
+    pub results_word: Option<PathBuf>,
+    /// Ground truth: a CSV of plate-ifus and their true labels (e.g. the simulator's truth.csv,
+    /// or bpt.csv).
+    #[arg(long, value_name = "FILE", required_unless_present = "labels")]
+    pub truth: Option<PathBuf>,
+    /// Deprecated spelling of --truth.
+    #[arg(long, hide = true, conflicts_with = "truth")]
+    pub labels: Option<PathBuf>,
+    /// Column of the truth file holding the plate-ifu.
     #[arg(long, default_value = "plateifu")]
     pub id_column: String,
-    /// Column of the labels file holding the label.
+    /// Column of the truth file holding the label.
     #[arg(long, default_value = "kind")]
     pub label_column: String,
     /// Comma-separated labels that count as normal (negatives). Default: the labels whose rows
@@ -45,8 +55,11 @@ pub struct Args {
 
 /// Runs `oddcube evaluate`.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let results = compat::results(args.results, args.results_word)?;
+    let truth = compat::either(args.truth, args.labels, "evaluate --labels", "--truth")
+        .context("no ground truth: pass --truth FILE")?;
     let options = EvaluateOptions {
-        labels: args.labels,
+        labels: truth,
         id_column: args.id_column,
         label_column: args.label_column,
         normal: args.normal,
@@ -55,7 +68,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         pca_components: args.pca_components,
         purity_k: args.purity_k,
     };
-    let report = evaluate_results(&args.results, &options, &Bar::new(false))?;
+    let report = evaluate_results(&results, &options, &Bar::new(false))?;
     if report.normal_source == Some(NormalSource::IsAnomalyColumn) {
         tracing::info!(
             "normal labels from the is_anomaly column: {:?}",
@@ -71,7 +84,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         );
     }
     print!("{}", report.to_text());
-    let path = report.write(&args.results)?;
+    let path = report.write(&results)?;
     eprintln!("wrote {}", path.display());
     Ok(ExitCode::SUCCESS)
 }

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use oddcube_data::inspect::{InspectReport, inspect};
 
-use crate::cmd::choices::MaskArg;
+use crate::cmd::choices::{InspectFormat, MaskArg};
 
 /// Arguments of `oddcube inspect`.
 #[derive(clap::Args)]
@@ -16,15 +16,18 @@ pub struct Args {
     /// Mask policy for the good-spaxel counts: `strict` or `lenient`.
     #[arg(long, value_enum, default_value_t = MaskArg::Strict)]
     mask_policy: MaskArg,
-    /// Print the report as JSON instead of text.
-    #[arg(long)]
+    /// Output format: text or json.
+    #[arg(long, value_enum, default_value_t = InspectFormat::Text)]
+    format: InspectFormat,
+    /// Short for --format json.
+    #[arg(long, conflicts_with = "format")]
     json: bool,
 }
 
 /// Runs `oddcube inspect`.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let report = inspect(&args.file, args.mask_policy.into())?;
-    if args.json {
+    if args.json || args.format == InspectFormat::Json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print!("{}", render(&report));

@@ -13,7 +13,7 @@ pub struct Args {
     /// Directory holding `part-0-of-n/` … `part-(n-1)-of-n/` (from `ingest` or `score` with
     /// `--shard i/n --out DIR`).
     dir: PathBuf,
-    /// Where the merged dataset (or results) is written.
+    /// Directory the merged dataset (or results) is written to.
     #[arg(long)]
     out: PathBuf,
 }

@@ -4,6 +4,7 @@ pub mod bench;
 pub mod bpt;
 pub mod calibrate;
 pub mod choices;
+pub mod compat;
 pub mod demo;
 pub mod evaluate;
 pub mod fetch;

@@ -9,6 +9,8 @@ use anyhow::Context;
 use oddcube_explore::plot::figures::{galaxy_figure, map_figure, scores_figure};
 use oddcube_score::results::write_atomic;
 
+use crate::cmd::compat;
+
 /// Arguments of `oddcube plot`.
 #[derive(clap::Args)]
 pub struct Args {
@@ -21,40 +23,71 @@ enum Figure {
     /// One galaxy: input, reconstruction and residual (σ) of every line, and BPT class maps.
     /// Needs the galaxy among the stored residuals (`oddcube score --residuals all` or `top:K`).
     Galaxy {
-        /// RESULTS directory.
-        results: PathBuf,
+        /// RESULTS directory written by `oddcube score`.
+        #[arg(long, value_name = "DIR")]
+        results: Option<PathBuf>,
+        /// `RESULTS PLATEIFU`, or just `PLATEIFU` with --results.
+        #[arg(value_name = "RESULTS", required = true)]
+        first: Option<String>,
         /// The galaxy's plate-ifu.
-        plateifu: String,
+        #[arg(value_name = "PLATEIFU")]
+        plateifu: Option<String>,
         /// The dataset the results were scored from, for the BPT maps' flux stretch (default:
         /// the one the results' manifest records).
         #[arg(long)]
         data: Option<PathBuf>,
-        /// Output PNG (default RESULTS/figures/galaxy-PLATEIFU.png).
-        #[arg(long)]
-        out: Option<PathBuf>,
+        #[command(flatten)]
+        out: OutFile,
     },
     /// The latent map (run `oddcube project` first), coloured by a score, top anomalies labelled.
     Map {
-        /// RESULTS directory.
-        results: PathBuf,
+        #[command(flatten)]
+        results: Results,
         /// Column that colours the points (default: the ranking score).
         #[arg(long)]
         colour: Option<String>,
         /// How many top-ranked galaxies to ring and label.
         #[arg(long, default_value_t = 10)]
         top: usize,
-        /// Output PNG (default RESULTS/figures/map.png).
-        #[arg(long)]
-        out: Option<PathBuf>,
+        #[command(flatten)]
+        out: OutFile,
     },
     /// Histograms of every score column, FDR-flagged galaxies and the threshold marked.
     Scores {
-        /// RESULTS directory.
-        results: PathBuf,
-        /// Output PNG (default RESULTS/figures/scores.png).
-        #[arg(long)]
-        out: Option<PathBuf>,
+        #[command(flatten)]
+        results: Results,
+        #[command(flatten)]
+        out: OutFile,
     },
+}
+
+/// The RESULTS directory, as `--results DIR` or as the first word.
+#[derive(clap::Args)]
+struct Results {
+    /// RESULTS directory written by `oddcube score`.
+    #[arg(long, value_name = "DIR", required_unless_present = "results_word")]
+    results: Option<PathBuf>,
+    /// The same RESULTS directory given as the first word.
+    #[arg(value_name = "RESULTS", conflicts_with = "results")]
+    results_word: Option<PathBuf>,
+}
+
+/// The output PNG.
+#[derive(clap::Args)]
+struct OutFile {
+    /// Output PNG (default RESULTS/figures/NAME.png, NAME as the figure's kind: galaxy-PLATEIFU,
+    /// map or scores).
+    #[arg(long, value_name = "FILE")]
+    out_file: Option<PathBuf>,
+    /// Deprecated spelling of --out-file.
+    #[arg(long, hide = true, conflicts_with = "out_file")]
+    out: Option<PathBuf>,
+}
+
+impl OutFile {
+    fn get(self) -> Option<PathBuf> {
+        compat::either(self.out_file, self.out, "plot --out", "--out-file")
+    }
 }
 
 /// The output path: `out`, else `results/figures/name`; its directory is created.
@@ -72,26 +105,37 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let (drawn, path) = match args.figure {
         Figure::Galaxy {
             results,
+            first,
             plateifu,
             data,
             out,
-        } => (
-            galaxy_figure(&results, &plateifu, data.as_deref())?,
-            output(&results, out, &format!("galaxy-{plateifu}.png"))?,
-        ),
+        } => {
+            let (results, plateifu) = compat::results_and_word(results, first, plateifu)?;
+            let plateifu = plateifu.context("no galaxy: pass its PLATEIFU")?;
+            (
+                galaxy_figure(&results, &plateifu, data.as_deref())?,
+                output(&results, out.get(), &format!("galaxy-{plateifu}.png"))?,
+            )
+        }
         Figure::Map {
             results,
             colour,
             top,
             out,
-        } => (
-            map_figure(&results, colour.as_deref(), top)?,
-            output(&results, out, "map.png")?,
-        ),
-        Figure::Scores { results, out } => (
-            scores_figure(&results)?,
-            output(&results, out, "scores.png")?,
-        ),
+        } => {
+            let results = compat::results(results.results, results.results_word)?;
+            (
+                map_figure(&results, colour.as_deref(), top)?,
+                output(&results, out.get(), "map.png")?,
+            )
+        }
+        Figure::Scores { results, out } => {
+            let results = compat::results(results.results, results.results_word)?;
+            (
+                scores_figure(&results)?,
+                output(&results, out.get(), "scores.png")?,
+            )
+        }
     };
     if let Some(note) = &drawn.note {
         tracing::warn!("{note}");

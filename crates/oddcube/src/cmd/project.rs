@@ -10,6 +10,8 @@ use oddcube_explore::project::{
 };
 use oddcube_score::results::write_atomic;
 
+use crate::cmd::compat;
+
 /// `--method`: how the map is made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum MethodArg {
@@ -32,7 +34,11 @@ impl From<MethodArg> for ProjectionMethod {
 #[derive(clap::Args)]
 pub struct Args {
     /// RESULTS directory written by `oddcube score` (projection.csv/json are written into it).
-    pub results: PathBuf,
+    #[arg(long, value_name = "DIR", required_unless_present = "results_word")]
+    pub results: Option<PathBuf>,
+    /// The same RESULTS directory given as the first word (`oddcube project RESULTS`).
+    #[arg(value_name = "RESULTS", conflicts_with = "results")]
+    pub results_word: Option<PathBuf>,
     /// `umap` (neighbour graph + seeded layout from a PCA start) or `pca` (first two components);
     /// any letter case.
     #[arg(long, value_enum, ignore_case = true, default_value_t = MethodArg::Umap)]
@@ -59,19 +65,21 @@ pub struct Args {
     /// With --place: mapped neighbours averaged per new galaxy.
     #[arg(long, default_value_t = 10, requires = "place")]
     pub place_k: usize,
-    /// With --place: output CSV (id,x,y); default RESULTS/placed.csv.
-    #[arg(long, requires = "place")]
+    /// With --place: the output CSV (id,x,y); default RESULTS/placed.csv.
+    #[arg(long, value_name = "FILE", requires = "place")]
+    pub out_file: Option<PathBuf>,
+    /// Deprecated spelling of --out-file.
+    #[arg(long, hide = true, requires = "place", conflicts_with = "out_file")]
     pub out: Option<PathBuf>,
 }
 
 /// Runs `oddcube project`.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let results = compat::results(args.results, args.results_word)?;
+    let out_file = compat::either(args.out_file, args.out, "project --out", "--out-file");
     if let Some(new) = &args.place {
-        let placed = place_on_results(&args.results, new, args.ids.as_deref(), args.place_k)?;
-        let out = args
-            .out
-            .clone()
-            .unwrap_or_else(|| args.results.join("placed.csv"));
+        let placed = place_on_results(&results, new, args.ids.as_deref(), args.place_k)?;
+        let out = out_file.unwrap_or_else(|| results.join("placed.csv"));
         write_atomic(&out, placed.to_csv().as_bytes())?;
         eprintln!(
             "placed {} galaxies on the {} map → {}",
@@ -90,7 +98,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         ..ProjectOptions::default()
     };
     let started = std::time::Instant::now();
-    let map = project_results(&args.results, &options, &crate::ui::Bar::new(false))?;
+    let map = project_results(&results, &options, &crate::ui::Bar::new(false))?;
     let knn = map.info.knn.as_ref().map(|k| match k.recall {
         Some(r) => format!(", neighbours: {} (recall {r:.3})", k.source),
         None => format!(", neighbours: {}", k.source),
@@ -101,7 +109,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         map.plateifus.len(),
         started.elapsed().as_secs_f64(),
         knn.unwrap_or_default(),
-        args.results.join(PROJECTION_CSV).display()
+        results.join(PROJECTION_CSV).display()
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -21,8 +21,12 @@ pub struct Args {
     /// A trained model directory: reconstructions for galaxies without stored residuals (needs --data).
     #[arg(long, requires = "data")]
     pub model: Option<PathBuf>,
-    /// CSV with plateifu and kind columns (e.g. a simulated survey's truth.csv) for the kind filter.
-    #[arg(long)]
+    /// Ground truth: a CSV with plateifu and kind columns (e.g. a simulated survey's truth.csv)
+    /// for the kind filter.
+    #[arg(long, value_name = "FILE")]
+    pub truth: Option<PathBuf>,
+    /// Deprecated spelling of --truth.
+    #[arg(long, hide = true, conflicts_with = "truth")]
     pub kinds: Option<PathBuf>,
     /// TCP port (0 = any free port; the address is printed).
     #[arg(long, default_value_t = 8080)]
@@ -50,7 +54,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let sources = ServeSources {
         results: args.results.clone(),
         dataset: args.data.clone(),
-        kinds: args.kinds.clone(),
+        kinds: crate::cmd::compat::either(
+            args.truth.clone(),
+            args.kinds.clone(),
+            "serve --kinds",
+            "--truth",
+        ),
     };
     let reconstructor = args.model.as_deref().map(load_model).transpose()?;
     let state = Arc::new(AppState::load(&sources, reconstructor)?);

@@ -14,19 +14,20 @@ use oddcube_score::similar::{Query, format_rows, search};
 use oddcube::scorer::ModelScorer;
 
 use crate::cmd::choices::{DeviceName, LatentMetric, SimilarFormat};
+use crate::cmd::compat;
 
 /// Arguments of `oddcube similar`.
 #[derive(clap::Args)]
 pub struct Args {
     /// RESULTS directory written by `oddcube score`.
-    pub results: PathBuf,
+    #[arg(long, value_name = "DIR")]
+    pub results: Option<PathBuf>,
+    /// `RESULTS GALAXY`, or just `GALAXY` with --results.
+    #[arg(value_name = "RESULTS")]
+    pub first: Option<String>,
     /// The query galaxy, one of the catalogue's: a plate-ifu (7815-3702), a MaNGA-ID (1-109997)
     /// or a MAPS file name or prefix (manga-7815-3702-MAPS-….fits.gz, manga-7815-3702).
-    #[arg(
-        value_name = "GALAXY",
-        required_unless_present_any = ["vector", "maps"],
-        conflicts_with_all = ["vector", "maps"]
-    )]
+    #[arg(value_name = "GALAXY")]
     pub galaxy: Option<String>,
     /// Query with a latent vector: a .npy file with one D-vector, or a text file of D numbers.
     #[arg(long, conflicts_with = "maps")]
@@ -56,9 +57,15 @@ pub struct Args {
 
 /// Runs `oddcube similar`.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let dir = &args.results;
+    let (results, galaxy) = compat::results_and_word(args.results, args.first, args.galaxy)?;
+    let queries = [galaxy.is_some(), args.vector.is_some(), args.maps.is_some()];
+    anyhow::ensure!(
+        queries.iter().filter(|&&q| q).count() == 1,
+        "give one query: a GALAXY, --vector FILE or --maps FILE"
+    );
+    let dir = &results;
     let in_dir = || format!("in {}", dir.display());
-    let rows = if let Some(galaxy) = &args.galaxy {
+    let rows = if let Some(galaxy) = &galaxy {
         search(dir, Query::Galaxy(galaxy), args.k, args.metric.into()).with_context(in_dir)?
     } else if let Some(path) = &args.vector {
         search(dir, Query::Vector(path), args.k, args.metric.into()).with_context(in_dir)?

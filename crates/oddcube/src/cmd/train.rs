@@ -10,6 +10,7 @@ use oddcube_model::plan::{DatasetShape, RunChoices, describe_report, describe_st
 use oddcube_model::{TrainOptions, train};
 
 use crate::cmd::choices::{DeviceName, KernelArg, KindArg, LossArg, PresetArg};
+use crate::cmd::compat;
 use crate::ui::{Bar, apply_jobs};
 
 /// Arguments of `oddcube train`.
@@ -25,9 +26,12 @@ pub struct Args {
     /// Architecture preset (the grid size always follows the dataset).
     #[arg(long, value_enum, default_value_t = PresetArg::Cpu)]
     preset: PresetArg,
-    /// Autoencoder or variational autoencoder.
+    /// Architecture: autoencoder or variational autoencoder.
     #[arg(long, value_enum, default_value_t = KindArg::Ae)]
-    model: KindArg,
+    arch: KindArg,
+    /// Deprecated spelling of --arch (`--model` names a model directory elsewhere).
+    #[arg(long = "model", value_enum, hide = true, conflicts_with = "arch")]
+    model_kind: Option<KindArg>,
     /// Maximum number of epochs [default: 30].
     #[arg(long)]
     epochs: Option<usize>,
@@ -81,6 +85,13 @@ pub struct Args {
 /// Runs `oddcube train`.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     apply_jobs(args.jobs)?;
+    let kind = compat::either(
+        None,
+        args.model_kind,
+        "train --model ae|vae",
+        "--arch ae|vae",
+    )
+    .unwrap_or(args.arch);
     let device = args
         .device
         .open()
@@ -89,7 +100,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("cannot open dataset {}", args.data.display()))?;
     let choices = RunChoices {
         preset: args.preset.into(),
-        kind: args.model.into(),
+        kind: kind.into(),
         kernel: args.kernel.into(),
         epochs: args.epochs,
         batch: args.batch,
