@@ -15,7 +15,9 @@ use crate::mask::{DONOTUSE, LOWCOV, MATHERROR, NEARBOUND, NOCOV, NOVALUE};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum GalaxyKind {
     /// Star-forming disk: exponential Hα with HII-region clumps, a metallicity gradient in
-    /// [NII]/Hα, dust falling outward.
+    /// [NII]/Hα, its own offset under the star-forming sequence and ionisation gradient in
+    /// [OIII]/Hβ, region-to-region ratio scatter, diffuse ionised gas where the surface
+    /// brightness is low, dust falling outward.
     StarForming,
     /// Retired / early-type galaxy: faint, smooth, centrally concentrated LINER-like gas.
     Retired,
@@ -302,6 +304,27 @@ fn lognormal(rng: &mut impl Rng, median: f64, sigma_ln: f64) -> f64 {
 }
 
 /// Host gas model shared by ordinary galaxies and the hosts of anomalies.
+///
+/// A star-forming host is HII regions mixed with diffuse ionised gas (DIG), with ratios set per
+/// spaxel at elliptical radius R (in Re) and relative pre-PSF Hα surface brightness Σ (1 at the
+/// centre of the smooth disk, more on clumps):
+///
+/// - HII gas: metallicity Z = `log_nii_ha` + `nii_gradient`·R; log [NII]/Hα = Z + 0.3·v, at most
+///   −0.25 (it saturates at high metallicity); log [OIII]/Hβ = Kauffmann+03(Z) −
+///   `below_kauffmann` + `oiii_gradient`·min(R, 2.5) + u, softly kept ≥ `HII_MARGIN` dex under
+///   Kauffmann+03 at the local [NII]/Hα (`soft_cap`); log [SII]/Hα = `log_sii_ha` +
+///   0.06·min(R, 2.5) − u/2 + v, [OI]/Hα likewise from `log_oi_ha` with 0.05 dex/Re. The offset
+///   is drawn per galaxy (log-normal, median 0.3 dex), so [OIII]/Hβ is not a fixed function of
+///   [NII]/Hα, and the ionisation gradient can make it rise or fall outward.
+/// - Region-to-region scatter: u and v are unit-variance Gaussian random fields correlated over
+///   `SCATTER_SPAXELS` (≈ 1″, HII-region complexes) times `scatter_ion` (ionisation parameter)
+///   and `scatter_low` (low-ionisation lines), before the PSF.
+/// - DIG: its share of Hα is f = 1/(1 + (Σ/`dig_sb`)^`DIG_SLOPE`), so it dominates where the
+///   surface brightness is low (outskirts, between clumps); DIG has [NII]/Hα `dig_nii` dex and
+///   [OIII]/Hβ `dig_oiii` dex above the local HII gas, [SII]/Hα = `dig_sii` and [OI]/Hα =
+///   `dig_oi`. Each ratio is the Hα- (Hβ-) weighted mix of the two, and the mixed [OIII]/Hβ is
+///   softly kept `MIX_MARGIN` under a limit that moves from Kauffmann+03 (HII-dominated) to
+///   Kewley+01 (DIG-dominated).
 #[derive(Debug, Clone, Copy)]
 struct Host {
     retired: bool,
@@ -310,10 +333,55 @@ struct Host {
     log_nii_ha: f64,
     nii_gradient: f64,
     below_kauffmann: f64,
+    oiii_gradient: f64,
     log_oiii_hb: f64,
     log_sii_ha: f64,
     log_oi_ha: f64,
     n_clumps: usize,
+    dig_sb: f64,
+    dig_nii: f64,
+    dig_oiii: f64,
+    dig_sii: f64,
+    dig_oi: f64,
+    scatter_ion: f64,
+    scatter_low: f64,
+}
+
+/// Least distance (dex) of star-forming HII gas under Kauffmann+03 in [OIII]/Hβ.
+const HII_MARGIN: f64 = 0.2;
+
+/// Least distance (dex) of the mixed (HII + DIG) gas under the blended limit
+/// (1 − w)·Kauffmann+03 + w·Kewley+01 in [OIII]/Hβ, w = (f − 0.3)/0.7 clamped to 0–1, f the DIG
+/// share of Hα: spaxels where HII regions give ≥ 70 % of Hα stay star-forming, DIG-dominated
+/// ones may become composite, never AGN-like.
+const MIX_MARGIN: f64 = 0.15;
+
+/// How steeply the DIG share of Hα falls with surface brightness: f = 1/(1 + (Σ/Σ_DIG)^1.5).
+const DIG_SLOPE: f64 = 1.5;
+
+/// Correlation scale (Gaussian σ, spaxels) of the region-to-region line-ratio scatter.
+const SCATTER_SPAXELS: f64 = 2.0;
+
+/// Keeps log [OIII]/Hβ `y` under `limit − margin` smoothly: unchanged up to 0.15 dex below
+/// that, then bent (tanh) so that it approaches but never reaches it.
+fn soft_cap(y: f64, limit: f64, margin: f64) -> f64 {
+    const WIDTH: f64 = 0.15;
+    let knee = limit - margin - WIDTH;
+    if y <= knee {
+        y
+    } else {
+        knee + WIDTH * ((y - knee) / WIDTH).tanh()
+    }
+}
+
+/// Kauffmann+03 [OIII]/Hβ at [NII]/Hα `x` (kept left of its asymptote).
+fn kauffmann(x: f64) -> f64 {
+    crate::bpt::kauffmann03_nii(x.min(-0.05)).unwrap_or(-1.0)
+}
+
+/// log10 of the mix (1 − f)·10^a + f·10^b.
+fn log_mix(a: f64, b: f64, f: f64) -> f64 {
+    ((1.0 - f) * 10f64.powf(a) + f * 10f64.powf(b)).log10()
 }
 
 impl Host {
@@ -327,26 +395,42 @@ impl Host {
                 log_nii_ha: normal(rng, 0.1, 0.08).clamp(0.0, 0.3),
                 nii_gradient: 0.0,
                 below_kauffmann: 0.0,
+                oiii_gradient: 0.0,
                 log_oiii_hb: normal(rng, 0.12, 0.08).clamp(0.05, 0.35),
                 log_sii_ha: normal(rng, -0.05, 0.06).clamp(-0.15, 0.1),
                 log_oi_ha: normal(rng, -0.7, 0.08),
                 n_clumps: 0,
+                dig_sb: 0.0,
+                dig_nii: 0.0,
+                dig_oiii: 0.0,
+                dig_sii: 0.0,
+                dig_oi: 0.0,
+                scatter_ion: 0.0,
+                scatter_low: 0.0,
             }
         } else {
-            let log_nii_ha = normal(rng, -0.42, 0.07).clamp(-0.65, -0.3);
-            let below_kauffmann = uniform(rng, 0.15, 0.4);
-            let centre = spectra::hii_region(log_nii_ha, below_kauffmann, -0.5, -1.5);
+            let log_nii_ha = normal(rng, -0.40, 0.08).clamp(-0.65, -0.28);
+            let below_kauffmann = lognormal(rng, 0.3, 0.6).min(1.2);
+            let k = kauffmann(log_nii_ha);
             Host {
                 retired,
                 ha_amplitude: lognormal(rng, 35.0, 0.6),
                 ebv: uniform(rng, 0.05, 0.5),
                 log_nii_ha,
-                nii_gradient: normal(rng, -0.12, 0.04).min(-0.02),
+                nii_gradient: normal(rng, -0.04, 0.06).min(0.05),
                 below_kauffmann,
-                log_oiii_hb: centre.log_oiii_hb,
-                log_sii_ha: normal(rng, -0.52, 0.05),
-                log_oi_ha: normal(rng, -1.5, 0.08),
+                oiii_gradient: normal(rng, 0.05, 0.07),
+                log_oiii_hb: soft_cap(k - below_kauffmann, k, HII_MARGIN),
+                log_sii_ha: normal(rng, -0.65, 0.06),
+                log_oi_ha: normal(rng, -1.55, 0.08),
                 n_clumps: ((disk.reff / 5.0) * rng.random_range(4.0..12.0)).round() as usize,
+                dig_sb: lognormal(rng, 0.12, 0.5).min(0.2),
+                dig_nii: uniform(rng, 0.1, 0.3),
+                dig_oiii: uniform(rng, 0.0, 0.3),
+                dig_sii: normal(rng, -0.15, 0.07),
+                dig_oi: normal(rng, -1.05, 0.1),
+                scatter_ion: uniform(rng, 0.08, 0.18),
+                scatter_low: uniform(rng, 0.08, 0.18),
             }
         }
     }
@@ -389,6 +473,9 @@ impl Host {
                 (x, y, uniform(rng, 0.4, 0.9), uniform(rng, 0.3, 1.2))
             })
             .collect();
+        let mut scratch = Vec::new();
+        let ion = render::correlated_noise(grid.size, SCATTER_SPAXELS, rng, &mut scratch);
+        let low = render::correlated_noise(grid.size, SCATTER_SPAXELS, rng, &mut scratch);
         for p in 0..grid.plane() {
             let (x, y) = grid.sky(p % grid.size, p / grid.size);
             let (r, _) = disk.polar(x, y);
@@ -401,12 +488,31 @@ impl Host {
                 }
             }
             let rr = r / disk.reff;
-            let nii = (self.log_nii_ha + self.nii_gradient * rr).max(-1.2);
-            let spectrum = spectra::hii_region(
+            let (u, v) = (self.scatter_ion * ion[p], self.scatter_low * low[p]);
+            // HII gas: metallicity sets [NII]/Hα, the galaxy's offset and ionisation gradient
+            // set [OIII]/Hβ under the star-forming sequence.
+            let metal = (self.log_nii_ha + self.nii_gradient * rr).max(-1.2);
+            // HII-region [NII]/Hα saturates near −0.25 at high metallicity.
+            let nii = (metal + 0.3 * v).min(-0.25);
+            let oiii = soft_cap(
+                kauffmann(metal) - self.below_kauffmann + self.oiii_gradient * rr.min(2.5) + u,
+                kauffmann(nii),
+                HII_MARGIN,
+            );
+            let sii = self.log_sii_ha + 0.06 * rr.min(2.5) - 0.5 * u + v;
+            let oi = self.log_oi_ha + 0.05 * rr.min(2.5) - 0.5 * u + v;
+            // Diffuse ionised gas takes over where the surface brightness is low.
+            let f = 1.0 / (1.0 + (surface / self.dig_sb).powf(DIG_SLOPE));
+            let nii = log_mix(nii, nii + self.dig_nii, f);
+            let oiii = log_mix(oiii, oiii + self.dig_oiii, f);
+            let kewley = crate::bpt::kewley01_nii(nii.min(0.3)).unwrap_or(-1.0);
+            let w = ((f - 0.3) / 0.7).clamp(0.0, 1.0);
+            let limit = (1.0 - w) * kauffmann(nii) + w * kewley;
+            let spectrum = spectra::star_forming_gas(
+                soft_cap(oiii, limit, MIX_MARGIN),
                 nii,
-                self.below_kauffmann,
-                self.log_sii_ha + 0.12 * rr.min(2.5),
-                self.log_oi_ha + 0.1 * rr.min(2.5),
+                log_mix(sii, self.dig_sii, f),
+                log_mix(oi, self.dig_oi, f),
             )
             .spectrum();
             let ebv = self.ebv * (-r / (1.5 * disk.reff)).exp();

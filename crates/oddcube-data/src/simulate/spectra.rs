@@ -188,9 +188,21 @@ pub fn channel_k() -> [f64; N_CHANNELS] {
 /// proxy), `below` dex under the Kauffmann+03 line in [OIII]/Hβ.
 pub fn hii_region(log_nii_ha: f64, below: f64, log_sii_ha: f64, log_oi_ha: f64) -> LineRatios {
     let x = log_nii_ha.min(-0.05);
-    let log_oiii_hb = crate::bpt::kauffmann03_nii(x)
-        .map_or(-1.0, |k| k - below)
-        .min(0.8);
+    let log_oiii_hb = crate::bpt::kauffmann03_nii(x).map_or(-1.0, |k| k - below);
+    star_forming_gas(log_oiii_hb, x, log_sii_ha, log_oi_ha)
+}
+
+/// Ratios of star-forming gas (HII regions, possibly mixed with diffuse ionised gas) with the
+/// given log [OIII]/Hβ, [NII]/Hα, [SII]/Hα and [OI]/Hα; the other lines follow the [NII]/Hα
+/// metallicity proxy and the ionisation ([OIII]/Hβ) as in `hii_region`.
+pub fn star_forming_gas(
+    log_oiii_hb: f64,
+    log_nii_ha: f64,
+    log_sii_ha: f64,
+    log_oi_ha: f64,
+) -> LineRatios {
+    let x = log_nii_ha.min(-0.05);
+    let log_oiii_hb = log_oiii_hb.min(0.8);
     let oiii_hb = 10f64.powf(log_oiii_hb);
     LineRatios {
         log_oiii_hb,
