@@ -175,7 +175,8 @@ try {
     await page.waitForFunction((w) => document.querySelector("[data-testid=current-label-tag]")?.textContent === w, want);
   }
   const after = await order();
-  check(after.join() !== before.join(), `three labels re-ranked the table (top was ${before[0]}, now ${after[0]})`);
+  const moved = after.filter((id, i) => before[i] !== id).length;
+  check(moved > 0, `three labels re-ranked the table (${moved} of the first 30 places changed)`);
   check(after[0] === visited[0], "the galaxy labelled interesting now leads the table");
   const nextNow = await page.evaluate(() => fetch("/api/next").then((r) => r.json()).then((n) => n.plateifu));
   check(!visited.includes(nextNow) && nextNow !== neighbourId, `next moved on to an unlabelled galaxy (${nextNow})`);

@@ -6,6 +6,14 @@
 //! normal otherwise, and prints the targets found in the first 25/50/100 next to the plain
 //! anomaly ranking, as a Markdown table. The truth is only ever used as the user's answers.
 //!
+//! For experiments (reported as sensitivity in the doc, never used to pick the defaults from a
+//! survey's truth): environment `K` (kernel neighbours), `GAMMA` (anomaly power), `C0` (prior
+//! weight), `EB=0` (fixed prior ½), and `TRACE=1` prints the first 50 galaxies each walk reviews
+//! with their true kind, anomaly rank and relevance.
+//!
+//! `purity RESULTS TRUTH` prints, per feature block, the share of same-kind galaxies among the 5
+//! nearest neighbours of each anomaly (how well the features group each kind).
+//!
 //! `latency N [N …]` times the live update on a synthetic catalogue of N galaxies (32 latent
 //! dimensions, the seven score columns, 19 line shares): start-up (features, model), then one
 //! label change to the new order, at 1, 10, 50, 100 and 200 labels (median of 5 changes each).
@@ -42,9 +50,15 @@ fn simulate(
     let started = Instant::now();
     let features = Features::build(catalog, &results.latents, results.latent_dim)?;
     let dim = features.dim();
+    let env = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<f64>().ok());
+    let defaults = RelevanceOptions::default();
     let options = RelevanceOptions {
         bandwidth,
-        ..RelevanceOptions::default()
+        neighbours: env("K").map_or(defaults.neighbours, |k| k as usize),
+        anomaly_power: env("GAMMA").unwrap_or(defaults.anomaly_power),
+        prior_weight: env("C0").unwrap_or(defaults.prior_weight),
+        empirical_prior: env("EB").map_or(defaults.empirical_prior, |v| v > 0.0),
+        ..defaults
     };
     let base = RelevanceModel::new(features, &scores, options)?;
     eprintln!(
@@ -67,6 +81,25 @@ fn simulate(
         let is_target: Vec<bool> = kinds.iter().map(|k| k.as_deref() == Some(kind)).collect();
         let mut model = base.clone();
         let t = Instant::now();
+        if std::env::var_os("TRACE").is_some() {
+            let mut m = model.clone();
+            for step in 0..50 {
+                let Some(row) = m.next(explore) else { break };
+                eprintln!(
+                    "{kind} {step}: {} rank {} r {:.2} a·r {:.3}",
+                    kinds[row].as_deref().unwrap_or("?"),
+                    catalog.u32("rank").map_or(0, |r| r[row]),
+                    m.relevance()[row],
+                    m.adjusted()[row]
+                );
+                let label = if is_target[row] {
+                    UserLabel::Interesting
+                } else {
+                    UserLabel::Normal
+                };
+                m.set_label(row, Some(label))?;
+            }
+        }
         let sim = simulate_user(&mut model, &is_target, &checkpoints, explore)?;
         eprintln!("{kind}: 100 labels in {:.1} s", t.elapsed().as_secs_f64());
         for i in 0..3 {
@@ -184,6 +217,74 @@ fn latency(sizes: &[usize]) -> Result<(), Failure> {
     Ok(())
 }
 
+/// Diagnostic: for each block choice, the mean share of same-kind galaxies among the 5 nearest
+/// neighbours of each anomaly (how well the features group a kind), per kind.
+fn purity(results: &str, truth: &str) -> Result<(), Failure> {
+    let results = Results::open(std::path::Path::new(results))?;
+    let catalog = &results.catalog;
+    let ids = catalog
+        .str("plateifu")
+        .ok_or("no plateifu column")?
+        .to_vec();
+    let kinds =
+        oddcube_score::truth::read_labels_csv(std::path::Path::new(truth), "plateifu", "kind")?;
+    let kinds = oddcube_score::truth::align_labels(&ids, &kinds);
+    let normal = |k: &Option<String>| {
+        k.as_deref()
+            .is_none_or(|k| oddcube_score::evaluate::DEFAULT_NORMAL_LABELS.contains(&k))
+    };
+    for (name, latents, scores, lines) in [
+        ("all", true, true, true),
+        ("latents", true, false, false),
+        ("scores", false, true, false),
+        ("lines", false, false, true),
+        ("scores+lines", false, true, true),
+    ] {
+        let mut sub = Catalog::default();
+        sub.push("plateifu", Column::Str(ids.clone()))?;
+        for (col, values) in &catalog.columns {
+            let is_line = col.starts_with("line:");
+            let is_score = oddcube_score::evaluate::SCORE_COLUMNS.contains(&col.as_str())
+                || (col.starts_with("region_") && scores);
+            if (is_line && lines) || (is_score && scores) {
+                sub.push(col, values.clone())?;
+            }
+        }
+        let dim = if latents { results.latent_dim } else { 0 };
+        let lat: Vec<f32> = if latents {
+            results.latents.clone()
+        } else {
+            Vec::new()
+        };
+        let f = Features::build(&sub, &lat, dim)?;
+        let mut per_kind: std::collections::BTreeMap<String, (f64, usize)> = Default::default();
+        for i in 0..ids.len() {
+            if normal(&kinds[i]) {
+                continue;
+            }
+            let d = f.distances(i);
+            let mut idx: Vec<usize> = (0..ids.len()).filter(|&j| j != i).collect();
+            idx.sort_by(|&a, &b| d[a].total_cmp(&d[b]));
+            let same = idx
+                .iter()
+                .take(5)
+                .filter(|&&j| kinds[j] == kinds[i])
+                .count();
+            let e = per_kind
+                .entry(kinds[i].clone().unwrap_or_default())
+                .or_default();
+            e.0 += same as f64 / 5.0;
+            e.1 += 1;
+        }
+        let text: Vec<String> = per_kind
+            .iter()
+            .map(|(k, (s, n))| format!("{k} {:.2}", s / *n as f64))
+            .collect();
+        println!("{name}: {}", text.join(", "));
+    }
+    Ok(())
+}
+
 fn main() -> Result<(), Failure> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
@@ -192,6 +293,7 @@ fn main() -> Result<(), Failure> {
             let bandwidth = args.get(4).map(|e| e.parse()).transpose()?;
             simulate(&args[1], &args[2], explore, bandwidth)
         }
+        Some("purity") if args.len() >= 3 => purity(&args[1], &args[2]),
         Some("latency") => {
             let sizes: Vec<usize> = args[1..].iter().map(|a| a.parse()).collect::<Result<_, _>>()?;
             latency(if sizes.is_empty() { &[10_000, 100_000] } else { &sizes })

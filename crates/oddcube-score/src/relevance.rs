@@ -12,12 +12,15 @@
 //!   `1/√(its columns)` so that each block weighs the same in a distance whatever its width.
 //! - **Relevance** ([`RelevanceModel`]): a kernel-weighted Beta posterior. Each labelled galaxy
 //!   i carries a target yᵢ (interesting = 1; normal and artefact = 0) and weighs on galaxy j with
-//!   the RBF kernel wᵢⱼ = exp(−dᵢⱼ² / 2ℓ²). With a prior relevance r₀ of weight c₀, the
-//!   relevance is the posterior mean r = (c₀r₀ + Σwᵢⱼyᵢ) / (c₀ + Σwᵢⱼ) and its uncertainty the
-//!   posterior standard deviation √(r(1−r) / (c₀ + Σwᵢⱼ + 1)): far from every label r = r₀ and
-//!   the uncertainty is largest. The length scale ℓ is chosen among
-//!   [`BANDWIDTH_STEPS`] halvings of the median pairwise distance by the leave-one-out
-//!   log-likelihood of the user's own labels — fitted to the labels, never to any truth.
+//!   an RBF kernel wᵢⱼ = exp(−dᵢⱼ² / 2ℓᵢ²). With a prior relevance π of weight c₀, the
+//!   relevance is the posterior mean r = (c₀π + Σwᵢⱼyᵢ) / (c₀ + Σwᵢⱼ) and its uncertainty the
+//!   posterior standard deviation √(r(1−r) / (c₀ + Σwᵢⱼ + 1)): far from every label r = π and
+//!   the uncertainty is largest. The prior π is empirical Bayes: the user's hit rate so far,
+//!   (c₀r₀ + #interesting) / (c₀ + #labels) with r₀ = ½, so a galaxy unlike anything labelled
+//!   is expected to be as relevant as the galaxies reviewed so far were, not a fixed ½. Each label's length scale ℓᵢ is its distance to its k-th
+//!   nearest galaxy ([`RelevanceOptions::neighbours`], a variable-bandwidth kernel): a label
+//!   reaches as far as its own neighbourhood, wide for an isolated anomaly, narrow in the
+//!   crowd of ordinary galaxies. No parameter is fitted to any truth.
 //! - **Blend**: `adjusted = a · r`, where a ∈ (0, 1] is the galaxy's anomaly percentile
 //!   (1 = most anomalous, from the ranking score; 0 for a NaN score). Without labels r = r₀
 //!   everywhere, so the order is exactly the anomaly ranking. Ties keep the anomaly order.
@@ -28,14 +31,12 @@
 //! Determinism: the result depends only on the set of labels, never on the order they were
 //! given in (sums run over the labelled galaxies in row order).
 //!
-//! Cost: building [`Features`] and the bandwidth scale is done once (O(n·d)); a label change
-//! computes one column of squared distances (O(n·d)), refits ℓ on the labels (O(m²)) and
-//! recomputes relevance and order (O(n·m) + O(n log n)). Memory: 4n bytes per labelled galaxy.
+//! Cost: building [`Features`] is done once (O(n·d)); a label change computes one column of
+//! squared distances and its k-th smallest value (O(n·d)) and recomputes relevance and order
+//! (O(n·m) + O(n log n)). Memory: 4n bytes per labelled galaxy.
 
 use std::collections::BTreeMap;
 
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
@@ -43,20 +44,23 @@ use crate::evaluate::SCORE_COLUMNS;
 use crate::feedback::UserLabel;
 use crate::results::{Catalog, LINE_COLUMN_PREFIX};
 
-/// Candidate length scales: the median pairwise distance times 2⁰, 2⁻¹, …, 2⁻⁽ᴺ⁻¹⁾.
-pub const BANDWIDTH_STEPS: usize = 6;
-
 /// Settings of the relevance model.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RelevanceOptions {
-    /// Relevance of a galaxy far from every label (r₀).
+    /// Relevance of a galaxy far from every label before any label (r₀; with `empirical_prior`
+    /// the mean of the hyperprior on the user's hit rate).
     pub prior: f64,
     /// Weight of the prior in labels (c₀): one pseudo-label.
     pub prior_weight: f64,
-    /// Fixed kernel length scale in feature units; `None` = chosen from the labels (module doc).
+    /// A label's kernel reaches its distance to its k-th nearest galaxy (module doc).
+    pub neighbours: usize,
+    /// Use the user's hit rate so far as the prior relevance (empirical Bayes) instead of r₀.
+    pub empirical_prior: bool,
+    /// Exponent γ of the anomaly percentile in the blend `a^γ · r`.
+    pub anomaly_power: f64,
+    /// Fixed kernel length scale in feature units for every label, instead of the
+    /// neighbour distance (for experiments).
     pub bandwidth: Option<f64>,
-    /// Seed of the pair sample that measures the median pairwise distance.
-    pub seed: u64,
 }
 
 impl Default for RelevanceOptions {
@@ -64,8 +68,10 @@ impl Default for RelevanceOptions {
         Self {
             prior: 0.5,
             prior_weight: 1.0,
+            neighbours: 10,
+            anomaly_power: 1.0,
+            empirical_prior: true,
             bandwidth: None,
-            seed: 0,
         }
     }
 }
@@ -189,6 +195,11 @@ impl Features {
         &self.x[i * self.dim..(i + 1) * self.dim]
     }
 
+    /// Squared distances of every galaxy to galaxy `i` (for diagnostics).
+    pub fn distances(&self, i: usize) -> Vec<f32> {
+        self.distances_to(i)
+    }
+
     /// Squared distances of every galaxy to galaxy `i`.
     fn distances_to(&self, i: usize) -> Vec<f32> {
         let target = self.row(i);
@@ -201,33 +212,6 @@ impl Features {
                     .sum::<f32>()
             })
             .collect()
-    }
-
-    /// Median distance between up to 4000 seeded random pairs (the RBF "median heuristic").
-    fn median_pair_distance(&self, seed: u64) -> f64 {
-        if self.n < 2 {
-            return 1.0;
-        }
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let mut d: Vec<f64> = (0..4000.min(self.n * (self.n - 1) / 2).max(1))
-            .filter_map(|_| {
-                let (a, b) = (rng.random_range(0..self.n), rng.random_range(0..self.n));
-                (a != b).then(|| {
-                    self.row(a)
-                        .iter()
-                        .zip(self.row(b))
-                        .map(|(x, y)| f64::from((x - y) * (x - y)))
-                        .sum::<f64>()
-                        .sqrt()
-                })
-            })
-            .collect();
-        if d.is_empty() {
-            return 1.0;
-        }
-        d.sort_by(f64::total_cmp);
-        let m = d[d.len() / 2];
-        if m > 0.0 { m } else { 1.0 }
     }
 }
 
@@ -257,10 +241,8 @@ pub struct RelevanceModel {
     options: RelevanceOptions,
     percentile: Vec<f64>,
     anomaly_rank: Vec<u32>,
-    scale: f64,
-    /// Labelled row → (target, squared distances of every galaxy to it).
-    labelled: BTreeMap<usize, (f64, Vec<f32>)>,
-    bandwidth: f64,
+    /// Labelled row → (target, squared distances of every galaxy to it, 1 / 2ℓᵢ²).
+    labelled: BTreeMap<usize, (f64, Vec<f32>, f64)>,
     relevance: Vec<f64>,
     uncertainty: Vec<f64>,
     adjusted: Vec<f64>,
@@ -279,24 +261,23 @@ impl RelevanceModel {
         let valid = options.prior > 0.0
             && options.prior < 1.0
             && options.prior_weight > 0.0
+            && options.neighbours >= 1
             && options.bandwidth.is_none_or(|b| b > 0.0 && b.is_finite());
         if !valid {
             return Err(Error::InvalidParameter {
                 name: "relevance".to_string(),
                 value: format!("{options:?}"),
-                reason: "prior in (0, 1), prior weight > 0, bandwidth > 0".to_string(),
+                reason: "prior in (0, 1), prior weight > 0, neighbours ≥ 1, bandwidth > 0"
+                    .to_string(),
             });
         }
         let (percentile, anomaly_rank) = anomaly_percentiles(scores);
-        let scale = features.median_pair_distance(options.seed);
         let n = features.n;
         let mut model = RelevanceModel {
-            bandwidth: options.bandwidth.unwrap_or(scale / 4.0),
             features,
             options,
             percentile,
             anomaly_rank,
-            scale,
             labelled: BTreeMap::new(),
             relevance: Vec::new(),
             uncertainty: Vec::new(),
@@ -341,8 +322,8 @@ impl RelevanceModel {
                     }
                 }
                 (Some(l), None) => {
-                    let column = self.features.distances_to(row);
-                    self.labelled.insert(row, (target(*l), column));
+                    let entry = self.label_entry(row, target(*l));
+                    self.labelled.insert(row, entry);
                     changed = true;
                 }
             }
@@ -371,8 +352,8 @@ impl RelevanceModel {
                     }
                     entry.0 = y;
                 } else {
-                    let column = self.features.distances_to(row);
-                    self.labelled.insert(row, (y, column));
+                    let entry = self.label_entry(row, y);
+                    self.labelled.insert(row, entry);
                 }
             }
             None => {
@@ -385,9 +366,51 @@ impl RelevanceModel {
         Ok(())
     }
 
-    /// The kernel length scale in use.
+    /// The median kernel length scale of the labels (0 without labels), for the record.
     pub fn bandwidth(&self) -> f64 {
-        self.bandwidth
+        let mut ell: Vec<f64> = self
+            .labelled
+            .values()
+            .map(|(_, _, inv)| (0.5 / inv).sqrt())
+            .collect();
+        ell.sort_by(f64::total_cmp);
+        ell.get(ell.len() / 2).copied().unwrap_or(0.0)
+    }
+
+    /// A label's target, its distance column and its kernel width (module doc).
+    fn label_entry(&self, row: usize, y: f64) -> (f64, Vec<f32>, f64) {
+        let column = self.features.distances_to(row);
+        let ell2 = match self.options.bandwidth {
+            Some(b) => b * b,
+            None => {
+                // The k-th smallest squared distance to another galaxy; a label on a
+                // duplicated point falls back to the nearest positive distance.
+                let mut others: Vec<f32> = column
+                    .iter()
+                    .enumerate()
+                    .filter(|&(j, _)| j != row)
+                    .map(|(_, &d)| d)
+                    .collect();
+                let k = self.options.neighbours.min(others.len()).max(1) - 1;
+                let kth = if others.is_empty() {
+                    1.0
+                } else {
+                    *others.select_nth_unstable_by(k, f32::total_cmp).1
+                };
+                let positive = column
+                    .iter()
+                    .copied()
+                    .filter(|d| *d > 0.0)
+                    .fold(f32::INFINITY, f32::min);
+                let ell2 = if kth > 0.0 { kth } else { positive };
+                if ell2.is_finite() && ell2 > 0.0 {
+                    f64::from(ell2)
+                } else {
+                    1.0
+                }
+            }
+        };
+        (y, column, 0.5 / ell2)
     }
 
     /// Predicted relevance of every galaxy (posterior mean, in (0, 1)).
@@ -438,7 +461,8 @@ impl RelevanceModel {
         (0..self.n())
             .filter(|i| !self.labelled.contains_key(i))
             .map(|i| {
-                let v = self.percentile[i] * (self.relevance[i] + explore * self.uncertainty[i]);
+                let a = self.percentile[i].powf(self.options.anomaly_power);
+                let v = a * (self.relevance[i] + explore * self.uncertainty[i]);
                 (v, i)
             })
             .max_by(|a, b| {
@@ -448,65 +472,30 @@ impl RelevanceModel {
             .map(|(_, i)| i)
     }
 
-    /// Class-balanced leave-one-out log-likelihood of the labels at length scale `ell`: the mean
-    /// over the relevant labels plus the mean over the others, so that the many "normal" labels
-    /// of a typical session do not drown the few interesting ones the ranking is for.
-    fn loo_log_likelihood(&self, ell: f64) -> f64 {
+    /// The prior relevance of a galaxy far from every label: with `empirical_prior`, the user's
+    /// hit rate so far, (r₀c₀ + #interesting) / (c₀ + #labels); else r₀.
+    pub fn prior(&self) -> f64 {
         let (r0, c0) = (self.options.prior, self.options.prior_weight);
-        let inv = 1.0 / (2.0 * ell * ell);
-        let rows: Vec<(usize, f64)> = self.labelled.iter().map(|(&r, (y, _))| (r, *y)).collect();
-        // Per class: (sum of log-likelihoods, count); the classes are averaged separately.
-        let mut class = [(0.0, 0usize); 2];
-        for (i, &(_, yi)) in rows.iter().enumerate() {
-            let column = &self.labelled[&rows[i].0].1;
-            let (mut sw, mut swy) = (0.0, 0.0);
-            for (j, &(rj, yj)) in rows.iter().enumerate() {
-                if i != j {
-                    let w = (-f64::from(column[rj]) * inv).exp();
-                    sw += w;
-                    swy += w * yj;
-                }
-            }
-            let p = ((c0 * r0 + swy) / (c0 + sw)).clamp(1e-3, 1.0 - 1e-3);
-            let c = &mut class[usize::from(yi > 0.5)];
-            c.0 += if yi > 0.5 { p.ln() } else { (1.0 - p).ln() };
-            c.1 += 1;
+        if !self.options.empirical_prior {
+            return r0;
         }
-        class
-            .iter()
-            .filter(|(_, n)| *n > 0)
-            .map(|(sum, n)| sum / *n as f64)
-            .sum()
+        let hits: f64 = self.labelled.values().map(|(y, _, _)| *y).sum();
+        (r0 * c0 + hits) / (c0 + self.labelled.len() as f64)
     }
 
-    /// Refits the length scale on the labels and recomputes relevance, blend and order.
+    /// Recomputes relevance, blend and order from the labels.
     fn refresh(&mut self) {
-        if let Some(b) = self.options.bandwidth {
-            self.bandwidth = b;
-        } else if self.labelled.len() >= 2 {
-            // Ties go to the wider kernel (the first candidate), the smoother model.
-            let mut best = (f64::NEG_INFINITY, self.scale);
-            for step in 0..BANDWIDTH_STEPS {
-                let ell = self.scale / f64::from(1u32 << step);
-                let ll = self.loo_log_likelihood(ell);
-                if ll > best.0 + 1e-9 {
-                    best = (ll, ell);
-                }
-            }
-            self.bandwidth = best.1;
-        }
-        let (r0, c0) = (self.options.prior, self.options.prior_weight);
-        let inv = 1.0 / (2.0 * self.bandwidth * self.bandwidth);
-        let labels: Vec<(f64, &[f32])> = self
+        let (r0, c0) = (self.prior(), self.options.prior_weight);
+        let labels: Vec<(f64, &[f32], f64)> = self
             .labelled
             .values()
-            .map(|(y, c)| (*y, c.as_slice()))
+            .map(|(y, c, inv)| (*y, c.as_slice(), *inv))
             .collect();
         let (relevance, uncertainty): (Vec<f64>, Vec<f64>) = (0..self.n())
             .into_par_iter()
             .map(|j| {
                 let (mut sw, mut swy) = (0.0, 0.0);
-                for (y, column) in &labels {
+                for (y, column, inv) in &labels {
                     let w = (-f64::from(column[j]) * inv).exp();
                     sw += w;
                     swy += w * y;
@@ -519,9 +508,9 @@ impl RelevanceModel {
             .percentile
             .iter()
             .zip(&relevance)
-            .map(|(a, r)| a * r)
+            .map(|(a, r)| a.powf(self.options.anomaly_power) * r)
             .collect();
-        let demoted = |row: &usize| self.labelled.get(row).is_some_and(|(y, _)| *y < 0.5);
+        let demoted = |row: &usize| self.labelled.get(row).is_some_and(|(y, _, _)| *y < 0.5);
         let lowest_unlabelled = (0..self.n())
             .filter(|i| !self.labelled.contains_key(i))
             .map(|i| adjusted[i])
@@ -673,10 +662,18 @@ mod tests {
         (catalog, latents, scores)
     }
 
+    /// Kernels reaching 3 neighbours: within a 10-galaxy cluster.
+    fn options() -> RelevanceOptions {
+        RelevanceOptions {
+            neighbours: 3,
+            ..RelevanceOptions::default()
+        }
+    }
+
     fn model() -> RelevanceModel {
         let (catalog, latents, scores) = two_clusters();
         let f = Features::build(&catalog, &latents, 2).unwrap();
-        RelevanceModel::new(f, &scores, RelevanceOptions::default()).unwrap()
+        RelevanceModel::new(f, &scores, options()).unwrap()
     }
 
     #[test]
@@ -700,7 +697,8 @@ mod tests {
         assert!(rank[13] < rank[1], "{rank:?}");
         assert_eq!(rank[0], 20, "a galaxy labelled normal sinks to the bottom");
         // Uncertainty is smallest at the labels.
-        assert!(m.uncertainty()[12] < m.uncertainty()[15] || m.bandwidth() > 10.0);
+        assert!(m.uncertainty()[12] < m.uncertainty()[5]);
+        assert!(m.bandwidth() > 0.0);
         // Order of labelling does not matter; clearing returns to the plain ranking.
         let mut other = model();
         other.set_label(12, Some(UserLabel::Interesting)).unwrap();
@@ -724,7 +722,7 @@ mod tests {
         assert_eq!(sim.targets, 10);
         let labels: Vec<Option<UserLabel>> = (0..20)
             .map(|i| {
-                m.labelled.get(&i).map(|(y, _)| {
+                m.labelled.get(&i).map(|(y, _, _)| {
                     if *y > 0.5 {
                         UserLabel::Interesting
                     } else {
@@ -733,15 +731,7 @@ mod tests {
                 })
             })
             .collect();
-        let b = blend(
-            &catalog,
-            &latents,
-            2,
-            &scores,
-            &labels,
-            &RelevanceOptions::default(),
-        )
-        .unwrap();
+        let b = blend(&catalog, &latents, 2, &scores, &labels, &options()).unwrap();
         assert_eq!(b.adjusted, m.adjusted());
         assert_eq!(b.rank, m.ranks());
         assert!(m.next(1.0).is_some());

@@ -63,6 +63,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let reconstructor = args.model.as_deref().map(load_model).transpose()?;
     let state = Arc::new(AppState::load(&sources, reconstructor)?);
+    for warning in state.label_warnings() {
+        tracing::warn!("{warning}");
+    }
     if !args.bind.is_loopback() {
         tracing::warn!(
             "listening on {}: anyone who can reach this address can read the results and change labels",
