@@ -8,7 +8,8 @@
 //!
 //! For experiments (reported as sensitivity in the doc, never used to pick the defaults from a
 //! survey's truth): environment `K` (kernel neighbours), `GAMMA` (anomaly power), `C0` (prior
-//! weight), `EB=0` (fixed prior ½), and `TRACE=1` prints the first 50 galaxies each walk reviews
+//! weight), `EB=0` (fixed prior ½), `TYPICAL=1` (one kernel width), `NOSCORES=1` (features
+//! without the score block), and `TRACE=1` prints the first 50 galaxies each walk reviews
 //! with their true kind, anomaly rank and relevance.
 //!
 //! `purity RESULTS TRUTH` prints, per feature block, the share of same-kind galaxies among the 5
@@ -48,7 +49,17 @@ fn simulate(
     let rank_by = results.manifest.rank_by.clone();
     let scores = catalog.f64(&rank_by).ok_or("no ranking column")?.to_vec();
     let started = Instant::now();
-    let features = Features::build(catalog, &results.latents, results.latent_dim)?;
+    let features = if std::env::var_os("NOSCORES").is_some() {
+        let mut sub = Catalog::default();
+        for (name, column) in &catalog.columns {
+            if !oddcube_score::evaluate::SCORE_COLUMNS.contains(&name.as_str()) {
+                sub.push(name, column.clone())?;
+            }
+        }
+        Features::build(&sub, &results.latents, results.latent_dim)?
+    } else {
+        Features::build(catalog, &results.latents, results.latent_dim)?
+    };
     let dim = features.dim();
     let env = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<f64>().ok());
     let defaults = RelevanceOptions::default();
@@ -58,6 +69,7 @@ fn simulate(
         anomaly_power: env("GAMMA").unwrap_or(defaults.anomaly_power),
         prior_weight: env("C0").unwrap_or(defaults.prior_weight),
         empirical_prior: env("EB").map_or(defaults.empirical_prior, |v| v > 0.0),
+        typical_width: env("TYPICAL").map_or(defaults.typical_width, |v| v > 0.0),
         ..defaults
     };
     let base = RelevanceModel::new(features, &scores, options)?;

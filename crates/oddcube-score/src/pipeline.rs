@@ -330,7 +330,7 @@ pub struct LabelsApplied {
 
 /// Re-ranks the catalogue by the user's labels with the active-learning blend
 /// ([`crate::relevance`]), exactly as the explorer shows it: fills `adjusted` (anomaly percentile
-/// × predicted relevance) and `relevance`, and `rank` follows `adjusted`.
+/// × relevance lift) and `relevance`, and `rank` follows `adjusted`.
 pub fn apply_labels(
     catalog: &mut Catalog,
     latents: &[f32],

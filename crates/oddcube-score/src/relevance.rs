@@ -21,9 +21,10 @@
 //!   nearest galaxy ([`RelevanceOptions::neighbours`], a variable-bandwidth kernel): a label
 //!   reaches as far as its own neighbourhood, wide for an isolated anomaly, narrow in the
 //!   crowd of ordinary galaxies. No parameter is fitted to any truth.
-//! - **Blend**: `adjusted = a · r`, where a ∈ (0, 1] is the galaxy's anomaly percentile
-//!   (1 = most anomalous, from the ranking score; 0 for a NaN score). Without labels r = r₀
-//!   everywhere, so the order is exactly the anomaly ranking. Ties keep the anomaly order.
+//! - **Blend**: `adjusted = a · r / π`, where a ∈ (0, 1] is the galaxy's anomaly percentile
+//!   (1 = most anomalous, from the ranking score; 0 for a NaN score) and r / π the relevance's
+//!   lift over the prior. Without labels r = π everywhere, so `adjusted` is the percentile and
+//!   the order exactly the anomaly ranking. Ties keep the anomaly order.
 //!   Galaxies labelled normal or artefact sink below every unlabelled galaxy (as the earlier
 //!   demotion rule did): their `adjusted` is half the smaller of their own and the lowest
 //!   unlabelled value.
@@ -54,6 +55,10 @@ pub struct RelevanceOptions {
     pub prior_weight: f64,
     /// A label's kernel reaches its distance to its k-th nearest galaxy (module doc).
     pub neighbours: usize,
+    /// One kernel width for every label: the median over a sample of galaxies of the distance
+    /// to their k-th nearest galaxy ("as close as typical neighbours are"), instead of each
+    /// label's own neighbour distance.
+    pub typical_width: bool,
     /// Use the user's hit rate so far as the prior relevance (empirical Bayes) instead of r₀.
     pub empirical_prior: bool,
     /// Exponent γ of the anomaly percentile in the blend `a^γ · r`.
@@ -71,6 +76,7 @@ impl Default for RelevanceOptions {
             neighbours: 10,
             anomaly_power: 1.0,
             empirical_prior: true,
+            typical_width: false,
             bandwidth: None,
         }
     }
@@ -241,6 +247,8 @@ pub struct RelevanceModel {
     options: RelevanceOptions,
     percentile: Vec<f64>,
     anomaly_rank: Vec<u32>,
+    /// Squared typical neighbour distance (see [`RelevanceOptions::typical_width`]).
+    typical: Option<f64>,
     /// Labelled row → (target, squared distances of every galaxy to it, 1 / 2ℓᵢ²).
     labelled: BTreeMap<usize, (f64, Vec<f32>, f64)>,
     relevance: Vec<f64>,
@@ -273,7 +281,28 @@ impl RelevanceModel {
         }
         let (percentile, anomaly_rank) = anomaly_percentiles(scores);
         let n = features.n;
+        let typical = options.typical_width.then(|| {
+            // Up to 200 galaxies spread evenly over the catalogue: deterministic, no seed.
+            let step = (n / 200).max(1);
+            let mut kth: Vec<f32> = (0..n)
+                .step_by(step)
+                .map(|i| {
+                    let mut d = features.distances_to(i);
+                    d.swap_remove(i);
+                    let k = options.neighbours.min(d.len()).max(1) - 1;
+                    if d.is_empty() {
+                        1.0
+                    } else {
+                        *d.select_nth_unstable_by(k, f32::total_cmp).1
+                    }
+                })
+                .collect();
+            kth.sort_by(f32::total_cmp);
+            kth.get(kth.len() / 2)
+                .map_or(1.0, |&v| f64::from(v).max(1e-12))
+        });
         let mut model = RelevanceModel {
+            typical,
             features,
             options,
             percentile,
@@ -380,9 +409,10 @@ impl RelevanceModel {
     /// A label's target, its distance column and its kernel width (module doc).
     fn label_entry(&self, row: usize, y: f64) -> (f64, Vec<f32>, f64) {
         let column = self.features.distances_to(row);
-        let ell2 = match self.options.bandwidth {
-            Some(b) => b * b,
-            None => {
+        let ell2 = match (self.options.bandwidth, self.typical) {
+            (Some(b), _) => b * b,
+            (None, Some(t)) => t,
+            (None, None) => {
                 // The k-th smallest squared distance to another galaxy; a label on a
                 // duplicated point falls back to the nearest positive distance.
                 let mut others: Vec<f32> = column
@@ -451,6 +481,7 @@ impl RelevanceModel {
         } else {
             0.0
         };
+        let prior = self.prior();
         if explore == 0.0 {
             return self
                 .order
@@ -462,7 +493,7 @@ impl RelevanceModel {
             .filter(|i| !self.labelled.contains_key(i))
             .map(|i| {
                 let a = self.percentile[i].powf(self.options.anomaly_power);
-                let v = a * (self.relevance[i] + explore * self.uncertainty[i]);
+                let v = a * (self.relevance[i] + explore * self.uncertainty[i]) / prior;
                 (v, i)
             })
             .max_by(|a, b| {
@@ -504,11 +535,14 @@ impl RelevanceModel {
                 (r, (r * (1.0 - r) / (c0 + sw + 1.0)).sqrt())
             })
             .unzip();
+        // Relevance enters as its lift over the prior, r / π: 1 far from every label, so the
+        // anomaly order stands wherever the labels say nothing, whatever the hit rate.
+        let prior = r0;
         let mut adjusted: Vec<f64> = self
             .percentile
             .iter()
             .zip(&relevance)
-            .map(|(a, r)| a.powf(self.options.anomaly_power) * r)
+            .map(|(a, r)| a.powf(self.options.anomaly_power) * r / prior)
             .collect();
         let demoted = |row: &usize| self.labelled.get(row).is_some_and(|(y, _, _)| *y < 0.5);
         let lowest_unlabelled = (0..self.n())
@@ -681,6 +715,21 @@ mod tests {
         let m = model();
         assert_eq!(m.order(), (0..20).collect::<Vec<_>>().as_slice());
         assert!(m.relevance().iter().all(|&r| r == 0.5));
+        let (pct, _) = anomaly_percentiles(&two_clusters().2);
+        assert_eq!(
+            m.adjusted(),
+            pct.as_slice(),
+            "no labels: adjusted is the percentile"
+        );
+        let typical = RelevanceOptions {
+            typical_width: true,
+            ..options()
+        };
+        let (catalog, latents, scores) = two_clusters();
+        let f = Features::build(&catalog, &latents, 2).unwrap();
+        let mut t = RelevanceModel::new(f, &scores, typical).unwrap();
+        t.set_label(12, Some(UserLabel::Interesting)).unwrap();
+        assert!(t.relevance()[15] > t.relevance()[5]);
         assert_eq!(m.next(0.0), Some(0));
     }
 
