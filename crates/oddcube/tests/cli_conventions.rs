@@ -201,6 +201,15 @@ fn help_uses_the_shared_option_names() {
             );
         }
         assert_eq!(has("--format"), is(TAKE_FORMAT), "{cmd}: --format\n{text}");
+        // Every directory option shows the same placeholder.
+        for name in ["--results", "--data", "--model"] {
+            if has(name) {
+                assert!(
+                    text.contains(&format!("{name} <DIR>")),
+                    "{cmd}: {name} <DIR>\n{text}"
+                );
+            }
+        }
         // Nothing deprecated is shown.
         assert!(
             !text.contains("Deprecated"),

@@ -14,10 +14,10 @@ use crate::ui::Bar;
 #[derive(clap::Args)]
 pub struct Args {
     /// Model directory written by `oddcube train`.
-    #[arg(long)]
+    #[arg(long, value_name = "DIR")]
     pub model: PathBuf,
     /// The dataset the model was trained on (its validation split calibrates).
-    #[arg(long)]
+    #[arg(long, value_name = "DIR")]
     pub data: PathBuf,
     /// Device: cpu, cuda or cuda:N.
     #[arg(long, default_value = "cpu")]

@@ -17,7 +17,7 @@ use clap::{FromArgMatches, Parser};
 #[derive(clap::Args)]
 pub struct Args {
     /// Working directory for the survey, dataset, model, results and figures.
-    #[arg(long, default_value = "oddcube-demo")]
+    #[arg(long, default_value = "oddcube-demo", value_name = "DIR")]
     out: PathBuf,
     /// Galaxies in the simulated survey (more than `simulate`'s 100: the model trains on 85 %
     /// of them, and the evaluation needs enough anomalies of each kind).

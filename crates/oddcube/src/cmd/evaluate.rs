@@ -40,7 +40,7 @@ pub struct Args {
     #[arg(long, value_delimiter = ',')]
     pub normal: Option<Vec<String>>,
     /// Dataset for the PCA baseline (default: the results manifest's dataset_dir).
-    #[arg(long)]
+    #[arg(long, value_name = "DIR")]
     pub data: Option<PathBuf>,
     /// Skip the PCA baseline.
     #[arg(long)]

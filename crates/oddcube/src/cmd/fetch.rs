@@ -17,7 +17,7 @@ pub struct Args {
     #[arg(long, value_name = "LIST|FILE")]
     plateifu: String,
     /// Directory the MAPS files are written to.
-    #[arg(long)]
+    #[arg(long, value_name = "DIR")]
     out: PathBuf,
     /// DAP analysis type.
     #[arg(long, default_value = fetch::DEFAULT_DAPTYPE)]

@@ -14,7 +14,7 @@ pub struct Args {
     /// `--shard i/n --out DIR`).
     dir: PathBuf,
     /// Directory the merged dataset (or results) is written to.
-    #[arg(long)]
+    #[arg(long, value_name = "DIR")]
     out: PathBuf,
 }
 

@@ -34,7 +34,7 @@ enum Figure {
         plateifu: Option<String>,
         /// The dataset the results were scored from, for the BPT maps' flux stretch (default:
         /// the one the results' manifest records).
-        #[arg(long)]
+        #[arg(long, value_name = "DIR")]
         data: Option<PathBuf>,
         #[command(flatten)]
         out: OutFile,

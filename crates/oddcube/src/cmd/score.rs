@@ -18,13 +18,13 @@ use crate::ui::Bar;
 #[derive(clap::Args)]
 pub struct Args {
     /// Model directory written by `oddcube train`.
-    #[arg(long)]
+    #[arg(long, value_name = "DIR")]
     pub model: PathBuf,
     /// Dataset directory written by `oddcube ingest`.
-    #[arg(long)]
+    #[arg(long, value_name = "DIR")]
     pub data: PathBuf,
     /// RESULTS directory to write (created if needed; existing artifacts are replaced).
-    #[arg(long)]
+    #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
     /// Score only shard i of n (default: from SLURM_ARRAY_TASK_ID/COUNT, else 0/1). A shard
     /// other than 0/1 writes OUT/part-i-of-n/ with per-galaxy scores only; `oddcube merge`

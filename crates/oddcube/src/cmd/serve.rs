@@ -13,13 +13,13 @@ use oddcube_explore::serve::{AppState, Reconstructor, ServeSources, serve};
 #[derive(clap::Args)]
 pub struct Args {
     /// RESULTS directory written by `oddcube score` (labels are saved into it as labels.csv).
-    #[arg(long)]
+    #[arg(long, value_name = "DIR")]
     pub results: PathBuf,
     /// The dataset the results were scored on: input maps for galaxies without stored residuals.
-    #[arg(long)]
+    #[arg(long, value_name = "DIR")]
     pub data: Option<PathBuf>,
     /// A trained model directory: reconstructions for galaxies without stored residuals (needs --data).
-    #[arg(long, requires = "data")]
+    #[arg(long, requires = "data", value_name = "DIR")]
     pub model: Option<PathBuf>,
     /// Ground truth: a CSV with plateifu and kind columns (e.g. a simulated survey's truth.csv)
     /// for the kind filter.

@@ -36,10 +36,10 @@ pub struct Args {
     #[arg(long)]
     pub maps: Option<PathBuf>,
     /// Model directory for --maps (default: the results manifest's model_dir).
-    #[arg(long)]
+    #[arg(long, value_name = "DIR")]
     pub model: Option<PathBuf>,
     /// Dataset directory whose preprocessing settings --maps uses (default: the manifest's).
-    #[arg(long)]
+    #[arg(long, value_name = "DIR")]
     pub data: Option<PathBuf>,
     /// Number of neighbours.
     #[arg(short, long, default_value_t = 10)]

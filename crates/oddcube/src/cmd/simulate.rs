@@ -13,7 +13,7 @@ use crate::ui::Bar;
 pub struct Args {
     /// Directory to write `manga-{plate}-{ifu}-MAPS-HYB10-MILESHC-MASTARSSP.fits.gz` files and
     /// `truth.csv` into (created if missing).
-    #[arg(long)]
+    #[arg(long, value_name = "DIR")]
     out: PathBuf,
     /// Number of galaxies.
     #[arg(long, default_value_t = 100)]

@@ -17,11 +17,11 @@ use crate::ui::{Bar, apply_jobs};
 #[derive(clap::Args)]
 pub struct Args {
     /// Dataset directory written by `oddcube ingest`.
-    #[arg(long)]
+    #[arg(long, value_name = "DIR")]
     data: PathBuf,
     /// Model directory to write (config.toml, best.safetensors, last.ckpt.safetensors,
     /// history.csv).
-    #[arg(long)]
+    #[arg(long, value_name = "DIR")]
     out: PathBuf,
     /// Architecture preset (the grid size always follows the dataset).
     #[arg(long, value_enum, default_value_t = PresetArg::Cpu)]
