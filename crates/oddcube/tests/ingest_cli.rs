@@ -166,6 +166,11 @@ fn inspect_prints_text_and_json() {
     assert!(out.contains("tiny-test (from the file name)"), "{out}");
     assert!(out.contains("EMLINE_GFLUX channels (35)"), "{out}");
     assert!(out.contains("HDUs (64)"), "{out}");
+    // The DAP's test cube has DAPQUAL bit 5 (BADGEOM) and no DRP3QUAL card; neither is CRITICAL.
+    assert!(
+        out.contains("quality    DAPQUAL 32 (BADGEOM), DRP3QUAL absent\n"),
+        "{out}"
+    );
     // Which line presets read the file, with the option that picks them.
     assert!(
         out.contains("layout     DR17 DAP (35 emission-line channels)")

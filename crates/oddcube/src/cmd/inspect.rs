@@ -67,6 +67,7 @@ fn render(r: &InspectReport) -> String {
         opt(&m.versdap),
         opt(&m.dapqual)
     );
+    let _ = writeln!(s, "quality    {}", quality_line(m.dapqual, m.drp3qual));
     for notice in &m.notices {
         let _ = writeln!(s, "notice     {notice}");
     }
@@ -123,4 +124,56 @@ fn render(r: &InspectReport) -> String {
         );
     }
     s
+}
+
+/// The DAP and DRP quality masks with their bits named, and whether the galaxy is CRITICAL
+/// (what `ingest` keeps in `dapqual`/`drp3qual` and `--skip-critical` acts on).
+fn quality_line(dapqual: Option<i64>, drp3qual: Option<i64>) -> String {
+    use oddcube_data::quality::{dapqual_names, drp3qual_names, is_critical};
+    let describe = |key: &str, value: Option<i64>, names: fn(u32) -> String| match value {
+        None => format!("{key} absent"),
+        Some(v) => {
+            let bits = names(v as u32);
+            if bits.is_empty() {
+                format!("{key} {v} (no bits set)")
+            } else {
+                format!("{key} {v} ({bits})")
+            }
+        }
+    };
+    let critical = is_critical(dapqual.unwrap_or(0) as u32, drp3qual.unwrap_or(0) as u32);
+    format!(
+        "{}, {}{}",
+        describe("DAPQUAL", dapqual, dapqual_names),
+        describe("DRP3QUAL", drp3qual, drp3qual_names),
+        if critical {
+            "; CRITICAL: ingest keeps and marks it (--skip-critical leaves it out)"
+        } else {
+            ""
+        }
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::quality_line;
+
+    #[test]
+    fn quality_names_the_bits_and_says_critical() {
+        assert_eq!(
+            quality_line(Some(0), None),
+            "DAPQUAL 0 (no bits set), DRP3QUAL absent"
+        );
+        let critical = quality_line(Some(1 << 30), Some(0));
+        assert!(
+            critical.starts_with("DAPQUAL 1073741824 (CRITICAL)"),
+            "{critical}"
+        );
+        assert!(
+            critical.contains("CRITICAL: ingest keeps and marks it"),
+            "{critical}"
+        );
+        // The DRP's CRITICAL bit counts too.
+        assert!(quality_line(None, Some(1 << 30)).contains("CRITICAL: ingest"));
+    }
 }
