@@ -194,6 +194,19 @@ async fn table_sorts_filters_searches_and_paginates() {
             .iter()
             .all(|r| r["kind"] == "seyfert")
     );
+    // The quality filter: the synthetic survey's one CRITICAL galaxy, or all the others.
+    let (_, critical) = get_json(&f.state, "/api/galaxies?quality=critical&limit=500").await;
+    assert_eq!(critical["total"], 1);
+    assert_eq!(critical["rows"][0]["plateifu"], "8000-2201");
+    let (_, ok) = get_json(&f.state, "/api/galaxies?quality=ok&limit=500").await;
+    let (_, all) = get_json(&f.state, "/api/galaxies?limit=500").await;
+    assert_eq!(
+        ok["total"].as_u64().unwrap() + 1,
+        all["total"].as_u64().unwrap()
+    );
+    let (status, _, body) = get(&f.state, "/api/galaxies?quality=bad").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(String::from_utf8_lossy(&body).contains("quality must be critical, ok or any"));
     let (_, flagged) = get_json(&f.state, "/api/galaxies?flag=1&limit=500").await;
     assert!(
         flagged["rows"]

@@ -48,6 +48,7 @@ function tableState() {
     ifu: params.get("ifu") || "",
     label: params.get("label") || "",
     kind: params.get("kind") || "",
+    quality: params.get("quality") || "",
   };
 }
 
@@ -98,6 +99,7 @@ async function renderTable() {
       <label>Search <input type="search" id="q" placeholder="plate-ifu or MaNGA-ID" value="${esc(s.q)}" data-testid="search"></label>
       <label><input type="checkbox" id="flag" ${s.flag ? "checked" : ""} data-testid="flag-filter"> FDR-flagged only</label>
       <label>IFU <select id="ifu">${option("", "any", s.ifu)}${summary.ifu_sizes.map((v) => option(v, v + " fibres", s.ifu)).join("")}</select></label>
+      <label>Quality <select id="quality" data-testid="quality-filter">${[["", "any"], ["ok", "not CRITICAL"], ["critical", "CRITICAL only"]].map(([v, t]) => option(v, t, s.quality)).join("")}</select></label>
       <label>Label <select id="label" data-testid="label-filter">${["", "labelled", "unlabelled", "interesting", "artefact", "normal"].map((v) => option(v, v || "any", s.label)).join("")}</select></label>
       ${summary.kinds.length ? `<label>Kind <select id="kind">${option("", "any", s.kind)}${summary.kinds.map((k) => option(k, k, s.kind)).join("")}</select></label>` : ""}
       <label>Rows <select id="limit">${[25, 50, 100, 250].map((v) => option(v, v, s.limit)).join("")}</select></label>
@@ -118,6 +120,7 @@ async function renderTable() {
   document.getElementById("q").addEventListener("input", (e) => { clearTimeout(timer); timer = setTimeout(() => update({ q: e.target.value }), 300); });
   document.getElementById("flag").addEventListener("change", (e) => update({ flag: e.target.checked ? "1" : "" }));
   document.getElementById("ifu").addEventListener("change", (e) => update({ ifu: e.target.value }));
+  document.getElementById("quality").addEventListener("change", (e) => update({ quality: e.target.value }));
   document.getElementById("label").addEventListener("change", (e) => update({ label: e.target.value }));
   document.getElementById("limit").addEventListener("change", (e) => update({ limit: e.target.value }));
   const kind = document.getElementById("kind");

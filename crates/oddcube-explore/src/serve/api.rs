@@ -132,6 +132,8 @@ pub struct TableQuery {
     pub label: Option<String>,
     /// A kind (from `--kinds` or a `kind` column).
     pub kind: Option<String>,
+    /// `critical`: only galaxies the DAP or DRP flagged CRITICAL; `ok`: all but those.
+    pub quality: Option<String>,
 }
 
 /// A sort key of one row: numbers sort numerically (NaN last), text lexically.
@@ -295,6 +297,18 @@ pub async fn galaxies(
         .kind
         .as_deref()
         .filter(|k| !k.is_empty() && *k != "any");
+    let quality_filter = match query.quality.as_deref() {
+        None | Some("" | "any") => None,
+        Some("critical") => Some(true),
+        Some("ok") => Some(false),
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "quality must be critical, ok or any, not {other:?}"
+            )));
+        }
+    };
+    // Catalogues written before the quality columns have no `critical`: nothing is critical.
+    let critical = catalog.bool("critical");
     let plateifus = catalog.str("plateifu").unwrap_or(&[]);
     let flags = catalog.bool("fdr_flag");
     let ifus = catalog.u32("ifu_size");
@@ -317,6 +331,11 @@ pub async fn galaxies(
             })
         })
         .filter(|&r| !flagged_only || flags.and_then(|f| f.get(r)).copied().unwrap_or(false))
+        .filter(|&r| {
+            quality_filter.is_none_or(|want| {
+                critical.and_then(|c| c.get(r)).copied().unwrap_or(false) == want
+            })
+        })
         .filter(|&r| {
             query
                 .ifu
