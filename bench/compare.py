@@ -65,11 +65,12 @@ def main():
                     help="the oddcube binary (default: $CARGO_TARGET_DIR or target/, release)")
     args = ap.parse_args()
 
-    common = ["--preset", args.preset, "--model", args.model, "--steps", str(args.steps),
-              "--batch", str(args.batch)]
-    ours = [args.oddcube, "bench", *common, "--jobs", str(args.threads), "--kernel", args.kernel]
+    common = ["--preset", args.preset, "--steps", str(args.steps), "--batch", str(args.batch)]
+    # The architecture is `--arch` for oddcube (docs/cli.md), `--model` for the PyTorch copy.
+    ours = [args.oddcube, "bench", *common, "--arch", args.model, "--jobs", str(args.threads),
+            "--kernel", args.kernel]
     theirs = [sys.executable, os.path.join(HERE, "pytorch_convlstm.py"), *common,
-              "--threads", str(args.threads)]
+              "--model", args.model, "--threads", str(args.threads)]
 
     load_before = os.getloadavg()
     results = {"oddcube": [], "pytorch": []}

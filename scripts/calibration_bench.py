@@ -8,7 +8,7 @@ pure-null survey (F = 0), this script runs the pipeline exactly as a user would:
     oddcube ingest survey --out dataset
     oddcube train --data dataset --out model --seed S --epochs E
     oddcube score --model model --data dataset --out results          (defaults: stored null, FDR 0.05)
-    oddcube evaluate results --labels survey/truth.csv                (AUROCs, PCA baseline)
+    oddcube evaluate --results results --truth survey/truth.csv      (AUROCs, PCA baseline)
 
 and then reads `results/catalog.csv`, `survey/truth.csv` (`is_anomaly`, `kind`) and
 `results/evaluation.json` and computes
@@ -133,7 +133,7 @@ def model_and_score(binary: str, survey_dir: str, seed: int, epochs: int, times:
               [binary, "score", "--model", "model", "--data", "dataset", "--out", "results"], times)
     if evaluate:  # evaluate needs at least one anomaly (it refuses a pure-null survey)
         run_stage(survey_dir, "evaluate",
-                  [binary, "evaluate", "results", "--labels", "survey/truth.csv"], times)
+                  [binary, "evaluate", "--results", "results", "--truth", "survey/truth.csv"], times)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -482,6 +482,6 @@ fi
 run_stage train "$bin" train --data dataset --out model --preset "$preset" --device "$device" \
     --epochs "$epochs" --seed "$seed"
 run_stage score "$bin" score --model model --data dataset --out results --device "$device"
-run_stage evaluate "$bin" evaluate results --labels survey/truth.csv
+run_stage evaluate "$bin" evaluate --results results --truth survey/truth.csv
 
 summary PASS

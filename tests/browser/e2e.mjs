@@ -6,7 +6,7 @@
 //
 // Inputs (environment): ODDCUBE_BIN (default $CARGO_TARGET_DIR/release/oddcube), ODDCUBE_RESULTS
 // (default: a synthetic RESULTS directory written by the `synthetic_results` example), and
-// optionally ODDCUBE_DATA, ODDCUBE_MODEL, ODDCUBE_KINDS passed to `serve` as --data/--model/--kinds
+// optionally ODDCUBE_DATA, ODDCUBE_MODEL, ODDCUBE_KINDS passed to `serve` as --data/--model/--truth
 // (e.g. the directories `oddcube demo` leaves behind).
 // Run from anywhere: `node tests/browser/e2e.mjs` (after `npm ci` in tests/browser).
 
@@ -30,7 +30,7 @@ function check(condition, message) {
 
 let results = process.env.ODDCUBE_RESULTS;
 let serveArgs = [];
-for (const [env, flag] of [["ODDCUBE_DATA", "--data"], ["ODDCUBE_MODEL", "--model"], ["ODDCUBE_KINDS", "--kinds"]]) {
+for (const [env, flag] of [["ODDCUBE_DATA", "--data"], ["ODDCUBE_MODEL", "--model"], ["ODDCUBE_KINDS", "--truth"]]) {
   if (process.env[env]) serveArgs.push(flag, process.env[env]);
 }
 if (!results) {
@@ -39,7 +39,7 @@ if (!results) {
     cwd: repo,
     stdio: "inherit",
   });
-  serveArgs = ["--kinds", join(results, "kinds.csv")];
+  serveArgs = ["--truth", join(results, "kinds.csv")];
 }
 check(existsSync(bin), `oddcube binary at ${bin}`);
 execFileSync(bin, ["project", results, "--seed", "1"], { stdio: "inherit" });
