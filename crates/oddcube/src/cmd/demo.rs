@@ -305,6 +305,12 @@ fn print_summary(root: &Path, seconds: f64) -> anyhow::Result<()> {
             flags.is_some()
         )
     );
+    if flagged.is_empty()
+        && let (Some(p), Some(q)) = (results.catalog.f64("pvalue"), results.catalog.f64("qvalue"))
+        && let Some(note) = smallest_q_note(plateifus, p, q, results.manifest.fdr)
+    {
+        println!("{note}");
+    }
     let eval_path = results_dir.join("evaluation.json");
     if let Ok(text) = std::fs::read_to_string(&eval_path) {
         println!();
@@ -360,6 +366,28 @@ fn flag_line<'a>(
         line.push_str(&format!(" — true kinds: {}", by_kind.join(", ")));
     }
     line
+}
+
+/// When nothing is flagged: which galaxy came closest (the smallest p-value; q-values tie across
+/// the top of a BH list) and its q-value, so that "0 flagged" reads as "not enough evidence at
+/// this level", not as "nothing unusual"; `None` without a finite p and q.
+fn smallest_q_note(
+    plateifus: &[String],
+    p_values: &[f64],
+    q_values: &[f64],
+    fdr: f64,
+) -> Option<String> {
+    let (i, q) = q_values
+        .iter()
+        .enumerate()
+        .filter(|(i, q)| q.is_finite() && p_values.get(*i).is_some_and(|p| p.is_finite()))
+        .min_by(|a, b| p_values[a.0].total_cmp(&p_values[b.0]))?;
+    Some(format!(
+        "  The closest is {} with q = {q:.3} (flags need q ≤ {fdr}); the ranking above is still \
+         the anomaly order. docs/scoring.md explains when a small survey's evidence is too weak \
+         to flag.",
+        plateifus.get(i).map_or("?", String::as_str)
+    ))
 }
 
 /// The demo's judgement from `evaluation.json`: what the flags delivered, the AUROC of each
@@ -491,6 +519,19 @@ mod tests {
             "Flagged at FDR 0.1: 0 of 10 galaxies"
         );
         assert!(flag_line(std::iter::empty(), 10, 0.1, false).contains("older"));
+    }
+
+    #[test]
+    fn the_closest_galaxy_is_named_when_nothing_is_flagged() {
+        let names = ["a".to_string(), "b".to_string(), "c".to_string()];
+        // b and c tie on q (as the top of a BH list does); c has the smaller p.
+        let p = [0.5, 0.002, 0.001];
+        let note = smallest_q_note(&names, &p, &[0.9, 0.245, 0.245], 0.05).unwrap();
+        assert!(
+            note.contains("c with q = 0.245 (flags need q ≤ 0.05)"),
+            "{note}"
+        );
+        assert!(smallest_q_note(&names, &p, &[f64::NAN; 3], 0.05).is_none());
     }
 
     #[test]
