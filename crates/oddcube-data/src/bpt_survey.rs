@@ -126,6 +126,23 @@ pub fn classify_dataset(
     dataset: &Dataset,
     options: &BptSurveyOptions,
 ) -> Result<Vec<BptRow>, DataError> {
+    let all: Vec<usize> = (0..dataset.galaxies.len()).collect();
+    classify_rows(dataset, &all, options)
+}
+
+/// Classifies the galaxies at dataset rows `rows`, in that order (a shard classifies only its
+/// own galaxies). Errors on a row outside the dataset.
+pub fn classify_rows(
+    dataset: &Dataset,
+    rows: &[usize],
+    options: &BptSurveyOptions,
+) -> Result<Vec<BptRow>, DataError> {
+    if let Some(&bad) = rows.iter().find(|&&r| r >= dataset.galaxies.len()) {
+        return Err(DataError::Invalid(format!(
+            "row {bad} is outside the dataset's {} galaxies",
+            dataset.galaxies.len()
+        )));
+    }
     if options.aperture_arcsec.is_nan() || options.aperture_arcsec <= 0.0 {
         return Err(DataError::Invalid(format!(
             "aperture {} arcsec: the diameter must be positive",
@@ -147,8 +164,9 @@ pub fn classify_dataset(
     let stretch = dataset.manifest.normalisation.stretch;
     let size = dataset.cubes.size;
     let plane = size * size;
-    let mut rows = Vec::with_capacity(dataset.galaxies.len());
-    for (g, record) in dataset.galaxies.iter().enumerate() {
+    let mut out = Vec::with_capacity(rows.len());
+    for &g in rows {
+        let record = &dataset.galaxies[g];
         let (x, w) = dataset.cubes.galaxy(g);
         let mut notes = Vec::new();
         // An output pixel spans box_size/size original spaxels.
@@ -249,7 +267,7 @@ pub fn classify_dataset(
         } else {
             BptClass::Unclassified
         };
-        rows.push(BptRow {
+        out.push(BptRow {
             plateifu: record.plateifu.clone(),
             class,
             nii_class,
@@ -263,7 +281,7 @@ pub fn classify_dataset(
             note: notes.join("; "),
         });
     }
-    Ok(rows)
+    Ok(out)
 }
 
 /// `bpt.csv`: plateifu, class, per-diagram classes, the log ratios, per-line flux and S/N, note.
@@ -377,6 +395,24 @@ mod tests {
         };
         Dataset::write(dir, &cubes, &[galaxy], &manifest, &[]).unwrap();
         Dataset::open(dir).unwrap()
+    }
+
+    #[test]
+    fn classify_rows_is_classify_dataset_restricted_to_those_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let dataset = flat_dataset(
+            dir.path(),
+            "Hb-4862,OIII-5008,Ha-6564,NII-6585",
+            &[0.2, 0.1, 0.6, 0.18],
+        );
+        let options = BptSurveyOptions::default();
+        let all = classify_dataset(&dataset, &options).unwrap();
+        // Debug, not ==: the missing diagrams' log ratios are NaN.
+        let one = classify_rows(&dataset, &[0], &options).unwrap();
+        assert_eq!(format!("{one:?}"), format!("{all:?}"));
+        assert!(classify_rows(&dataset, &[], &options).unwrap().is_empty());
+        let err = classify_rows(&dataset, &[1], &options).unwrap_err();
+        assert!(err.to_string().contains("row 1 is outside"), "{err}");
     }
 
     #[test]
