@@ -10,7 +10,7 @@
 
 use std::path::{Path, PathBuf};
 
-use oddcube_data::bpt_survey::{BptSurveyOptions, classify_dataset};
+use oddcube_data::bpt_survey::{BptSurveyOptions, classify_rows};
 use oddcube_data::dataset::{Dataset, GalaxyRecord};
 use oddcube_data::{Progress, Shard};
 use oddcube_data::{links, quality};
@@ -99,6 +99,37 @@ pub struct ScoreReport {
     pub unscored: usize,
 }
 
+/// The manifest of a scoring run with `settings`: this oddcube's format and version, the
+/// settings, no null yet ([`ResultsManifest::set_null`]) and no warnings. The caller sets where
+/// the model and dataset came from, the shape, the shard and the provenance (the fields left
+/// empty here) with struct-update syntax, so the settings are written one way everywhere.
+pub fn manifest_for(settings: &ScoreSettings) -> ResultsManifest {
+    ResultsManifest {
+        format: RESULTS_FORMAT.to_string(),
+        oddcube_version: env!("CARGO_PKG_VERSION").to_string(),
+        model_dir: String::new(),
+        model_hash: String::new(),
+        dataset_dir: String::new(),
+        dataset_hash: String::new(),
+        lines: Vec::new(),
+        size: 0,
+        latent_dim: 0,
+        rank_by: settings.rank_by.to_string(),
+        fdr: settings.fdr,
+        knn_k: settings.knn_k,
+        pvalues: settings.pvalues.to_string(),
+        null_fitted_on: String::new(),
+        null_n_calibration: 0,
+        warnings: Vec::new(),
+        knn_metric: metric_name(settings.metric).to_string(),
+        n_galaxies: 0,
+        shard: String::new(),
+        population_final: false,
+        residuals: String::new(),
+        created_by: String::new(),
+    }
+}
+
 /// Name of a latent metric as the manifest records it.
 pub fn metric_name(metric: Metric) -> &'static str {
     match metric {
@@ -154,9 +185,9 @@ pub fn score_dataset(job: &ScoreJob<'_>, progress: &dyn Progress) -> Result<Scor
     {
         let galaxies: Vec<&GalaxyRecord> = rows.iter().map(|&r| &dataset.galaxies[r]).collect();
         // The BPT class of the centre, as `oddcube bpt` computes it, so that the catalogue
-        // has it without a separate run.
-        let bpt = classify_dataset(dataset, &BptSurveyOptions::default())?;
-        let classes: Vec<&str> = rows.iter().map(|&r| bpt[r].class.name()).collect();
+        // has it without a separate run; a shard classifies only its own galaxies.
+        let bpt = classify_rows(dataset, &rows, &BptSurveyOptions::default())?;
+        let classes: Vec<&str> = bpt.iter().map(|b| b.class.name()).collect();
         push_galaxy_columns(&mut scored.catalog, &galaxies, &classes)?;
     }
     let mut used: Option<NullUsed> = None;
@@ -185,8 +216,6 @@ pub fn score_dataset(job: &ScoreJob<'_>, progress: &dyn Progress) -> Result<Scor
     }
 
     let mut manifest = ResultsManifest {
-        format: RESULTS_FORMAT.to_string(),
-        oddcube_version: env!("CARGO_PKG_VERSION").to_string(),
         model_dir: job.model_dir.display().to_string(),
         model_hash: job.model_hash.clone(),
         dataset_dir: job.dataset_dir.display().to_string(),
@@ -194,19 +223,12 @@ pub fn score_dataset(job: &ScoreJob<'_>, progress: &dyn Progress) -> Result<Scor
         lines: lines.clone(),
         size: dataset.manifest.size,
         latent_dim: scored.latent_dim,
-        rank_by: settings.rank_by.to_string(),
-        fdr: settings.fdr,
-        knn_k: settings.knn_k,
-        pvalues: settings.pvalues.to_string(),
-        null_fitted_on: String::new(),
-        null_n_calibration: 0,
-        warnings: Vec::new(),
-        knn_metric: metric_name(settings.metric).to_string(),
         n_galaxies: scored.catalog.len(),
         shard: job.shard.to_string(),
         population_final: !sharded,
         residuals: job.residuals.to_string(),
         created_by: job.created_by.clone(),
+        ..manifest_for(settings)
     };
     if let Some(used) = &used {
         manifest.set_null(used);

@@ -17,7 +17,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
 
-use oddcube_score::results::{RESULTS_FORMAT, ResultsManifest};
+use oddcube_score::results::ResultsManifest;
 use oddcube_score::score::{
     Autoencoder, MapSettings, PValueMethod, RankBy, ResidualSelection, ScoreSettings,
     finalize_population_scores, residual_rows, score_galaxies, write_residuals,
@@ -279,28 +279,17 @@ pub fn write_synthetic_results(dir: &Path, n: usize, seed: u64) -> Result<Vec<(S
         .collect();
     write_residuals(dir, &model, &cubes, &names, &lines, &picked, &NoProgress)?;
     let mut manifest = ResultsManifest {
-        format: RESULTS_FORMAT.to_string(),
-        oddcube_version: env!("CARGO_PKG_VERSION").to_string(),
         model_dir: "(synthetic)".to_string(),
-        model_hash: String::new(),
         dataset_dir: "(synthetic)".to_string(),
-        dataset_hash: String::new(),
         lines,
         size: SIZE,
         latent_dim: scored.latent_dim,
-        rank_by: settings.rank_by.to_string(),
-        fdr: settings.fdr,
-        knn_k: settings.knn_k,
-        pvalues: settings.pvalues.to_string(),
-        null_fitted_on: String::new(),
-        null_n_calibration: 0,
-        warnings: Vec::new(),
-        knn_metric: "euclidean".to_string(),
         n_galaxies: n,
         shard: oddcube_data::Shard::ALL.to_string(),
         population_final: true,
         residuals: selection.to_string(),
         created_by: "oddcube_explore::serve::synthetic".to_string(),
+        ..oddcube_score::pipeline::manifest_for(&settings)
     };
     manifest.set_null(&null);
     oddcube_score::pipeline::write_results(
