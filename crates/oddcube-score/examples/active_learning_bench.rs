@@ -31,21 +31,31 @@ use rand_chacha::ChaCha8Rng;
 
 type Failure = Box<dyn std::error::Error>;
 
-fn simulate(
-    results: &str,
-    truth: &str,
-    explore: f64,
-    bandwidth: Option<f64>,
-) -> Result<(), Failure> {
+/// A RESULTS directory, its plate-ifus, and each one's true kind (catalogue order).
+type Labelled = (Results, Vec<String>, Vec<Option<String>>);
+
+/// The RESULTS directory, its plate-ifus and each one's true kind from `truth` (catalogue order).
+fn open_with_kinds(results: &str, truth: &str) -> Result<Labelled, Failure> {
     let results = Results::open(std::path::Path::new(results))?;
-    let catalog = &results.catalog;
-    let ids = catalog
+    let ids = results
+        .catalog
         .str("plateifu")
         .ok_or("no plateifu column")?
         .to_vec();
     let kinds =
         oddcube_score::truth::read_labels_csv(std::path::Path::new(truth), "plateifu", "kind")?;
     let kinds = oddcube_score::truth::align_labels(&ids, &kinds);
+    Ok((results, ids, kinds))
+}
+
+fn simulate(
+    results: &str,
+    truth: &str,
+    explore: f64,
+    bandwidth: Option<f64>,
+) -> Result<(), Failure> {
+    let (results, ids, kinds) = open_with_kinds(results, truth)?;
+    let catalog = &results.catalog;
     let rank_by = results.manifest.rank_by.clone();
     let scores = catalog.f64(&rank_by).ok_or("no ranking column")?.to_vec();
     let started = Instant::now();
@@ -232,15 +242,8 @@ fn latency(sizes: &[usize]) -> Result<(), Failure> {
 /// Diagnostic: for each block choice, the mean share of same-kind galaxies among the 5 nearest
 /// neighbours of each anomaly (how well the features group a kind), per kind.
 fn purity(results: &str, truth: &str) -> Result<(), Failure> {
-    let results = Results::open(std::path::Path::new(results))?;
+    let (results, ids, kinds) = open_with_kinds(results, truth)?;
     let catalog = &results.catalog;
-    let ids = catalog
-        .str("plateifu")
-        .ok_or("no plateifu column")?
-        .to_vec();
-    let kinds =
-        oddcube_score::truth::read_labels_csv(std::path::Path::new(truth), "plateifu", "kind")?;
-    let kinds = oddcube_score::truth::align_labels(&ids, &kinds);
     let normal = |k: &Option<String>| {
         k.as_deref()
             .is_none_or(|k| oddcube_score::evaluate::DEFAULT_NORMAL_LABELS.contains(&k))

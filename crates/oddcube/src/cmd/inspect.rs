@@ -129,29 +129,29 @@ fn render(r: &InspectReport) -> String {
 /// The DAP and DRP quality masks with their bits named, and whether the galaxy is CRITICAL
 /// (what `ingest` keeps in `dapqual`/`drp3qual` and `--skip-critical` acts on).
 fn quality_line(dapqual: Option<i64>, drp3qual: Option<i64>) -> String {
-    use oddcube_data::quality::{dapqual_names, drp3qual_names, is_critical};
-    let describe = |key: &str, value: Option<i64>, names: fn(u32) -> String| match value {
+    use oddcube_data::quality::{dapqual_names, drp3qual_names, header_mask, is_critical};
+    // The masks as ingest keeps them, with ingest's notice for a value that is not 32-bit.
+    let mut notices = Vec::new();
+    let dap_mask = header_mask(dapqual, "DAPQUAL", &mut notices);
+    let drp_mask = header_mask(drp3qual, "DRP3QUAL", &mut notices);
+    let describe = |key: &str, value: Option<i64>, bits: String| match value {
         None => format!("{key} absent"),
-        Some(v) => {
-            let bits = names(v as u32);
-            if bits.is_empty() {
-                format!("{key} {v} (no bits set)")
-            } else {
-                format!("{key} {v} ({bits})")
-            }
-        }
+        Some(v) if bits.is_empty() => format!("{key} {v} (no bits set)"),
+        Some(v) => format!("{key} {v} ({bits})"),
     };
-    let critical = is_critical(dapqual.unwrap_or(0) as u32, drp3qual.unwrap_or(0) as u32);
-    format!(
-        "{}, {}{}",
-        describe("DAPQUAL", dapqual, dapqual_names),
-        describe("DRP3QUAL", drp3qual, drp3qual_names),
-        if critical {
-            "; CRITICAL: ingest keeps and marks it (--skip-critical leaves it out)"
-        } else {
-            ""
-        }
-    )
+    let mut line = format!(
+        "{}, {}",
+        describe("DAPQUAL", dapqual, dapqual_names(dap_mask)),
+        describe("DRP3QUAL", drp3qual, drp3qual_names(drp_mask)),
+    );
+    if is_critical(dap_mask, drp_mask) {
+        line.push_str("; CRITICAL: ingest keeps and marks it (--skip-critical leaves it out)");
+    }
+    for notice in notices {
+        line.push_str("; ");
+        line.push_str(&notice);
+    }
+    line
 }
 
 #[cfg(test)]
@@ -172,6 +172,12 @@ mod tests {
         assert!(
             critical.contains("CRITICAL: ingest keeps and marks it"),
             "{critical}"
+        );
+        // A value that is not a 32-bit mask is named, as ingest names it.
+        assert!(
+            quality_line(Some(1 << 40), None).contains("is not a 32-bit mask"),
+            "{}",
+            quality_line(Some(1 << 40), None)
         );
         // The DRP's CRITICAL bit counts too.
         assert!(quality_line(None, Some(1 << 30)).contains("CRITICAL: ingest"));
