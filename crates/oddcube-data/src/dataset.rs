@@ -234,6 +234,43 @@ impl Dataset {
         })
     }
 
+    /// A dataset held in memory (e.g. arrays handed over from Python), with `manifest`
+    /// serialised exactly as [`Dataset::write`] would store it, so that its
+    /// [`manifest_hash`](Self::manifest_hash) is the hash the written dataset would have.
+    /// Errors when the cubes, records and manifest disagree on N, L or S.
+    pub fn from_parts(
+        dir: PathBuf,
+        cubes: Cubes,
+        galaxies: Vec<GalaxyRecord>,
+        manifest: Manifest,
+    ) -> Result<Dataset, DataError> {
+        if cubes.n != galaxies.len()
+            || cubes.n != manifest.n_galaxies
+            || cubes.n_lines != manifest.lines.len()
+            || cubes.size != manifest.size
+        {
+            return Err(DataError::Invalid(format!(
+                "{} cubes of {} lines × {}² for {} galaxy records; the manifest says {} galaxies of {} lines × {}²",
+                cubes.n,
+                cubes.n_lines,
+                cubes.size,
+                galaxies.len(),
+                manifest.n_galaxies,
+                manifest.lines.len(),
+                manifest.size
+            )));
+        }
+        let manifest_bytes = manifest_json(&manifest)
+            .map_err(|reason| DataError::Invalid(format!("manifest: {reason}")))?;
+        Ok(Dataset {
+            dir,
+            cubes,
+            galaxies,
+            manifest,
+            manifest_bytes,
+        })
+    }
+
     /// Hex xxh3-128 of the `manifest.json` bytes: the dataset's identity for models and results.
     pub fn manifest_hash(&self) -> String {
         hash_hex(&self.manifest_bytes)
@@ -264,12 +301,105 @@ impl Dataset {
         write_atomic(&dir.join(GALAXIES_PARQUET), &galaxies_parquet(galaxies)?)?;
         write_atomic(&dir.join(GALAXIES_CSV), galaxies_csv(galaxies).as_bytes())?;
         write_atomic(&dir.join(SKIPPED_FILE), skipped_csv(skipped).as_bytes())?;
-        let mut json = serde_json::to_vec_pretty(manifest)
-            .map_err(|e| werr(&dir.join(MANIFEST_FILE), e.to_string()))?;
-        json.push(b'\n');
+        let json = manifest_json(manifest).map_err(|e| werr(&dir.join(MANIFEST_FILE), e))?;
         write_atomic(&dir.join(MANIFEST_FILE), &json)?;
         Ok(hash_hex(&json))
     }
+}
+
+/// The bytes of `manifest.json`: pretty JSON and a final newline.
+fn manifest_json(manifest: &Manifest) -> Result<Vec<u8>, String> {
+    let mut json = serde_json::to_vec_pretty(manifest).map_err(|e| e.to_string())?;
+    json.push(b'\n');
+    Ok(json)
+}
+
+/// Where the `x` and `w` tensors of a dataset's `cubes.safetensors` lie in the file, so that
+/// other programs (the Python package) can memory-map them instead of copying: both are
+/// little-endian f32 `[N, L, S, S]` in C order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CubesLayout {
+    /// The tensor file.
+    pub path: PathBuf,
+    /// `[N, L, S, S]`.
+    pub shape: [usize; 4],
+    /// Byte offset of `x` from the start of the file.
+    pub x_offset: u64,
+    /// Byte offset of `w` from the start of the file.
+    pub w_offset: u64,
+}
+
+/// Reads only the header of `dir/cubes.safetensors` and checks it against the file's size.
+pub fn cubes_layout(dir: &Path) -> Result<CubesLayout, DataError> {
+    use std::io::Read;
+    let path = dir.join(CUBES_FILE);
+    let err = |reason: String| DataError::Dataset {
+        path: dir.to_path_buf(),
+        reason: format!("{CUBES_FILE}: {reason}"),
+    };
+    let mut file = File::open(&path).map_err(|e| err(e.to_string()))?;
+    let file_len = file.metadata().map_err(|e| err(e.to_string()))?.len();
+    let mut len_bytes = [0u8; 8];
+    file.read_exact(&mut len_bytes)
+        .map_err(|e| err(format!("no safetensors header ({e})")))?;
+    let header_len = u64::from_le_bytes(len_bytes);
+    if header_len > file_len.saturating_sub(8) || header_len > 100_000_000 {
+        return Err(err(format!(
+            "header length {header_len} does not fit a file of {file_len} bytes"
+        )));
+    }
+    let mut header = vec![0u8; header_len as usize];
+    file.read_exact(&mut header)
+        .map_err(|e| err(format!("truncated header ({e})")))?;
+    let metadata: safetensors::tensor::Metadata =
+        serde_json::from_slice(&header).map_err(|e| err(format!("bad header: {e}")))?;
+    let data_start = 8 + header_len;
+    let locate = |name: &str| -> Result<([usize; 4], u64), DataError> {
+        let info = metadata
+            .info(name)
+            .ok_or_else(|| err(format!("no tensor {name}")))?;
+        if info.dtype != Dtype::F32 {
+            return Err(err(format!(
+                "tensor {name} is {:?}, expected F32",
+                info.dtype
+            )));
+        }
+        let shape: [usize; 4] = info.shape.as_slice().try_into().map_err(|_| {
+            err(format!(
+                "tensor {name} has shape {:?}, expected [N,L,S,S]",
+                info.shape
+            ))
+        })?;
+        let (start, end) = info.data_offsets;
+        let expected = shape.iter().product::<usize>() * 4;
+        if end.checked_sub(start) != Some(expected) || data_start + end as u64 > file_len {
+            return Err(err(format!(
+                "tensor {name} spans bytes {start}..{end}, which does not hold {shape:?} f32 in a file of {file_len} bytes"
+            )));
+        }
+        Ok((shape, data_start + start as u64))
+    };
+    let (shape, x_offset) = locate("x")?;
+    let (w_shape, w_offset) = locate("w")?;
+    if shape != w_shape || shape[2] != shape[3] {
+        return Err(err(format!(
+            "x has shape {shape:?} and w {w_shape:?}; expected equal [N,L,S,S]"
+        )));
+    }
+    Ok(CubesLayout {
+        path,
+        shape,
+        x_offset,
+        w_offset,
+    })
+}
+
+/// Reads `dir/galaxies.parquet`, one record per galaxy in tensor order, without the cubes.
+pub fn read_galaxy_records(dir: &Path) -> Result<Vec<GalaxyRecord>, DataError> {
+    read_galaxies(&dir.join(GALAXIES_PARQUET)).map_err(|reason| DataError::Dataset {
+        path: dir.to_path_buf(),
+        reason: format!("{GALAXIES_PARQUET}: {reason}"),
+    })
 }
 
 /// Hex xxh3-128 of some bytes (32 lowercase hex digits).

@@ -25,7 +25,7 @@ use crate::results::{
     Catalog, Column, RESIDUALS_FILE, RESULTS_FORMAT, Results, ResultsManifest, invalid,
 };
 use crate::score::{
-    Autoencoder, MapSettings, NullUsed, PValueMethod, ResidualSelection, ScoreSettings,
+    Autoencoder, MapSettings, NullUsed, PValueMethod, ResidualSelection, ScoreSettings, Scored,
     apply_stored_null, finalize_population_scores, residual_rows, score_galaxies, write_residuals,
 };
 
@@ -138,8 +138,28 @@ pub fn metric_name(metric: Metric) -> &'static str {
     }
 }
 
-/// Runs a scoring job (see the module docs).
-pub fn score_dataset(job: &ScoreJob<'_>, progress: &dyn Progress) -> Result<ScoreReport> {
+/// What a scoring job computed, before anything is written: [`compute_scores`]' answer, which
+/// [`score_dataset`] writes and the Python package hands over as arrays.
+pub struct ComputedScores {
+    /// The catalogue (population columns final unless sharded), latents and anomaly maps.
+    pub scored: Scored,
+    /// The manifest the RESULTS directory gets.
+    pub manifest: ResultsManifest,
+    /// Dataset rows scored, in catalogue order (all rows, or one shard's).
+    pub rows: Vec<usize>,
+    /// The model's stored null, when it has one.
+    pub null: Option<StoredNull>,
+    /// Whether this was one shard of several (population columns left to `merge`).
+    pub sharded: bool,
+    /// What the labels did, when labels were applied.
+    pub labels_applied: Option<LabelsApplied>,
+    /// Galaxies without usable pixels (NaN scores, never flagged, ranked last); 0 for a shard.
+    pub unscored: usize,
+}
+
+/// Computes everything a scoring job writes (see the module docs), writing nothing; `job.out`
+/// is not used.
+pub fn compute_scores(job: &ScoreJob<'_>, progress: &dyn Progress) -> Result<ComputedScores> {
     let settings = &job.settings;
     if !(settings.fdr > 0.0 && settings.fdr <= 1.0) {
         return Err(Error::InvalidParameter {
@@ -161,11 +181,6 @@ pub fn score_dataset(job: &ScoreJob<'_>, progress: &dyn Progress) -> Result<Scor
     let rows: Vec<usize> = (0..dataset.galaxies.len())
         .filter(|&i| job.shard.contains(&dataset.galaxies[i].plateifu))
         .collect();
-    let out = if sharded {
-        job.out.join(job.shard.part_name())
-    } else {
-        job.out.to_path_buf()
-    };
     let null = StoredNull::read(job.model_dir)?;
     let map_settings = MapSettings {
         floors: null
@@ -220,7 +235,7 @@ pub fn score_dataset(job: &ScoreJob<'_>, progress: &dyn Progress) -> Result<Scor
         model_hash: job.model_hash.clone(),
         dataset_dir: job.dataset_dir.display().to_string(),
         dataset_hash: dataset.manifest_hash(),
-        lines: lines.clone(),
+        lines,
         size: dataset.manifest.size,
         latent_dim: scored.latent_dim,
         n_galaxies: scored.catalog.len(),
@@ -233,12 +248,55 @@ pub fn score_dataset(job: &ScoreJob<'_>, progress: &dyn Progress) -> Result<Scor
     if let Some(used) = &used {
         manifest.set_null(used);
     }
+    let unscored = if sharded {
+        0
+    } else {
+        scored
+            .catalog
+            .f64("score")
+            .map_or(0, |v| v.iter().filter(|s| s.is_nan()).count())
+    };
+    Ok(ComputedScores {
+        scored,
+        manifest,
+        rows,
+        null,
+        sharded,
+        labels_applied,
+        unscored,
+    })
+}
+
+/// Runs a scoring job (see the module docs): [`compute_scores`], then the residual maps and
+/// [`write_results`] into `job.out` (a shard into `job.out/part-i-of-n/`).
+pub fn score_dataset(job: &ScoreJob<'_>, progress: &dyn Progress) -> Result<ScoreReport> {
+    let computed = compute_scores(job, progress)?;
+    let ComputedScores {
+        scored,
+        manifest,
+        rows,
+        null,
+        sharded,
+        labels_applied,
+        unscored,
+    } = computed;
+    let dataset = job.dataset;
+    let out = if sharded {
+        job.out.join(job.shard.part_name())
+    } else {
+        job.out.to_path_buf()
+    };
     std::fs::create_dir_all(&out).map_err(|source| Error::Io {
         path: out.clone(),
         source,
     })?;
     // Residuals first: the manifest, written last, marks the directory complete.
-    let picked = residual_rows(&scored.catalog, job.residuals, settings.rank_by, !sharded);
+    let picked = residual_rows(
+        &scored.catalog,
+        job.residuals,
+        job.settings.rank_by,
+        !sharded,
+    );
     let residuals_path = out.join(RESIDUALS_FILE);
     if picked.is_empty() {
         if residuals_path.exists() {
@@ -258,7 +316,7 @@ pub fn score_dataset(job: &ScoreJob<'_>, progress: &dyn Progress) -> Result<Scor
             job.model,
             &dataset.cubes,
             &names,
-            &lines,
+            &manifest.lines,
             &dataset_rows,
             progress,
         )?;
@@ -273,17 +331,13 @@ pub fn score_dataset(job: &ScoreJob<'_>, progress: &dyn Progress) -> Result<Scor
             null: null.as_ref(),
         },
     )?;
-    let unscored = scored
-        .catalog
-        .f64("score")
-        .map_or(0, |v| v.iter().filter(|s| s.is_nan()).count());
     Ok(ScoreReport {
         out,
         catalog: scored.catalog,
         manifest,
         sharded,
         labels_applied,
-        unscored: if sharded { 0 } else { unscored },
+        unscored,
     })
 }
 

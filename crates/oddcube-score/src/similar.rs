@@ -391,6 +391,8 @@ pub enum Query<'a> {
     Galaxy(&'a str),
     /// A latent vector from a file (see [`read_vector`]).
     Vector(&'a Path),
+    /// A latent vector in memory (its length must be the results' latent dimension).
+    Latent(&'a [f32]),
     /// A MAPS file, preprocessed as the scored dataset was and encoded with `model`.
     Maps {
         /// The MAPS file.
@@ -430,6 +432,16 @@ pub fn search(dir: &Path, query: Query<'_>, k: usize, metric: Metric) -> Result<
             (vector, Some(row))
         }
         Query::Vector(path) => (read_vector(path, latents.dim())?, None),
+        Query::Latent(vector) => {
+            if vector.len() != latents.dim() {
+                return Err(Error::InvalidParameter {
+                    name: "latent vector".to_string(),
+                    value: format!("{} values", vector.len()),
+                    reason: format!("the results' latent dimension is {}", latents.dim()),
+                });
+            }
+            (vector.to_vec(), None)
+        }
         Query::Maps { path, model, data } => {
             let (vector, plateifu) = encode_maps(path, &manifest, data, model)?;
             (vector, catalog.row_of(&plateifu))

@@ -2,6 +2,9 @@
 //! (is the CUDA backend in?) and the CPU kernels' instruction sets (compiled and detected), so a
 //! benchmark, a bug report or a batch log records which code ran.
 
+/// The version of the oddcube crates (the Python package's version must equal it).
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
 /// Whether the CUDA backend was compiled in (`cargo build --features cuda`).
 pub const CUDA: bool = cfg!(feature = "cuda");
 

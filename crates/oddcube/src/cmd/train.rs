@@ -1,13 +1,13 @@
-//! `oddcube train`: trains the ConvLSTM autoencoder or VAE on a dataset directory. The run is
-//! planned by [`oddcube_model::plan::plan_run`] and trained by [`oddcube_model::train()`].
+//! `oddcube train`: trains the ConvLSTM autoencoder or VAE on a dataset directory and fits its
+//! null: arguments → [`oddcube::training::train_and_calibrate`] → the plan and the report.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
+use oddcube::training::train_and_calibrate;
 use oddcube_data::dataset::Dataset;
-use oddcube_model::plan::{DatasetShape, RunChoices, describe_report, describe_start, plan_run};
-use oddcube_model::{TrainOptions, train};
+use oddcube_model::plan::{Plan, RunChoices, describe_report, describe_start};
 
 use crate::cmd::choices::{DeviceName, KernelArg, KindArg, LossArg, PresetArg};
 use crate::cmd::compat;
@@ -92,10 +92,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         "--arch ae|vae",
     )
     .unwrap_or(args.arch);
-    let device = args
-        .device
-        .open()
-        .with_context(|| format!("--device {}", args.device))?;
     let dataset = Dataset::open(&args.data)
         .with_context(|| format!("cannot open dataset {}", args.data.display()))?;
     let choices = RunChoices {
@@ -114,40 +110,25 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         noise: args.noise,
         augment: !args.no_augment,
     };
-    let shape = DatasetShape {
-        lines: &dataset.manifest.lines.lines,
-        size: dataset.manifest.size,
-        manifest_hash: &dataset.manifest_hash(),
-    };
-    let plan = plan_run(&choices, shape, &args.out, args.resume)?;
-    plan.notes.iter().for_each(|note| tracing::info!("{note}"));
     let device_name = args.device.to_string();
-    println!(
-        "{}",
-        describe_start(&plan.config.arch, dataset.cubes.n, &device_name)
-    );
-    let plateifus: Vec<String> = dataset
-        .galaxies
-        .iter()
-        .map(|g| g.plateifu.clone())
-        .collect();
-    let options = TrainOptions {
-        resume: args.resume,
-        max_epochs_this_call: None,
+    let on_plan = |plan: &Plan| {
+        plan.notes.iter().for_each(|note| tracing::info!("{note}"));
+        println!(
+            "{}",
+            describe_start(&plan.config.arch, dataset.cubes.n, &device_name)
+        );
     };
-    let report = train(
-        &plan.config,
-        &dataset.cubes,
-        &plateifus,
+    let trained = train_and_calibrate(
+        &dataset,
+        &choices,
         &args.out,
-        &device,
-        options,
+        args.resume,
+        &device_name,
         &Bar::new(false),
-    )
-    .with_context(|| format!("training into {}", args.out.display()))?;
-    print!("{}", describe_report(&report, &args.out));
-    let calibration =
-        oddcube::calibrate::calibrate_model(&args.out, &dataset, &device_name, &Bar::new(false))?;
+        &on_plan,
+    )?;
+    print!("{}", describe_report(&trained.report, &args.out));
+    let calibration = &trained.calibration;
     let c = &calibration.null.calibration;
     println!(
         "null of the anomaly score fitted on {} {} galaxies → {}/calibration.json",
