@@ -741,6 +741,45 @@ mod tests {
     }
 
     #[test]
+    fn layout_offsets_address_the_written_tensors_and_from_parts_hashes_alike() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cubes = Cubes::zeros(2, 2, 4);
+        for (i, v) in cubes.x.iter_mut().enumerate() {
+            *v = i as f32 * 0.25;
+        }
+        for (i, v) in cubes.w.iter_mut().enumerate() {
+            *v = 100.0 - i as f32;
+        }
+        let galaxies = vec![record("7815-3702", 1), record("8000-1901", 2)];
+        let hash = Dataset::write(dir.path(), &cubes, &galaxies, &manifest(2), &[]).unwrap();
+        let layout = cubes_layout(dir.path()).unwrap();
+        assert_eq!(layout.shape, [2, 2, 4, 4]);
+        // Reading little-endian f32 at the offsets, as numpy.memmap does, gives the tensors.
+        let bytes = std::fs::read(&layout.path).unwrap();
+        let at = |offset: u64, n: usize| -> Vec<f32> {
+            bytes[offset as usize..offset as usize + 4 * n]
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect()
+        };
+        assert_eq!(at(layout.x_offset, cubes.x.len()), cubes.x);
+        assert_eq!(at(layout.w_offset, cubes.w.len()), cubes.w);
+        assert_eq!(read_galaxy_records(dir.path()).unwrap().len(), 2);
+        // In memory, the same parts have the hash the written dataset has.
+        let in_memory =
+            Dataset::from_parts(PathBuf::from("mem"), cubes.clone(), galaxies, manifest(2))
+                .unwrap();
+        assert_eq!(in_memory.manifest_hash(), hash);
+        let short = Dataset::from_parts(PathBuf::from("mem"), cubes, vec![], manifest(2));
+        assert!(short.unwrap_err().to_string().contains("0 galaxy records"));
+        // A truncated tensor file is an error naming the file, not a bad offset.
+        let len = bytes.len();
+        std::fs::write(&layout.path, &bytes[..len - 8]).unwrap();
+        let err = cubes_layout(dir.path()).unwrap_err().to_string();
+        assert!(err.contains(CUBES_FILE) && err.contains("does not hold"), "{err}");
+    }
+
+    #[test]
     fn write_then_open_round_trips_every_artifact() {
         let dir = tempfile::tempdir().unwrap();
         let mut cubes = Cubes::zeros(2, 2, 4);

@@ -673,4 +673,32 @@ mod tests {
         assert!(format_rows(&rows, OutputFormat::Table).lines().count() == 3);
         assert!("yaml".parse::<OutputFormat>().is_err());
     }
+
+    #[test]
+    fn search_by_latent_vector_excludes_nothing_and_checks_its_length() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut catalog = Catalog::default();
+        catalog
+            .push(
+                "plateifu",
+                Column::Str(vec!["a".into(), "b".into(), "c".into()]),
+            )
+            .unwrap();
+        let latents = [0.0f32, 0.0, 1.0, 0.0, 5.0, 0.0];
+        let manifest = ResultsManifest {
+            latent_dim: 2,
+            n_galaxies: 3,
+            ..crate::pipeline::manifest_for(&crate::score::ScoreSettings::default())
+        };
+        crate::results::Results::write(dir.path(), &manifest, &catalog, &latents).unwrap();
+        // A vector equal to galaxy b's finds b itself first (a vector query excludes no row).
+        let rows = search(dir.path(), Query::Latent(&[1.0, 0.0]), 2, Metric::Euclidean).unwrap();
+        let names: Vec<&str> = rows.iter().map(|r| r.plateifu.as_str()).collect();
+        assert_eq!(names, ["b", "a"]);
+        assert_eq!(rows[0].distance, 0.0);
+        let err = search(dir.path(), Query::Latent(&[1.0]), 2, Metric::Euclidean)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("latent dimension is 2"), "{err}");
+    }
 }
