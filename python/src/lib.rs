@@ -12,6 +12,13 @@
 
 use pyo3::prelude::*;
 
+// The Rust side allocates with mimalloc rather than the host process's malloc: in a Python
+// process, glibc's per-thread arenas made scoring ~10 % slower than the same code in the
+// `oddcube` binary (python_bench.py; MALLOC_ARENA_MAX=2 removed the gap too). Python's own
+// allocations are untouched: this allocator serves only this library's Rust code.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod convert;
 mod data;
 mod errors;

@@ -776,7 +776,10 @@ mod tests {
         let len = bytes.len();
         std::fs::write(&layout.path, &bytes[..len - 8]).unwrap();
         let err = cubes_layout(dir.path()).unwrap_err().to_string();
-        assert!(err.contains(CUBES_FILE) && err.contains("does not hold"), "{err}");
+        assert!(
+            err.contains(CUBES_FILE) && err.contains("does not hold"),
+            "{err}"
+        );
     }
 
     #[test]

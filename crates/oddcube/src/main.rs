@@ -8,6 +8,12 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
+// mimalloc instead of glibc's malloc: ingest (many short-lived FITS/gzip buffers on every
+// thread) runs ~16 % faster with it; scoring and training are unchanged (docs/kernels.md,
+// "Allocator"). The Python extension uses it too, where glibc made scoring ~10 % slower.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The help heading of the options every subcommand takes, shown after the command's own.
 const GLOBAL: &str = "Global options";
 
