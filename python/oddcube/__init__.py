@@ -189,7 +189,12 @@ class Dataset:
         self.x: np.ndarray = np.memmap(layout["path"], dtype="<f4", mode="r", offset=layout["x_offset"], shape=shape)
         self.w: np.ndarray = np.memmap(layout["path"], dtype="<f4", mode="r", offset=layout["w_offset"], shape=shape)
         records, manifest = _oddcube.dataset_galaxies(os.fspath(self.dir))
-        self.galaxies: pd.DataFrame = pd.DataFrame.from_records(json.loads(records))
+        galaxies = pd.DataFrame.from_records(json.loads(records))
+        # JSON has no NaN: unknown values arrive as None; these columns are floats.
+        for column in ("ra", "dec", "z", "scale", "psf_fwhm"):
+            if column in galaxies:
+                galaxies[column] = galaxies[column].astype(float)
+        self.galaxies: pd.DataFrame = galaxies
         self.manifest: dict = json.loads(manifest)
         self.lines: list[str] = list(self.manifest["lines"]["lines"])
         self.size: int = int(self.manifest["size"])

@@ -162,3 +162,12 @@ def test_gzip_and_plain_read_the_same(scratch):
     a = oddcube.read_maps(REAL_DR15, lines="dr15")
     b = oddcube.read_maps(plain, lines="dr15")
     np.testing.assert_array_equal(a.flux, b.flux)
+
+
+def test_unknown_header_values_are_nan_floats(scratch):
+    """The tiny DR17 file has no OBJRA/OBJDEC/RFWHM cards: NaN in float columns, not None."""
+    dataset = oddcube.ingest([REAL_DR17], scratch / "dataset", size=4)
+    galaxies = dataset.galaxies
+    assert galaxies.loc[0, "plateifu"] == "tiny-test"
+    for column in ["ra", "dec", "psf_fwhm"]:
+        assert galaxies[column].dtype == np.float64 and np.isnan(galaxies.loc[0, column]), column
