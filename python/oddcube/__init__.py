@@ -18,7 +18,8 @@ Where to start:
 Errors from the core raise :class:`OddcubeError` with the command line's message (the file
 and the reason); arrays of the wrong shape or dtype raise ``ValueError``. Heavy work runs
 with the GIL released. Long work takes ``progress=``: a callable
-``progress(stage, done, total, message)``, e.g. :func:`print_progress`.
+``progress(stage, done, total, message)``, e.g. :func:`print_progress`; an exception it raises
+is re-raised when the work ends (the Rust work cannot be interrupted from inside it).
 """
 
 from __future__ import annotations

@@ -95,6 +95,7 @@ impl RawModel {
         let reporter = PyProgress::new(progress);
         let model_hash = model_hash(&self.dir).map_err(to_py)?;
         let result = py.detach(|| {
+            // `compute_scores` writes nothing and reads no `out`; the job still names one.
             let scratch = std::env::temp_dir();
             let job = ScoreJob {
                 model: &self.scorer,
