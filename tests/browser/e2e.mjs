@@ -188,6 +188,18 @@ try {
   const lines = readFileSync(join(results, "labels.csv"), "utf8").trim().split("\n");
   check(visited.every((id) => lines.some((l) => l.startsWith(id + ","))), "labels.csv has one line per keyboard label");
 
+  // 4c. A graded relevance (Astronomaly's 0–5 scale) from the keyboard: key 4 on the next galaxy.
+  const graded = await page.evaluate(() => fetch("/api/next").then((r) => r.json()).then((n) => n.plateifu));
+  await page.keyboard.press("j");
+  await page.waitForFunction((id) => document.querySelector("[data-testid=galaxy-title]")?.textContent.trim() === id, graded);
+  await page.keyboard.press("4");
+  await page.waitForFunction(() => document.querySelector("[data-testid=current-label-tag]")?.textContent === "4");
+  check(await page.locator("[data-testid=label-grade-4].active").count() === 1, "key 4 grades the galaxy 4 and marks its button");
+  const gradedLines = readFileSync(join(results, "labels.csv"), "utf8").trim().split("\n");
+  check(gradedLines.some((l) => l.startsWith(`${graded},4,`)), "labels.csv has the grade");
+  const nextAfterGrade = await page.evaluate(() => fetch("/api/next").then((r) => r.json()).then((n) => n.plateifu));
+  check(nextAfterGrade !== graded, "next moves on from the graded galaxy");
+
   // 5. The latent map: hover shows a plate-ifu, click opens the galaxy.
   await page.goto(server.url + "#/map");
   await page.waitForSelector("[data-testid=map-canvas]");

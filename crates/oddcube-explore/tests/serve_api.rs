@@ -372,8 +372,15 @@ async fn labels_are_saved_shown_in_the_table_and_survive_a_restart() {
     let (_, table) = get_json(&f.state, "/api/galaxies?label=artefact").await;
     assert_eq!(table["total"], 1);
     assert_eq!(table["rows"][0]["label"], "artefact");
+    // A relevance grade on Astronomaly's 0–5 scale is a label like the words.
+    let (status, graded) = post_label(&f.state, r#"{"plateifu": "8000-2001", "label": "4"}"#).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(graded["label"], "4");
+    let (_, four) = get_json(&f.state, "/api/galaxies?label=4").await;
+    assert_eq!(four["total"], 1);
+    assert_eq!(four["rows"][0]["plateifu"], "8000-2001");
     let (_, labelled) = get_json(&f.state, "/api/galaxies?label=labelled").await;
-    assert_eq!(labelled["total"], 2);
+    assert_eq!(labelled["total"], 3);
 
     // A fresh server over the same directory sees the labels (labels.csv on disk).
     let again = Arc::new(
@@ -405,6 +412,10 @@ async fn labels_are_saved_shown_in_the_table_and_survive_a_restart() {
         ),
         (
             r#"{"plateifu": "8000-1901", "label": "great"}"#,
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            r#"{"plateifu": "8000-1901", "label": "6"}"#,
             StatusCode::BAD_REQUEST,
         ),
         (r#"not json"#, StatusCode::BAD_REQUEST),

@@ -10,6 +10,13 @@ let summary = null;
 let currentGalaxy = null; // plate-ifu shown on a galaxy page, for keyboard labels
 
 const esc = (s) => String(s ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
+// A label's tag: the words keep their colours; a relevance grade 0–5 (Astronomaly's scale) is a
+// neutral "grade" tag showing its digit.
+const GRADES = ["0", "1", "2", "3", "4", "5"];
+function labelTag(label, testid) {
+  const cls = GRADES.includes(label) ? "grade" : label;
+  return `<span class="tag ${esc(cls)}"${testid ? ` data-testid="${testid}"` : ""}>${esc(label)}</span>`;
+}
 const fmt = (v) => {
   if (v === null || v === undefined || Number.isNaN(v)) return "–";
   if (typeof v !== "number") return esc(v);
@@ -75,7 +82,7 @@ async function renderTable() {
     { key: "pvalue", title: "p-value", get: (r) => r.pvalue, sci: true },
     { key: "qvalue", title: "q-value", get: (r) => r.qvalue, sci: true },
     { key: "fdr_flag", title: "FDR", get: (r) => (r.fdr_flag ? "✔" : "") },
-    { key: null, title: "label", get: (r) => (r.label ? `<span class="tag ${esc(r.label)}">${esc(r.label)}</span>` : ""), html: true, text: true },
+    { key: null, title: "label", get: (r) => (r.label ? labelTag(r.label) : ""), html: true, text: true },
   ];
   if (summary.kinds.length) columns.push({ key: null, title: "kind", get: (r) => r.kind, text: true });
   const option = (value, label, current) => `<option value="${esc(value)}"${String(value) === String(current) ? " selected" : ""}>${esc(label)}</option>`;
@@ -100,7 +107,7 @@ async function renderTable() {
       <label><input type="checkbox" id="flag" ${s.flag ? "checked" : ""} data-testid="flag-filter"> FDR-flagged only</label>
       <label>IFU <select id="ifu">${option("", "any", s.ifu)}${summary.ifu_sizes.map((v) => option(v, v + " fibres", s.ifu)).join("")}</select></label>
       <label>Quality <select id="quality" data-testid="quality-filter">${[["", "any"], ["ok", "not CRITICAL"], ["critical", "CRITICAL only"]].map(([v, t]) => option(v, t, s.quality)).join("")}</select></label>
-      <label>Label <select id="label" data-testid="label-filter">${["", "labelled", "unlabelled", "interesting", "artefact", "normal"].map((v) => option(v, v || "any", s.label)).join("")}</select></label>
+      <label>Label <select id="label" data-testid="label-filter">${["", "labelled", "unlabelled", "interesting", "artefact", "normal", ...GRADES].map((v) => option(v, v || "any", s.label)).join("")}</select></label>
       ${summary.kinds.length ? `<label>Kind <select id="kind">${option("", "any", s.kind)}${summary.kinds.map((k) => option(k, k, s.kind)).join("")}</select></label>` : ""}
       <label>Rows <select id="limit">${[25, 50, 100, 250].map((v) => option(v, v, s.limit)).join("")}</select></label>
     </div>
@@ -153,7 +160,7 @@ async function setLabel(plateifu, label) {
   statusEl.textContent = (result.label ? `${plateifu} labelled ${result.label}` : `${plateifu} label cleared`) + next;
   document.querySelectorAll(".label-buttons button").forEach((b) => b.classList.toggle("active", b.dataset.label === result.label));
   const current = document.getElementById("current-label");
-  if (current) current.innerHTML = result.label ? `<span class="tag ${esc(result.label)}" data-testid="current-label-tag">${esc(result.label)}</span>` : "none";
+  if (current) current.innerHTML = result.label ? labelTag(result.label, "current-label-tag") : "none";
 }
 
 async function renderGalaxy(plateifu) {
@@ -204,7 +211,7 @@ async function renderGalaxy(plateifu) {
   }
   const neighbours = g.neighbours.map((n) => `<a href="#/galaxy/${encodeURIComponent(n.plateifu)}" data-testid="neighbour" data-plateifu="${esc(n.plateifu)}">
       ${n.has_maps ? `<img loading="lazy" src="${tile(n.plateifu, "input", "Ha-6564", 3)}" alt="Hα of ${esc(n.plateifu)}" onerror="this.replaceWith(Object.assign(document.createElement('div'),{className:'noimg',textContent:'no Hα'}))">` : `<div class="noimg">no maps</div>`}
-      ${esc(n.plateifu)}<br><span class="muted">rank ${n.rank ?? "–"} · d = ${fmt(n.distance)}</span>${n.label ? `<br><span class="tag ${esc(n.label)}">${esc(n.label)}</span>` : ""}</a>`).join("");
+      ${esc(n.plateifu)}<br><span class="muted">rank ${n.rank ?? "–"} · d = ${fmt(n.distance)}</span>${n.label ? `<br>${labelTag(n.label)}` : ""}</a>`).join("");
   app.innerHTML = `
     <div class="galaxy-head">
       <div>
@@ -221,8 +228,9 @@ async function renderGalaxy(plateifu) {
       <div>
         <h3>Label</h3>
         <div class="label-buttons">${labelButtons}<button data-label="" title="key u">clear (u)</button></div>
+        <div class="label-buttons grades" title="relevance on Astronomaly's 0–5 scale (keys 0–5): 0 none … 5 most; 0–2 sink like normal">relevance ${GRADES.map((v) => `<button class="grade ${g.label === v ? "active" : ""}" data-label="${v}" data-testid="label-grade-${v}" title="key ${v}">${v}</button>`).join("")}</div>
         <p><button id="next-galaxy" data-testid="next-galaxy" title="key j">next to review (j)</button></p>
-        <p>current: <span id="current-label" data-testid="current-label">${g.label ? `<span class="tag ${esc(g.label)}" data-testid="current-label-tag">${esc(g.label)}</span>` : "none"}</span></p>
+        <p>current: <span id="current-label" data-testid="current-label">${g.label ? labelTag(g.label, "current-label-tag") : "none"}</span></p>
         <h3>Per-line share of χ²</h3>
         ${g.line_shares.length ? sharesChart(g.line_shares) : `<p class="muted">no per-line columns</p>`}
       </div>
@@ -244,7 +252,7 @@ document.addEventListener("keydown", (e) => {
   if (e.ctrlKey || e.metaKey || e.altKey || ["INPUT", "SELECT", "TEXTAREA"].includes(e.target.tagName)) return;
   if (e.key === "j") { goNext().catch((err) => (statusEl.textContent = err.message)); return; }
   if (!currentGalaxy) return;
-  const label = { i: "interesting", a: "artefact", n: "normal", u: null }[e.key];
+  const label = GRADES.includes(e.key) ? e.key : { i: "interesting", a: "artefact", n: "normal", u: null }[e.key];
   if (label !== undefined) setLabel(currentGalaxy, label).catch((err) => (statusEl.textContent = err.message));
 });
 

@@ -31,9 +31,11 @@ pub const LABELS_FILE: &str = "labels.csv";
 /// The columns of a labels file, in order.
 const COLUMNS: [&str; 3] = ["plateifu", "label", "time"];
 
-/// A person's verdict on a galaxy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
+/// A person's verdict on a galaxy: a word, or a relevance on Astronomaly's 0–5 scale.
+///
+/// Stored in `labels.csv` as its [`name`](Self::name): `interesting`, `artefact`, `normal`, or
+/// the digit `0`…`5` (0 = of no interest, 5 = as interesting as it gets).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum UserLabel {
     /// Worth a closer look: a real anomaly.
     Interesting,
@@ -41,21 +43,45 @@ pub enum UserLabel {
     Artefact,
     /// An ordinary galaxy the model mis-scored.
     Normal,
+    /// A graded relevance, 0 to [`UserLabel::MAX_RELEVANCE`].
+    Relevance(u8),
 }
 
+/// The digits a graded label is written as.
+const RELEVANCE_NAMES: [&str; 6] = ["0", "1", "2", "3", "4", "5"];
+
 impl UserLabel {
-    /// The lowercase name written to labels.csv.
+    /// The top of the graded scale.
+    pub const MAX_RELEVANCE: u8 = 5;
+
+    /// The name written to labels.csv (lowercase word, or the grade's digit).
     pub fn name(self) -> &'static str {
         match self {
             UserLabel::Interesting => "interesting",
             UserLabel::Artefact => "artefact",
             UserLabel::Normal => "normal",
+            UserLabel::Relevance(grade) => {
+                RELEVANCE_NAMES[usize::from(grade.min(Self::MAX_RELEVANCE))]
+            }
         }
     }
 
-    /// True for labels that say "not a real anomaly".
+    /// How relevant the label says the galaxy is, in [0, 1]: interesting 1, artefact and
+    /// normal 0, a grade g of 0–5 g/5.
+    pub fn relevance(self) -> f64 {
+        match self {
+            UserLabel::Interesting => 1.0,
+            UserLabel::Artefact | UserLabel::Normal => 0.0,
+            UserLabel::Relevance(grade) => {
+                f64::from(grade.min(Self::MAX_RELEVANCE)) / f64::from(Self::MAX_RELEVANCE)
+            }
+        }
+    }
+
+    /// True for labels that say "not worth a look": artefact, normal, and grades 0–2 (below the
+    /// middle of the scale).
     pub fn demotes(self) -> bool {
-        matches!(self, UserLabel::Artefact | UserLabel::Normal)
+        self.relevance() < 0.5
     }
 }
 
@@ -66,10 +92,31 @@ impl std::str::FromStr for UserLabel {
             "interesting" => Ok(UserLabel::Interesting),
             "artefact" | "artifact" => Ok(UserLabel::Artefact),
             "normal" => Ok(UserLabel::Normal),
-            other => Err(format!(
-                "unknown label {other:?} (expected interesting, artefact or normal)"
-            )),
+            other => match RELEVANCE_NAMES.iter().position(|d| *d == other) {
+                Some(grade) => Ok(UserLabel::Relevance(grade as u8)),
+                None => Err(format!(
+                    "unknown label {other:?} (expected interesting, artefact, normal or a relevance 0–5)"
+                )),
+            },
         }
+    }
+}
+
+impl serde::Serialize for UserLabel {
+    fn serialize<S: serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.name())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for UserLabel {
+    fn deserialize<D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> std::result::Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        name.parse().map_err(serde::de::Error::custom)
     }
 }
 
@@ -459,6 +506,51 @@ mod tests {
             .filter_map(|e| e.ok())
             .collect();
         assert_eq!(leftovers.len(), 1, "no temp files left behind");
+    }
+
+    #[test]
+    fn graded_relevance_labels_round_trip_and_order_with_the_words() {
+        for grade in 0..=UserLabel::MAX_RELEVANCE {
+            let label = UserLabel::Relevance(grade);
+            assert_eq!(label.name().parse::<UserLabel>().unwrap(), label);
+            assert_eq!(label.relevance(), f64::from(grade) / 5.0);
+            let json = serde_json::to_string(&label).unwrap();
+            assert_eq!(json, format!("\"{grade}\""));
+            assert_eq!(serde_json::from_str::<UserLabel>(&json).unwrap(), label);
+        }
+        for word in ["interesting", "artefact", "normal"] {
+            let label: UserLabel = word.parse().unwrap();
+            assert_eq!(
+                serde_json::to_string(&label).unwrap(),
+                format!("\"{word}\"")
+            );
+        }
+        let err = "6".parse::<UserLabel>().unwrap_err();
+        assert!(err.contains("relevance 0–5"), "{err}");
+        assert!("-1".parse::<UserLabel>().is_err() && "2.5".parse::<UserLabel>().is_err());
+        // Grades below the middle demote like normal; the top grade is as relevant as
+        // interesting.
+        assert!(UserLabel::Relevance(2).demotes() && !UserLabel::Relevance(3).demotes());
+        assert_eq!(
+            UserLabel::Relevance(5).relevance(),
+            UserLabel::Interesting.relevance()
+        );
+        assert_eq!(
+            UserLabel::Relevance(0).relevance(),
+            UserLabel::Normal.relevance()
+        );
+        // And they go through labels.csv like the words.
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = LabelStore::open(dir.path()).unwrap();
+        store
+            .set("8485-1901", Some(UserLabel::Relevance(4)))
+            .unwrap();
+        let again = LabelStore::open(dir.path()).unwrap();
+        assert_eq!(
+            again.get("8485-1901").unwrap().label,
+            UserLabel::Relevance(4)
+        );
+        assert!(again.warnings().is_empty());
     }
 
     #[test]

@@ -82,12 +82,10 @@ impl Default for RelevanceOptions {
     }
 }
 
-/// The relevance target of a label: interesting is relevant, the others are not.
+/// The relevance target of a label ([`UserLabel::relevance`]): interesting 1, normal and
+/// artefact 0, a grade g of Astronomaly's 0–5 scale g/5.
 pub fn target(label: UserLabel) -> f64 {
-    match label {
-        UserLabel::Interesting => 1.0,
-        UserLabel::Normal | UserLabel::Artefact => 0.0,
-    }
+    label.relevance()
 }
 
 /// The standardised feature vectors the relevance model measures distances in (module doc).
@@ -731,6 +729,30 @@ mod tests {
         t.set_label(12, Some(UserLabel::Interesting)).unwrap();
         assert!(t.relevance()[15] > t.relevance()[5]);
         assert_eq!(m.next(0.0), Some(0));
+    }
+
+    #[test]
+    fn graded_labels_lift_between_normal_and_interesting() {
+        let relevance_near = |label: UserLabel| {
+            let mut m = model();
+            m.set_label(12, Some(label)).unwrap();
+            m.relevance()[15]
+        };
+        let (low, mid, high) = (
+            relevance_near(UserLabel::Relevance(1)),
+            relevance_near(UserLabel::Relevance(4)),
+            relevance_near(UserLabel::Interesting),
+        );
+        assert!(low < mid && mid < high, "{low} {mid} {high}");
+        assert_eq!(relevance_near(UserLabel::Relevance(5)), high);
+        assert_eq!(
+            relevance_near(UserLabel::Relevance(0)),
+            relevance_near(UserLabel::Normal)
+        );
+        // A low grade sinks its galaxy below every unlabelled one, as normal does.
+        let mut m = model();
+        m.set_label(0, Some(UserLabel::Relevance(2))).unwrap();
+        assert_eq!(m.ranks()[0], 20);
     }
 
     #[test]

@@ -128,7 +128,8 @@ pub struct TableQuery {
     pub flag: Option<String>,
     /// IFU size (fibres) to keep.
     pub ifu: Option<u32>,
-    /// `interesting`, `artefact`, `normal`, `unlabelled` or `labelled`.
+    /// `interesting`, `artefact`, `normal`, a relevance grade `0`–`5`, `unlabelled` or
+    /// `labelled`.
     pub label: Option<String>,
     /// A kind (from `--kinds` or a `kind` column).
     pub kind: Option<String>,
@@ -839,7 +840,8 @@ struct LabelRequest {
     label: Option<String>,
 }
 
-/// Sets or clears a galaxy's label (JSON body `{"plateifu": ..., "label": "interesting"|"artefact"|"normal"|null}`).
+/// Sets or clears a galaxy's label (JSON body `{"plateifu": ..., "label": "interesting"|"artefact"|"normal"|"0"…"5"|null}`;
+/// the digits are relevance grades on Astronomaly's 0–5 scale).
 pub async fn set_label(State(state): State<Arc<AppState>>, body: Bytes) -> ApiResult<Json<Value>> {
     let request: LabelRequest = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("expected {{\"plateifu\", \"label\"}}: {e}")))?;

@@ -56,7 +56,7 @@ pub struct Args {
     #[arg(long, default_value = "top:50")]
     pub residuals: ResidualSelection,
     /// Your labels (`labels.csv` as `oddcube serve` saves it: plateifu,label,time with labels
-    /// interesting / artefact / normal). A relevance model fitted to them (over latents and
+    /// interesting / artefact / normal, or a relevance 0–5). A relevance model fitted to them (over latents and
     /// scores) is blended with the rank-by score exactly as the explorer shows it
     /// (docs/active-learning.md): column `adjusted` = anomaly percentile × relevance lift,
     /// column `relevance`, and `rank` follows `adjusted`. p-values stay on the raw score.
