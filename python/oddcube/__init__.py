@@ -383,6 +383,32 @@ class Model:
             warnings.warn(warning, stacklevel=2)
         return (catalog, latents) if return_latents else catalog
 
+    def score_files(
+        self,
+        inputs: Union[PathLike, Sequence[PathLike]],
+        *,
+        mask_policy: str = "strict",
+        stretch: str = "none",
+        skip_critical: bool = False,
+        **options,
+    ) -> pd.DataFrame:
+        """Scores MAPS files (or directories, or glob patterns) that are not in any dataset — a
+        follow-up list, your own reductions — with the galaxies' own metadata (PSF, pixel scale,
+        quality bits), unlike arrays. They are ingested with the model's lines and grid into a
+        temporary dataset (``mask_policy`` and ``stretch`` must be those of the training
+        dataset; the defaults are ``ingest``'s), then scored as :meth:`score` does, with the
+        stored null: a short, mostly anomalous list still gets honest p-values. ``options`` are
+        :meth:`score`'s (``fdr``, ``rank_by``, ``return_latents``, …); files ``ingest`` would
+        skip are skipped with a warning."""
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="oddcube-score-") as tmp:
+            dataset = ingest(
+                inputs, Path(tmp) / "dataset", lines=",".join(self.lines), size=self.size,
+                mask_policy=mask_policy, stretch=stretch, skip_critical=skip_critical,
+            )
+            return self.score(dataset, **options)
+
 
 def train(
     data: Union[PathLike, Dataset],
