@@ -84,7 +84,9 @@ impl RawResults {
         k: usize,
         metric: &str,
     ) -> PyResult<Bound<'py, PyList>> {
-        let metric: Metric = metric.parse().map_err(lib)?;
+        let metric: Metric = metric
+            .parse()
+            .map_err(|e| value(format!("metric={metric:?}: {e}")))?;
         let dir = &self.results.dir;
         let found = py
             .detach(|| search(dir, Query::Galaxy(galaxy), k, metric))
@@ -100,7 +102,9 @@ impl RawResults {
         k: usize,
         metric: &str,
     ) -> PyResult<Bound<'py, PyList>> {
-        let metric: Metric = metric.parse().map_err(lib)?;
+        let metric: Metric = metric
+            .parse()
+            .map_err(|e| value(format!("metric={metric:?}: {e}")))?;
         let vector = vector
             .to_vec()
             .map_err(|_| value("vector must be contiguous"))?;

@@ -34,6 +34,14 @@ def test_similar_by_vector_finds_the_galaxy_itself(results):
         results.similar(np.zeros(results.latents.shape[1] + 1), k=3)
 
 
+def test_bad_options_raise_value_error(results):
+    name = results.catalog["plateifu"].iloc[0]
+    with pytest.raises(ValueError, match="metric"):
+        results.similar(name, k=3, metric="manhattan")
+    with pytest.raises(ValueError, match="k must be"):
+        results.similar(name, k=0)
+
+
 def test_unknown_galaxy_suggests_names(results):
     name = results.catalog["plateifu"].iloc[0]
     with pytest.raises(oddcube.OddcubeError, match=name):
