@@ -303,13 +303,14 @@ class Model:
         self.device = device
         self._raw = _oddcube.RawModel(os.fspath(self.dir), device, int(batch))
         self.lines: list[str] = list(self._raw.lines)
+        self.n_lines: int = int(self._raw.n_lines)
         self.size: int = int(self._raw.size)
         self.latent_dim: int = int(self._raw.latent_dim)
         self.kind: str = self._raw.kind
         self.training_report: Optional[dict] = None
 
     def __repr__(self) -> str:
-        return f"<oddcube.Model {self.dir}: {self.kind}, {len(self.lines)} lines, {self.size}×{self.size}, D={self.latent_dim}>"
+        return f"<oddcube.Model {self.dir}: {self.kind}, {self.n_lines} lines, {self.size}×{self.size}, D={self.latent_dim}>"
 
     @property
     def config(self) -> str:
@@ -323,12 +324,12 @@ class Model:
 
     def encode(self, x, w) -> np.ndarray:
         """Latent vectors ``[N, D]`` of preprocessed cubes ``x``, ``w`` (``[N, L, S, S]``)."""
-        x, w = _cubes(x, w, len(self.lines), self.size)
+        x, w = _cubes(x, w, self.n_lines, self.size)
         return self._raw.encode(x, w)
 
     def reconstruct(self, x, w) -> np.ndarray:
         """The model's reconstruction ``[N, L, S, S]`` of ``x``, ``w``."""
-        x, w = _cubes(x, w, len(self.lines), self.size)
+        x, w = _cubes(x, w, self.n_lines, self.size)
         return self._raw.reconstruct(x, w)
 
     def score(
@@ -366,7 +367,7 @@ class Model:
                 raise ValueError("arrays need both x and w")
             if out is not None or labels is not None:
                 raise ValueError("out= and labels= need a dataset directory, not arrays")
-            x, w = _cubes(data, w, len(self.lines), self.size)
+            x, w = _cubes(data, w, self.n_lines, self.size)
             names = list(plateifus) if plateifus is not None else [f"galaxy-{i}" for i in range(x.shape[0])]
             columns, manifest, latents = self._raw.score_arrays(
                 x, w, names, rank_by, pvalues, float(fdr), int(knn_k), metric, progress

@@ -48,6 +48,7 @@ def train(
 class RawModel:
     latent_dim: int
     lines: list[str]
+    n_lines: int
     size: int
     kind: str
     def __init__(self, dir: str, device: str, batch: int) -> None: ...

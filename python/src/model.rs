@@ -165,6 +165,12 @@ impl RawModel {
         self.lines().to_vec()
     }
 
+    /// Number of lines L the network reads.
+    #[getter]
+    fn n_lines(&self) -> usize {
+        self.scorer.model.config().arch.n_lines
+    }
+
     /// Grid side S.
     #[getter(size)]
     fn py_size(&self) -> usize {

@@ -86,7 +86,8 @@ def test_score_arrays_gives_the_per_galaxy_errors(demo):
 
 def test_wrong_shapes_and_dtypes_raise_value_error(demo):
     model = oddcube.Model(demo / "model")
-    L, S = len(model.lines), model.size
+    L, S = model.n_lines, model.size
+    assert L == len(model.lines)
     good = np.zeros((2, L, S, S), np.float32)
     with pytest.raises(ValueError, match=rf"\[N, {L}, {S}, {S}\]"):
         model.encode(np.zeros((2, L, S + 1, S)), good)
