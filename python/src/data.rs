@@ -3,16 +3,15 @@
 
 use std::path::PathBuf;
 
+use oddcube_data::Shard;
 use oddcube_data::dataset::{cubes_layout, read_galaxy_records};
 use oddcube_data::ingest::{IngestOptions, ingest as ingest_files};
-use oddcube_data::preprocess::{PreprocessConfig, Stretch};
 use oddcube_data::simulate::{SurveyConfig, simulate_survey};
-use oddcube_data::{MaskPolicy, Shard};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
 use crate::errors::{lib, value};
-use crate::maps::parse_lines;
+use crate::maps::{parse_lines, preprocess_config};
 use crate::progress::PyProgress;
 
 /// Where `x` and `w` lie in `dir/cubes.safetensors`: a dict with `path`, `shape`
@@ -62,21 +61,9 @@ pub fn ingest<'py>(
     skip_critical: bool,
     progress: Option<Py<PyAny>>,
 ) -> PyResult<Bound<'py, PyDict>> {
-    if size == 0 || size > 1024 {
-        return Err(value(format!("size {size}: expected 1 to 1024 pixels")));
-    }
     let options = IngestOptions {
         lines: parse_lines(lines)?,
-        preprocess: PreprocessConfig {
-            size,
-            mask_policy: MaskPolicy::parse(mask_policy).ok_or_else(|| {
-                value(format!(
-                    "mask_policy {mask_policy:?}: expected 'strict' or 'lenient'"
-                ))
-            })?,
-            stretch: Stretch::parse(stretch)
-                .ok_or_else(|| value(format!("stretch {stretch:?}: expected 'none' or 'asinh'")))?,
-        },
+        preprocess: preprocess_config(size, mask_policy, stretch)?,
         shard: Shard::ALL,
         jobs,
         skip_critical,

@@ -1,9 +1,9 @@
 //! How Rust errors reach Python: one exception class, `oddcube.OddcubeError`, whose message is
 //! the CLI's (each cause once, naming the file and the reason); wrong shapes are `ValueError`.
 
-use pyo3::PyErr;
 use pyo3::create_exception;
 use pyo3::exceptions::{PyException, PyValueError};
+use pyo3::{PyErr, PyResult};
 
 create_exception!(
     oddcube,
@@ -25,4 +25,13 @@ pub fn lib<E: std::error::Error + Send + Sync + 'static>(err: E) -> PyErr {
 /// A `ValueError` (wrong shapes, unknown option values).
 pub fn value(message: impl Into<String>) -> PyErr {
     PyValueError::new_err(message.into())
+}
+
+/// Parses an option value with its `FromStr`; a bad one is a `ValueError` naming the option.
+pub fn parse<T: std::str::FromStr>(name: &str, text: &str) -> PyResult<T>
+where
+    T::Err: std::fmt::Display,
+{
+    text.parse::<T>()
+        .map_err(|e| value(format!("{name}={text:?}: {e}")))
 }

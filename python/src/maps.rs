@@ -42,6 +42,32 @@ pub fn parse_lines(lines: &str) -> PyResult<LineSet> {
     LineSet::parse(lines).map_err(|e| value(format!("lines={lines:?}: {e}")))
 }
 
+fn parse_mask_policy(mask_policy: &str) -> PyResult<MaskPolicy> {
+    MaskPolicy::parse(mask_policy).ok_or_else(|| {
+        value(format!(
+            "mask_policy={mask_policy:?}: expected 'strict' or 'lenient'"
+        ))
+    })
+}
+
+/// `ingest`'s preprocessing options (`--size`, `--mask-policy`, `--stretch`); a bad one is a
+/// `ValueError` naming it.
+pub fn preprocess_config(
+    size: usize,
+    mask_policy: &str,
+    stretch: &str,
+) -> PyResult<PreprocessConfig> {
+    if size == 0 || size > 1024 {
+        return Err(value(format!("size={size}: expected 1 to 1024 pixels")));
+    }
+    Ok(PreprocessConfig {
+        size,
+        mask_policy: parse_mask_policy(mask_policy)?,
+        stretch: Stretch::parse(stretch)
+            .ok_or_else(|| value(format!("stretch={stretch:?}: expected 'none' or 'asinh'")))?,
+    })
+}
+
 impl RawMaps {
     /// The selected lines' planes of a `[channel][y][x]` array, as `[line, y, x]`.
     fn select<T: Copy>(&self, all: &[T]) -> Vec<T> {
@@ -107,11 +133,7 @@ impl RawMaps {
     /// Which spaxels of the selected lines `ingest` would use under `mask_policy` (`strict` or
     /// `lenient`): a bool array `[line, y, x]`, False where masked, IVAR ≤ 0 or not finite.
     fn usable<'py>(&self, py: Python<'py>, mask_policy: &str) -> PyResult<Bound<'py, PyAny>> {
-        let policy = MaskPolicy::parse(mask_policy).ok_or_else(|| {
-            value(format!(
-                "mask_policy {mask_policy:?}: expected 'strict' or 'lenient'"
-            ))
-        })?;
+        let policy = parse_mask_policy(mask_policy)?;
         let plane = self.maps.plane_len();
         let good: Vec<bool> = self
             .indices
@@ -135,21 +157,7 @@ impl RawMaps {
         mask_policy: &str,
         stretch: &str,
     ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>, Bound<'py, PyDict>)> {
-        if size == 0 || size > 1024 {
-            return Err(value(format!("size {size}: expected 1 to 1024 pixels")));
-        }
-        let mask_policy = MaskPolicy::parse(mask_policy).ok_or_else(|| {
-            value(format!(
-                "mask_policy {mask_policy:?}: expected 'strict' or 'lenient'"
-            ))
-        })?;
-        let stretch = Stretch::parse(stretch)
-            .ok_or_else(|| value(format!("stretch {stretch:?}: expected 'none' or 'asinh'")))?;
-        let config = PreprocessConfig {
-            size,
-            mask_policy,
-            stretch,
-        };
+        let config = preprocess_config(size, mask_policy, stretch)?;
         let pre = py
             .detach(|| preprocess(&self.maps, &self.indices, &config))
             .map_err(lib)?;

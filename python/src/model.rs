@@ -13,13 +13,13 @@ use oddcube_model::config::CellKernelKind;
 use oddcube_model::plan::{RunChoices, describe_report};
 use oddcube_model::{LossMode, ModelKind, Preset};
 use oddcube_score::knn::Metric;
-use oddcube_score::pipeline::{ScoreJob, compute_scores, score_dataset};
+use oddcube_score::pipeline::{ScoreJob, compute_scores, write_scores};
 use oddcube_score::score::{PValueMethod, RankBy, ResidualSelection, ScoreSettings};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 
 use crate::convert::{array, catalog, cubes};
-use crate::errors::{lib, to_py, value};
+use crate::errors::{lib, parse, to_py, value};
 use crate::progress::PyProgress;
 
 /// A trained model directory loaded on a device.
@@ -27,15 +27,6 @@ use crate::progress::PyProgress;
 pub struct RawModel {
     scorer: ModelScorer,
     dir: PathBuf,
-}
-
-/// Parses an option with its `FromStr`, naming the option on failure.
-fn parse<T: std::str::FromStr>(name: &str, text: &str) -> PyResult<T>
-where
-    T::Err: std::fmt::Display,
-{
-    text.parse::<T>()
-        .map_err(|e| value(format!("{name}={text:?}: {e}")))
 }
 
 /// The scoring settings of `oddcube score`'s options.
@@ -95,7 +86,7 @@ impl RawModel {
         let reporter = PyProgress::new(progress);
         let model_hash = model_hash(&self.dir).map_err(to_py)?;
         let result = py.detach(|| {
-            // `compute_scores` writes nothing and reads no `out`; the job still names one.
+            // Without `out` nothing is written and `job.out` is never read.
             let scratch = std::env::temp_dir();
             let job = ScoreJob {
                 model: &self.scorer,
@@ -110,31 +101,20 @@ impl RawModel {
                 labels: labels.as_deref(),
                 created_by: "python: oddcube.Model.score".to_string(),
             };
+            let computed = compute_scores(&job, &reporter)?;
             if out.is_some() {
-                score_dataset(&job, &reporter).map(|r| (r.catalog, r.manifest, None))
-            } else {
-                compute_scores(&job, &reporter)
-                    .map(|c| (c.scored.catalog, c.manifest, Some(c.scored.latents)))
+                write_scores(&job, &computed, &reporter)?;
             }
+            Ok::<_, oddcube_score::Error>(computed)
         });
         reporter.finish_call()?;
-        let (table, manifest, latents) = result.map_err(lib)?;
-        let manifest_json = serde_json::to_string(&manifest).map_err(lib)?;
-        let dim = manifest.latent_dim;
-        let latents = match latents {
-            Some(latents) => latents,
-            // Written to `out`: read the latents back rather than keep a second copy around.
-            None => {
-                let dir = out.as_deref().unwrap_or(Path::new("."));
-                oddcube_score::Latents::read(&dir.join(oddcube_score::results::LATENTS_FILE))
-                    .map_err(lib)?
-                    .as_slice()
-                    .to_vec()
-            }
-        };
+        let computed = result.map_err(lib)?;
+        let manifest_json = serde_json::to_string(&computed.manifest).map_err(lib)?;
+        let dim = computed.manifest.latent_dim;
+        let latents = computed.scored.latents;
         let n = latents.len() / dim.max(1);
         Ok((
-            catalog(py, &table)?,
+            catalog(py, &computed.scored.catalog)?,
             manifest_json,
             array(py, latents, &[n, dim])?,
         ))

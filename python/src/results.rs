@@ -12,7 +12,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 
 use crate::convert::{array, catalog};
-use crate::errors::{OddcubeError, lib, value};
+use crate::errors::{OddcubeError, lib, parse, value};
 
 /// An opened RESULTS directory.
 #[pyclass(frozen, module = "oddcube._oddcube")]
@@ -37,6 +37,23 @@ fn rows<'py>(py: Python<'py>, rows: &[SimilarRow]) -> PyResult<Bound<'py, PyList
 }
 
 impl RawResults {
+    /// `oddcube similar`'s search of this directory for the query `query()` makes, as neighbour
+    /// rows. (A [`Query`] may hold a model, which cannot cross threads; the closure can.)
+    fn neighbours<'py, 'q>(
+        &self,
+        py: Python<'py>,
+        query: impl FnOnce() -> Query<'q> + Send,
+        k: usize,
+        metric: &str,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let metric = parse::<Metric>("metric", metric)?;
+        let dir = &self.results.dir;
+        let found = py
+            .detach(move || search(dir, query(), k, metric))
+            .map_err(lib)?;
+        rows(py, &found)
+    }
+
     /// The catalogue row of `galaxy` (plate-ifu, MaNGA-ID or file name), with suggestions
     /// when unknown.
     fn plateifu(&self, galaxy: &str) -> PyResult<String> {
@@ -84,14 +101,7 @@ impl RawResults {
         k: usize,
         metric: &str,
     ) -> PyResult<Bound<'py, PyList>> {
-        let metric: Metric = metric
-            .parse()
-            .map_err(|e| value(format!("metric={metric:?}: {e}")))?;
-        let dir = &self.results.dir;
-        let found = py
-            .detach(|| search(dir, Query::Galaxy(galaxy), k, metric))
-            .map_err(lib)?;
-        rows(py, &found)
+        self.neighbours(py, || Query::Galaxy(galaxy), k, metric)
     }
 
     /// The `k` galaxies nearest to the latent vector `vector` (length D).
@@ -102,17 +112,10 @@ impl RawResults {
         k: usize,
         metric: &str,
     ) -> PyResult<Bound<'py, PyList>> {
-        let metric: Metric = metric
-            .parse()
-            .map_err(|e| value(format!("metric={metric:?}: {e}")))?;
         let vector = vector
             .to_vec()
             .map_err(|_| value("vector must be contiguous"))?;
-        let dir = &self.results.dir;
-        let found = py
-            .detach(|| search(dir, Query::Latent(&vector), k, metric))
-            .map_err(lib)?;
-        rows(py, &found)
+        self.neighbours(py, || Query::Latent(&vector), k, metric)
     }
 
     /// The stored residual maps of `galaxy`: a dict of `x`, `xhat`, `w`, `residual`

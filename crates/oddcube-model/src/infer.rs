@@ -177,6 +177,39 @@ mod tests {
     use crate::train::{TrainOptions, train};
     use oddcube_data::NoProgress;
 
+    /// A one-epoch model of `arch` (no validation split) trained on `cubes` into a fresh
+    /// temporary directory.
+    fn trained(
+        arch: crate::config::ArchConfig,
+        batch: usize,
+        cubes: &Cubes,
+        names: &[String],
+    ) -> tempfile::TempDir {
+        let config = ModelConfig {
+            version: "test".into(),
+            arch,
+            train: TrainConfig {
+                epochs: 1,
+                batch,
+                val_fraction: 0.0,
+                ..TrainConfig::default()
+            },
+            data: DataInfo::default(),
+        };
+        let dir = tempfile::tempdir().unwrap();
+        train(
+            &config,
+            cubes,
+            names,
+            dir.path(),
+            &Device::Cpu,
+            TrainOptions::default(),
+            &NoProgress,
+        )
+        .unwrap();
+        dir
+    }
+
     #[test]
     fn saved_model_reloads_to_bit_identical_outputs() {
         let (cubes, names) = synthetic_cubes(6, 3, 8, 4);
@@ -184,28 +217,7 @@ mod tests {
         for kind in [ModelKind::Ae, ModelKind::Vae] {
             let mut arch = crate::network::tests::tiny(kind);
             arch.decoder_hidden = vec![3];
-            let config = ModelConfig {
-                version: "test".into(),
-                arch: arch.clone(),
-                train: TrainConfig {
-                    epochs: 1,
-                    batch: 3,
-                    val_fraction: 0.0,
-                    ..TrainConfig::default()
-                },
-                data: DataInfo::default(),
-            };
-            let dir = tempfile::tempdir().unwrap();
-            train(
-                &config,
-                &cubes,
-                &names,
-                dir.path(),
-                &dev,
-                TrainOptions::default(),
-                &NoProgress,
-            )
-            .unwrap();
+            let dir = trained(arch.clone(), 3, &cubes, &names);
             let model = Model::load(dir.path(), &dev).unwrap();
             let again = Model::load(dir.path(), &dev).unwrap();
             // Saving the loaded weights again reproduces the file byte for byte.
@@ -250,28 +262,7 @@ mod tests {
         let dev = Device::Cpu;
         let mut arch = crate::network::tests::tiny(ModelKind::Vae);
         arch.decoder_hidden = vec![3];
-        let config = ModelConfig {
-            version: "test".into(),
-            arch,
-            train: TrainConfig {
-                epochs: 1,
-                batch: 3,
-                val_fraction: 0.0,
-                ..TrainConfig::default()
-            },
-            data: DataInfo::default(),
-        };
-        let dir = tempfile::tempdir().unwrap();
-        train(
-            &config,
-            &cubes,
-            &names,
-            dir.path(),
-            &dev,
-            TrainOptions::default(),
-            &NoProgress,
-        )
-        .unwrap();
+        let dir = trained(arch, 3, &cubes, &names);
         let before = Model::load(dir.path(), &dev).unwrap();
         let path = dir.path().join(CONFIG);
         let text = std::fs::read_to_string(&path).unwrap();
@@ -297,27 +288,12 @@ mod tests {
     #[test]
     fn wrong_shape_is_an_error() {
         let (cubes, names) = synthetic_cubes(3, 3, 8, 4);
-        let config = ModelConfig {
-            version: "test".into(),
-            arch: crate::network::tests::tiny(ModelKind::Ae),
-            train: TrainConfig {
-                epochs: 1,
-                val_fraction: 0.0,
-                ..TrainConfig::default()
-            },
-            data: DataInfo::default(),
-        };
-        let dir = tempfile::tempdir().unwrap();
-        train(
-            &config,
+        let dir = trained(
+            crate::network::tests::tiny(ModelKind::Ae),
+            TrainConfig::default().batch,
             &cubes,
             &names,
-            dir.path(),
-            &Device::Cpu,
-            TrainOptions::default(),
-            &NoProgress,
-        )
-        .unwrap();
+        );
         let model = Model::load(dir.path(), &Device::Cpu).unwrap();
         let (other, _) = synthetic_cubes(2, 2, 8, 4);
         assert!(model.encode(&other, 4).is_err());

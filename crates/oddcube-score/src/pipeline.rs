@@ -1,9 +1,11 @@
 //! The scoring run from a dataset to a RESULTS directory, and the one writer both a run and
 //! `merge` finish with: what `oddcube score` does between parsing its arguments and printing.
 //!
-//! [`score_dataset`] scores a dataset (or one shard of it) with an [`Autoencoder`]: per-galaxy
-//! scores and maps, the population columns from the stored null (or a population null), the
-//! user's label feedback, residual maps, then [`write_results`]. A shard's part gets everything
+//! [`compute_scores`] scores a dataset (or one shard of it) with an [`Autoencoder`] in memory:
+//! per-galaxy scores and maps, the population columns from the stored null (or a population
+//! null), the user's label feedback. [`write_scores`] adds the residual maps and then
+//! [`write_results`]; [`score_dataset`] (all of `oddcube score`) does both, and the Python
+//! package calls them apart so that it can score without writing. A shard's part gets everything
 //! a galaxy has on its own — with a stored null that includes `score` and `pvalue` — and
 //! `oddcube merge` ([`crate::merge::merge_results`]) finishes the population columns and writes
 //! through the same [`write_results`], so merged = unsharded is promised from one place.
@@ -139,7 +141,7 @@ pub fn metric_name(metric: Metric) -> &'static str {
 }
 
 /// What a scoring job computed, before anything is written: [`compute_scores`]' answer, which
-/// [`score_dataset`] writes and the Python package hands over as arrays.
+/// [`write_scores`] writes and the Python package hands over as arrays.
 pub struct ComputedScores {
     /// The catalogue (population columns final unless sharded), latents and anomaly maps.
     pub scored: Scored,
@@ -267,21 +269,46 @@ pub fn compute_scores(job: &ScoreJob<'_>, progress: &dyn Progress) -> Result<Com
     })
 }
 
-/// Runs a scoring job (see the module docs): [`compute_scores`], then the residual maps and
-/// [`write_results`] into `job.out` (a shard into `job.out/part-i-of-n/`).
+/// Runs a scoring job (see the module docs): [`compute_scores`], then [`write_scores`].
 pub fn score_dataset(job: &ScoreJob<'_>, progress: &dyn Progress) -> Result<ScoreReport> {
     let computed = compute_scores(job, progress)?;
+    let out = write_scores(job, &computed, progress)?;
+    let ComputedScores {
+        scored,
+        manifest,
+        sharded,
+        labels_applied,
+        unscored,
+        ..
+    } = computed;
+    Ok(ScoreReport {
+        out,
+        catalog: scored.catalog,
+        manifest,
+        sharded,
+        labels_applied,
+        unscored,
+    })
+}
+
+/// Writes what [`compute_scores`] computed for `job`: the residual maps, then
+/// [`write_results`], into `job.out` (a shard into `job.out/part-i-of-n/`). Returns that
+/// directory.
+pub fn write_scores(
+    job: &ScoreJob<'_>,
+    computed: &ComputedScores,
+    progress: &dyn Progress,
+) -> Result<PathBuf> {
     let ComputedScores {
         scored,
         manifest,
         rows,
         null,
         sharded,
-        labels_applied,
-        unscored,
+        ..
     } = computed;
     let dataset = job.dataset;
-    let out = if sharded {
+    let out = if *sharded {
         job.out.join(job.shard.part_name())
     } else {
         job.out.to_path_buf()
@@ -324,21 +351,14 @@ pub fn score_dataset(job: &ScoreJob<'_>, progress: &dyn Progress) -> Result<Scor
     write_results(
         &out,
         &ResultsContent {
-            manifest: &manifest,
+            manifest,
             catalog: &scored.catalog,
             latents: &scored.latents,
             maps: &scored.maps,
             null: null.as_ref(),
         },
     )?;
-    Ok(ScoreReport {
-        out,
-        catalog: scored.catalog,
-        manifest,
-        sharded,
-        labels_applied,
-        unscored,
-    })
+    Ok(out)
 }
 
 /// The catalogue columns that describe a galaxy rather than score it, appended after the
