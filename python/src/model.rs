@@ -311,7 +311,8 @@ impl RawModel {
 /// Trains a model on the dataset directory `data` into `out` and fits its null, as
 /// `oddcube train` does. Options left `None` take the preset's defaults. Returns a dict:
 /// model_dir, summary (the CLI's epoch table), n_train, n_val, notes, null_fitted_on,
-/// null_n_calibration, null_on_training.
+/// null_n_calibration, null_validation_shift (the validation galaxies' median fused score minus
+/// the training galaxies', σ; None when not measured) and null_warning (None when all is well).
 #[pyfunction]
 #[pyo3(signature = (data, out, preset, arch, epochs, batch, lr, latent, beta, seed, val_fraction, loss, patience, noise, augment, resume, device, kernel, progress))]
 #[allow(clippy::too_many_arguments)]
@@ -374,6 +375,7 @@ pub fn train<'py>(
     let null = &trained.calibration.null.calibration;
     dict.set_item("null_fitted_on", null.fitted_on.clone())?;
     dict.set_item("null_n_calibration", null.n_calibration)?;
-    dict.set_item("null_on_training", trained.calibration.on_training)?;
+    dict.set_item("null_validation_shift", null.validation_shift)?;
+    dict.set_item("null_warning", trained.calibration.warning.clone())?;
     Ok(dict)
 }

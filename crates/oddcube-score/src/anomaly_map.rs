@@ -72,6 +72,11 @@ pub struct MapSummary {
     pub peak: f64,
     /// Mean `z²` over all usable measurements (the global, floor-tempered χ²).
     pub mean: f64,
+    /// `Σ w·r² / Σ (1 + w·ε_l²·x̂²)` over all usable measurements: how many times the galaxy's
+    /// total error budget (measurement variance plus model floor) its residuals use. Unlike
+    /// [`MapSummary::mean`], a ratio of sums, so each measurement weighs by its own budget and
+    /// the many faint, noise-limited pixels of a galaxy do not dilute a bright anomaly.
+    pub pooled: f64,
     /// Pixels with at least one usable measurement.
     pub n_pixels: usize,
     /// Region centre, pixel coordinates (column, row), excess-weighted.
@@ -85,9 +90,17 @@ pub struct MapSummary {
 /// Squared residual of one measurement in units of its total error (see the module docs).
 #[inline]
 pub fn floored_z2(x: f32, w: f32, xhat: f32, floor: f64) -> f64 {
+    let (chi2, budget) = chi2_and_budget(x, w, xhat, floor);
+    chi2 / budget
+}
+
+/// One measurement's `w·r²` (its χ²) and its error budget in measurement-variance units,
+/// `1 + w·ε²·x̂²`; [`floored_z2`] is their ratio, [`MapSummary::pooled`] the ratio of their sums.
+#[inline]
+pub fn chi2_and_budget(x: f32, w: f32, xhat: f32, floor: f64) -> (f64, f64) {
     let (x, w, xhat) = (f64::from(x), f64::from(w), f64::from(xhat));
     let r = x - xhat;
-    w * r * r / (1.0 + w * floor * floor * xhat * xhat)
+    (w * r * r, 1.0 + w * floor * floor * xhat * xhat)
 }
 
 /// Normalised 1-D Gaussian kernel of the given FWHM (pixels), truncated at 3σ; a single tap
@@ -161,11 +174,15 @@ pub fn anomaly_map(
     let mut count = vec![0.0f64; plane];
     let mut best = vec![(f64::NEG_INFINITY, NO_LINE); plane];
     let mut per_line = vec![0.0f64; n_lines * plane];
+    let (mut chi2_total, mut budget_total) = (0.0f64, 0.0f64);
     for (l, &floor) in floors.iter().enumerate() {
         for p in 0..plane {
             let i = l * plane + p;
             if w[i] > 0.0 && w[i].is_finite() && x[i].is_finite() && xhat[i].is_finite() {
-                let z2 = floored_z2(x[i], w[i], xhat[i], floor);
+                let (chi2, budget) = chi2_and_budget(x[i], w[i], xhat[i], floor);
+                let z2 = chi2 / budget;
+                chi2_total += chi2;
+                budget_total += budget;
                 sum[p] += z2;
                 count[p] += 1.0;
                 per_line[i] = z2;
@@ -191,7 +208,12 @@ pub fn anomaly_map(
     let total: f64 = sum.iter().sum();
     let measurements: f64 = count.iter().sum();
     let map = AnomalyMap { size, value, line };
-    let summary = summarise(&map, &per_line, n_lines, total, measurements);
+    let pooled = if budget_total > 0.0 {
+        chi2_total / budget_total
+    } else {
+        f64::NAN
+    };
+    let summary = summarise(&map, &per_line, n_lines, total, measurements, pooled);
     Ok((map, summary))
 }
 
@@ -260,6 +282,7 @@ fn summarise(
     n_lines: usize,
     total: f64,
     measurements: f64,
+    pooled: f64,
 ) -> MapSummary {
     let size = map.size;
     let Some(RegionMask {
@@ -273,6 +296,7 @@ fn summarise(
         return MapSummary {
             peak: f64::NAN,
             mean: f64::NAN,
+            pooled: f64::NAN,
             n_pixels: 0,
             centre: (f64::NAN, f64::NAN),
             area: 0,
@@ -311,6 +335,7 @@ fn summarise(
         } else {
             f64::NAN
         },
+        pooled,
         n_pixels: n_usable,
         centre,
         area,
@@ -552,6 +577,29 @@ mod tests {
         assert!(s.peak > 0.5 && s.peak < 9.0 / 4.0, "peak {}", s.peak);
         // Global mean: 13 pixels × 9 over 24²·4 measurements.
         assert!((s.mean - 13.0 * 9.0 / (24.0 * 24.0 * 4.0)).abs() < 1e-12);
+    }
+
+    #[test]
+    fn pooled_is_the_ratio_of_summed_chi2_to_summed_error_budget() {
+        // One line on a 4×4 grid, w = 1, floor 0.1. Fifteen pixels are reconstructed exactly at
+        // x̂ = 1 (χ² 0, budget 1 + 0.1²·1² = 1.01); one is x̂ = 10 with x = 16 (χ² 36, budget
+        // 1 + 0.1²·10² = 2).
+        let mut xhat = vec![1.0f32; 16];
+        xhat[5] = 10.0;
+        let mut x = xhat.clone();
+        x[5] = 16.0;
+        let w = vec![1.0f32; 16];
+        let (_, s) = anomaly_map(&x, &w, &xhat, 1, 4, &[0.1], 1.0).unwrap();
+        let pooled = 36.0 / (2.0 + 15.0 * 1.01);
+        assert!((s.pooled - pooled).abs() < 1e-12, "{}", s.pooled);
+        // The mean of ratios divides the bright pixel's 18 by all 16 pixels: a third of pooled.
+        assert!((s.mean - 18.0 / 16.0).abs() < 1e-12, "{}", s.mean);
+        // Without a floor every budget is 1, and the ratio of sums is the mean.
+        let (_, plain) = anomaly_map(&x, &w, &xhat, 1, 4, &[0.0], 1.0).unwrap();
+        assert!((plain.pooled - plain.mean).abs() < 1e-12);
+        // No usable pixel: NaN, like the other scores.
+        let (_, empty) = anomaly_map(&x, &[0.0; 16], &xhat, 1, 4, &[0.1], 1.0).unwrap();
+        assert!(empty.pooled.is_nan());
     }
 
     #[test]

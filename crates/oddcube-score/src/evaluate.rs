@@ -270,8 +270,8 @@ impl Evaluation {
 /// are judged, plotted and listed. A column is a score by being named here, not by its type: the
 /// catalogue also holds floats that are not scores (coordinates, p- and q-values, per-line
 /// shares). Whoever adds a score column to the catalogue adds its name here.
-pub const SCORE_COLUMNS: [&str; 7] = [
-    "score", "global", "local", "recon", "chi2", "knn_dist", "lof",
+pub const SCORE_COLUMNS: [&str; 8] = [
+    "score", "pooled", "global", "local", "recon", "chi2", "knn_dist", "lof",
 ];
 
 /// The score columns [`SCORE_COLUMNS`] lists that `catalog` has as float columns, in that order.

@@ -39,6 +39,10 @@ pub enum RankBy {
     Score,
     /// Peak of the PSF-smoothed anomaly map.
     Local,
+    /// Summed χ² over summed error budget (model floor included).
+    Pooled,
+    /// Mean floored `z²` of all usable measurements.
+    Global,
     /// IVAR-weighted mean squared residual (σ units).
     Chi2,
     /// Mean squared residual in normalised units (the paper's score).
@@ -55,6 +59,8 @@ impl RankBy {
         match self {
             RankBy::Score => "score",
             RankBy::Local => "local",
+            RankBy::Pooled => "pooled",
+            RankBy::Global => "global",
             RankBy::Chi2 => "chi2",
             RankBy::Recon => "recon",
             RankBy::KnnDist => "knn_dist",
@@ -64,7 +70,10 @@ impl RankBy {
 
     /// True for scores a galaxy has on its own (known inside a shard).
     pub fn is_per_galaxy(self) -> bool {
-        matches!(self, RankBy::Chi2 | RankBy::Recon | RankBy::Local)
+        matches!(
+            self,
+            RankBy::Chi2 | RankBy::Recon | RankBy::Local | RankBy::Pooled | RankBy::Global
+        )
     }
 }
 
@@ -75,6 +84,8 @@ impl std::str::FromStr for RankBy {
         match s {
             "score" => Ok(RankBy::Score),
             "local" => Ok(RankBy::Local),
+            "pooled" => Ok(RankBy::Pooled),
+            "global" => Ok(RankBy::Global),
             "chi2" => Ok(RankBy::Chi2),
             "recon" => Ok(RankBy::Recon),
             "knn_dist" | "knn" => Ok(RankBy::KnnDist),
@@ -82,7 +93,8 @@ impl std::str::FromStr for RankBy {
             _ => Err(Error::InvalidParameter {
                 name: "rank-by".to_string(),
                 value: s.to_string(),
-                reason: "expected score, local, chi2, recon, knn_dist or lof".to_string(),
+                reason: "expected score, local, pooled, global, chi2, recon, knn_dist or lof"
+                    .to_string(),
             }),
         }
     }
@@ -269,6 +281,9 @@ pub struct LocalScores {
     pub local: f64,
     /// Mean floored `z²` of all usable measurements (the global, brightness-tempered χ²).
     pub global: f64,
+    /// Summed χ² over summed error budget (`MapSummary::pooled`): the fused score's global
+    /// component.
+    pub pooled: f64,
     /// Pixels with a usable measurement.
     pub n_pixels: u32,
     /// Median inverse variance of the usable measurements in flux units (`w / scale²`).
@@ -327,6 +342,7 @@ pub fn base_catalog(
     )?;
     c.push("chi2", Column::F64(scores.iter().map(|s| s.chi2).collect()))?;
     c.push("global", locals(|l| l.global))?;
+    c.push("pooled", locals(|l| l.pooled))?;
     c.push("local", locals(|l| l.local))?;
     for name in ["knn_dist", "lof", "pvalue", "qvalue"] {
         c.push(name, Column::F64(vec![f64::NAN; n]))?;
@@ -389,6 +405,7 @@ fn local_scores(
     LocalScores {
         local: summary.peak,
         global: summary.mean,
+        pooled: summary.pooled,
         n_pixels: summary.n_pixels as u32,
         depth: noise_depth(w, galaxy.scale),
         region_dx: (summary.centre.0 - centre) * pixel,
@@ -402,7 +419,7 @@ fn local_scores(
     }
 }
 
-/// The raw score components (`chi2`, `global`, `local`, `knn_dist`) and nuisance covariates of every
+/// The raw score components (`pooled`, `chi2`, `local`, `knn_dist`) and nuisance covariates of every
 /// catalogue row, the latent component `knn_dist` given separately (it is computed with the
 /// verdict).
 pub fn components_and_covariates(
@@ -414,14 +431,14 @@ pub fn components_and_covariates(
             .f64(name)
             .ok_or_else(|| Error::Empty(format!("catalogue column '{name}'")))
     };
-    let (chi2, global, local) = (column("chi2")?, column("global")?, column("local")?);
+    let (pooled, chi2, local) = (column("pooled")?, column("chi2")?, column("local")?);
     let depth = column("depth")?;
     let pixels = catalog
         .u32("n_pixels")
         .ok_or_else(|| Error::Empty("catalogue column 'n_pixels'".to_string()))?;
     check_len("latent distances", knn_dist.len(), catalog.len())?;
     let values = (0..catalog.len())
-        .map(|i| [chi2[i], global[i], local[i], knn_dist[i]])
+        .map(|i| [pooled[i], chi2[i], local[i], knn_dist[i]])
         .collect();
     let covariates = (0..catalog.len())
         .map(|i| Covariates {
@@ -920,6 +937,7 @@ pub(crate) mod tests {
         LocalScores {
             local,
             global: local / 10.0,
+            pooled: local / 5.0,
             n_pixels: 500,
             depth: 1.0,
             region_dx: 0.0,
@@ -1002,6 +1020,7 @@ pub(crate) mod tests {
                 "recon",
                 "chi2",
                 "global",
+                "pooled",
                 "local",
                 "knn_dist",
                 "lof",
@@ -1039,6 +1058,7 @@ pub(crate) mod tests {
                 combined_centre: 0.0,
                 combined_scale: 1.0,
                 reference_plateifus: names.clone(),
+                validation_shift: None,
             },
             reference: ordinary_latents.clone(),
             latent_dim: 2,
@@ -1080,11 +1100,11 @@ pub(crate) mod tests {
     fn galaxies_without_usable_pixels_are_never_flagged_and_rank_last() {
         let n = 60;
         let (mut catalog, latents) = population(n, &[5]);
-        let mut global = catalog.f64("global").unwrap().to_vec();
+        let mut pooled = catalog.f64("pooled").unwrap().to_vec();
         let mut local_col = catalog.f64("local").unwrap().to_vec();
-        global[7] = f64::NAN;
+        pooled[7] = f64::NAN;
         local_col[7] = f64::NAN;
-        catalog.set("global", Column::F64(global)).unwrap();
+        catalog.set("pooled", Column::F64(pooled)).unwrap();
         catalog.set("local", Column::F64(local_col)).unwrap();
         let settings = ScoreSettings {
             pvalues: PValueMethod::Population,

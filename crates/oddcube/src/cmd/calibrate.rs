@@ -38,5 +38,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         c.reference_plateifus.len(),
         args.model.display()
     );
+    if let Some(warning) = &report.warning {
+        tracing::warn!("{warning}");
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -32,11 +32,11 @@ pub struct Args {
     #[arg(long)]
     pub shard: Option<Shard>,
     /// Column that orders the catalogue: score (the fused, calibrated anomaly score), local,
-    /// chi2, recon, knn_dist or lof. p-values are always those of `score`.
+    /// pooled, global, chi2, recon, knn_dist or lof. p-values are always those of `score`.
     #[arg(long, default_value = "score")]
     pub rank_by: RankBy,
-    /// Null of the p-values: `stored` (fitted at training time on galaxies the model did not
-    /// train on; needed for a list that is mostly anomalous) or `population` (fitted robustly
+    /// Null of the p-values: `stored` (fitted at training time on the model's dataset; needed
+    /// for a list that is mostly anomalous) or `population` (fitted robustly
     /// to the scored galaxies). Models without a stored null fall back to `population`.
     #[arg(long, default_value = "stored")]
     pub pvalues: PValueMethod,

@@ -136,11 +136,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         c.fitted_on,
         args.out.display()
     );
-    if calibration.on_training {
-        tracing::warn!(
-            "fewer than {} validation galaxies: the null is fitted on the training galaxies too, whose scores are biased low, so p-values are optimistic",
-            oddcube::calibrate::MIN_VALIDATION
-        );
+    if let Some(warning) = &calibration.warning {
+        tracing::warn!("{warning}");
     }
     Ok(ExitCode::SUCCESS)
 }
