@@ -17,12 +17,12 @@ and then reads `results/catalog.csv`, `survey/truth.csv` (`is_anomaly`, `kind`) 
   `pvalue` column (re-run here; at 0.05 it is checked against the catalogue's own `fdr_flag`), the
   realized false-discovery proportion FDP = false flags / max(flags, 1) and the recall
   (true flags / planted anomalies);
-* the AUROC of `score`, `chi2`, `global`, `local`, `recon`, `knn_dist`, `lof` and of the PCA
+* the AUROC of `score`, `pooled`, `chi2`, `global`, `local`, `recon`, `knn_dist`, `lof` and of the PCA
   baseline (`pca_chi2`, `pca_recon`), overall and per kind, from evaluation.json (the AUROC of
   `score` is recomputed here as a cross-check);
 * the Kolmogorov–Smirnov distance of the p-values from uniform: for the pure-null survey (all
-  galaxies, and separately the training galaxies and the validation galaxies the null was fitted
-  on: `model/calibration.json`'s `reference_plateifus` are the training galaxies), and for the
+  galaxies, and separately the model's training and validation galaxies, both of which the null
+  is fitted on: `model/calibration.json`'s `reference_plateifus` are the training galaxies), and for the
   ordinary galaxies of every survey; with the asymptotic 5 % critical value (Stephens' small-n
   form 1.358 / (√n + 0.12 + 0.11/√n)) and the asymptotic p-value.
 
@@ -64,8 +64,8 @@ import threading
 import time
 
 LEVELS = (0.05, 0.1)
-SCORE_COLUMNS = ("score", "chi2", "global", "local", "recon", "knn_dist", "lof", "pca_chi2", "pca_recon")
-TABLE_COLUMNS = ("score", "chi2", "global", "local", "recon", "knn_dist", "pca_chi2", "pca_recon")
+SCORE_COLUMNS = ("score", "pooled", "chi2", "global", "local", "recon", "knn_dist", "lof", "pca_chi2", "pca_recon")
+TABLE_COLUMNS = ("score", "pooled", "chi2", "global", "local", "recon", "knn_dist", "pca_chi2", "pca_recon")
 KINDS = ("blueberry", "dual_nucleus", "eelr", "seyfert")
 
 _print_lock = threading.Lock()
@@ -249,7 +249,7 @@ def analyse(survey_dir: str) -> dict:
         "n_calibration": calib.get("n_calibration"),
         "null_fitted_on": calib.get("fitted_on"),
         "nan": {c: sum(math.isnan(to_float(r.get(c, "nan"))) for r in rows)
-                for c in ("score", "chi2", "global", "local", "recon", "knn_dist", "lof", "pvalue")},
+                for c in ("score", "pooled", "chi2", "global", "local", "recon", "knn_dist", "lof", "pvalue")},
         "fdr": {},
     }
     # BH re-run vs the catalogue's fdr_flag (score ran at the default --fdr 0.05)
@@ -417,7 +417,7 @@ def markdown(report: dict) -> str:
             if not k.get("n"):
                 continue
             label = {"ordinary": "all ordinary", "ordinary_training": "training",
-                     "ordinary_validation": "validation (null fitted here)"}[part]
+                     "ordinary_validation": "validation"}[part]
             lines.append(f"| {name} | {label} | {k['n']} | {fmt(k['D'])} | {fmt(k['D_plus'])} | "
                          f"{fmt(k['D_minus'])} | {fmt(k['D_at_p'], 2)} | {fmt(k['critical_5pct'])} | {fmt(k['p_value'], 4)} | "
                          f"{fmt(k['fraction_p_below_0.05'])} | {fmt(k['fraction_p_below_0.01'])} |")

@@ -7,7 +7,7 @@
 //! reconstructed flux. Without the second term χ² grows with signal-to-noise wherever the model
 //! is not noise-limited, so bright ordinary galaxies would top every ranking; with it a bright
 //! pixel's error saturates at its fractional model error while faint pixels stay in σ units.
-//! `ε_l` is fitted per line on galaxies the model did not train on (`calibration.rs`). The
+//! `ε_l` is fitted per line on the calibration galaxies (`calibration.rs`). The
 //! reconstruction `x̂` (not the data `x`) sets the floor, so flux the model did not expect is not
 //! excused by its own brightness.
 //!

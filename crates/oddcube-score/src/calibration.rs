@@ -130,6 +130,23 @@ pub struct Calibration {
     /// [`MIN_FOR_SHIFT`] galaxies (or the null was fitted on the scored population).
     #[serde(default)]
     pub validation_shift: Option<f64>,
+    /// The calibration galaxies' fused scores, ascending: the empirical body of the null
+    /// ([`Calibration::pvalue`]).
+    #[serde(default)]
+    pub null_scores: Vec<f64>,
+}
+
+/// Quantile of the calibration galaxies' fused scores below which p-values are empirical
+/// ([`Calibration::pvalue`]). Above it a handful of galaxies, some of them anomalies, cannot
+/// say how rare a score is, and the normal tail with [`tail_sigma`]'s scale takes over.
+pub const BODY_QUANTILE: f64 = 0.9;
+
+/// Linearly interpolated quantile `q` of an ascending, non-empty slice.
+fn quantile_of_sorted(sorted: &[f64], q: f64) -> f64 {
+    let position = q * (sorted.len() - 1) as f64;
+    let below = position.floor() as usize;
+    let above = (below + 1).min(sorted.len() - 1);
+    sorted[below] + (position - below as f64) * (sorted[above] - sorted[below])
 }
 
 /// Galaxies each group needs before [`Calibration::validation_shift`] is measured.
@@ -311,11 +328,7 @@ pub fn tail_sigma(values: &[f64]) -> f64 {
         if kept.len() < needed {
             continue;
         }
-        let position = q * (kept.len() - 1) as f64;
-        let below = position.floor() as usize;
-        let above = (below + 1).min(kept.len() - 1);
-        let value = kept[below] + (position - below as f64) * (kept[above] - kept[below]);
-        let estimate = (value - centre) / z_q;
+        let estimate = (quantile_of_sorted(&kept, q) - centre) / z_q;
         if estimate.is_finite() {
             sigma = sigma.max(estimate);
         }
@@ -462,7 +475,7 @@ impl Calibration {
         z
     }
 
-    /// Scores one galaxy from its raw components (`global`, `local`, `knn_dist`) and covariates.
+    /// Scores one galaxy from its raw components (in [`COMPONENTS`] order) and covariates.
     pub fn verdict(&self, values: [f64; N_COMPONENTS], covariates: Covariates) -> Verdict {
         let z = self.standardise(values, covariates);
         let mean = z.iter().sum::<f64>() / z.len() as f64;
@@ -470,12 +483,32 @@ impl Calibration {
         Verdict {
             z,
             score,
-            pvalue: if score.is_finite() {
-                normal_upper_tail(score)
-            } else {
-                1.0
-            },
+            pvalue: self.pvalue(score),
         }
+    }
+
+    /// The p-value of a fused score: in the tail (at or above the calibration galaxies' 90th
+    /// percentile) the normal tail `P(Z ≥ score)`; in the body, where the calibration galaxies
+    /// themselves say how rare a score is, the share of them scoring at least as high,
+    /// `(1 + #{sᵢ ≥ score}) / (n + 1)`, but never below the tail's value at the 90th percentile
+    /// (so p never rises with the score). 1 for a NaN score. Without stored scores (a null
+    /// written before they were kept) the normal tail everywhere.
+    pub fn pvalue(&self, score: f64) -> f64 {
+        if !score.is_finite() {
+            return 1.0;
+        }
+        let tail = normal_upper_tail(score);
+        let sorted = &self.null_scores;
+        if sorted.is_empty() {
+            return tail;
+        }
+        let body_end = quantile_of_sorted(sorted, BODY_QUANTILE);
+        if score >= body_end {
+            return tail;
+        }
+        let at_least = sorted.len() - sorted.partition_point(|v| *v < score);
+        let empirical = (1 + at_least) as f64 / (sorted.len() + 1) as f64;
+        empirical.max(normal_upper_tail(body_end))
     }
 
     /// Fits the component nulls and the fusion to the calibration galaxies' raw components and
@@ -521,6 +554,7 @@ impl Calibration {
             combined_scale: 1.0,
             reference_plateifus,
             validation_shift: None,
+            null_scores: Vec::new(),
         };
         let design: Vec<Vec<f64>> = usable
             .iter()
@@ -547,6 +581,13 @@ impl Calibration {
             .collect();
         calibration.combined_centre = median(&means);
         calibration.combined_scale = tail_sigma(&means);
+        let mut scores: Vec<f64> = means
+            .iter()
+            .map(|m| (m - calibration.combined_centre) / calibration.combined_scale)
+            .filter(|s| s.is_finite())
+            .collect();
+        scores.sort_by(f64::total_cmp);
+        calibration.null_scores = scores;
         Ok(calibration)
     }
 }
@@ -729,6 +770,7 @@ pub fn calibrate(
             combined_scale: 1.0,
             reference_plateifus: reference_plateifus.clone(),
             validation_shift: None,
+            null_scores: Vec::new(),
         },
         reference: refs.latents,
         latent_dim: refs.latent_dim,
@@ -830,10 +872,40 @@ mod tests {
             .map(|(v, c)| cal.verdict(*v, *c).pvalue)
             .collect();
         // The 1 % critical value of the KS statistic for n = 2000 is 1.63/√n ≈ 0.036; the
-        // fitted null adds its own estimation error from 400 galaxies (≈ 1/√400 in the
-        // location of a standardised score, i.e. ≈ 0.02 in p near the middle).
+        // fitted null adds its own estimation error from 400 galaxies (the empirical body's
+        // KS distance from its population, 1.63/√400 ≈ 0.08 at 1 %, and ≈ 0.02 typically).
         let d = ks_uniform(p);
         assert!(d < 0.06, "KS distance {d}");
+    }
+
+    #[test]
+    fn pvalue_is_empirical_in_the_body_normal_in_the_tail_and_never_rises() {
+        let (values, covariates) = null_galaxies(400, 5);
+        let cal = Calibration::fit(&values, &covariates, vec![], 10, "validation", vec![]).unwrap();
+        let sorted = &cal.null_scores;
+        assert_eq!(sorted.len(), 400);
+        assert!(sorted.windows(2).all(|w| w[0] <= w[1]));
+        // The median calibration galaxy: 200 of 400 score at least as high as the 201st value.
+        let middle = sorted[200];
+        let expected = (1 + 200) as f64 / 401.0;
+        assert!((cal.pvalue(middle) - expected).abs() < 1e-12);
+        // Above the 90th percentile: the normal tail.
+        let high = sorted[395];
+        assert_eq!(cal.pvalue(high), normal_upper_tail(high));
+        // Non-increasing over a fine grid across body and tail; 1 for NaN.
+        let grid: Vec<f64> = (-400..=800).map(|i| f64::from(i) / 100.0).collect();
+        let p: Vec<f64> = grid.iter().map(|&x| cal.pvalue(x)).collect();
+        assert!(p.windows(2).all(|w| w[1] <= w[0]), "p rises somewhere");
+        assert_eq!(cal.pvalue(f64::NAN), 1.0);
+        // The calibration galaxies' own p-values are uniform in the body: the share below
+        // 0.5 is a half, to one galaxy.
+        let own: Vec<f64> = sorted.iter().map(|&x| cal.pvalue(x)).collect();
+        let below_half = own.iter().filter(|&&v| v <= 0.5).count();
+        assert!((below_half as i64 - 200).abs() <= 1, "{below_half}");
+        // A null without stored scores (written before they were kept) uses the normal tail.
+        let mut bare = cal.clone();
+        bare.null_scores.clear();
+        assert_eq!(bare.pvalue(middle), normal_upper_tail(middle));
     }
 
     #[test]
@@ -881,7 +953,8 @@ mod tests {
             up[k] *= 1.5;
             let v = cal.verdict(up, c);
             assert!(v.score > s0, "component {k}");
-            assert!(v.pvalue < cal.verdict(base, c).pvalue);
+            // p is non-increasing, not strictly: the empirical body is a step function.
+            assert!(v.pvalue <= cal.verdict(base, c).pvalue);
         }
         let mut missing = base;
         missing[N_COMPONENTS - 1] = f64::NAN;

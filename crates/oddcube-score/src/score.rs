@@ -110,7 +110,7 @@ impl std::fmt::Display for RankBy {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PValueMethod {
-    /// The null stored with the model, fitted on galaxies it did not train on (the default);
+    /// The null stored with the model, fitted on its training dataset (the default);
     /// falls back to `Population`, with a warning, for a model without one.
     Stored,
     /// A null fitted robustly to the scored galaxies themselves: fine for a survey that is
@@ -1059,6 +1059,7 @@ pub(crate) mod tests {
                 combined_scale: 1.0,
                 reference_plateifus: names.clone(),
                 validation_shift: None,
+                null_scores: Vec::new(),
             },
             reference: ordinary_latents.clone(),
             latent_dim: 2,

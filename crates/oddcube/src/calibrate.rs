@@ -65,26 +65,86 @@ pub fn calibrate_model(
     };
     let all: Vec<usize> = (0..dataset.galaxies.len()).collect();
     let mut null = fit(&all, "training+validation")?;
-    let warning = match null.calibration.validation_shift {
-        Some(shift) if shift > MAX_VALIDATION_SHIFT && validation.len() >= MIN_VALIDATION => {
-            let message = format!(
-                "the model scores its training galaxies {shift:.2} σ lower than its validation galaxies (it has overfitted): the null is fitted on the {} validation galaxies alone",
-                validation.len()
-            );
-            null = fit(&validation, "validation")?;
-            Some(message)
-        }
-        Some(shift) if shift > MAX_VALIDATION_SHIFT => Some(format!(
-            "the model scores its training galaxies {shift:.2} σ lower than its validation galaxies (it has overfitted), and there are too few validation galaxies ({}, fewer than {MIN_VALIDATION}) to fit the null on them alone: p-values are optimistic",
-            validation.len()
-        )),
-        Some(_) => None,
-        None => Some(format!(
-            "too few validation galaxies ({}) to check that the model does not score its training galaxies lower: p-values may be optimistic",
-            validation.len()
-        )),
-    };
+    let decision = decide(null.calibration.validation_shift, validation.len());
+    if decision.refit_on_validation {
+        null = fit(&validation, "validation")?;
+    }
     null.write(model_dir)
         .with_context(|| format!("writing the null into {}", model_dir.display()))?;
-    Ok(CalibrationReport { null, warning })
+    Ok(CalibrationReport {
+        null,
+        warning: decision.warning,
+    })
+}
+
+/// What [`calibrate_model`] does after fitting on every galaxy.
+#[derive(Debug, PartialEq)]
+struct Decision {
+    /// Refit the null on the validation galaxies alone.
+    refit_on_validation: bool,
+    /// What to tell the user.
+    warning: Option<String>,
+}
+
+/// The decision for a measured `shift` (`None`: too few galaxies to measure it) and
+/// `n_validation` validation galaxies.
+fn decide(shift: Option<f64>, n_validation: usize) -> Decision {
+    let overfitted = |shift: f64| {
+        format!(
+            "the model scores its training galaxies {shift:.2} σ lower than its validation galaxies (it has overfitted)"
+        )
+    };
+    match shift {
+        Some(shift) if shift > MAX_VALIDATION_SHIFT && n_validation >= MIN_VALIDATION => Decision {
+            refit_on_validation: true,
+            warning: Some(format!(
+                "{}: the null is fitted on the {n_validation} validation galaxies alone",
+                overfitted(shift)
+            )),
+        },
+        Some(shift) if shift > MAX_VALIDATION_SHIFT => Decision {
+            refit_on_validation: false,
+            warning: Some(format!(
+                "{}, and {n_validation} validation galaxies are too few (fewer than {MIN_VALIDATION}) to fit the null on them alone: p-values are optimistic",
+                overfitted(shift)
+            )),
+        },
+        Some(_) => Decision {
+            refit_on_validation: false,
+            warning: None,
+        },
+        None => Decision {
+            refit_on_validation: false,
+            warning: Some(format!(
+                "too few validation galaxies ({n_validation}) to check that the model does not score its training galaxies lower: p-values may be optimistic"
+            )),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn training_galaxies_stay_in_the_null_unless_the_model_overfitted() {
+        assert_eq!(
+            decide(Some(0.2), 30),
+            Decision {
+                refit_on_validation: false,
+                warning: None
+            }
+        );
+        // A model that scores its training galaxies lower than new ones: refit on validation.
+        let overfitted = decide(Some(0.8), 30);
+        assert!(overfitted.refit_on_validation);
+        assert!(overfitted.warning.unwrap().contains("0.80 σ"));
+        // ... unless there are too few validation galaxies, which the warning says.
+        let few = decide(Some(0.8), MIN_VALIDATION - 1);
+        assert!(!few.refit_on_validation);
+        assert!(few.warning.unwrap().contains("optimistic"));
+        // Unmeasured: kept, with a warning.
+        let unmeasured = decide(None, 5);
+        assert!(!unmeasured.refit_on_validation && unmeasured.warning.is_some());
+    }
 }

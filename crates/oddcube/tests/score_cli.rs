@@ -45,7 +45,7 @@ fn score_writes_the_results_contract_and_merged_shards_equal_it() {
     assert!(results.manifest.population_final);
     let names: Vec<&str> = catalog.columns.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(
-        names[..23],
+        names[..24],
         [
             "plateifu",
             "mangaid",
@@ -58,6 +58,7 @@ fn score_writes_the_results_contract_and_merged_shards_equal_it() {
             "recon",
             "chi2",
             "global",
+            "pooled",
             "local",
             "knn_dist",
             "lof",

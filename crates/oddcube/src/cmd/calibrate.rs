@@ -1,5 +1,5 @@
 //! `oddcube calibrate`: fit (or refit) the null of a trained model's anomaly score on the
-//! validation galaxies of its dataset and store it in the model directory. `train` does this
+//! galaxies of its dataset and store it in the model directory. `train` does this
 //! itself; this command brings models trained by older versions up to date.
 
 use std::path::PathBuf;
@@ -16,7 +16,7 @@ pub struct Args {
     /// Model directory written by `oddcube train`.
     #[arg(long, value_name = "DIR")]
     pub model: PathBuf,
-    /// The dataset the model was trained on (its validation split calibrates).
+    /// The dataset the model was trained on (its galaxies calibrate).
     #[arg(long, value_name = "DIR")]
     pub data: PathBuf,
     /// Device: cpu, cuda or cuda:N.
