@@ -5,7 +5,7 @@ The real DR15-era MAPS file `tests/data/real/manga-7815-3702-MAPS-HYB10-GAU-MILE
 (22 Gaussian-fit channels) is ingested with `--lines dr15` together with a simulated survey,
 a model is trained on that dataset, the dataset is scored, and the script reports the percentile
 of 7815-3702 among the simulated ordinary galaxies (truth kind `star_forming` or `retired`) on
-`score`, `chi2`, `global`, `local`, `recon` (and `knn_dist`, `lof`, `pvalue`), plus the same
+`score`, `pooled`, `chi2`, `global`, `local`, `recon` (and `knn_dist`, `lof`, `pvalue`), plus the same
 against the star-forming galaxies alone (the real galaxy is star-forming; the faint retired
 galaxies have low χ², which lifts any star-forming galaxy's percentile among "ordinary").
 
@@ -39,7 +39,7 @@ import sys
 import time
 
 REAL_DEFAULT = os.path.join("tests", "data", "real", "manga-7815-3702-MAPS-HYB10-GAU-MILESHC.fits.gz")
-COLUMNS = ("score", "chi2", "global", "local", "recon", "knn_dist", "lof")
+COLUMNS = ("score", "pooled", "chi2", "global", "local", "recon", "knn_dist", "lof")
 
 
 def default_binary() -> str:

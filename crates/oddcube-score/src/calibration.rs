@@ -141,6 +141,9 @@ pub struct Calibration {
 /// say how rare a score is, and the normal tail with [`tail_sigma`]'s scale takes over.
 pub const BODY_QUANTILE: f64 = 0.9;
 
+/// Scores closer than this (σ units) count as tied in the empirical body of the null.
+const SCORE_TIE: f64 = 1e-6;
+
 /// Linearly interpolated quantile `q` of an ascending, non-empty slice.
 fn quantile_of_sorted(sorted: &[f64], q: f64) -> f64 {
     let position = q * (sorted.len() - 1) as f64;
@@ -489,8 +492,8 @@ impl Calibration {
 
     /// The p-value of a fused score: in the tail (at or above the calibration galaxies' 90th
     /// percentile) the normal tail `P(Z ≥ score)`; in the body, where the calibration galaxies
-    /// themselves say how rare a score is, the share of them scoring at least as high,
-    /// `(1 + #{sᵢ ≥ score}) / (n + 1)`, but never below the tail's value at the 90th percentile
+    /// themselves say how rare a score is, the share of them scoring at least as high (to
+    /// [`SCORE_TIE`]), `(1 + #{sᵢ ≥ score}) / (n + 1)`, but never below the tail's value at the 90th percentile
     /// (so p never rises with the score). 1 for a NaN score. Without stored scores (a null
     /// written before they were kept) the normal tail everywhere.
     pub fn pvalue(&self, score: f64) -> f64 {
@@ -506,7 +509,10 @@ impl Calibration {
         if score >= body_end {
             return tail;
         }
-        let at_least = sorted.len() - sorted.partition_point(|v| *v < score);
+        // A calibration galaxy scored again (the usual case: a survey scored by the model
+        // trained on it) must count itself whatever the last bits of its score: batch
+        // composition moves a score by ~1e-7 σ.
+        let at_least = sorted.len() - sorted.partition_point(|v| *v < score - SCORE_TIE);
         let empirical = (1 + at_least) as f64 / (sorted.len() + 1) as f64;
         empirical.max(normal_upper_tail(body_end))
     }
