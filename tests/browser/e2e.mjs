@@ -97,7 +97,8 @@ try {
   const nFlagged = await page.evaluate(() => fetch("/api/summary").then((r) => r.json()).then((s) => s.n_flagged));
   await page.check("[data-testid=flag-filter]");
   await page.waitForFunction(() => location.hash.includes("flag=1"));
-  await page.waitForFunction((n) => document.querySelector("[data-testid=page-info]")?.textContent.includes(`of ${n}`), nFlagged);
+  // "of 20" must not match the unfiltered "of 200": the count must end there.
+  await page.waitForFunction((n) => new RegExp(`of ${n}(\\D|$)`).test(document.querySelector("[data-testid=page-info]")?.textContent ?? ""), nFlagged);
   const flaggedRows = await page.$$eval("[data-testid=catalog] tbody tr", (trs) => trs.map((tr) => tr.classList.contains("flagged")));
   check(flaggedRows.length === Math.min(50, nFlagged) && flaggedRows.every(Boolean), `FDR-flagged only shows the ${nFlagged} flagged galaxies`);
   await page.screenshot({ path: join(shots, "1b-flagged.png"), fullPage: false });

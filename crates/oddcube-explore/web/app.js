@@ -100,7 +100,7 @@ async function renderTable() {
   const first = data.total ? data.offset + 1 : 0;
   const last = Math.min(data.offset + data.limit, data.total);
   app.innerHTML = `
-    <h2>Ranked galaxies <span class="muted">(${summary.n} scored, ${summary.n_flagged} flagged at FDR ${summary.fdr}, ranked by ${esc(summary.rank_by)}; "adjusted" = its percentile × the lift in relevance learnt from your labels)</span></h2>
+    <h2>Ranked galaxies <span class="muted">(${summary.n} scored, ${summary.n_flagged} flagged at FDR ${summary.fdr}, ranked by ${esc(summary.rank_by)}; "adjusted" = its percentile squared × the lift in relevance learnt from your labels)</span></h2>
     ${summary.label_warnings.length ? `<p class="flag" data-testid="label-warnings">${summary.label_warnings.map(esc).join("<br>")}</p>` : ""}
     <div class="controls">
       <label>Search <input type="search" id="q" placeholder="plate-ifu or MaNGA-ID" value="${esc(s.q)}" data-testid="search"></label>

@@ -33,8 +33,8 @@
 //! the tail the p-values live in is measured rather than extrapolated. This is sound because the
 //! model does not rebuild its training galaxies better than new ones: [`calibrate`] measures the
 //! validation galaxies' median fused score against the training galaxies' and records it as
-//! [`Calibration::validation_shift`] (on the benchmark surveys it is 0.00 on average, −0.21 to
-//! +0.20 σ, the spread expected of 30–50 validation galaxies); the caller refits on the
+//! [`Calibration::validation_shift`] (on the benchmark surveys it is −0.01 on average, −0.19 to
+//! +0.19 σ, the spread expected of 30–50 validation galaxies); the caller refits on the
 //! validation galaxies alone when it is not. The training galaxies also provide the reference
 //! latents (a galaxy is never its own neighbour).
 

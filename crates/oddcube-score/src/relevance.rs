@@ -17,14 +17,19 @@
 //!   posterior standard deviation √(r(1−r) / (c₀ + Σwᵢⱼ + 1)): far from every label r = π and
 //!   the uncertainty is largest. The prior π is empirical Bayes: the user's hit rate so far,
 //!   (c₀r₀ + #interesting) / (c₀ + #labels) with r₀ = ½, so a galaxy unlike anything labelled
-//!   is expected to be as relevant as the galaxies reviewed so far were, not a fixed ½. Each label's length scale ℓᵢ is its distance to its k-th
-//!   nearest galaxy ([`RelevanceOptions::neighbours`], a variable-bandwidth kernel): a label
-//!   reaches as far as its own neighbourhood, wide for an isolated anomaly, narrow in the
-//!   crowd of ordinary galaxies. No parameter is fitted to any truth.
-//! - **Blend**: `adjusted = a · r / π`, where a ∈ (0, 1] is the galaxy's anomaly percentile
+//!   is expected to be as relevant as the galaxies reviewed so far were, not a fixed ½. Every
+//!   label's length scale ℓ is the typical distance between neighbours: the median, over up to
+//!   200 galaxies spread over the catalogue, of the distance to their k-th nearest galaxy
+//!   ([`RelevanceOptions::neighbours`]), so a label speaks for the galaxies about as close to it
+//!   as neighbours usually are. (The alternative, each label's own k-th neighbour distance, lets
+//!   a label on an isolated anomaly reach far across the sparse part of the space, where other
+//!   kinds of anomaly lie; see `docs/active-learning.md`.) No parameter is fitted to any truth.
+//! - **Blend**: `adjusted = a² · r / π`, where a ∈ (0, 1] is the galaxy's anomaly percentile
 //!   (1 = most anomalous, from the ranking score; 0 for a NaN score) and r / π the relevance's
-//!   lift over the prior. Without labels r = π everywhere, so `adjusted` is the percentile and
-//!   the order exactly the anomaly ranking. Ties keep the anomaly order.
+//!   lift over the prior. Without labels r = π everywhere, so `adjusted` is the squared
+//!   percentile and the order exactly the anomaly ranking. Squaring lets the labels reorder the
+//!   top of the ranking freely while a demoted anomaly still stays above most ordinary
+//!   galaxies. Ties keep the anomaly order.
 //!   Galaxies labelled normal or artefact sink below every unlabelled galaxy (as the earlier
 //!   demotion rule did): their `adjusted` is half the smaller of their own and the lowest
 //!   unlabelled value.
@@ -32,8 +37,9 @@
 //! Determinism: the result depends only on the set of labels, never on the order they were
 //! given in (sums run over the labelled galaxies in row order).
 //!
-//! Cost: building [`Features`] is done once (O(n·d)); a label change computes one column of
-//! squared distances and its k-th smallest value (O(n·d)) and recomputes relevance and order
+//! Cost: building [`Features`] and the typical width is done once (O(n·d), plus 200 k-th
+//! neighbour searches); a label change computes one column of squared distances (O(n·d), and
+//! its k-th smallest value with a variable width) and recomputes relevance and order
 //! (O(n·m) + O(n log n)). Memory: 4n bytes per labelled galaxy.
 
 use std::collections::BTreeMap;
@@ -53,11 +59,11 @@ pub struct RelevanceOptions {
     pub prior: f64,
     /// Weight of the prior in labels (c₀): one pseudo-label.
     pub prior_weight: f64,
-    /// A label's kernel reaches its distance to its k-th nearest galaxy (module doc).
+    /// The k of the kernel width: the k-th nearest galaxy's distance (module doc).
     pub neighbours: usize,
-    /// One kernel width for every label: the median over a sample of galaxies of the distance
-    /// to their k-th nearest galaxy ("as close as typical neighbours are"), instead of each
-    /// label's own neighbour distance.
+    /// One kernel width for every label (the default): the median over a sample of galaxies of
+    /// the distance to their k-th nearest galaxy ("as close as typical neighbours are"). When
+    /// false, each label's own k-th neighbour distance (a variable-bandwidth kernel).
     pub typical_width: bool,
     /// Use the user's hit rate so far as the prior relevance (empirical Bayes) instead of r₀.
     pub empirical_prior: bool,
@@ -74,9 +80,9 @@ impl Default for RelevanceOptions {
             prior: 0.5,
             prior_weight: 1.0,
             neighbours: 10,
-            anomaly_power: 1.0,
+            anomaly_power: 2.0,
             empirical_prior: true,
-            typical_width: false,
+            typical_width: true,
             bandwidth: None,
         }
     }
@@ -694,10 +700,14 @@ mod tests {
         (catalog, latents, scores)
     }
 
-    /// Kernels reaching 3 neighbours: within a 10-galaxy cluster.
+    /// Kernels reaching each label's 3rd neighbour (within a 10-galaxy cluster) and the
+    /// percentile itself in the blend: the mechanism, on a toy whose two clusters the default
+    /// typical width (a tenth of a cluster here) would barely connect.
     fn options() -> RelevanceOptions {
         RelevanceOptions {
             neighbours: 3,
+            typical_width: false,
+            anomaly_power: 1.0,
             ..RelevanceOptions::default()
         }
     }
@@ -729,6 +739,13 @@ mod tests {
         t.set_label(12, Some(UserLabel::Interesting)).unwrap();
         assert!(t.relevance()[15] > t.relevance()[5]);
         assert_eq!(m.next(0.0), Some(0));
+        // The defaults (one typical width, the percentile squared): without labels `adjusted`
+        // is the squared percentile, so the order is still exactly the anomaly ranking.
+        let f = Features::build(&catalog, &latents, 2).unwrap();
+        let d = RelevanceModel::new(f, &scores, RelevanceOptions::default()).unwrap();
+        assert_eq!(d.order(), (0..20).collect::<Vec<_>>().as_slice());
+        let squared: Vec<f64> = pct.iter().map(|p| p * p).collect();
+        assert_eq!(d.adjusted(), squared.as_slice());
     }
 
     #[test]

@@ -106,7 +106,7 @@ pub async fn summary(State(state): State<Arc<AppState>>) -> ApiResult<Json<Value
         "n_labels": labels,
         "label_warnings": state.label_warnings(),
         "live_columns": LIVE_COLUMNS,
-        "relevance": { "bandwidth": bandwidth, "blend": "adjusted = anomaly percentile × relevance / prior" },
+        "relevance": { "bandwidth": bandwidth, "blend": "adjusted = anomaly percentile² × relevance / prior" },
         "results_dir": state.results.dir.display().to_string(),
     })))
 }

@@ -58,7 +58,7 @@ pub struct Args {
     /// Your labels (`labels.csv` as `oddcube serve` saves it: plateifu,label,time with labels
     /// interesting / artefact / normal, or a relevance 0–5). A relevance model fitted to them (over latents and
     /// scores) is blended with the rank-by score exactly as the explorer shows it
-    /// (docs/active-learning.md): column `adjusted` = anomaly percentile × relevance lift,
+    /// (docs/active-learning.md): column `adjusted` = anomaly percentile² × relevance lift,
     /// column `relevance`, and `rank` follows `adjusted`. p-values stay on the raw score.
     #[arg(long)]
     pub labels: Option<PathBuf>,
