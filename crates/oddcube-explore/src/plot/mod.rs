@@ -151,6 +151,9 @@ pub fn score_label(name: &str) -> String {
     match name {
         "recon" => "recon: mean squared error (normalised flux²)".to_string(),
         "chi2" => "χ² per usable pixel (σ²)".to_string(),
+        "pooled" => "pooled: summed χ² / summed error budget".to_string(),
+        "global" => "global: mean floored z² per measurement".to_string(),
+        "local" => "local: peak of the anomaly map (z²)".to_string(),
         "knn_dist" => "kNN distance in latent space".to_string(),
         "lof" => "local outlier factor".to_string(),
         other => other.to_string(),
@@ -160,7 +163,8 @@ pub fn score_label(name: &str) -> String {
 /// Formats a value compactly for axis ticks and captions.
 pub fn short_number(v: f64) -> String {
     let a = v.abs();
-    if v == 0.0 {
+    // Axis ticks are multiples of a step in floating point: "0" comes out as ±1e-17.
+    if a < 1e-12 {
         "0".to_string()
     } else if !(1e-3..1e4).contains(&a) {
         format!("{v:.1e}")
@@ -176,6 +180,15 @@ pub fn short_number(v: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn short_number_writes_floating_point_zeros_as_zero() {
+        assert_eq!(short_number(-5.6e-17), "0");
+        assert_eq!(short_number(0.0), "0");
+        assert_eq!(short_number(2.5e-5), "2.5e-5");
+        assert_eq!(short_number(0.25), "0.250");
+        assert_eq!(short_number(1234.0), "1234");
+    }
 
     #[test]
     fn percentile_scale_interpolates_and_ignores_nan() {
