@@ -141,6 +141,10 @@ pub struct Calibration {
 /// say how rare a score is, and the normal tail with [`tail_sigma`]'s scale takes over.
 pub const BODY_QUANTILE: f64 = 0.9;
 
+/// The standard normal's 90th percentile: where the normal tail says a tenth of ordinary
+/// galaxies score higher.
+const Z_90: f64 = 1.281_551_565_544_600_5;
+
 /// Scores closer than this (σ units) count as tied in the empirical body of the null.
 const SCORE_TIE: f64 = 1e-6;
 
@@ -297,10 +301,8 @@ pub fn upper_sigma(values: &[f64]) -> f64 {
 /// Upper-tail quantiles [`tail_sigma`] reads, with their standard-normal quantiles and the
 /// values each needs: the 90th percentile from 10 values, the 95th from 100 (five or more above
 /// it, so that it is a measured quantile of the tail, not its last value).
-const TAIL_QUANTILES: [(f64, f64, usize); 2] = [
-    (0.90, 1.281_551_565_544_600_5, 10),
-    (0.95, 1.644_853_626_951_472_2, 100),
-];
+const TAIL_QUANTILES: [(f64, f64, usize); 2] =
+    [(0.90, Z_90, 10), (0.95, 1.644_853_626_951_472_2, 100)];
 
 /// Values further above the median than this many upper-half σ are left out of the quantile
 /// estimates of [`tail_sigma`]: they are the anomalies among the calibration galaxies, not the
@@ -491,7 +493,7 @@ impl Calibration {
     }
 
     /// The p-value of a fused score: in the tail (at or above the calibration galaxies' 90th
-    /// percentile) the normal tail `P(Z ≥ score)`; in the body, where the calibration galaxies
+    /// percentile, or z₉₀ = 1.28 if that is lower) the normal tail `P(Z ≥ score)`; in the body, where the calibration galaxies
     /// themselves say how rare a score is, the share of them scoring at least as high (to
     /// [`SCORE_TIE`]), `(1 + #{sᵢ ≥ score}) / (n + 1)`, but never below the tail's value at the 90th percentile
     /// (so p never rises with the score). 1 for a NaN score. Without stored scores (a null
@@ -505,7 +507,11 @@ impl Calibration {
         if sorted.is_empty() {
             return tail;
         }
-        let body_end = quantile_of_sorted(sorted, BODY_QUANTILE);
+        // The body ends at the calibration galaxies' 90th percentile, or at the normal model's
+        // own (z₉₀) if that comes first: when a tenth or more of the calibration galaxies are
+        // anomalies their 90th percentile lies among them, and a galaxy scoring like those
+        // anomalies must get the tail's p-value, not their share.
+        let body_end = quantile_of_sorted(sorted, BODY_QUANTILE).min(Z_90);
         if score >= body_end {
             return tail;
         }
@@ -912,6 +918,29 @@ mod tests {
         let mut bare = cal.clone();
         bare.null_scores.clear();
         assert_eq!(bare.pvalue(middle), normal_upper_tail(middle));
+    }
+
+    #[test]
+    fn a_galaxy_scoring_like_many_calibration_anomalies_gets_the_tail_p_value() {
+        // A fifth of the calibration galaxies are gross anomalies: their 90th percentile lies
+        // among them. A galaxy scoring like them is far in the normal tail, and its p-value
+        // must say so rather than "a fifth of the calibration galaxies score this high".
+        let (mut values, covariates) = null_galaxies(300, 6);
+        for v in values.iter_mut().take(60) {
+            for c in v.iter_mut() {
+                *c *= 1e6;
+            }
+        }
+        let cal = Calibration::fit(&values, &covariates, vec![], 10, "population", vec![]).unwrap();
+        let anomalous = cal.verdict(values[0], covariates[0]);
+        assert!(anomalous.score > 5.0, "{}", anomalous.score);
+        assert_eq!(anomalous.pvalue, normal_upper_tail(anomalous.score));
+        assert!(anomalous.pvalue < 1e-6, "{}", anomalous.pvalue);
+        // Below z₉₀ the body stays empirical, floored at the tail's 0.1 there.
+        let ordinary = cal.verdict(values[200], covariates[200]);
+        if ordinary.score < Z_90 {
+            assert!(ordinary.pvalue >= normal_upper_tail(Z_90));
+        }
     }
 
     #[test]
