@@ -47,6 +47,14 @@ def timed(fn) -> float:
     return time.perf_counter() - start
 
 
+def report(times: dict[str, list[float]], count: int, unit: str) -> None:
+    """Prints each method's median time and throughput (`count` items of `unit` per run)."""
+    width = max(len(name) for name in times) + 2
+    for name, runs in times.items():
+        t = statistics.median(runs)
+        print(f"  {name:<{width}} {count / t:7.1f} {unit}/s  ({t:.2f} s)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", type=Path, required=True)
@@ -70,9 +78,7 @@ def main() -> None:
         read["astropy"].append(timed(lambda: [astropy_read(f, lines) for f in files]))
     megabytes = sum(f.stat().st_size for f in files) / 1e6
     print(f"reading {len(files)} DR17-format MAPS files ({megabytes:.1f} MB gzipped), median of {args.reps}:")
-    for name, times in read.items():
-        t = statistics.median(times)
-        print(f"  {name:<20} {len(files) / t:7.1f} files/s  ({t:.2f} s)")
+    report(read, len(files), "files")
     ratio = statistics.median(read["astropy"]) / statistics.median(read["oddcube.read_maps"])
     print(f"  read_maps is {ratio:.1f}× astropy")
 
@@ -94,9 +100,7 @@ def main() -> None:
         score["Model.score(out=…)"].append(timed(lambda: model.score(dataset, out=work / f"py-{rep}")))
         score["Model.score()"].append(timed(lambda: model.score(dataset)))
     print(f"scoring {n} galaxies (cpu preset, 1 epoch), median of {args.reps}:")
-    for name, times in score.items():
-        t = statistics.median(times)
-        print(f"  {name:<22} {n / t:7.1f} galaxies/s  ({t:.2f} s)")
+    report(score, n, "galaxies")
     ratio = statistics.median(score["Model.score(out=…)"]) / statistics.median(score["oddcube score (CLI)"])
     print(f"  Python (writing the same RESULTS) takes {ratio:.2f}× the CLI's time")
 

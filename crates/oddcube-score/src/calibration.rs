@@ -493,11 +493,12 @@ impl Calibration {
     }
 
     /// The p-value of a fused score: in the tail (at or above the calibration galaxies' 90th
-    /// percentile, or z₉₀ = 1.28 if that is lower) the normal tail `P(Z ≥ score)`; in the body, where the calibration galaxies
-    /// themselves say how rare a score is, the share of them scoring at least as high (to
-    /// [`SCORE_TIE`]), `(1 + #{sᵢ ≥ score}) / (n + 1)`, but never below the tail's value at the 90th percentile
-    /// (so p never rises with the score). 1 for a NaN score. Without stored scores (a null
-    /// written before they were kept) the normal tail everywhere.
+    /// percentile, or z₉₀ = 1.28 if that is lower) the normal tail `P(Z ≥ score)`; in the body,
+    /// where the calibration galaxies themselves say how rare a score is, the share of them
+    /// scoring at least as high (to [`SCORE_TIE`]), `(1 + #{sᵢ ≥ score}) / (n + 1)`, but never
+    /// below the tail's value where the body ends (so p never rises with the score). 1 for a
+    /// NaN score. Without stored scores (a null written before they were kept) the normal tail
+    /// everywhere.
     pub fn pvalue(&self, score: f64) -> f64 {
         if !score.is_finite() {
             return 1.0;
@@ -753,15 +754,28 @@ pub fn calibrate(
         &settings,
         progress,
     )?;
-    let refs = crate::score::score_galaxies(
-        model,
-        cubes,
-        galaxies,
-        lines,
+    let (reference_latents, latent_dim) = match latents_of(
+        &cal.latents,
+        cal.latent_dim,
+        calibration_rows,
         reference_rows,
-        &settings,
-        progress,
-    )?;
+    ) {
+        // The usual case: the reference (training) galaxies are among the calibration
+        // galaxies, whose latents are already computed.
+        Some(latents) => (latents, cal.latent_dim),
+        None => {
+            let refs = crate::score::score_galaxies(
+                model,
+                cubes,
+                galaxies,
+                lines,
+                reference_rows,
+                &settings,
+                progress,
+            )?;
+            (refs.latents, refs.latent_dim)
+        }
+    };
     let reference_plateifus: Vec<String> = reference_rows
         .iter()
         .map(|&r| galaxies[r].plateifu.clone())
@@ -784,8 +798,8 @@ pub fn calibrate(
             validation_shift: None,
             null_scores: Vec::new(),
         },
-        reference: refs.latents,
-        latent_dim: refs.latent_dim,
+        reference: reference_latents,
+        latent_dim,
     };
     let names: Vec<String> = calibration_rows
         .iter()
@@ -813,6 +827,19 @@ pub fn calibrate(
         .collect();
     stored.calibration.validation_shift = validation_shift(&scores, &trained_on);
     Ok(stored)
+}
+
+/// The latents (`dim` each) of `wanted` rows, taken from `latents` computed for `rows`; `None`
+/// when a wanted row is not among them.
+fn latents_of(latents: &[f32], dim: usize, rows: &[usize], wanted: &[usize]) -> Option<Vec<f32>> {
+    let position: std::collections::HashMap<usize, usize> =
+        rows.iter().enumerate().map(|(i, &r)| (r, i)).collect();
+    let mut out = Vec::with_capacity(wanted.len() * dim);
+    for row in wanted {
+        let i = *position.get(row)?;
+        out.extend_from_slice(latents.get(i * dim..(i + 1) * dim)?);
+    }
+    Some(out)
 }
 
 /// Median fused score of the galaxies not trained on minus that of the trained-on ones (see
@@ -1099,6 +1126,17 @@ mod tests {
         // With 99 values the 95th percentile would rest on its top 5 values: not read.
         let few = tail_sigma(&stretched(99));
         assert!((few - 1.0).abs() < 0.1, "{few}");
+    }
+
+    #[test]
+    fn reference_latents_are_taken_from_the_calibration_rows() {
+        // Rows 7, 3, 9 with 2-D latents; the reference is rows 9 and 7.
+        let latents = [7.0, 7.5, 3.0, 3.5, 9.0, 9.5];
+        assert_eq!(
+            latents_of(&latents, 2, &[7, 3, 9], &[9, 7]),
+            Some(vec![9.0, 9.5, 7.0, 7.5])
+        );
+        assert_eq!(latents_of(&latents, 2, &[7, 3, 9], &[4]), None);
     }
 
     #[test]
