@@ -20,6 +20,16 @@ pub fn median_of_sorted(sorted: &[f64]) -> Option<f64> {
     }
 }
 
+/// The `q` quantile (0–1) of values already sorted ascending (all finite), linearly interpolated
+/// between the two nearest order statistics (NumPy's default); `None` for an empty slice.
+pub fn quantile_of_sorted(sorted: &[f64], q: f64) -> Option<f64> {
+    let last = sorted.len().checked_sub(1)?;
+    let position = (q * last as f64).clamp(0.0, last as f64);
+    let below = position.floor() as usize;
+    let above = (below + 1).min(last);
+    Some(sorted[below] + (position - below as f64) * (sorted[above] - sorted[below]))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -32,5 +42,14 @@ mod tests {
         assert_eq!(median(&[f64::NAN, f64::INFINITY]), None);
         assert_eq!(median(&[f64::NAN, 5.0, 1.0]), Some(3.0));
         assert_eq!(median_of_sorted(&[1.0, 2.0, 10.0]), Some(2.0));
+    }
+
+    #[test]
+    fn quantiles_interpolate_between_order_statistics() {
+        let v = [0.0, 10.0, 20.0, 30.0, 40.0];
+        assert_eq!(quantile_of_sorted(&v, 0.9), Some(36.0));
+        assert_eq!(quantile_of_sorted(&v, 0.5), median_of_sorted(&v));
+        assert_eq!(quantile_of_sorted(&v, 1.5), Some(40.0));
+        assert_eq!(quantile_of_sorted(&[], 0.5), None);
     }
 }

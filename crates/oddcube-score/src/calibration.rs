@@ -43,6 +43,7 @@ use std::path::Path;
 use oddcube_data::Progress;
 use oddcube_data::cubes::Cubes;
 use oddcube_data::dataset::GalaxyRecord;
+use oddcube_data::stats::quantile_of_sorted;
 use rayon::prelude::*;
 
 use crate::anomaly_map::floored_z2;
@@ -147,14 +148,6 @@ const Z_90: f64 = 1.281_551_565_544_600_5;
 
 /// Scores closer than this (σ units) count as tied in the empirical body of the null.
 const SCORE_TIE: f64 = 1e-6;
-
-/// Linearly interpolated quantile `q` of an ascending, non-empty slice.
-fn quantile_of_sorted(sorted: &[f64], q: f64) -> f64 {
-    let position = q * (sorted.len() - 1) as f64;
-    let below = position.floor() as usize;
-    let above = (below + 1).min(sorted.len() - 1);
-    sorted[below] + (position - below as f64) * (sorted[above] - sorted[below])
-}
 
 /// Galaxies each group needs before [`Calibration::validation_shift`] is measured.
 pub const MIN_FOR_SHIFT: usize = 10;
@@ -333,7 +326,7 @@ pub fn tail_sigma(values: &[f64]) -> f64 {
         if kept.len() < needed {
             continue;
         }
-        let estimate = (quantile_of_sorted(&kept, q) - centre) / z_q;
+        let estimate = (quantile_of_sorted(&kept, q).unwrap_or(f64::NAN) - centre) / z_q;
         if estimate.is_finite() {
             sigma = sigma.max(estimate);
         }
@@ -512,7 +505,9 @@ impl Calibration {
         // own (z₉₀) if that comes first: when a tenth or more of the calibration galaxies are
         // anomalies their 90th percentile lies among them, and a galaxy scoring like those
         // anomalies must get the tail's p-value, not their share.
-        let body_end = quantile_of_sorted(sorted, BODY_QUANTILE).min(Z_90);
+        let body_end = quantile_of_sorted(sorted, BODY_QUANTILE)
+            .unwrap_or(Z_90)
+            .min(Z_90);
         if score >= body_end {
             return tail;
         }

@@ -102,15 +102,10 @@ impl Scale {
             return None;
         }
         v.sort_by(f64::total_cmp);
-        let at = |q: f64| {
-            let pos = (q / 100.0 * (v.len() - 1) as f64).clamp(0.0, (v.len() - 1) as f64);
-            let (i, frac) = (pos.floor() as usize, pos.fract());
-            let next = v.get(i + 1).copied().unwrap_or(v[i]);
-            v[i] + frac * (next - v[i])
-        };
+        let at = |q: f64| oddcube_data::stats::quantile_of_sorted(&v, q / 100.0);
         Some(Scale {
-            lo: at(lo_q),
-            hi: at(hi_q),
+            lo: at(lo_q)?,
+            hi: at(hi_q)?,
         })
     }
 
