@@ -16,7 +16,7 @@
 //! nearest neighbours of each anomaly (how well the features group each kind).
 //!
 //! `latency N [N …]` times the live update on a synthetic catalogue of N galaxies (32 latent
-//! dimensions, the seven score columns, 19 line shares): start-up (features, model), then one
+//! dimensions, the eight score columns, 19 line shares): start-up (features, model), then one
 //! label change to the new order, at 1, 10, 50, 100 and 200 labels (median of 5 changes each).
 //!
 //! `cargo run --release -p oddcube-score --example active_learning_bench -- simulate RESULTS truth.csv`

@@ -24,8 +24,10 @@
 //!
 //! **Fusion.** `S = mean_k z_k` (averaging standardised scores is the standard unsupervised
 //! outlier ensemble, more stable than their maximum), then `score = (S − median S) / σ_S` with
-//! the median and [`tail_sigma`] of `S` on the calibration galaxies, and `p = P(Z ≥ score)` for a
-//! standard normal `Z`. Medians and upper-tail scales keep the anomalies that are inevitably
+//! the median and [`tail_sigma`] of `S` on the calibration galaxies. The p-value is the share of
+//! the calibration galaxies' stored fused scores at least as high below their 90th percentile
+//! (and below `z₉₀ = 1.28` at the latest), and `P(Z ≥ score)` for a standard normal `Z` above
+//! ([`Calibration::pvalue`]). Medians and upper-tail scales keep the anomalies that are inevitably
 //! among the calibration galaxies from widening the null.
 //!
 //! **Where it is fitted.** On every galaxy of the model's dataset, training and validation
@@ -128,7 +130,9 @@ pub struct Calibration {
     /// Median fused score of the calibration galaxies the model did not train on minus that of
     /// the ones it trained on, in units of the fused score's σ: how much lower a training
     /// galaxy scores for having been trained on. `None` when either group has fewer than
-    /// [`MIN_FOR_SHIFT`] galaxies (or the null was fitted on the scored population).
+    /// [`MIN_FOR_SHIFT`] galaxies (or the null was fitted on the scored population). A null
+    /// refitted on the validation galaxies keeps the shift measured before, which caused it
+    /// (`oddcube::calibrate`).
     #[serde(default)]
     pub validation_shift: Option<f64>,
     /// The calibration galaxies' fused scores, ascending: the empirical body of the null
@@ -443,7 +447,8 @@ pub struct Verdict {
     pub z: [f64; N_COMPONENTS],
     /// The fused, standardised score (NaN when a component is missing).
     pub score: f64,
-    /// `P(Z ≥ score)`; 1 when the score is NaN.
+    /// The p-value of `score` ([`Calibration::pvalue`]: empirical body, normal tail); 1 when
+    /// the score is NaN.
     pub pvalue: f64,
 }
 
@@ -708,7 +713,8 @@ pub fn reference_neighbourhood(
 /// Fits and returns the stored null of a model: encodes and reconstructs every galaxy at
 /// `calibration_rows` and `reference_rows` of `cubes`, fits the line floors on the calibration
 /// galaxies, scores them with those floors, takes the reference galaxies' latents, and fits
-/// [`Calibration`]. `psf_fwhm_px` gives each galaxy's PSF in grid pixels (dataset order).
+/// [`Calibration`]. Each galaxy's PSF, which sets the anomaly map's smoothing, comes from its
+/// record in `galaxies`.
 #[allow(clippy::too_many_arguments)]
 pub fn calibrate(
     model: &dyn Autoencoder,

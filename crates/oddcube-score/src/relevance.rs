@@ -11,7 +11,8 @@
 //!   column standardised by median and MAD, and each of the three blocks scaled by
 //!   `1/√(its columns)` so that each block weighs the same in a distance whatever its width.
 //! - **Relevance** ([`RelevanceModel`]): a kernel-weighted Beta posterior. Each labelled galaxy
-//!   i carries a target yᵢ (interesting = 1; normal and artefact = 0) and weighs on galaxy j with
+//!   i carries a target yᵢ (interesting = 1; normal and artefact = 0; a relevance grade g of
+//!   0–5 gives g/5) and weighs on galaxy j with
 //!   an RBF kernel wᵢⱼ = exp(−dᵢⱼ² / 2ℓᵢ²). With a prior relevance π of weight c₀, the
 //!   relevance is the posterior mean r = (c₀π + Σwᵢⱼyᵢ) / (c₀ + Σwᵢⱼ) and its uncertainty the
 //!   posterior standard deviation √(r(1−r) / (c₀ + Σwᵢⱼ + 1)): far from every label r = π and
@@ -30,8 +31,8 @@
 //!   percentile and the order exactly the anomaly ranking. Squaring lets the labels reorder the
 //!   top of the ranking freely while a demoted anomaly still stays above most ordinary
 //!   galaxies. Ties keep the anomaly order.
-//!   Galaxies labelled normal or artefact sink below every unlabelled galaxy (as the earlier
-//!   demotion rule did): their `adjusted` is half the smaller of their own and the lowest
+//!   Galaxies labelled normal or artefact, or graded below ½ (0–2), sink below every unlabelled
+//!   galaxy (as the earlier demotion rule did): their `adjusted` is half the smaller of their own and the lowest
 //!   unlabelled value.
 //!
 //! Determinism: the result depends only on the set of labels, never on the order they were
@@ -287,7 +288,7 @@ impl RelevanceModel {
         let n = features.n;
         let typical = options.typical_width.then(|| {
             // Up to 200 galaxies spread evenly over the catalogue: deterministic, no seed.
-            let step = (n / 200).max(1);
+            let step = n.div_ceil(200).max(1);
             let mut kth: Vec<f32> = (0..n)
                 .step_by(step)
                 .map(|i| {
@@ -476,7 +477,8 @@ impl RelevanceModel {
         rank
     }
 
-    /// The galaxy to review next: the unlabelled row with the highest `a · (r + explore · σ)`
+    /// The galaxy to review next: the unlabelled row with the highest `a^γ · (r + explore · σ) / π`
+    /// (γ = [`RelevanceOptions::anomaly_power`], as in the blend)
     /// (`explore` = 0: the best blended one; > 0 adds an upper-confidence bonus for galaxies the
     /// model knows little about). `None` when every galaxy is labelled.
     pub fn next(&self, explore: f64) -> Option<usize> {

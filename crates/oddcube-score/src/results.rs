@@ -448,17 +448,21 @@ pub struct ResultsManifest {
     pub size: usize,
     /// Latent dimension D.
     pub latent_dim: usize,
-    /// Column the rank follows (`score`, `local`, `chi2`, `recon`, `knn_dist`, `lof`).
+    /// Column the rank follows (`score`, `pooled`, `global`, `local`, `chi2`, `recon`,
+    /// `knn_dist`, `lof`).
     pub rank_by: String,
     /// Benjamini–Hochberg false-discovery level of `fdr_flag`.
     pub fdr: f64,
-    /// Neighbours used by `knn_dist` and `lof`.
+    /// Neighbours used by `knn_dist` and `lof`: the stored null's k when the p-values came from
+    /// it (its `knn_dist` null was fitted at that k), else the `--knn-k` asked for, at most the
+    /// population size − 1 ([`ResultsManifest::set_null`] records it).
     pub knn_k: usize,
     /// Which null was asked for (`stored` or `population`, see `score::PValueMethod`).
     #[serde(default = "default_pvalues")]
     pub pvalues: String,
-    /// Which galaxies the null actually used was fitted on: `validation` (stored with the
-    /// model), `training`, or `population` (the scored galaxies: the fallback).
+    /// Which galaxies the null actually used was fitted on: `training+validation` or
+    /// `validation` (stored with the model, see `Calibration::fitted_on`), `population` (the
+    /// scored galaxies: the fallback), or `none` (too few scorable galaxies to fit one).
     #[serde(default)]
     pub null_fitted_on: String,
     /// How many galaxies that null was fitted on.
@@ -476,8 +480,8 @@ pub struct ResultsManifest {
     /// The shard scored, `i/n` (`0/1` = the whole dataset).
     #[serde(default = "default_shard")]
     pub shard: String,
-    /// Whether the population columns (knn_dist, lof, pvalue, qvalue, fdr_flag, rank) are filled;
-    /// false in the part of a sharded run until `oddcube merge` finalises them.
+    /// Whether the population columns (score, knn_dist, lof, pvalue, qvalue, fdr_flag, rank) are
+    /// final; false in the part of a sharded run until `oddcube merge` finalises them.
     #[serde(default = "default_true")]
     pub population_final: bool,
     /// Residual selection (`none`, `top:K`, `all`).
@@ -568,11 +572,12 @@ impl ResultsManifest {
         Ok(manifest)
     }
 
-    /// Records which null the p-values came from, and the warning when the stored one was not
-    /// used.
+    /// Records which null the p-values came from, the neighbour rank `knn_dist` and `lof` used,
+    /// and the warning when the stored null was not used.
     pub fn set_null(&mut self, used: &crate::score::NullUsed) {
         self.null_fitted_on = used.fitted_on.clone();
         self.null_n_calibration = used.n_calibration;
+        self.knn_k = used.knn_k;
         self.warnings.retain(|w| !w.starts_with("p-values"));
         if let Some(why) = &used.warning {
             self.warnings.push(format!(

@@ -9,8 +9,10 @@
 //!    latents, or the population when the model has no stored null), `lof`, the fused `score`
 //!    and its p-value (`calibration.rs`), Benjamini–Hochberg q-values and `fdr_flag`, and `rank`.
 //!    `oddcube score` calls it for an unsharded run and `oddcube merge` after joining the
-//!    `part-i-of-n` directories; until then a part's population columns hold NaN / false / 0 and
-//!    its manifest says `population_final: false`.
+//!    `part-i-of-n` directories. Until then a part's manifest says `population_final: false`:
+//!    with a stored null the part already holds `knn_dist`, `lof`, `score` and `pvalue` (they
+//!    need only the galaxy and the null, [`apply_stored_null`]), while `qvalue`, `fdr_flag` and
+//!    `rank` (and, without a stored null, every population column) hold NaN / false / 0.
 //!
 //! docs/scoring.md explains every score and the null model.
 
@@ -594,10 +596,14 @@ pub fn apply_stored_null(
 /// Which null model a finalised catalogue's p-values came from.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NullUsed {
-    /// `validation`, `training` or `population` (see [`Calibration::fitted_on`]).
+    /// `training+validation` or `validation` (a stored null, see [`Calibration::fitted_on`]),
+    /// `population` (the fallback), or `none` (too few scorable galaxies to fit one).
     pub fitted_on: String,
     /// Galaxies it was fitted on.
     pub n_calibration: usize,
+    /// Neighbour rank `knn_dist` and `lof` were computed with: the stored null's own (its
+    /// `knn_dist` null was fitted at that k), or `ScoreSettings::knn_k` for the fallback.
+    pub knn_k: usize,
     /// Why the stored null was not used, when it was not.
     pub warning: Option<String>,
 }
@@ -699,6 +705,10 @@ pub fn finalize_population_scores(
             .as_ref()
             .map_or_else(|| "none".to_string(), |c| c.fitted_on.clone()),
         n_calibration: calibration.as_ref().map_or(0, |c| c.n_calibration),
+        knn_k: match &stored {
+            Ok(s) => s.calibration.knn_k,
+            Err(_) => settings.knn_k.min(n.saturating_sub(1)),
+        },
         warning,
     })
 }
@@ -991,7 +1001,7 @@ pub(crate) mod tests {
         let used =
             finalize_population_scores(&mut catalog, &latents, 2, &settings, None, &NoProgress)
                 .unwrap();
-        assert_eq!(used.fitted_on, "population");
+        assert_eq!((used.fitted_on.as_str(), used.knn_k), ("population", 10));
         assert!(used.warning.is_some());
         let flags = catalog.bool("fdr_flag").unwrap();
         assert!(odd.iter().all(|&i| flags[i]), "{flags:?}");
@@ -1088,9 +1098,11 @@ pub(crate) mod tests {
             &NoProgress,
         )
         .unwrap();
+        // knn_dist used the null's own k (5), not the settings' default (10): its null was
+        // fitted at that k.
         assert_eq!(
-            (used.fitted_on.as_str(), used.warning),
-            ("validation", None)
+            (used.fitted_on.as_str(), used.knn_k, used.warning),
+            ("validation", 5, None)
         );
         let flags = list.bool("fdr_flag").unwrap();
         assert!(odd.iter().all(|&i| flags[i]), "{flags:?}");

@@ -67,7 +67,10 @@ pub fn calibrate_model(
     let mut null = fit(&all, "training+validation")?;
     let decision = decide(null.calibration.validation_shift, validation.len());
     if decision.refit_on_validation {
+        let measured = null.calibration.validation_shift;
         null = fit(&validation, "validation")?;
+        // The refit has no training galaxies to compare with; keep the shift that caused it.
+        null.calibration.validation_shift = measured;
     }
     null.write(model_dir)
         .with_context(|| format!("writing the null into {}", model_dir.display()))?;

@@ -43,7 +43,9 @@ pub struct Args {
     /// False-discovery rate of `fdr_flag` (Benjamini–Hochberg).
     #[arg(long, default_value_t = 0.05)]
     pub fdr: f64,
-    /// Neighbours for the latent-space scores knn_dist and lof.
+    /// Neighbours for the latent-space scores knn_dist and lof when the null is fitted to the
+    /// scored galaxies (--pvalues population, or a model without a stored null); a stored null
+    /// keeps the k it was fitted with (10), and manifest.json records the k used.
     #[arg(long, default_value_t = 10)]
     pub knn_k: usize,
     /// Latent metric for knn_dist and lof: euclidean or cosine.
