@@ -345,6 +345,10 @@ struct Host {
     dig_oi: f64,
     scatter_ion: f64,
     scatter_low: f64,
+    /// Peak of the central star-forming concentration relative to the disk's centre (0: none).
+    centre_amp: f64,
+    /// Its Gaussian σ in units of Re.
+    centre_sigma: f64,
 }
 
 /// Least distance (dex) of star-forming HII gas under Kauffmann+03 in [OIII]/Hβ.
@@ -407,6 +411,8 @@ impl Host {
                 dig_oi: 0.0,
                 scatter_ion: 0.0,
                 scatter_low: 0.0,
+                centre_amp: 0.0,
+                centre_sigma: 1.0,
             }
         } else {
             let log_nii_ha = normal(rng, -0.40, 0.08).clamp(-0.65, -0.28);
@@ -414,7 +420,7 @@ impl Host {
             let k = kauffmann(log_nii_ha);
             Host {
                 retired,
-                ha_amplitude: lognormal(rng, 35.0, 0.6),
+                ha_amplitude: lognormal(rng, 35.0, 0.75),
                 ebv: uniform(rng, 0.05, 0.5),
                 log_nii_ha,
                 nii_gradient: normal(rng, -0.04, 0.06).min(0.05),
@@ -431,6 +437,8 @@ impl Host {
                 dig_oi: normal(rng, -1.05, 0.1),
                 scatter_ion: uniform(rng, 0.08, 0.18),
                 scatter_low: uniform(rng, 0.08, 0.18),
+                centre_amp: lognormal(rng, 0.6, 1.0).min(6.0),
+                centre_sigma: uniform(rng, 0.12, 0.35),
             }
         }
     }
@@ -479,7 +487,8 @@ impl Host {
         for p in 0..grid.plane() {
             let (x, y) = grid.sky(p % grid.size, p / grid.size);
             let (r, _) = disk.polar(x, y);
-            let mut surface = (-r / scale).exp();
+            let mut surface = (-r / scale).exp()
+                + self.centre_amp * (-0.5 * (r / (self.centre_sigma * disk.reff)).powi(2)).exp();
             for &(cx, cy, sigma, amp) in &clumps {
                 let d2 = (x - cx).powi(2) + (y - cy).powi(2);
                 if d2 < 25.0 * sigma * sigma {
