@@ -32,8 +32,8 @@
 //!   top of the ranking freely while a demoted anomaly still stays above most ordinary
 //!   galaxies. Ties keep the anomaly order.
 //!   Galaxies labelled normal or artefact, or graded below ½ (0–2), sink below every unlabelled
-//!   galaxy (as the earlier demotion rule did): their `adjusted` is half the smaller of their own and the lowest
-//!   unlabelled value.
+//!   galaxy (as the earlier demotion rule did): their `adjusted` is half the smaller of their own
+//!   and the lowest unlabelled value.
 //!
 //! Determinism: the result depends only on the set of labels, never on the order they were
 //! given in (sums run over the labelled galaxies in row order).
@@ -477,10 +477,10 @@ impl RelevanceModel {
         rank
     }
 
-    /// The galaxy to review next: the unlabelled row with the highest `a^γ · (r + explore · σ) / π`
-    /// (γ = [`RelevanceOptions::anomaly_power`], as in the blend)
-    /// (`explore` = 0: the best blended one; > 0 adds an upper-confidence bonus for galaxies the
-    /// model knows little about). `None` when every galaxy is labelled.
+    /// The galaxy to review next: the unlabelled row with the highest `a^γ · (r + explore · σ) / π`,
+    /// γ = [`RelevanceOptions::anomaly_power`] as in the blend. `explore` = 0 gives the best
+    /// blended one; > 0 adds an upper-confidence bonus for galaxies the model knows little about.
+    /// `None` when every galaxy is labelled.
     pub fn next(&self, explore: f64) -> Option<usize> {
         let explore = if explore.is_finite() {
             explore.max(0.0)

@@ -635,12 +635,13 @@ pub fn finalize_population_scores(
             reason: "knn_k must be at least 1".to_string(),
         });
     }
+    // A galaxy is not its own neighbour: at most n − 1 of them.
+    let population_k = settings.knn_k.min(n.saturating_sub(1));
     let (population_knn, population_lof) = if n >= 2 {
-        let k = settings.knn_k.min(n - 1);
-        let graph = all_nearest(&view, k, settings.metric, progress)?;
+        let graph = all_nearest(&view, population_k, settings.metric, progress)?;
         (
-            knn_distance_scores(&graph, k)?,
-            local_outlier_factor(&graph, k)?,
+            knn_distance_scores(&graph, population_k)?,
+            local_outlier_factor(&graph, population_k)?,
         )
     } else {
         (vec![f64::NAN; n], vec![f64::NAN; n])
@@ -707,7 +708,7 @@ pub fn finalize_population_scores(
         n_calibration: calibration.as_ref().map_or(0, |c| c.n_calibration),
         knn_k: match &stored {
             Ok(s) => s.calibration.knn_k,
-            Err(_) => settings.knn_k.min(n.saturating_sub(1)),
+            Err(_) => population_k,
         },
         warning,
     })
