@@ -37,8 +37,11 @@ the next survey while the current one trains (`--no-prefetch` turns it off; simu
 waits for the disk) hides most of the rest, for ≈ 20–25 min in all: the recorded run (commit
 06d0b18, load average 5–12, another training job alongside) took 1376 s (23 min). 300 galaxies is the survey
 size issue #13 names; it leaves 6 anomalies at 2 %, so recall there moves in steps of 1/6.
-The model's default is 30 epochs: a longer run (`--epochs 30`) is the honest check of whether
-fewer epochs change the conclusions. Use a larger `--galaxies` when time allows.
+The model's own default for 300 galaxies is 30 epochs (8000 galaxy presentations at most, 30
+epochs at most: docs/model.md, "Epochs and survey size"): `--epochs default` leaves the choice to
+`oddcube train`, the honest check of whether fewer epochs change the conclusions, and the right
+setting for a larger `--galaxies` (12 epochs of 2500 training galaxies would teach the model the
+anomalies).
 
 Everything goes under --workdir (one directory per survey; the MAPS files are deleted after
 ingest unless --keep-maps, since 300 galaxies take ≈ 800 MB); finished stages are reused on a
@@ -124,11 +127,22 @@ def prepare(binary: str, survey_dir: str, n: int, fraction: float, seed: int, si
     return times
 
 
-def model_and_score(binary: str, survey_dir: str, seed: int, epochs: int, times: dict,
+def epochs_arg(text: str) -> int | None:
+    """`--epochs`: a positive number, or `default` (None: `oddcube train` chooses)."""
+    if text == "default":
+        return None
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("epochs must be positive or 'default'")
+    return value
+
+
+def model_and_score(binary: str, survey_dir: str, seed: int, epochs: int | None, times: dict,
                     evaluate: bool) -> None:
+    epoch_args = [] if epochs is None else ["--epochs", str(epochs)]
     run_stage(survey_dir, "train",
               [binary, "train", "--data", "dataset", "--out", "model", "--seed", str(seed),
-               "--epochs", str(epochs)], times)
+               *epoch_args], times)
     run_stage(survey_dir, "score",
               [binary, "score", "--model", "model", "--data", "dataset", "--out", "results"], times)
     if evaluate:  # evaluate needs at least one anomaly (it refuses a pure-null survey)
@@ -470,7 +484,8 @@ def main() -> int:
                     help="oddcube binary (default $CARGO_TARGET_DIR/release/oddcube or target/release/oddcube)")
     ap.add_argument("--workdir", default="calibration-bench", help="where the surveys go (default ./calibration-bench)")
     ap.add_argument("--galaxies", type=int, default=300)
-    ap.add_argument("--epochs", type=int, default=12)
+    ap.add_argument("--epochs", type=epochs_arg, default=12,
+                    help="training epochs, or 'default' for oddcube train's own choice (default 12)")
     ap.add_argument("--fractions", default="0.02,0.1,0.3")
     ap.add_argument("--seeds", default="1,2,3")
     ap.add_argument("--null-seeds", default="1", help="seeds of pure-null surveys (empty: none)")
@@ -498,7 +513,8 @@ def main() -> int:
     version = subprocess.run([binary, "--version"], capture_output=True, text=True).stdout.strip()
     t_start = time.monotonic()
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    log(f"{len(surveys)} surveys of {args.galaxies} galaxies, {args.epochs} epochs, binary {binary} ({version})")
+    epochs = "the default epochs" if args.epochs is None else f"{args.epochs} epochs"
+    log(f"{len(surveys)} surveys of {args.galaxies} galaxies, {epochs}, binary {binary} ({version})")
 
     def prep(sv):
         return prepare(binary, sv["dir"], args.galaxies, sv["fraction"], sv["seed"], args.sim_jobs, args.keep_maps)

@@ -18,7 +18,7 @@ their partners at fixed ratios; the DR15 file fits NeIII-3968 freely (49 % exact
 
     oddcube simulate --out survey --galaxies 300 --seed 1
     oddcube ingest survey tests/data/real/manga-7815-3702-MAPS-HYB10-GAU-MILESHC.fits.gz --lines dr15 --out dataset
-    oddcube train --data dataset --out model --seed 1            (the model's default 30 epochs)
+    oddcube train --data dataset --out model --seed 1            (the default: 30 epochs for ~256 training galaxies)
     oddcube score --model model --data dataset --out results
 
 Percentile = 100 × (#{ordinary with value < real} + ½ #{equal}) / #ordinary. Python 3 standard

@@ -30,7 +30,9 @@
 # samples/s give the time of one epoch over the ingested galaxies (85 % trained, 15 % validated;
 # ×1.25 for augmentation and data loading); the script runs as many epochs as fit into the train
 # budget, or into what is left before the deadline once score and evaluate are reserved, if that
-# is less — so a slow build shortens training instead of overrunning — at least 1, at most 15.
+# is less — so a slow build shortens training instead of overrunning — at least 1, at most 15,
+# and no more than `oddcube train` chooses by default (8000 galaxy presentations: 4 epochs of
+# the 1700 training galaxies of 2000), since longer training teaches the model its anomalies.
 #
 # A GPU machine costs money, so the script fails fast: a preflight before the build, `set -e`,
 # every stage under `timeout` (at most twice its budget and never past the deadline), and on the
@@ -470,9 +472,15 @@ train_budget=$((train_budget - reserve))
 fit="$(awk -v b="$train_budget" -v o="$train_overhead" -v e="$epoch_s" \
     'BEGIN { n = int((b - o) / e); print (n < 1 ? 1 : n) }')"
 [ "$fit" -le "$max_epochs" ] || fit="$max_epochs"
+# No more than `oddcube train` would choose itself: the default budget of 8000 galaxy
+# presentations over the ~85 % training galaxies (docs/model.md, "Epochs and survey size").
+default_epochs="$(awk -v n="$n_ingested" \
+    'BEGIN { t = int(0.85 * n); e = (t > 0 ? int(8000 / t) : 30); print (e < 1 ? 1 : (e > 30 ? 30 : e)) }')"
+[ "$fit" -le "$default_epochs" ] || fit="$default_epochs"
 echo
 echo "epochs: ~$epoch_s s per epoch over $n_ingested galaxies (bench $preset: train $train_sps," \
-    "infer $infer_sps samples/s); $fit fit into $train_budget s (of which ${train_overhead} s set-up)"
+    "infer $infer_sps samples/s); $fit fit into $train_budget s (of which ${train_overhead} s set-up)" \
+    "and the default budget of 8000 presentations ($default_epochs)"
 if [ "$epochs" = auto ]; then
     epochs="$fit"
     echo "epochs: auto → $epochs"

@@ -434,7 +434,8 @@ def train(
     progress: Progress = None,
 ) -> Model:
     """Trains a model on a dataset into ``out`` and fits its null, as ``oddcube train`` does
-    (the same options; ``None`` takes the preset's default). Returns the trained
+    (the same options; ``None`` takes the default, and the default ``epochs`` follows the
+    number of training galaxies as there). Returns the trained
     :class:`Model`; ``model.training_report`` has the epoch table and the null's summary."""
     directory = data.dir if isinstance(data, Dataset) else Path(data)
     report = _oddcube.train(

@@ -5,9 +5,11 @@
 
 use std::path::Path;
 
+use crate::batches::split;
 use crate::checkpoint::CONFIG;
 use crate::config::{
-    ArchConfig, CellKernelKind, DataInfo, LossMode, ModelConfig, ModelKind, Preset, TrainConfig,
+    ArchConfig, CellKernelKind, DEFAULT_PRESENTATIONS, DataInfo, LossMode, ModelConfig, ModelKind,
+    Preset, TrainConfig,
 };
 use crate::error::{ModelError, Result};
 use crate::flops::forward_flops;
@@ -23,7 +25,8 @@ pub struct RunChoices {
     pub kind: ModelKind,
     /// ConvLSTM/conv implementation (may change on resume: same numbers up to rounding).
     pub kernel: CellKernelKind,
-    /// Maximum epochs (the only training setting a resumed run may change).
+    /// Maximum epochs (the only training setting a resumed run may change); `None` on a fresh
+    /// run: [`TrainConfig::default_epochs`] for the dataset's training galaxies.
     pub epochs: Option<usize>,
     /// Galaxies per optimiser step.
     pub batch: Option<usize>,
@@ -56,6 +59,8 @@ pub struct DatasetShape<'a> {
     pub size: usize,
     /// The dataset manifest's hash (a resumed model must have been trained on it).
     pub manifest_hash: &'a str,
+    /// Plate-IFUs of its galaxies, in dataset order (the validation split follows them).
+    pub plateifus: &'a [String],
 }
 
 /// A planned run: its configuration and notes worth telling the user.
@@ -131,11 +136,27 @@ fn fresh_plan(choices: &RunChoices, dataset: DatasetShape<'_>) -> Result<Plan> {
         other => other,
     })?;
     let defaults = TrainConfig::default();
+    let val_fraction = choices.val_fraction.unwrap_or(defaults.val_fraction);
+    let epochs = match choices.epochs {
+        Some(epochs) => epochs,
+        None => {
+            let n_train = split(dataset.plateifus, val_fraction).0.len();
+            let epochs = TrainConfig::default_epochs(n_train);
+            if epochs < defaults.epochs {
+                notes.push(format!(
+                    "{epochs} epochs: the default budget of {DEFAULT_PRESENTATIONS} galaxy \
+                     presentations over {n_train} training galaxies (longer training on a large \
+                     survey teaches the model its anomalies; --epochs overrides)"
+                ));
+            }
+            epochs
+        }
+    };
     let train = TrainConfig {
-        epochs: choices.epochs.unwrap_or(defaults.epochs),
+        epochs,
         batch: choices.batch.unwrap_or(defaults.batch),
         lr: choices.lr.unwrap_or(defaults.lr),
-        val_fraction: choices.val_fraction.unwrap_or(defaults.val_fraction),
+        val_fraction,
         loss: choices.loss.unwrap_or(defaults.loss),
         patience: choices.patience.unwrap_or(defaults.patience),
         augment: choices.augment,
@@ -213,4 +234,88 @@ pub fn describe_report(report: &TrainReport, out: &Path) -> String {
         out.display()
     ));
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn choices(epochs: Option<usize>) -> RunChoices {
+        RunChoices {
+            preset: Preset::Cpu,
+            kind: ModelKind::Ae,
+            kernel: CellKernelKind::Fused,
+            epochs,
+            batch: None,
+            lr: None,
+            latent: None,
+            beta: None,
+            seed: None,
+            val_fraction: None,
+            loss: None,
+            patience: None,
+            noise: false,
+            augment: true,
+        }
+    }
+
+    fn plan_for(n_galaxies: usize, epochs: Option<usize>) -> Plan {
+        let lines: Vec<String> = (0..19).map(|l| format!("line{l}")).collect();
+        let plateifus: Vec<String> = (0..n_galaxies).map(|i| format!("{i}-1901")).collect();
+        let shape = DatasetShape {
+            lines: &lines,
+            size: 32,
+            manifest_hash: "hash",
+            plateifus: &plateifus,
+        };
+        fresh_plan(&choices(epochs), shape).unwrap()
+    }
+
+    #[test]
+    fn default_epochs_spend_a_fixed_budget_of_presentations() {
+        // The cap (30) binds up to 266 training galaxies: ⌊8000 / 266⌋ = 30, ⌊8000 / 267⌋ = 29.
+        assert_eq!(TrainConfig::default_epochs(255), 30);
+        assert_eq!(TrainConfig::default_epochs(266), 30);
+        assert_eq!(TrainConfig::default_epochs(267), 29);
+        // The demo's 340, and 850, 2542 and 8500 training galaxies (1000, 3000, 10 000 in all).
+        assert_eq!(TrainConfig::default_epochs(340), 23);
+        assert_eq!(TrainConfig::default_epochs(850), 9);
+        assert_eq!(TrainConfig::default_epochs(2542), 3);
+        assert_eq!(TrainConfig::default_epochs(8500), 1);
+        assert_eq!(TrainConfig::default_epochs(0), 30);
+        for n in 1..20_000 {
+            let e = TrainConfig::default_epochs(n);
+            // Within the budget unless held up by the floor of one epoch; one more epoch
+            // would exceed it unless held down by the cap.
+            assert!(e * n <= DEFAULT_PRESENTATIONS || e == 1, "{n}: {e}");
+            assert!((e + 1) * n > DEFAULT_PRESENTATIONS || e == 30, "{n}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_fresh_plan_sizes_its_epochs_to_the_training_split_unless_told() {
+        let small = plan_for(300, None);
+        assert_eq!(small.config.train.epochs, 30);
+        assert!(small.notes.iter().all(|n| !n.contains("presentations")));
+
+        let large = plan_for(3000, None);
+        let n_train = split(
+            &(0..3000).map(|i| format!("{i}-1901")).collect::<Vec<_>>(),
+            0.15,
+        )
+        .0
+        .len();
+        assert_eq!(large.config.train.epochs, DEFAULT_PRESENTATIONS / n_train);
+        assert!(large.config.train.epochs < 30);
+        let note = large.notes.iter().find(|n| n.contains("presentations"));
+        assert!(
+            note.is_some_and(|n| n.contains(&n_train.to_string())),
+            "{:?}",
+            large.notes
+        );
+
+        let told = plan_for(3000, Some(30));
+        assert_eq!(told.config.train.epochs, 30);
+        assert!(told.notes.iter().all(|n| !n.contains("presentations")));
+    }
 }

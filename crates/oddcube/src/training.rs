@@ -36,18 +36,19 @@ pub fn train_and_calibrate(
 ) -> anyhow::Result<Trained> {
     let candle_device =
         oddcube_model::select_device(device).with_context(|| format!("device {device:?}"))?;
-    let shape = DatasetShape {
-        lines: &dataset.manifest.lines.lines,
-        size: dataset.manifest.size,
-        manifest_hash: &dataset.manifest_hash(),
-    };
-    let plan = plan_run(choices, shape, out, resume)?;
-    on_plan(&plan);
     let plateifus: Vec<String> = dataset
         .galaxies
         .iter()
         .map(|g| g.plateifu.clone())
         .collect();
+    let shape = DatasetShape {
+        lines: &dataset.manifest.lines.lines,
+        size: dataset.manifest.size,
+        manifest_hash: &dataset.manifest_hash(),
+        plateifus: &plateifus,
+    };
+    let plan = plan_run(choices, shape, out, resume)?;
+    on_plan(&plan);
     let options = TrainOptions {
         resume,
         max_epochs_this_call: None,

@@ -32,9 +32,9 @@ pub struct Args {
     /// Deprecated spelling of --arch (`--model` names a model directory elsewhere).
     #[arg(long = "model", value_enum, hide = true, conflicts_with = "arch")]
     model_kind: Option<KindArg>,
-    /// Maximum number of epochs [default: 30]. On large surveys use fewer: on a simulated
-    /// 3000-galaxy survey 30 epochs taught the model the anomalies themselves (README, "Epochs on
-    /// a large survey").
+    /// Maximum number of epochs [default: as many as fit into 8000 galaxy presentations, 1 to
+    /// 30: 30 up to 266 training galaxies, 3 for 2542, 1 above 4000]. Longer training on a large
+    /// survey teaches the model its anomalies (docs/model.md, "Epochs and survey size").
     #[arg(long)]
     epochs: Option<usize>,
     /// Galaxies per optimiser step [default: 16].
