@@ -46,8 +46,8 @@ enum Command {
     Simulate(cmd::simulate::Args),
     /// Train the ConvLSTM autoencoder (or VAE) on a dataset.
     Train(cmd::train::Args),
-    /// Fit a trained model's null (calibrated p-values) on its validation galaxies; `train` does
-    /// this itself, this brings older models up to date.
+    /// Fit a trained model's null (calibrated p-values) on the galaxies of its dataset; `train`
+    /// does this itself, this brings older models (and nulls of an older format) up to date.
     Calibrate(cmd::calibrate::Args),
     /// Score every galaxy of a dataset with a trained model: anomaly catalogue, latents, residuals.
     Score(cmd::score::Args),
