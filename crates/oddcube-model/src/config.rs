@@ -348,10 +348,11 @@ impl Default for TrainConfig {
 /// choose its epochs. The model learns whatever it is shown often enough, anomalies included: a
 /// kind that makes up a fraction `f` of the survey is shown `f × presentations` times whatever
 /// the survey's size, so a fixed budget keeps that exposure fixed, where a fixed number of
-/// epochs multiplies it by the survey's size. Measured on simulated surveys with 5 % anomalies
-/// (docs/model.md, "Epochs and survey size"): about 7 600–10 000 presentations rank them well
-/// at 340, 850 and 2542 training galaxies; 12 000 begin to teach the model the compact bright
-/// kinds, and 25 000 or more teach it all but one.
+/// epochs multiplies it by the survey's size. Measured on simulated surveys of 1000 and 3000
+/// galaxies (docs/model.md, "Epochs and survey size"): with kinds of 0.5–1.25 % each, 8000
+/// ranked them better than 4000–5000 (undertrained) and than 12 000 (the compact bright kinds
+/// begin to be learned), and 25 000 or more taught the model all kinds but one; kinds of 2.5 %
+/// each are learned already at 8000.
 pub const DEFAULT_PRESENTATIONS: usize = 8_000;
 
 impl TrainConfig {
