@@ -337,9 +337,9 @@ def markdown(report: dict) -> str:
     surveys = report["surveys"]
     fractions = report["settings"]["fractions"]
     lines = []
+    over = (", over seeds " + ", ".join(str(s) for s in report["settings"]["seeds"])) if fractions else ""
     lines.append("Realized false-discovery proportion (FDP = false flags / flags, 0 when nothing is "
-                 "flagged) and recall of Benjamini–Hochberg on `pvalue`, over seeds "
-                 + ", ".join(str(s) for s in report["settings"]["seeds"]) + ":")
+                 "flagged) and recall of Benjamini–Hochberg on `pvalue`" + over + ":")
     lines.append("")
     lines.append("| anomaly fraction | anomalies / survey | FDR 0.05: flagged (mean) | FDP mean | FDP worst | "
                  "recall mean | FDR 0.1: flagged (mean) | FDP mean | FDP worst | recall mean |")
