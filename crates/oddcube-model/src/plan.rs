@@ -259,9 +259,13 @@ mod tests {
         }
     }
 
+    fn plateifus(n_galaxies: usize) -> Vec<String> {
+        (0..n_galaxies).map(|i| format!("{i}-1901")).collect()
+    }
+
     fn plan_for(n_galaxies: usize, epochs: Option<usize>) -> Plan {
         let lines: Vec<String> = (0..19).map(|l| format!("line{l}")).collect();
-        let plateifus: Vec<String> = (0..n_galaxies).map(|i| format!("{i}-1901")).collect();
+        let plateifus = plateifus(n_galaxies);
         let shape = DatasetShape {
             lines: &lines,
             size: 32,
@@ -299,12 +303,9 @@ mod tests {
         assert!(small.notes.iter().all(|n| !n.contains("presentations")));
 
         let large = plan_for(3000, None);
-        let n_train = split(
-            &(0..3000).map(|i| format!("{i}-1901")).collect::<Vec<_>>(),
-            0.15,
-        )
-        .0
-        .len();
+        let n_train = split(&plateifus(3000), TrainConfig::default().val_fraction)
+            .0
+            .len();
         assert_eq!(large.config.train.epochs, DEFAULT_PRESENTATIONS / n_train);
         assert!(large.config.train.epochs < 30);
         let note = large.notes.iter().find(|n| n.contains("presentations"));
