@@ -16,8 +16,11 @@
 //!
 //! **Standardising.** For each component the log value is regressed, robustly (Huber IRLS,
 //! scale from the MAD), on nuisance properties that change ordinary galaxies' scores but are not
-//! anomaly signals: the number of usable pixels (IFU size and coverage) and the noise depth
-//! (median inverse variance in flux units, independent of how bright the lines are). The
+//! anomaly signals: the IFU size (fibres in the bundle, fixed by the observation's design) and the
+//! noise depth (median inverse variance in flux units, independent of how bright the lines are).
+//! Not the number of usable pixels: it follows where lines are detected, so a compact anomaly
+//! shrinks it and a regression on it explains part of the anomaly away (nulls of format `/3`
+//! were fitted on it and still read and apply it; [`Calibration::covariates`]). The
 //! standardised residual `z_k = (log c_k − x·β_k) / s_k` is what "unusual for a galaxy observed
 //! like this one" means. With fewer than [`MIN_FOR_COVARIATES`] calibration galaxies only a
 //! location and scale are fitted.
@@ -61,7 +64,10 @@ pub const CALIBRATION_FILE: &str = "calibration.json";
 /// The training galaxies' latents `[R, D]` (little-endian f32 `.npy`) next to it.
 pub const REFERENCE_LATENTS_FILE: &str = "reference_latents.npy";
 /// Format tag of [`CALIBRATION_FILE`].
-pub const CALIBRATION_FORMAT: &str = "oddcube-calibration/3";
+pub const CALIBRATION_FORMAT: &str = "oddcube-calibration/4";
+/// The format before the covariates were named (it regressed on the usable pixels and the depth,
+/// [`LEGACY_COVARIATES`]): the same components, still read and applied as fitted.
+const PREVIOUS_FORMAT: &str = "oddcube-calibration/3";
 /// Formats of nulls over other components (`/1`: `global`, `local`, `knn_dist`; `/2`: `chi2`,
 /// `global`, `local`, `knn_dist`); read as "no stored null", so the caller falls back and says
 /// how to refit.
@@ -71,11 +77,19 @@ pub const N_COMPONENTS: usize = 4;
 /// The score components, in the order of [`Calibration::components`].
 pub const COMPONENTS: [&str; N_COMPONENTS] = ["pooled", "chi2", "local", "knn_dist"];
 /// Calibration galaxies needed before the nuisance covariates are fitted. On the 300-galaxy
-/// benchmark surveys the regression lowered the fused score's mean AUROC from 0.963 to 0.940
-/// and raised the false flags: with a few hundred galaxies, some of them anomalous, it absorbs
-/// part of the anomalies' signal (compact anomalies have few usable pixels) and extrapolates
+/// benchmark surveys the regression (then on the usable pixels and the depth) lowered the fused
+/// score's mean AUROC from 0.963 to 0.940 and raised the false flags: with a few hundred
+/// galaxies, some of them anomalous, it absorbs part of the anomalies' signal and extrapolates
 /// badly to small IFUs. On a few thousand galaxies it keeps the p-values calibrated.
 pub const MIN_FOR_COVARIATES: usize = 1000;
+/// The covariates a new null regresses on, in the order of [`ComponentNull::coef`] after the
+/// intercept: log IFU size and log noise depth.
+pub const COVARIATES: [&str; 2] = ["ifu_size", "depth"];
+/// Share of the calibration galaxies that must have a value of a covariate for it to be fitted
+/// (the others stand at the mean, [`Calibration::design_row`]).
+const MIN_KNOWN_SHARE: f64 = 0.9;
+/// The covariates of a `/3` null, which did not name them: log usable pixels and log depth.
+const LEGACY_COVARIATES: [&str; 2] = ["n_pixels", "depth"];
 
 /// Scale factor turning a median absolute deviation into a normal σ.
 pub const MAD_TO_SIGMA: f64 = 1.482_602_218_505_602;
@@ -89,8 +103,9 @@ const FLOOR_MIN_SNR2: f64 = 9.0;
 /// Pixels per line used to fit its floor (a deterministic stride over the calibration pixels).
 const FLOOR_SAMPLE: usize = 200_000;
 
-/// The null of one component: `z = (log c − β·x) / scale` with `x = [1, log n_pixels − m₁,
-/// log depth − m₂]` (only the intercept when `coef` has one entry).
+/// The null of one component: `z = (log c − β·x) / scale` with `x = [1, log v₁ − m₁, log v₂ −
+/// m₂]` for the covariates `v` of [`Calibration::covariates`] (only the intercept when `coef` has
+/// one entry).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ComponentNull {
     /// Component name (a catalogue column).
@@ -117,7 +132,14 @@ pub struct Calibration {
     pub floors: Vec<f64>,
     /// Neighbour rank of `knn_dist` and `lof` against the reference.
     pub knn_k: usize,
-    /// Means of the covariates (log usable pixels, log depth) the regressions are centred on.
+    /// The nuisance covariates the components are regressed on, by catalogue column name: those
+    /// of [`COVARIATES`] that nine in ten calibration galaxies have a value of, and none with
+    /// fewer than [`MIN_FOR_COVARIATES`] galaxies. (A `/3` null, which did not record them,
+    /// regressed on the usable pixels and the depth.)
+    #[serde(default = "legacy_covariates")]
+    pub covariates: Vec<String>,
+    /// Means of the log covariates the regressions are centred on (over the calibration
+    /// galaxies that have a value).
     pub covariate_means: Vec<f64>,
     /// One null per entry of [`COMPONENTS`].
     pub components: Vec<ComponentNull>,
@@ -139,6 +161,10 @@ pub struct Calibration {
     /// ([`Calibration::pvalue`]).
     #[serde(default)]
     pub null_scores: Vec<f64>,
+}
+
+fn legacy_covariates() -> Vec<String> {
+    LEGACY_COVARIATES.iter().map(|c| c.to_string()).collect()
 }
 
 /// Quantile of the calibration galaxies' fused scores below which p-values are empirical
@@ -200,7 +226,16 @@ impl StoredNull {
         if STALE_FORMATS.contains(&calibration.format.as_str()) {
             return Ok(None);
         }
-        if calibration.format != CALIBRATION_FORMAT {
+        if calibration.format == PREVIOUS_FORMAT {
+            // Its covariates were the usable pixels and the depth, which serde's default for the
+            // missing field already says; a `/3` file naming others was not written by oddcube.
+            if calibration.covariates != legacy_covariates() {
+                return Err(invalid(
+                    &path,
+                    "a /3 null regresses on n_pixels and depth only",
+                ));
+            }
+        } else if calibration.format != CALIBRATION_FORMAT {
             return Err(invalid(
                 &path,
                 format!(
@@ -211,6 +246,25 @@ impl StoredNull {
         }
         if calibration.components.len() != COMPONENTS.len() {
             return Err(invalid(&path, "wrong number of score components"));
+        }
+        if let Some(unknown) = calibration
+            .covariates
+            .iter()
+            .find(|c| Covariates::log_of_name(c).is_none())
+        {
+            return Err(invalid(&path, format!("unknown covariate {unknown:?}")));
+        }
+        let slots = 1 + calibration.covariates.len();
+        if calibration.covariate_means.len() != calibration.covariates.len()
+            || calibration
+                .components
+                .iter()
+                .any(|c| c.coef.len() != 1 && c.coef.len() != slots)
+        {
+            return Err(invalid(
+                &path,
+                "the covariate means and coefficients do not match the covariates",
+            ));
         }
         let latents = Latents::open(&dir.join(REFERENCE_LATENTS_FILE))?;
         if latents.n() != calibration.reference_plateifus.len() {
@@ -231,25 +285,36 @@ impl StoredNull {
     }
 }
 
-/// Nuisance covariates of one galaxy: usable pixels and noise depth.
+/// Nuisance properties of one galaxy that a null can regress on ([`COVARIATES`]).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Covariates {
-    /// Pixels with at least one usable measurement.
+    /// Fibres in the IFU bundle (19–127); 0 when unknown.
+    pub ifu_size: f64,
+    /// Pixels with at least one usable measurement (the covariate of `/3` nulls).
     pub n_pixels: f64,
     /// Median inverse variance of the usable measurements in flux units (`w / scale²`).
     pub depth: f64,
 }
 
 impl Covariates {
-    fn logs(self) -> [f64; 2] {
-        [
-            self.n_pixels.max(1.0).ln(),
-            if self.depth > 0.0 && self.depth.is_finite() {
-                self.depth.ln()
-            } else {
-                0.0
-            },
-        ]
+    /// Whether `name` is a covariate this type carries: `Some(log value)`, where the log value
+    /// is `None` when the galaxy has none (an unknown IFU size, a depth of 0).
+    fn log_of_name(name: &str) -> Option<fn(&Covariates) -> Option<f64>> {
+        fn positive_log(v: f64) -> Option<f64> {
+            (v > 0.0 && v.is_finite()).then(|| v.ln())
+        }
+        match name {
+            "ifu_size" => Some(|c| positive_log(c.ifu_size)),
+            // A galaxy without usable pixels has NaN components and never reaches the fit.
+            "n_pixels" => Some(|c| Some(c.n_pixels.max(1.0).ln())),
+            "depth" => Some(|c| positive_log(c.depth)),
+            _ => None,
+        }
+    }
+
+    /// The log of covariate `name`; `None` when the galaxy has no value or the name is unknown.
+    fn log(&self, name: &str) -> Option<f64> {
+        Self::log_of_name(name).and_then(|get| get(self))
     }
 }
 
@@ -453,11 +518,18 @@ pub struct Verdict {
 }
 
 impl Calibration {
+    /// `[1, log v₁ − m₁, …]`, the first `p` entries. A covariate the galaxy has no value of
+    /// stands at the calibration galaxies' mean (a centred 0): the regression then says
+    /// nothing about it, rather than something wrong.
     fn design_row(&self, covariates: Covariates, p: usize) -> Vec<f64> {
-        let logs = covariates.logs();
         let mut row = vec![1.0];
-        for (v, m) in logs.iter().zip(&self.covariate_means).take(p - 1) {
-            row.push(v - m);
+        for (name, mean) in self
+            .covariates
+            .iter()
+            .zip(&self.covariate_means)
+            .take(p - 1)
+        {
+            row.push(covariates.log(name).map_or(0.0, |v| v - mean));
         }
         row
     }
@@ -546,21 +618,36 @@ impl Calibration {
                     .to_string(),
             });
         }
-        let logs: Vec<[f64; 2]> = usable.iter().map(|&i| covariates[i].logs()).collect();
-        let covariate_means: Vec<f64> = (0..2)
-            .map(|c| logs.iter().map(|l| l[c]).sum::<f64>() / logs.len() as f64)
-            .collect();
-        let p = if usable.len() >= MIN_FOR_COVARIATES {
-            3
+        // Each covariate's log values over the calibration galaxies that have one. A covariate
+        // most of them lack (IFU sizes of files without IFUDESIGN) is left out rather than
+        // fitted to a few.
+        let known: Vec<(&str, Vec<f64>)> = if usable.len() >= MIN_FOR_COVARIATES {
+            COVARIATES
+                .iter()
+                .map(|&name| {
+                    let values = usable
+                        .iter()
+                        .filter_map(|&i| covariates[i].log(name))
+                        .collect::<Vec<f64>>();
+                    (name, values)
+                })
+                .filter(|(_, values)| values.len() as f64 >= MIN_KNOWN_SHARE * usable.len() as f64)
+                .collect()
         } else {
-            1
+            Vec::new()
         };
+        let covariate_means: Vec<f64> = known
+            .iter()
+            .map(|(_, values)| values.iter().sum::<f64>() / values.len() as f64)
+            .collect();
+        let p = 1 + known.len();
         let mut calibration = Calibration {
             format: CALIBRATION_FORMAT.to_string(),
             fitted_on: fitted_on.to_string(),
             n_calibration: usable.len(),
             floors,
             knn_k,
+            covariates: known.iter().map(|(name, _)| name.to_string()).collect(),
             covariate_means,
             components: Vec::new(),
             combined_centre: 0.0,
@@ -791,6 +878,7 @@ pub fn calibrate(
             n_calibration: 0,
             floors: floors.clone(),
             knn_k: k,
+            covariates: Vec::new(),
             covariate_means: Vec::new(),
             components: Vec::new(),
             combined_centre: 0.0,
@@ -873,20 +961,27 @@ mod tests {
         let mut values = Vec::new();
         let mut covariates = Vec::new();
         for _ in 0..n {
-            let n_pixels: f64 = rng.random_range(200.0..1000.0);
+            let ifu_size = [19.0, 37.0, 61.0, 91.0, 127.0][rng.random_range(0..5)];
+            // Usable pixels scatter around the bundle's footprint; the components do not
+            // depend on them beyond what the IFU size says.
+            let n_pixels: f64 = ifu_size * rng.random_range(5.0..9.0);
             let depth: f64 = 10f64.powf(rng.random_range(-1.0..1.0));
             let shared: f64 = rng.sample(StandardNormal);
             let mut v = [0.0; N_COMPONENTS];
             for (k, slot) in v.iter_mut().enumerate() {
                 let own: f64 = rng.sample(StandardNormal);
                 let log = -2.0
-                    + 0.5 * n_pixels.ln() * (k as f64 - 1.0)
+                    + 0.5 * f64::ln(ifu_size) * (k as f64 - 1.0)
                     + 0.3 * depth.ln()
                     + 0.4 * (0.6 * shared + 0.8 * own);
                 *slot = log.exp();
             }
             values.push(v);
-            covariates.push(Covariates { n_pixels, depth });
+            covariates.push(Covariates {
+                ifu_size,
+                n_pixels,
+                depth,
+            });
         }
         (values, covariates)
     }
@@ -975,7 +1070,8 @@ mod tests {
     fn covariates_are_regressed_out() {
         let (values, covariates) = null_galaxies(MIN_FOR_COVARIATES, 3);
         let cal = Calibration::fit(&values, &covariates, vec![], 10, "validation", vec![]).unwrap();
-        // The first component's log grows by -0.5 per log pixel and 0.3 per log depth.
+        assert_eq!(cal.covariates, COVARIATES);
+        // The first component's log grows by -0.5 per log IFU size and 0.3 per log depth.
         let first = &cal.components[0];
         assert!((first.coef[1] + 0.5).abs() < 0.1, "{:?}", first.coef);
         assert!((first.coef[2] - 0.3).abs() < 0.1, "{:?}", first.coef);
@@ -986,6 +1082,83 @@ mod tests {
         let cal =
             Calibration::fit(&fewer, &fewer_covariates, vec![], 10, "validation", vec![]).unwrap();
         assert!(cal.components.iter().all(|c| c.coef.len() == 1));
+    }
+
+    #[test]
+    fn an_unknown_ifu_size_stands_at_the_mean_and_a_mostly_unknown_one_is_not_fitted() {
+        let (values, mut covariates) = null_galaxies(MIN_FOR_COVARIATES, 8);
+        let cal = Calibration::fit(&values, &covariates, vec![], 10, "validation", vec![]).unwrap();
+        let known = covariates[0];
+        let at_mean = Covariates {
+            ifu_size: cal.covariate_means[0].exp(),
+            ..known
+        };
+        let unknown = Covariates {
+            ifu_size: 0.0,
+            ..known
+        };
+        let (a, b) = (
+            cal.verdict(values[0], at_mean),
+            cal.verdict(values[0], unknown),
+        );
+        for k in 0..N_COMPONENTS {
+            assert!((a.z[k] - b.z[k]).abs() < 1e-9, "{a:?} {b:?}");
+        }
+        // A fifth of the galaxies without an IFU size: only the depth is regressed on.
+        for c in covariates.iter_mut().step_by(5) {
+            c.ifu_size = 0.0;
+        }
+        let cal = Calibration::fit(&values, &covariates, vec![], 10, "validation", vec![]).unwrap();
+        assert_eq!(cal.covariates, ["depth"]);
+        assert_eq!(cal.covariate_means.len(), 1);
+        assert!(cal.components.iter().all(|c| c.coef.len() == 2));
+        assert!((cal.components[0].coef[1] - 0.3).abs() < 0.1);
+    }
+
+    #[test]
+    fn a_null_of_the_previous_format_keeps_regressing_on_the_usable_pixels() {
+        // A `/3` null as oddcube wrote it: no `covariates` field, coefficients for log usable
+        // pixels and log depth.
+        let (values, covariates) = null_galaxies(MIN_FOR_COVARIATES, 9);
+        let mut cal =
+            Calibration::fit(&values, &covariates, vec![], 10, "validation", vec![]).unwrap();
+        cal.format = PREVIOUS_FORMAT.to_string();
+        cal.covariate_means = vec![6.0, 0.0];
+        let mut json = serde_json::to_value(&cal).unwrap();
+        json.as_object_mut().unwrap().remove("covariates");
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(CALIBRATION_FILE), json.to_string()).unwrap();
+        write_npy_f32(&dir.path().join(REFERENCE_LATENTS_FILE), &[], 0, 2).unwrap();
+        let read = StoredNull::read(dir.path()).unwrap().unwrap().calibration;
+        assert_eq!(read.covariates, LEGACY_COVARIATES);
+        let base = covariates[0];
+        let z = |c: Covariates| read.verdict(values[0], c).z[0];
+        let more_pixels = Covariates {
+            n_pixels: base.n_pixels * 2.0,
+            ..base
+        };
+        let other_ifu = Covariates {
+            ifu_size: base.ifu_size * 2.0,
+            ..base
+        };
+        let slope = read.components[0].coef[1];
+        let expected = z(base) - slope * 2f64.ln() / read.components[0].scale;
+        assert!((z(more_pixels) - expected).abs() < 1e-9);
+        assert_eq!(z(other_ifu), z(base));
+        // A `/4` null naming a covariate this oddcube does not know is refused, naming the file.
+        let mut current = cal.clone();
+        current.format = CALIBRATION_FORMAT.to_string();
+        current.covariates = vec!["redshift".to_string(), "depth".to_string()];
+        std::fs::write(
+            dir.path().join(CALIBRATION_FILE),
+            serde_json::to_string(&current).unwrap(),
+        )
+        .unwrap();
+        let err = StoredNull::read(dir.path()).unwrap_err().to_string();
+        assert!(
+            err.contains(CALIBRATION_FILE) && err.contains("redshift"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //!
 //! 1. Per galaxy ([`score_galaxies`]): the global reconstruction scores (`recon`, `chi2`, per-line
 //!    shares), the PSF-smoothed anomaly map with its localized score `local` and region
-//!    (`anomaly_map.rs`), and the nuisance covariates `n_pixels` and `depth`. A galaxy needs
+//!    (`anomaly_map.rs`), and the nuisance covariate `depth` (with `ifu_size` from the dataset,
+//!    and `n_pixels`, the covariate of older nulls). A galaxy needs
 //!    nothing but itself, so each shard of a sharded run computes these.
 //! 2. Per population ([`finalize_population_scores`]): `knn_dist` (against the stored training
 //!    latents, or the population when the model has no stored null), `lof`, the fused `score`
@@ -435,15 +436,19 @@ pub fn components_and_covariates(
     };
     let (pooled, chi2, local) = (column("pooled")?, column("chi2")?, column("local")?);
     let depth = column("depth")?;
-    let pixels = catalog
-        .u32("n_pixels")
-        .ok_or_else(|| Error::Empty("catalogue column 'n_pixels'".to_string()))?;
+    let counts = |name: &str| {
+        catalog
+            .u32(name)
+            .ok_or_else(|| Error::Empty(format!("catalogue column '{name}'")))
+    };
+    let (ifu_size, pixels) = (counts("ifu_size")?, counts("n_pixels")?);
     check_len("latent distances", knn_dist.len(), catalog.len())?;
     let values = (0..catalog.len())
         .map(|i| [pooled[i], chi2[i], local[i], knn_dist[i]])
         .collect();
     let covariates = (0..catalog.len())
         .map(|i| Covariates {
+            ifu_size: f64::from(ifu_size[i]),
             n_pixels: f64::from(pixels[i]),
             depth: depth[i],
         })
@@ -1064,6 +1069,7 @@ pub(crate) mod tests {
                 n_calibration: 0,
                 floors: vec![0.0],
                 knn_k: 5,
+                covariates: Vec::new(),
                 covariate_means: Vec::new(),
                 components: Vec::new(),
                 combined_centre: 0.0,

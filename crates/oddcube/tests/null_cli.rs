@@ -34,7 +34,7 @@ fn stored_null_round_trip_and_old_model_fallback() {
     // applied to the new components: the run falls back to the population, saying how to refit.
     let path = survey.model.join(CALIBRATION_FILE);
     let current = std::fs::read_to_string(&path).unwrap();
-    let stale = current.replace("oddcube-calibration/3", "oddcube-calibration/2");
+    let stale = current.replace("oddcube-calibration/4", "oddcube-calibration/2");
     assert_ne!(stale, current);
     std::fs::write(&path, stale).unwrap();
     let stale_out = survey.tmp.path().join("stale");
