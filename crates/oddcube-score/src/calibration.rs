@@ -562,6 +562,21 @@ impl Calibration {
         }
     }
 
+    /// Why a usable null should be refitted, when it should: a `/3` null that regressed on the
+    /// usable pixels (fitted on 1000 galaxies or more) explains part of compact and extended
+    /// anomalies away. `None` for a current null, or a `/3` one that fitted no covariates (it
+    /// computes what a refit would).
+    pub fn superseded(&self) -> Option<String> {
+        let regressed = self.components.iter().any(|c| c.coef.len() > 1);
+        (self.format == PREVIOUS_FORMAT && regressed).then(|| {
+            format!(
+                "{PREVIOUS_FORMAT} regresses on the usable pixels, which \
+                 compact and extended anomalies change; `oddcube calibrate --model MODEL --data \
+                 DATASET` refits it on the IFU size"
+            )
+        })
+    }
+
     /// The p-value of a fused score: in the tail (at or above the calibration galaxies' 90th
     /// percentile, or z₉₀ = 1.28 if that is lower) the normal tail `P(Z ≥ score)`; in the body,
     /// where the calibration galaxies themselves say how rare a score is, the share of them
@@ -1145,6 +1160,19 @@ mod tests {
         let expected = z(base) - slope * 2f64.ln() / read.components[0].scale;
         assert!((z(more_pixels) - expected).abs() < 1e-9);
         assert_eq!(z(other_ifu), z(base));
+        // It is used, and the scoring run is told to refit it; a current null is not, nor a
+        // `/3` one that fitted no covariates (a refit computes the same).
+        assert!(read.superseded().unwrap().contains("oddcube calibrate"));
+        let fresh = Calibration {
+            format: CALIBRATION_FORMAT.to_string(),
+            ..read.clone()
+        };
+        assert_eq!(fresh.superseded(), None);
+        let mut small = read.clone();
+        for c in &mut small.components {
+            c.coef.truncate(1);
+        }
+        assert_eq!(small.superseded(), None);
         // A `/4` null naming a covariate this oddcube does not know is refused, naming the file.
         let mut current = cal.clone();
         current.format = CALIBRATION_FORMAT.to_string();

@@ -573,7 +573,7 @@ impl ResultsManifest {
     }
 
     /// Records which null the p-values came from, the neighbour rank `knn_dist` and `lof` used,
-    /// and the warning when the stored null was not used.
+    /// and the warning when the stored null was not used or should be refitted.
     pub fn set_null(&mut self, used: &crate::score::NullUsed) {
         self.null_fitted_on = used.fitted_on.clone();
         self.null_n_calibration = used.n_calibration;
@@ -582,6 +582,11 @@ impl ResultsManifest {
         if let Some(why) = &used.warning {
             self.warnings.push(format!(
                 "p-values from a null fitted to the scored galaxies themselves ({why})"
+            ));
+        }
+        if let Some(advice) = &used.refit_advice {
+            self.warnings.push(format!(
+                "p-values from an out-of-date stored null: {advice}"
             ));
         }
     }
@@ -1134,6 +1139,37 @@ mod tests {
         assert!(
             err.contains("manifest.json") && err.contains("oddcube score"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn set_null_records_a_fallback_and_refit_advice_once() {
+        let mut manifest = crate::pipeline::manifest_for(&crate::score::ScoreSettings::default());
+        let used = crate::score::NullUsed {
+            fitted_on: "training+validation".to_string(),
+            n_calibration: 1200,
+            knn_k: 10,
+            warning: None,
+            refit_advice: Some("refit it".to_string()),
+        };
+        // Set twice, as a merge does after the parts were scored: one warning, not two.
+        manifest.set_null(&used);
+        manifest.set_null(&used);
+        assert_eq!(
+            manifest.warnings,
+            ["p-values from an out-of-date stored null: refit it"]
+        );
+        let fallback = crate::score::NullUsed {
+            fitted_on: "population".to_string(),
+            warning: Some("no stored null".to_string()),
+            refit_advice: None,
+            ..used
+        };
+        manifest.set_null(&fallback);
+        assert_eq!(manifest.null_fitted_on, "population");
+        assert_eq!(
+            manifest.warnings,
+            ["p-values from a null fitted to the scored galaxies themselves (no stored null)"]
         );
     }
 }

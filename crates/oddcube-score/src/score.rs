@@ -611,6 +611,8 @@ pub struct NullUsed {
     pub knn_k: usize,
     /// Why the stored null was not used, when it was not.
     pub warning: Option<String>,
+    /// Why the stored null that was used should be refitted ([`Calibration::superseded`]).
+    pub refit_advice: Option<String>,
 }
 
 /// Fills the population columns of `catalog` (see [`POPULATION_COLUMNS`]) from the latents of
@@ -716,6 +718,7 @@ pub fn finalize_population_scores(
             Err(_) => population_k,
         },
         warning,
+        refit_advice: stored.ok().and_then(|s| s.calibration.superseded()),
     })
 }
 
@@ -1111,6 +1114,8 @@ pub(crate) mod tests {
             (used.fitted_on.as_str(), used.knn_k, used.warning),
             ("validation", 5, None)
         );
+        // A current null needs no refit.
+        assert_eq!(used.refit_advice, None);
         let flags = list.bool("fdr_flag").unwrap();
         assert!(odd.iter().all(|&i| flags[i]), "{flags:?}");
         assert!(!flags[10] && !flags[11]);
