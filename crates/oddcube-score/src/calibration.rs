@@ -562,6 +562,17 @@ impl Calibration {
         }
     }
 
+    /// What each component's null was regressed on, for the log: "regressed on ifu_size and
+    /// depth", or "location and scale only" when no covariate was fitted.
+    pub fn describe_covariates(&self) -> String {
+        let fitted = self.components.iter().any(|c| c.coef.len() > 1);
+        if fitted && !self.covariates.is_empty() {
+            format!("regressed on {}", self.covariates.join(" and "))
+        } else {
+            "location and scale only".to_string()
+        }
+    }
+
     /// Why a usable null should be refitted, when it should: a `/3` null that regressed on the
     /// usable pixels (fitted on 1000 galaxies or more) explains part of compact and extended
     /// anomalies away. `None` for a current null, or a `/3` one that fitted no covariates (it
@@ -1086,6 +1097,7 @@ mod tests {
         let (values, covariates) = null_galaxies(MIN_FOR_COVARIATES, 3);
         let cal = Calibration::fit(&values, &covariates, vec![], 10, "validation", vec![]).unwrap();
         assert_eq!(cal.covariates, COVARIATES);
+        assert_eq!(cal.describe_covariates(), "regressed on ifu_size and depth");
         // The first component's log grows by -0.5 per log IFU size and 0.3 per log depth.
         let first = &cal.components[0];
         assert!((first.coef[1] + 0.5).abs() < 0.1, "{:?}", first.coef);
@@ -1097,6 +1109,7 @@ mod tests {
         let cal =
             Calibration::fit(&fewer, &fewer_covariates, vec![], 10, "validation", vec![]).unwrap();
         assert!(cal.components.iter().all(|c| c.coef.len() == 1));
+        assert_eq!(cal.describe_covariates(), "location and scale only");
     }
 
     #[test]

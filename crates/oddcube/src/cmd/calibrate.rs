@@ -32,9 +32,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         oddcube::calibrate::calibrate_model(&args.model, &dataset, &args.device, &Bar::new(false))?;
     let c = &report.null.calibration;
     println!(
-        "null fitted on {} {} galaxies, {} reference latents → {}/calibration.json",
+        "null fitted on {} {} galaxies ({}), {} reference latents → {}/calibration.json",
         c.n_calibration,
         c.fitted_on,
+        c.describe_covariates(),
         c.reference_plateifus.len(),
         args.model.display()
     );

@@ -133,9 +133,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let calibration = &trained.calibration;
     let c = &calibration.null.calibration;
     println!(
-        "null of the anomaly score fitted on {} {} galaxies → {}/calibration.json",
+        "null of the anomaly score fitted on {} {} galaxies ({}) → {}/calibration.json",
         c.n_calibration,
         c.fitted_on,
+        c.describe_covariates(),
         args.out.display()
     );
     if let Some(warning) = &calibration.warning {
