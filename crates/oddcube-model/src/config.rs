@@ -123,9 +123,9 @@ pub struct ArchConfig {
 /// The presets' KL weight, in ELBO units ([`KlUnits::Elbo`]).
 pub const VAE_BETA: f64 = 1.0;
 /// The presets' free bits per latent dimension (nats). Without them one demo seed in five let
-/// most of its latent collapse to the prior (20 nats in all where the others carry 40–55) and
-/// reconstructed 1.12× worse than its autoencoder; with 1 nat per dimension every seed keeps at
-/// least 32 (docs/model.md, "The VAE objective").
+/// most of its latent collapse to the prior (20 nats in all where the other four carry 37–48)
+/// and reconstructed 1.12× worse than its autoencoder; with 1 nat per dimension it keeps 39 and
+/// reconstructs 1.05× worse (docs/model.md, "AE and VAE on the demo dataset").
 pub const VAE_FREE_BITS: f64 = 1.0;
 /// The presets' KL warm-up, as a fraction of all training steps.
 pub const VAE_KL_WARMUP: f64 = 0.5;

@@ -297,8 +297,8 @@ pub struct Covariates {
 }
 
 impl Covariates {
-    /// Whether `name` is a covariate this type carries: `Some(log value)`, where the log value
-    /// is `None` when the galaxy has none (an unknown IFU size, a depth of 0).
+    /// The getter of covariate `name`'s log value, `None` for a name this type does not carry.
+    /// The getter gives `None` for a galaxy without a value (an unknown IFU size, a depth of 0).
     fn log_of_name(name: &str) -> Option<fn(&Covariates) -> Option<f64>> {
         fn positive_log(v: f64) -> Option<f64> {
             (v > 0.0 && v.is_finite()).then(|| v.ln())
@@ -562,11 +562,16 @@ impl Calibration {
         }
     }
 
+    /// Whether the component nulls regress on covariates (more than an intercept), as they do
+    /// from [`MIN_FOR_COVARIATES`] calibration galaxies.
+    fn fits_covariates(&self) -> bool {
+        self.components.iter().any(|c| c.coef.len() > 1)
+    }
+
     /// What each component's null was regressed on, for the log: "regressed on ifu_size and
     /// depth", or "location and scale only" when no covariate was fitted.
     pub fn describe_covariates(&self) -> String {
-        let fitted = self.components.iter().any(|c| c.coef.len() > 1);
-        if fitted && !self.covariates.is_empty() {
+        if self.fits_covariates() && !self.covariates.is_empty() {
             format!("regressed on {}", self.covariates.join(" and "))
         } else {
             "location and scale only".to_string()
@@ -578,8 +583,7 @@ impl Calibration {
     /// anomalies away. `None` for a current null, or a `/3` one that fitted no covariates (it
     /// computes what a refit would).
     pub fn superseded(&self) -> Option<String> {
-        let regressed = self.components.iter().any(|c| c.coef.len() > 1);
-        (self.format == PREVIOUS_FORMAT && regressed).then(|| {
+        (self.format == PREVIOUS_FORMAT && self.fits_covariates()).then(|| {
             format!(
                 "{PREVIOUS_FORMAT} regresses on the usable pixels, which \
                  compact and extended anomalies change; `oddcube calibrate --model MODEL --data \
