@@ -80,8 +80,9 @@ impl RawModel {
         labels: Option<PathBuf>,
         progress: Option<Py<PyAny>>,
     ) -> PyResult<(Bound<'py, PyList>, String, Bound<'py, PyAny>)> {
+        // Another dataset with the same lines may be scored (the CLI only notes it).
         self.scorer
-            .check_dataset(&self.dir, dataset, data_dir)
+            .check_dataset(&self.dir, dataset)
             .map_err(to_py)?;
         let reporter = PyProgress::new(progress);
         let model_hash = model_hash(&self.dir).map_err(to_py)?;

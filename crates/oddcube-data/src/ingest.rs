@@ -183,6 +183,7 @@ pub fn ingest(
     options: &IngestOptions,
     progress: &dyn Progress,
 ) -> Result<IngestReport, DataError> {
+    crate::artifact::check_output_dir(out, crate::artifact::ArtifactKind::Dataset)?;
     let out_dir = shard_dir(out, options.shard);
     let (files, input_skips) = collect_inputs(inputs);
     let pool = rayon::ThreadPoolBuilder::new()

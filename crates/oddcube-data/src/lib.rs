@@ -21,13 +21,15 @@
 //!   (the class of every galaxy's centre, `oddcube bpt`); [`quality`] names the DAPQUAL and
 //!   DRP3QUAL bits and decides what is CRITICAL; [`links`] builds the Marvin and SkyServer URLs.
 //! - Shared utilities: [`csv`] (the one CSV reader and writer of every artifact and input list),
-//!   [`atomic`] (whole-file replacement), [`date`] (calendar dates), [`stats`] (median),
+//!   [`atomic`] (whole-file replacement), [`artifact`] (which artifact a directory holds, so
+//!   none is written over another), [`date`] (calendar dates), [`stats`] (median),
 //!   [`progress`] ([`Progress`], reporting without choosing a UI) and [`error`] ([`DataError`],
 //!   whose variants name the file and the reason).
 //!
 //! `docs/preprocessing.md`, `docs/dataset.md` and `docs/simulation.md` describe the grid, the
 //! dataset files and the simulator.
 
+pub mod artifact;
 pub mod atomic;
 pub mod bpt;
 pub mod bpt_survey;

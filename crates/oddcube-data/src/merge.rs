@@ -85,6 +85,7 @@ pub fn merge_datasets(
     out: &Path,
     created_by: &str,
 ) -> Result<MergedDataset, DataError> {
+    crate::artifact::check_output_dir(out, crate::artifact::ArtifactKind::Dataset)?;
     let parts = find_parts(dir)?;
     let mut opened: Vec<(Shard, Dataset, Vec<SkippedInput>)> = Vec::with_capacity(parts.len());
     for (shard, path) in &parts {

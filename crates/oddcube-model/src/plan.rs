@@ -107,7 +107,15 @@ pub fn plan_run(
             notes: Vec::new(),
         });
     }
-    fresh_plan(choices, dataset)
+    let mut plan = fresh_plan(choices, dataset)?;
+    if resume {
+        // Not an error: a batch job that always passes --resume starts its first call this way.
+        plan.notes.push(format!(
+            "nothing to resume in {} (no {CONFIG}): starting a new run",
+            out.display()
+        ));
+    }
+    Ok(plan)
 }
 
 fn fresh_plan(choices: &RunChoices, dataset: DatasetShape<'_>) -> Result<Plan> {

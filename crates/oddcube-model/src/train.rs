@@ -318,7 +318,16 @@ pub fn train(
                 config_path.display()
             )));
         }
-    } else if !options.resume && ckpt_path.exists() {
+    }
+    if options.resume && !ckpt_path.exists() && out_dir.join(BEST_WEIGHTS).exists() {
+        // Starting again would silently replace the trained weights it was asked to continue.
+        return Err(ModelError::Config(format!(
+            "{} holds a trained model but no {LAST_CHECKPOINT} to resume from; train into \
+             another directory, or remove the model to start again",
+            out_dir.display()
+        )));
+    }
+    if !options.resume && ckpt_path.exists() {
         return Err(ModelError::Config(format!(
             "{} already holds a trained model; pass --resume to continue it or choose another output",
             out_dir.display()

@@ -163,6 +163,51 @@ pub struct Calibration {
     pub null_scores: Vec<f64>,
 }
 
+impl Calibration {
+    /// Checks the values a fitted null can hold (what [`calibrate`] writes), so that an edited
+    /// or damaged file is an error instead of NaN, infinite or reversed scores: positive finite
+    /// scales, finite coefficients and centres, a floor per line that is finite and not negative,
+    /// a neighbour rank the reference can serve (a reference galaxy is not its own neighbour;
+    /// [`calibrate`] caps the rank at one below the reference's size),
+    /// and ascending finite null scores.
+    pub fn check_values(&self) -> std::result::Result<(), String> {
+        let positive = |v: f64| v.is_finite() && v > 0.0;
+        if self.n_calibration == 0 {
+            return Err("n_calibration is 0: a null needs calibration galaxies".into());
+        }
+        if self.floors.is_empty() || self.floors.iter().any(|f| !(f.is_finite() && *f >= 0.0)) {
+            return Err("floors must hold one finite, non-negative value per line".into());
+        }
+        let reference = self.reference_plateifus.len();
+        if self.knn_k == 0 || (reference > 1 && self.knn_k >= reference) {
+            return Err(format!(
+                "knn_k {} must be at least 1 and below the {reference} reference galaxies",
+                self.knn_k
+            ));
+        }
+        if !positive(self.combined_scale) || !self.combined_centre.is_finite() {
+            return Err("combined_scale must be positive and combined_centre finite".into());
+        }
+        if let Some(bad) = self.components.iter().find(|c| {
+            !positive(c.scale) || c.coef.is_empty() || c.coef.iter().any(|v| !v.is_finite())
+        }) {
+            return Err(format!(
+                "component {:?}: its scale must be positive and its coefficients finite",
+                bad.name
+            ));
+        }
+        if self.covariate_means.iter().any(|m| !m.is_finite()) {
+            return Err("covariate_means must be finite".into());
+        }
+        if self.null_scores.iter().any(|s| !s.is_finite())
+            || self.null_scores.windows(2).any(|w| w[0] > w[1])
+        {
+            return Err("null_scores must be finite and ascending".into());
+        }
+        Ok(())
+    }
+}
+
 fn legacy_covariates() -> Vec<String> {
     LEGACY_COVARIATES.iter().map(|c| c.to_string()).collect()
 }
@@ -266,6 +311,9 @@ impl StoredNull {
                 "the covariate means and coefficients do not match the covariates",
             ));
         }
+        calibration
+            .check_values()
+            .map_err(|reason| invalid(&path, reason))?;
         let latents = Latents::open(&dir.join(REFERENCE_LATENTS_FILE))?;
         if latents.n() != calibration.reference_plateifus.len() {
             return Err(invalid(
@@ -1156,6 +1204,7 @@ mod tests {
             Calibration::fit(&values, &covariates, vec![], 10, "validation", vec![]).unwrap();
         cal.format = PREVIOUS_FORMAT.to_string();
         cal.covariate_means = vec![6.0, 0.0];
+        cal.floors = vec![0.0];
         let mut json = serde_json::to_value(&cal).unwrap();
         json.as_object_mut().unwrap().remove("covariates");
         let dir = tempfile::tempdir().unwrap();
@@ -1303,6 +1352,46 @@ mod tests {
         write_npy_f32(&dir.path().join(REFERENCE_LATENTS_FILE), &[0.0; 6], 3, 2).unwrap();
         let err = StoredNull::read(dir.path()).unwrap_err().to_string();
         assert!(err.contains(REFERENCE_LATENTS_FILE), "{err}");
+    }
+
+    #[test]
+    fn values_no_fit_can_hold_are_errors_naming_the_file() {
+        let (values, covariates) = null_galaxies(50, 7);
+        let names: Vec<String> = (0..4).map(|i| format!("1-{i}")).collect();
+        let fitted =
+            Calibration::fit(&values, &covariates, vec![0.1, 0.0], 3, "validation", names).unwrap();
+        assert_eq!(fitted.check_values(), Ok(()));
+        type Damage = fn(&mut Calibration);
+        let damages: [(&str, Damage); 10] = [
+            ("knn_k", |c| c.knn_k = 0),
+            ("knn_k", |c| c.knn_k = 4),
+            ("combined_scale", |c| c.combined_scale = 0.0),
+            ("combined_scale", |c| c.combined_scale = -1.0),
+            ("scale", |c| c.components[1].scale = f64::INFINITY),
+            ("coefficients", |c| c.components[0].coef[0] = f64::NAN),
+            ("floors", |c| c.floors.clear()),
+            ("floors", |c| c.floors[0] = -0.1),
+            ("null_scores", |c| c.null_scores.reverse()),
+            ("n_calibration", |c| c.n_calibration = 0),
+        ];
+        for (what, damage) in damages {
+            let mut damaged = fitted.clone();
+            damage(&mut damaged);
+            let reason = damaged.check_values().unwrap_err();
+            assert!(reason.contains(what), "{what}: {reason}");
+            let null = StoredNull {
+                calibration: damaged,
+                reference: vec![0.0; 8],
+                latent_dim: 2,
+            };
+            let dir = tempfile::tempdir().unwrap();
+            null.write(dir.path()).unwrap();
+            let err = StoredNull::read(dir.path()).unwrap_err().to_string();
+            // JSON has no NaN or infinity: such a file already fails to parse.
+            let parse_error = err.contains("not a calibration file");
+            assert!(err.contains(CALIBRATION_FILE), "{err}");
+            assert!(err.contains(what) || parse_error, "{what}: {err}");
+        }
     }
 
     #[test]

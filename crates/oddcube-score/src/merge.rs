@@ -5,6 +5,7 @@
 use std::path::Path;
 
 use oddcube_data::Progress;
+use oddcube_data::artifact::{ArtifactKind, check_output_dir};
 use oddcube_data::merge::find_parts;
 
 use crate::anomaly_map::AnomalyMaps;
@@ -23,6 +24,8 @@ pub struct MergedResults {
     pub n_parts: usize,
     /// Galaxies whose residual maps were carried over.
     pub n_residuals: usize,
+    /// What the merge could not carry over (parts without their residual maps), for the log.
+    pub warnings: Vec<String>,
 }
 
 /// Merges the RESULTS parts in `dir` into `out`. The parts must come from one model, one dataset
@@ -36,6 +39,7 @@ pub fn merge_results(
     progress: &dyn Progress,
 ) -> Result<MergedResults> {
     let data_err = |e: oddcube_data::DataError| invalid(dir, e.to_string());
+    check_output_dir(out, ArtifactKind::Results)?;
     let parts = find_parts(dir).map_err(data_err)?;
     let mut opened = Vec::with_capacity(parts.len());
     for (shard, path) in &parts {
@@ -141,6 +145,20 @@ pub fn merge_results(
         .str("plateifu")
         .ok_or_else(|| invalid(dir, "no plateifu column"))?
         .to_vec();
+    let mut warnings = Vec::new();
+    if selection != ResidualSelection::None {
+        for (part, s) in opened.iter().zip(&stored) {
+            if s.is_none() {
+                warnings.push(format!(
+                    "{}: no {} (scored with --residuals {}): its galaxies' residual maps are not \
+                     carried over",
+                    part.dir.display(),
+                    crate::results::RESIDUALS_FILE,
+                    first.residuals
+                ));
+            }
+        }
+    }
     let mut picked: Vec<(String, usize, usize)> = Vec::new(); // (plateifu, part, tensor index)
     for row in wanted {
         let name = &names[row];
@@ -213,5 +231,6 @@ pub fn merge_results(
         n_galaxies: catalog.len(),
         n_parts: opened.len(),
         n_residuals: picked.len(),
+        warnings,
     })
 }

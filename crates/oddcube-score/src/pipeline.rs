@@ -12,6 +12,7 @@
 
 use std::path::{Path, PathBuf};
 
+use oddcube_data::artifact::{ArtifactKind, check_output_dir};
 use oddcube_data::bpt_survey::{BptSurveyOptions, classify_rows};
 use oddcube_data::dataset::{Dataset, GalaxyRecord};
 use oddcube_data::{Progress, Shard};
@@ -48,6 +49,7 @@ pub struct ResultsContent<'a> {
 
 /// Writes a RESULTS directory's anomaly maps, null and then catalogue, latents and manifest.
 pub fn write_results(out: &Path, content: &ResultsContent<'_>) -> Result<()> {
+    check_output_dir(out, ArtifactKind::Results)?;
     std::fs::create_dir_all(out).map_err(|source| Error::Io {
         path: out.to_path_buf(),
         source,
@@ -179,6 +181,9 @@ pub fn compute_scores(job: &ScoreJob<'_>, progress: &dyn Progress) -> Result<Com
             reason: "labels need the whole population: score without --shard (or re-score after `oddcube merge`)".to_string(),
         });
     }
+    if let Some(path) = job.labels {
+        require_labels_file(path)?;
+    }
     let lines = dataset.manifest.lines.lines.clone();
     let rows: Vec<usize> = (0..dataset.galaxies.len())
         .filter(|&i| job.shard.contains(&dataset.galaxies[i].plateifu))
@@ -271,6 +276,8 @@ pub fn compute_scores(job: &ScoreJob<'_>, progress: &dyn Progress) -> Result<Com
 
 /// Runs a scoring job (see the module docs): [`compute_scores`], then [`write_scores`].
 pub fn score_dataset(job: &ScoreJob<'_>, progress: &dyn Progress) -> Result<ScoreReport> {
+    // Before the work, not after it: `--out` naming a dataset or a model is a typo to catch.
+    check_output_dir(job.out, ArtifactKind::Results)?;
     let computed = compute_scores(job, progress)?;
     let out = write_scores(job, &computed, progress)?;
     let ComputedScores {
@@ -313,6 +320,7 @@ pub fn write_scores(
     } else {
         job.out.to_path_buf()
     };
+    check_output_dir(&out, ArtifactKind::Results)?;
     std::fs::create_dir_all(&out).map_err(|source| Error::Io {
         path: out.clone(),
         source,
@@ -414,6 +422,16 @@ pub const GALAXY_COLUMNS: [&str; 8] = [
     "marvin_url",
 ];
 
+/// Errors, naming `path`, when the labels file does not exist: the explorer's store starts from
+/// a missing file, but a labels file named on the command line must be there.
+fn require_labels_file(path: &Path) -> Result<()> {
+    std::fs::metadata(path).map_err(|source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Ok(())
+}
+
 /// What [`apply_labels`] did with a labels file.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct LabelsApplied {
@@ -434,6 +452,7 @@ pub fn apply_labels(
     settings: &ScoreSettings,
     path: &Path,
 ) -> Result<LabelsApplied> {
+    require_labels_file(path)?;
     let store = LabelStore::open_file(path)?;
     let names = catalog
         .str("plateifu")

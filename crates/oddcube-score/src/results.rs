@@ -806,13 +806,19 @@ impl ResidualsWriter {
             .file
             .sync_all()
             .and_then(|()| std::fs::rename(&self.tmp, &self.path));
-        result.map_err(|source| {
-            let _ = std::fs::remove_file(&self.tmp);
-            Error::Io {
-                path: self.path.clone(),
-                source,
-            }
+        // On failure `Drop` removes the temporary file.
+        result.map_err(|source| Error::Io {
+            path: self.path.clone(),
+            source,
         })
+    }
+}
+
+/// A writer dropped before [`ResidualsWriter::finish`] (a failed write, a full disk) removes its
+/// temporary file; after `finish` it has been renamed away and there is nothing to remove.
+impl Drop for ResidualsWriter {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.tmp);
     }
 }
 
@@ -1111,6 +1117,18 @@ mod tests {
         assert_eq!(b.x, &xhat[..]);
         assert_eq!(b.residual[3], (1.5 - 3.0) * 2.0);
         assert!(r.galaxy(2).is_none());
+        // Finished, then abandoned: only the finished file is left, and no temporary.
+        let abandoned = ResidualsWriter::create(dir.path(), &names, &lines, 3).unwrap();
+        drop(abandoned);
+        let left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(left, vec![RESIDUALS_FILE.to_string()]);
+        assert_eq!(
+            std::fs::read(dir.path().join(RESIDUALS_FILE)).unwrap(),
+            first
+        );
     }
 
     #[test]

@@ -46,6 +46,7 @@ pub fn calibrate_model(
     progress: &dyn Progress,
 ) -> anyhow::Result<CalibrationReport> {
     let scorer = ModelScorer::load(model_dir, device, 32)?;
+    let other_dataset = !scorer.check_dataset(model_dir, dataset)?;
     let fraction = scorer.model.config().train.val_fraction;
     let (validation, training): (Vec<usize>, Vec<usize>) = (0..dataset.galaxies.len())
         .partition(|&i| is_validation(&dataset.galaxies[i].plateifu, fraction));
@@ -74,10 +75,19 @@ pub fn calibrate_model(
     }
     null.write(model_dir)
         .with_context(|| format!("writing the null into {}", model_dir.display()))?;
-    Ok(CalibrationReport {
-        null,
-        warning: decision.warning,
-    })
+    let other_dataset = other_dataset.then(|| {
+        format!(
+            "{} is not the dataset model {} was trained on: its galaxies now make the null and the \
+             kNN reference, and its training/validation split is not the model's",
+            dataset.dir.display(),
+            model_dir.display()
+        )
+    });
+    let warning = match (decision.warning, other_dataset) {
+        (Some(a), Some(b)) => Some(format!("{a}; {b}")),
+        (a, b) => a.or(b),
+    };
+    Ok(CalibrationReport { null, warning })
 }
 
 /// What [`calibrate_model`] does after fitting on every galaxy.

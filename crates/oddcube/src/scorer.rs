@@ -31,14 +31,10 @@ impl ModelScorer {
 }
 
 impl ModelScorer {
-    /// Errors when `dataset` (at `data_dir`) has another line set than the model was trained on;
-    /// notes when it is not the dataset the model was trained on.
-    pub fn check_dataset(
-        &self,
-        model_dir: &Path,
-        dataset: &Dataset,
-        data_dir: &Path,
-    ) -> anyhow::Result<()> {
+    /// Errors when `dataset` has another line set than the model was trained on. Returns whether
+    /// it is the dataset the model was trained on (the same manifest; `true` for a model that
+    /// does not record one).
+    pub fn check_dataset(&self, model_dir: &Path, dataset: &Dataset) -> anyhow::Result<bool> {
         let config = self.model.config();
         let lines = &dataset.manifest.lines.lines;
         if !config.data.lines.is_empty() && &config.data.lines != lines {
@@ -46,16 +42,12 @@ impl ModelScorer {
                 "model {} was trained on lines [{}] but dataset {} has [{}]",
                 model_dir.display(),
                 config.data.lines.join(", "),
-                data_dir.display(),
+                dataset.dir.display(),
                 lines.join(", ")
             );
         }
-        if !config.data.manifest_hash.is_empty()
-            && config.data.manifest_hash != dataset.manifest_hash()
-        {
-            tracing::info!("scoring a dataset other than the one the model was trained on");
-        }
-        Ok(())
+        Ok(config.data.manifest_hash.is_empty()
+            || config.data.manifest_hash == dataset.manifest_hash())
     }
 }
 

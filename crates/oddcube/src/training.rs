@@ -5,6 +5,7 @@ use std::path::Path;
 
 use anyhow::Context;
 use oddcube_data::Progress;
+use oddcube_data::artifact::{ArtifactKind, check_output_dir};
 use oddcube_data::dataset::Dataset;
 use oddcube_model::plan::{DatasetShape, Plan, RunChoices, plan_run};
 use oddcube_model::{TrainOptions, TrainReport, train};
@@ -47,6 +48,7 @@ pub fn train_and_calibrate(
         manifest_hash: &dataset.manifest_hash(),
         plateifus: &plateifus,
     };
+    check_output_dir(out, ArtifactKind::Model)?;
     let plan = plan_run(choices, shape, out, resume)?;
     on_plan(&plan);
     let options = TrainOptions {

@@ -268,6 +268,16 @@ pub fn write_fits(
             });
         }
     }
+    if path.to_str().is_none() {
+        // cfitsio takes C strings, and the fitsio crate panics on a name that is not UTF-8.
+        return Err(FitsWriteError::Io {
+            path: path.to_path_buf(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "the path is not valid UTF-8, which FITS writing (cfitsio) needs",
+            ),
+        });
+    }
     let gzip = path
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("gz"));

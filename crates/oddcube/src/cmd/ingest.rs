@@ -71,7 +71,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         shard,
         jobs: args.jobs.unwrap_or(0),
         skip_critical: args.skip_critical,
-        created_by: std::env::args().collect::<Vec<_>>().join(" "),
+        created_by: super::command_line(),
     };
     let started = Instant::now();
     let report = ingest(&args.inputs, &args.out, &options, &Bar::new(false))

@@ -47,6 +47,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             &created_by,
             &Bar::new(false),
         )?;
+        merged.warnings.iter().for_each(|w| tracing::warn!("{w}"));
         println!(
             "merged {} results parts: {} galaxies (population scores computed on the whole), {} residual maps → {}",
             merged.n_parts,

@@ -21,7 +21,10 @@ pub mod train;
 
 /// The command line as typed (program name and arguments), for artifact provenance.
 pub fn command_line() -> String {
-    let args: Vec<String> = std::env::args().collect();
+    // `args_os`: a path that is not UTF-8 is recorded lossily, where `args` would panic.
+    let args: Vec<String> = std::env::args_os()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
     let mut words = vec!["oddcube".to_string()];
     words.extend(args.into_iter().skip(1).map(|a| {
         if a.is_empty() || a.contains(char::is_whitespace) {

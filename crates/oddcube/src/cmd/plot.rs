@@ -100,6 +100,21 @@ fn output(results: &Path, out: Option<PathBuf>, name: &str) -> anyhow::Result<Pa
     Ok(path)
 }
 
+/// `name` with every character that could leave the figures directory or trouble a shell (path
+/// separators, dots, anything but letters, digits, `-` and `_`) replaced by `_`: a PLATEIFU comes
+/// from a FITS header and is not trusted as a path.
+fn file_name_safe(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
 /// Runs `oddcube plot`.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let (drawn, path) = match args.figure {
@@ -114,7 +129,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             let plateifu = plateifu.context("no galaxy: pass its PLATEIFU")?;
             (
                 galaxy_figure(&results, &plateifu, data.as_deref())?,
-                output(&results, out.get(), &format!("galaxy-{plateifu}.png"))?,
+                output(
+                    &results,
+                    out.get(),
+                    &format!("galaxy-{}.png", file_name_safe(&plateifu)),
+                )?,
             )
         }
         Figure::Map {
@@ -143,4 +162,16 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     write_atomic(&path, &drawn.png)?;
     eprintln!("wrote {}", path.display());
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn figure_names_cannot_leave_the_figures_directory() {
+        assert_eq!(file_name_safe("7815-3702"), "7815-3702");
+        assert_eq!(file_name_safe("../../x"), "______x");
+        assert_eq!(file_name_safe("a/b\\c d"), "a_b_c_d");
+    }
 }

@@ -79,7 +79,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let dataset = Dataset::open(&args.data)
         .with_context(|| format!("opening dataset {}", args.data.display()))?;
     let model = ModelScorer::load(&args.model, &args.device, args.batch)?;
-    model.check_dataset(&args.model, &dataset, &args.data)?;
+    if !model.check_dataset(&args.model, &dataset)? {
+        tracing::info!("scoring a dataset other than the one the model was trained on");
+    }
     let bar = Bar::new(false);
     let started = std::time::Instant::now();
     let job = ScoreJob {
