@@ -114,12 +114,34 @@ fn score_writes_the_results_contract_and_merged_shards_equal_it() {
     let merged_dir = tmp.path().join("merged");
     let report = merge_results(&parts_dir, &merged_dir, "test", &NoProgress).unwrap();
     assert_eq!((report.n_galaxies, report.n_parts), (SURVEY_GALAXIES, 2));
+    assert!(report.warnings.is_empty(), "{:?}", report.warnings);
     let merged = Results::open(&merged_dir).unwrap();
     assert!(merged.manifest.population_final);
     assert_eq!(merged.latents, results.latents);
     assert_eq!(
         format!("{:?}", merged.catalog.columns),
         format!("{:?}", catalog.columns)
+    );
+
+    // A part that lost its residual maps still merges, and the merge says which part it was.
+    let parts_dir = tmp.path().join("parts-with-residuals");
+    for shard in ["0/2", "1/2"] {
+        run_ok(&survey.score_args(&parts_dir, &["--shard", shard, "--residuals", "top:3"]));
+    }
+    let lost = parts_dir.join("part-1-of-2");
+    std::fs::remove_file(lost.join(oddcube_score::results::RESIDUALS_FILE)).unwrap();
+    let report = merge_results(
+        &parts_dir,
+        &tmp.path().join("merged-2"),
+        "test",
+        &NoProgress,
+    )
+    .unwrap();
+    assert_eq!(report.warnings.len(), 1, "{:?}", report.warnings);
+    assert!(
+        report.warnings[0].contains(&lost.display().to_string()),
+        "{:?}",
+        report.warnings
     );
 }
 
