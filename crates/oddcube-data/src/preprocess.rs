@@ -17,6 +17,12 @@ pub const SCALE_PERCENTILE: f64 = 99.0;
 /// nearly every emission-line galaxy); otherwise the per-pixel sum of all lines is used.
 pub const REFERENCE_LINE: &str = "Ha-6564";
 
+/// Largest normalised flux (flux / scale) a usable pixel may hold. Even the brightest lines
+/// of the strongest AGN and starbursts are within a few hundred times the 99th percentile of
+/// Hα; a value a million times it is a corrupted file (an unmasked fill value, an overflow),
+/// and one such pixel would dominate every loss and score it enters. The galaxy is skipped.
+pub const MAX_NORMALISED_FLUX: f64 = 1e6;
+
 /// Default softening of the asinh stretch, in normalised units (the 99th-percentile
 /// reference flux is 1, so maps stay linear below ~10 % of the bright core).
 pub const DEFAULT_ASINH_SOFTENING: f64 = 0.1;
@@ -255,6 +261,18 @@ pub fn preprocess(
             no_data("no positive flux in any good pixel; cannot normalise".to_string())
         })?;
     let scale2 = scale * scale;
+    if let Some((o, &x)) = x_out
+        .iter()
+        .enumerate()
+        .filter(|(o, _)| w_out[*o] > 0.0)
+        .find(|(_, x)| !(f64::from(x.abs()) / scale <= MAX_NORMALISED_FLUX))
+    {
+        let line = &maps.channels[line_indices[o / out_plane]];
+        return Err(no_data(format!(
+            "{line}: a usable pixel holds {x:.3e}, more than {MAX_NORMALISED_FLUX:.0e} times the \
+             galaxy's scale ({scale:.3e}): a corrupted value, not a line flux"
+        )));
+    }
     for (x, w) in x_out.iter_mut().zip(w_out.iter_mut()) {
         let xn = (f64::from(*x) / scale) as f32;
         let wn = (f64::from(*w) * scale2) as f32;
@@ -631,6 +649,35 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("positive flux"), "{err}");
+    }
+
+    #[test]
+    fn a_corrupted_flux_far_beyond_the_scale_is_rejected_naming_its_line() {
+        let config = PreprocessConfig {
+            size: 8,
+            ..Default::default()
+        };
+        let m = fixtures::disc("1-2", 8);
+        let clean = preprocess(&m, &[18, 23], &config).unwrap();
+        // The brightest usable Hα pixel, in a line that is not the scale's: a million times
+        // the scale is refused, a hundred times (an extreme but real line ratio) is kept.
+        let plane = m.nx * m.ny;
+        let centre = (0..plane)
+            .max_by(|&a, &b| m.flux[23 * plane + a].total_cmp(&m.flux[23 * plane + b]))
+            .unwrap();
+        for (factor, refused) in [(1e7, true), (1e2, false)] {
+            let mut bad = m.clone();
+            bad.flux[18 * plane + centre] = (factor * clean.scale) as f32;
+            let result = preprocess(&bad, &[18, 23], &config);
+            assert_eq!(result.is_err(), refused, "factor {factor}");
+            if let Err(err) = result {
+                let err = err.to_string();
+                assert!(
+                    err.contains(&m.channels[18]) && err.contains("corrupted value"),
+                    "{err}"
+                );
+            }
+        }
     }
 
     #[test]
