@@ -265,7 +265,10 @@ pub fn preprocess(
         .iter()
         .enumerate()
         .filter(|(o, _)| w_out[*o] > 0.0)
-        .find(|(_, x)| !(f64::from(x.abs()) / scale <= MAX_NORMALISED_FLUX))
+        .find(|(_, x)| {
+            let ratio = f64::from(x.abs()) / scale;
+            !ratio.is_finite() || ratio > MAX_NORMALISED_FLUX
+        })
     {
         let line = &maps.channels[line_indices[o / out_plane]];
         return Err(no_data(format!(
