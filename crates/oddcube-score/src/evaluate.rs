@@ -472,7 +472,13 @@ pub fn evaluate_results(
             &plateifus,
             options.pca_components,
             progress,
-        )?;
+        )
+        .map_err(|e| {
+            invalid(
+                &scored.dir,
+                format!("PCA baseline: {e} (use --pca-components N or --no-baseline)"),
+            )
+        })?;
         columns.extend(pca_columns);
         baseline = Some(Baseline {
             dataset: scored.dir.display().to_string(),

@@ -73,6 +73,28 @@ fn outputs_never_overwrite_another_kind_of_artifact_and_inputs_are_checked() {
         "{err}"
     );
 
+    // A dataset named for `plot galaxy` must exist (left out, an unreachable one is a note);
+    // `evaluate --purity-k 0` is refused by the parser.
+    let stored = oddcube_score::results::Residuals::open(&survey.res)
+        .unwrap()
+        .unwrap();
+    let galaxy = stored.plateifus[0].as_str();
+    let err = run_err(&[
+        "plot",
+        "galaxy",
+        "--results",
+        s(&survey.res),
+        galaxy,
+        "--data",
+        s(&missing),
+    ]);
+    assert!(err.contains(s(&missing)), "{err}");
+    let out = oddcube()
+        .args(["evaluate", "--results", s(&survey.res), "--purity-k", "0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+
     // `calibrate` on a dataset of other lines refuses, as `score` does, and keeps the null.
     let dr15 = survey.tmp.path().join("data-dr15");
     run_ok(&[

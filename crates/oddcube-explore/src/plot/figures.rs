@@ -90,9 +90,11 @@ pub fn galaxy_figure(dir: &Path, plateifu: &str, data: Option<&Path>) -> Result<
     if let Some(z) = row_value(&results, "z", row) {
         parts.push(format!("z = {z:.4}"));
     }
-    // Only the BPT ratios depend on the stretch, so an unreachable dataset is a note, not an error.
+    // Only the BPT ratios depend on the stretch, so an unreachable dataset is a note, not an
+    // error — unless the user named it.
     let (stretch, note) = match dataset_manifest(&results.manifest, data) {
         Ok((_, manifest)) => (manifest.normalisation.stretch, None),
+        Err(e) if data.is_some() => return Err(e),
         Err(e) => (
             Stretch::None,
             Some(format!("{e}: assuming linear flux for the BPT maps")),

@@ -48,9 +48,10 @@ pub struct Args {
     /// Principal components of the PCA baseline.
     #[arg(long, default_value_t = 16)]
     pub pca_components: usize,
-    /// Neighbours for the neighbour-purity measure.
-    #[arg(long, default_value_t = 10)]
-    pub purity_k: usize,
+    /// Neighbours for the neighbour-purity measure (left out when there are no more labelled
+    /// galaxies than this).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    pub purity_k: u32,
 }
 
 /// Runs `oddcube evaluate`.
@@ -66,7 +67,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         data: args.data,
         baseline: !args.no_baseline,
         pca_components: args.pca_components,
-        purity_k: args.purity_k,
+        purity_k: args.purity_k as usize,
     };
     let report = evaluate_results(&results, &options, &Bar::new(false))?;
     if report.normal_source == Some(NormalSource::IsAnomalyColumn) {
