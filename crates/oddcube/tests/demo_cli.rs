@@ -44,11 +44,22 @@ fn demo(out: &Path) -> String {
         .output()
         .expect("oddcube runs");
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    assert!(
-        output.status.success(),
-        "demo failed:\n{}\n{stderr}",
-        String::from_utf8_lossy(&output.stdout)
-    );
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(output.status.success(), "demo failed:\n{stdout}\n{stderr}");
+    // The `oddcube serve` command the demo suggests uses only options `serve --help` lists
+    // (deprecated spellings are hidden from it).
+    let suggested = stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("oddcube serve"))
+        .unwrap_or_else(|| panic!("no serve command suggested:\n{stdout}"));
+    let help = oddcube().args(["serve", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    for option in suggested.split_whitespace().filter(|w| w.starts_with("--")) {
+        assert!(
+            help.contains(option),
+            "{option} of {suggested:?} is not in serve --help"
+        );
+    }
     stderr
 }
 

@@ -333,7 +333,7 @@ fn print_summary(root: &Path, seconds: f64) -> anyhow::Result<()> {
     println!("  figures/   map.png, scores.png");
     println!("Done in {seconds:.0} s. Explore the results in your browser:");
     println!(
-        "  oddcube serve --results {} --data {} --model {} --kinds {}",
+        "  oddcube serve --results {} --data {} --model {} --truth {}",
         results_dir.display(),
         root.join("dataset").display(),
         root.join("model").display(),
