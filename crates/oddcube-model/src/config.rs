@@ -408,6 +408,10 @@ pub struct DataInfo {
     pub n_train: usize,
     /// Validation galaxies.
     pub n_val: usize,
+    /// The flux stretch of the dataset it was trained on (`ingest --stretch`); a model reads
+    /// only data stretched the same way. `None` in configurations written before it was recorded.
+    #[serde(default)]
+    pub stretch: Option<oddcube_data::preprocess::Stretch>,
 }
 
 /// The whole `config.toml` of a model directory.

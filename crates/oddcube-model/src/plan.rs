@@ -61,6 +61,8 @@ pub struct DatasetShape<'a> {
     pub manifest_hash: &'a str,
     /// Plate-IFUs of its galaxies, in dataset order (the validation split follows them).
     pub plateifus: &'a [String],
+    /// Its flux stretch (recorded in the model: scoring needs data stretched alike).
+    pub stretch: oddcube_data::preprocess::Stretch,
 }
 
 /// A planned run: its configuration and notes worth telling the user.
@@ -183,6 +185,7 @@ fn fresh_plan(choices: &RunChoices, dataset: DatasetShape<'_>) -> Result<Plan> {
                 manifest_hash: dataset.manifest_hash.to_string(),
                 n_train: 0,
                 n_val: 0,
+                stretch: Some(dataset.stretch),
             },
         },
         notes,
@@ -279,6 +282,7 @@ mod tests {
             size: 32,
             manifest_hash: "hash",
             plateifus: &plateifus,
+            stretch: oddcube_data::preprocess::Stretch::None,
         };
         fresh_plan(&choices(epochs), shape).unwrap()
     }

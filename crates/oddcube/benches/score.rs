@@ -66,6 +66,7 @@ fn main() {
             manifest_hash: String::new(),
             n_train: 0,
             n_val: 0,
+            stretch: None,
         },
     };
     let varmap = init_params(&arch, 0, &device).expect("parameters of a valid preset");

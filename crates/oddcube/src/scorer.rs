@@ -6,6 +6,7 @@ use std::path::Path;
 use anyhow::Context;
 use oddcube_data::Cubes;
 use oddcube_data::dataset::{Dataset, hash_hex};
+use oddcube_data::preprocess::Stretch;
 use oddcube_model::Model;
 use oddcube_model::checkpoint::{BEST_WEIGHTS, CONFIG};
 use oddcube_score::score::Autoencoder;
@@ -31,7 +32,8 @@ impl ModelScorer {
 }
 
 impl ModelScorer {
-    /// Errors when `dataset` has another line set than the model was trained on. Returns whether
+    /// Errors when `dataset` has another line set or flux stretch than the model was trained on
+    /// (a model that did not record its stretch is not checked for it). Returns whether
     /// it is the dataset the model was trained on (the same manifest; `true` for a model that
     /// does not record one).
     pub fn check_dataset(&self, model_dir: &Path, dataset: &Dataset) -> anyhow::Result<bool> {
@@ -46,8 +48,27 @@ impl ModelScorer {
                 lines.join(", ")
             );
         }
+        let stretch = dataset.manifest.normalisation.stretch;
+        if let Some(trained) = config.data.stretch.filter(|&s| s != stretch) {
+            anyhow::bail!(
+                "model {} was trained on flux stretched as {} but dataset {} is stretched as {} \
+                 (re-ingest it with the model's --stretch)",
+                model_dir.display(),
+                describe_stretch(trained),
+                dataset.dir.display(),
+                describe_stretch(stretch)
+            );
+        }
         Ok(config.data.manifest_hash.is_empty()
             || config.data.manifest_hash == dataset.manifest_hash())
+    }
+}
+
+/// A stretch as `ingest --stretch` names it.
+fn describe_stretch(stretch: Stretch) -> String {
+    match stretch {
+        Stretch::None => "none (linear)".to_string(),
+        Stretch::Asinh { softening } => format!("asinh (softening {softening})"),
     }
 }
 

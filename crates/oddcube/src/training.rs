@@ -47,6 +47,7 @@ pub fn train_and_calibrate(
         size: dataset.manifest.size,
         manifest_hash: &dataset.manifest_hash(),
         plateifus: &plateifus,
+        stretch: dataset.manifest.normalisation.stretch,
     };
     check_output_dir(out, ArtifactKind::Model)?;
     let plan = plan_run(choices, shape, out, resume)?;

@@ -116,6 +116,31 @@ fn outputs_never_overwrite_another_kind_of_artifact_and_inputs_are_checked() {
     );
     assert_eq!(snapshot(&survey.model), model_before);
 
+    // A model reads only flux stretched as it was trained on: scoring an asinh-stretched dataset
+    // with a model of linear flux is refused, naming both.
+    let asinh = survey.tmp.path().join("data-asinh");
+    run_ok(&[
+        "ingest",
+        s(&survey.sim),
+        "--out",
+        s(&asinh),
+        "--size",
+        "16",
+        "--stretch",
+        "asinh",
+        "--jobs",
+        "1",
+    ]);
+    let out = survey.tmp.path().join("res-asinh");
+    let mut words = survey.score_args(&out, &[]);
+    let at = words.iter().position(|w| w == "--data").unwrap() + 1;
+    words[at] = s(&asinh).to_string();
+    let err = run_err(&words);
+    assert!(
+        err.contains("stretched as none") && err.contains("stretched as asinh"),
+        "{err}"
+    );
+
     // `--resume` of a model whose checkpoint is gone would retrain over its weights: refused.
     let copy = survey.tmp.path().join("model-copy");
     std::fs::create_dir(&copy).unwrap();
