@@ -141,7 +141,11 @@ fn fresh_plan(choices: &RunChoices, dataset: DatasetShape<'_>) -> Result<Plan> {
     arch.cell = choices.kernel;
     arch.validate().map_err(|e| match e {
         ModelError::Config(reason) => ModelError::Config(format!(
-            "the architecture does not fit this dataset: {reason}"
+            "the architecture's settings (with this dataset's {} lines on {}×{}) are invalid: \
+             {reason}",
+            dataset.lines.len(),
+            dataset.size,
+            dataset.size
         )),
         other => other,
     })?;

@@ -219,9 +219,9 @@ pub fn simulate_survey(
 ) -> Result<SurveySummary, DataError> {
     let started = Instant::now();
     let plans = plan_survey(config)?;
-    std::fs::create_dir_all(out_dir).map_err(|source| DataError::Io {
+    std::fs::create_dir_all(out_dir).map_err(|e| DataError::Write {
         path: out_dir.to_path_buf(),
-        source,
+        reason: format!("cannot create the output directory: {e}"),
     })?;
     progress.start("simulate", plans.len() as u64);
     let results: Vec<Result<(PathBuf, GalaxyTruth), DataError>> = plans
