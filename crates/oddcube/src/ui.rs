@@ -15,12 +15,15 @@ static QUIET: AtomicBool = AtomicBool::new(false);
 /// `-q`; `RUST_LOG` wins when set.
 pub fn init_logging(verbose: u8, quiet: bool) {
     QUIET.store(quiet, Ordering::Relaxed);
+    // The FITS reader logs its own errors without naming the file (in a batch ingest nobody can
+    // tell which file they belong to); oddcube's error for the same failure names it, so the
+    // reader is heard only at -vv.
     let default = match (quiet, verbose) {
-        (true, _) => "error",
+        (true, _) => "error,fitsrs=off",
         (false, 0) => {
-            "warn,oddcube=info,oddcube_data=info,oddcube_model=info,oddcube_score=info,oddcube_explore=info"
+            "warn,oddcube=info,oddcube_data=info,oddcube_model=info,oddcube_score=info,oddcube_explore=info,fitsrs=off"
         }
-        (false, 1) => "info",
+        (false, 1) => "info,fitsrs=off",
         (false, _) => "debug",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()

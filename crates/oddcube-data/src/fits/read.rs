@@ -457,6 +457,17 @@ fn catch_quietly<R>(f: impl FnOnce() -> R + std::panic::UnwindSafe) -> Result<R,
     std::panic::catch_unwind(f).map_err(|_| ())
 }
 
+/// The FITS reader's error in words: its I/O variant displays as a debug name (`Io(UnexpectedEof)`).
+fn describe_reader_error(e: &fitsrs::error::Error) -> String {
+    match e {
+        fitsrs::error::Error::Io(std::io::ErrorKind::UnexpectedEof) => {
+            "the file ends inside a header, before its END card (truncated?)".to_string()
+        }
+        fitsrs::error::Error::Io(kind) => format!("read error: {}", std::io::Error::from(*kind)),
+        other => other.to_string(),
+    }
+}
+
 fn walk_hdus(bytes: &[u8], path: &Path) -> Result<Vec<Hdu>, DataError> {
     let fits_err = |reason: String| DataError::Fits {
         path: path.to_path_buf(),
@@ -466,7 +477,8 @@ fn walk_hdus(bytes: &[u8], path: &Path) -> Result<Vec<Hdu>, DataError> {
     let mut hdus = Vec::new();
     for next in fits {
         let index = hdus.len();
-        let hdu = next.map_err(|e| fits_err(format!("HDU {index}: {e}")))?;
+        let hdu =
+            next.map_err(|e| fits_err(format!("HDU {index}: {}", describe_reader_error(&e))))?;
         let (kind, bitpix, naxis, values, offset, len) = match &hdu {
             HDU::Primary(h) | HDU::XImage(h) => {
                 let x = h.get_header().get_xtension();
@@ -612,6 +624,20 @@ mod tests {
         env!("CARGO_MANIFEST_DIR"),
         "/../../tests/data/real/drpcomplete_v2_7_1.fits"
     );
+
+    #[test]
+    fn a_header_without_its_end_card_is_described_in_words() {
+        // One 80-character card, then nothing: the reader runs out of bytes inside the header.
+        let card = format!("{:<80}", "SIMPLE  =                    T");
+        let err = walk_hdus(card.as_bytes(), Path::new("cut.fits"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("cut.fits") && err.contains("END card"),
+            "{err}"
+        );
+        assert!(!err.contains("Io("), "{err}");
+    }
 
     /// An 80-column card; `text` is the whole card content.
     fn card(text: &str) -> String {
