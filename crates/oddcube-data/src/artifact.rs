@@ -13,7 +13,7 @@ pub enum ArtifactKind {
     Dataset,
     /// RESULTS: `manifest.json` of format `oddcube-results/…` (written by `oddcube score`).
     Results,
-    /// A model: `config.toml` (written by `oddcube train`).
+    /// A model: `config.toml` with an `[arch]` table (written by `oddcube train`).
     Model,
 }
 
@@ -28,20 +28,23 @@ impl ArtifactKind {
     }
 
     /// What `dir` holds, by its marker files; `None` when it does not exist or holds none of
-    /// oddcube's artifacts (a `manifest.json` that cannot be read is left to the reader to judge).
+    /// oddcube's artifacts (another tool's `config.toml`, a `manifest.json` that cannot be read
+    /// or names another format: left to the reader to judge).
     pub fn of_dir(dir: &Path) -> Option<ArtifactKind> {
-        if dir.join("config.toml").is_file() {
+        let is_model = std::fs::read_to_string(dir.join("config.toml"))
+            .is_ok_and(|text| text.lines().any(|l| l.trim() == "[arch]"));
+        if is_model {
             return Some(ArtifactKind::Model);
         }
         let bytes = std::fs::read(dir.join(crate::dataset::MANIFEST_FILE)).ok()?;
         let value: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
-        let format = value.get("format")?.as_str()?;
-        if format.starts_with("oddcube-dataset") {
-            Some(ArtifactKind::Dataset)
-        } else if format.starts_with("oddcube-results") {
-            Some(ArtifactKind::Results)
-        } else {
-            None
+        match value.get("format").and_then(|f| f.as_str()) {
+            Some(f) if f.starts_with("oddcube-dataset") => Some(ArtifactKind::Dataset),
+            Some(f) if f.starts_with("oddcube-results") => Some(ArtifactKind::Results),
+            Some(_) => None,
+            // RESULTS written before the manifest named its format.
+            None => (value.get("model_hash").is_some() && value.get("dataset_hash").is_some())
+                .then_some(ArtifactKind::Results),
         }
     }
 }
@@ -78,7 +81,15 @@ mod tests {
     fn each_kind_is_recognised_by_its_marker() {
         let dataset = dir_with("manifest.json", r#"{"format": "oddcube-dataset/1"}"#);
         let results = dir_with("manifest.json", r#"{"format": "oddcube-results/1"}"#);
-        let model = dir_with("config.toml", "version = \"0.1.0\"\n");
+        let model = dir_with(
+            "config.toml",
+            "version = \"0.1.0\"\n\n[arch]\nkind = \"ae\"\n",
+        );
+        let old_results = dir_with(
+            "manifest.json",
+            r#"{"model_hash": "a", "dataset_hash": "b"}"#,
+        );
+        let other_tool = dir_with("config.toml", "[tool]\nname = \"x\"\n");
         let foreign = dir_with("manifest.json", r#"{"name": "something else"}"#);
         let broken = dir_with("manifest.json", "{not json");
         let empty = tempfile::tempdir().unwrap();
@@ -86,6 +97,8 @@ mod tests {
         assert_eq!(kind(dataset.path()), Some(ArtifactKind::Dataset));
         assert_eq!(kind(results.path()), Some(ArtifactKind::Results));
         assert_eq!(kind(model.path()), Some(ArtifactKind::Model));
+        assert_eq!(kind(old_results.path()), Some(ArtifactKind::Results));
+        assert_eq!(kind(other_tool.path()), None);
         assert_eq!(kind(foreign.path()), None);
         assert_eq!(kind(broken.path()), None);
         assert_eq!(kind(empty.path()), None);
@@ -102,7 +115,7 @@ mod tests {
         assert!(err.contains("holds a dataset"), "{err}");
         assert!(err.contains("choose another output directory"), "{err}");
         assert!(check_output_dir(dataset.path(), ArtifactKind::Dataset).is_ok());
-        let model = dir_with("config.toml", "");
+        let model = dir_with("config.toml", "[arch]\n");
         assert!(check_output_dir(model.path(), ArtifactKind::Results).is_err());
         assert!(check_output_dir(model.path(), ArtifactKind::Dataset).is_err());
         assert!(check_output_dir(model.path(), ArtifactKind::Model).is_ok());

@@ -183,8 +183,10 @@ pub fn ingest(
     options: &IngestOptions,
     progress: &dyn Progress,
 ) -> Result<IngestReport, DataError> {
-    crate::artifact::check_output_dir(out, crate::artifact::ArtifactKind::Dataset)?;
     let out_dir = shard_dir(out, options.shard);
+    for dir in [out, out_dir.as_path()] {
+        crate::artifact::check_output_dir(dir, crate::artifact::ArtifactKind::Dataset)?;
+    }
     let (files, input_skips) = collect_inputs(inputs);
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(options.jobs)

@@ -319,8 +319,15 @@ pub fn train(
             )));
         }
     }
-    if options.resume && !ckpt_path.exists() && out_dir.join(BEST_WEIGHTS).exists() {
-        // Starting again would silently replace the trained weights it was asked to continue.
+    // A committed epoch leaves best weights, then the checkpoint, then history.csv. Best weights
+    // and history without the checkpoint mean it was removed: starting again would silently
+    // replace the trained weights it was asked to continue. (Best weights alone are a job
+    // stopped inside its first epoch, which starts again, as a requeued batch job expects.)
+    if options.resume
+        && !ckpt_path.exists()
+        && out_dir.join(BEST_WEIGHTS).exists()
+        && out_dir.join(HISTORY).exists()
+    {
         return Err(ModelError::Config(format!(
             "{} holds a trained model but no {LAST_CHECKPOINT} to resume from; train into \
              another directory, or remove the model to start again",

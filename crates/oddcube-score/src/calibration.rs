@@ -175,25 +175,35 @@ impl Calibration {
         if self.n_calibration == 0 {
             return Err("n_calibration is 0: a null needs calibration galaxies".into());
         }
-        if self.floors.is_empty() || self.floors.iter().any(|f| !(f.is_finite() && *f >= 0.0)) {
-            return Err("floors must hold one finite, non-negative value per line".into());
+        if self.floors.is_empty() {
+            return Err("floors is empty: a null has one floor per line".into());
+        }
+        if let Some(f) = self.floors.iter().find(|f| !(f.is_finite() && **f >= 0.0)) {
+            return Err(format!(
+                "floors hold {f}: each must be finite and not negative"
+            ));
         }
         let reference = self.reference_plateifus.len();
-        if self.knn_k == 0 || (reference > 1 && self.knn_k >= reference) {
+        let most = reference.saturating_sub(1).max(1);
+        if !(1..=most).contains(&self.knn_k) {
             return Err(format!(
-                "knn_k {} must be at least 1 and below the {reference} reference galaxies",
+                "knn_k {} is outside 1..={most} for {reference} reference galaxies",
                 self.knn_k
             ));
         }
         if !positive(self.combined_scale) || !self.combined_centre.is_finite() {
-            return Err("combined_scale must be positive and combined_centre finite".into());
+            return Err(format!(
+                "combined_scale {} must be positive and combined_centre {} finite",
+                self.combined_scale, self.combined_centre
+            ));
         }
         if let Some(bad) = self.components.iter().find(|c| {
             !positive(c.scale) || c.coef.is_empty() || c.coef.iter().any(|v| !v.is_finite())
         }) {
             return Err(format!(
-                "component {:?}: its scale must be positive and its coefficients finite",
-                bad.name
+                "component {:?}: its scale ({}) must be positive and its coefficients ({:?}) \
+                 finite",
+                bad.name, bad.scale, bad.coef
             ));
         }
         if self.covariate_means.iter().any(|m| !m.is_finite()) {
@@ -1204,7 +1214,9 @@ mod tests {
             Calibration::fit(&values, &covariates, vec![], 10, "validation", vec![]).unwrap();
         cal.format = PREVIOUS_FORMAT.to_string();
         cal.covariate_means = vec![6.0, 0.0];
+        // What `calibrate` writes for a reference this small (it caps the rank; `fit` records it).
         cal.floors = vec![0.0];
+        cal.knn_k = 1;
         let mut json = serde_json::to_value(&cal).unwrap();
         json.as_object_mut().unwrap().remove("covariates");
         let dir = tempfile::tempdir().unwrap();

@@ -473,11 +473,12 @@ pub fn evaluate_results(
             options.pca_components,
             progress,
         )
-        .map_err(|e| {
-            invalid(
+        .map_err(|e| match e {
+            Error::InvalidK { .. } => invalid(
                 &scored.dir,
                 format!("PCA baseline: {e} (use --pca-components N or --no-baseline)"),
-            )
+            ),
+            other => other,
         })?;
         columns.extend(pca_columns);
         baseline = Some(Baseline {

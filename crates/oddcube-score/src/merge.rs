@@ -145,30 +145,43 @@ pub fn merge_results(
         .str("plateifu")
         .ok_or_else(|| invalid(dir, "no plateifu column"))?
         .to_vec();
-    let mut warnings = Vec::new();
-    if selection != ResidualSelection::None {
-        for (part, s) in opened.iter().zip(&stored) {
-            if s.is_none() {
-                warnings.push(format!(
-                    "{}: no {} (scored with --residuals {}): its galaxies' residual maps are not \
-                     carried over",
-                    part.dir.display(),
-                    crate::results::RESIDUALS_FILE,
-                    first.residuals
-                ));
-            }
-        }
-    }
     let mut picked: Vec<(String, usize, usize)> = Vec::new(); // (plateifu, part, tensor index)
-    for row in wanted {
+    let mut not_found = 0usize;
+    for row in &wanted {
+        let row = *row;
         let name = &names[row];
         let found = stored
             .iter()
             .enumerate()
             .find_map(|(p, s)| s.as_ref().and_then(|s| s.index_of(name)).map(|i| (p, i)));
-        if let Some((p, i)) = found {
-            picked.push((name.clone(), p, i));
+        match found {
+            Some((p, i)) => picked.push((name.clone(), p, i)),
+            None => not_found += 1,
         }
+    }
+    // Only maps the selection wanted and no part holds are lost; name the parts without a file.
+    let mut warnings = Vec::new();
+    if not_found > 0 {
+        let without: Vec<String> = opened
+            .iter()
+            .zip(&stored)
+            .filter(|(_, s)| s.is_none())
+            .map(|(part, _)| part.dir.display().to_string())
+            .collect();
+        warnings.push(format!(
+            "{not_found} of the {} residual maps selected by --residuals {} are in no part{}",
+            wanted.len(),
+            first.residuals,
+            if without.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " (no {} in {})",
+                    crate::results::RESIDUALS_FILE,
+                    without.join(", ")
+                )
+            }
+        ));
     }
 
     let mut manifest = first.clone();

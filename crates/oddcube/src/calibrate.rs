@@ -78,7 +78,8 @@ pub fn calibrate_model(
     let other_dataset = other_dataset.then(|| {
         format!(
             "{} is not the dataset model {} was trained on: its galaxies now make the null and the \
-             kNN reference, and its training/validation split is not the model's",
+             kNN reference, and those on the training side of the split were not trained on, so \
+             the validation shift (the overfitting check) means nothing",
             dataset.dir.display(),
             model_dir.display()
         )

@@ -164,6 +164,17 @@ fn outputs_never_overwrite_another_kind_of_artifact_and_inputs_are_checked() {
         std::fs::read(copy.join("best.safetensors")).unwrap(),
         std::fs::read(survey.model.join("best.safetensors")).unwrap()
     );
+    // Best weights without history are a job stopped inside its first epoch: it starts again.
+    std::fs::remove_file(copy.join("history.csv")).unwrap();
+    run_ok(&[
+        "train",
+        "--data",
+        s(&survey.data),
+        "--out",
+        s(&copy),
+        "--resume",
+    ]);
+    assert!(copy.join("last.ckpt.safetensors").is_file());
 }
 
 #[test]
@@ -187,4 +198,32 @@ fn paths_that_are_not_utf8_are_errors_not_panics() {
         stderr.contains("not valid UTF-8") && !stderr.contains("panicked"),
         "{stderr}"
     );
+    // Ingest writes no FITS: it succeeds, and the command line it records (provenance) keeps
+    // the path lossily instead of panicking on it.
+    let survey = dir.path().join("survey");
+    run_ok(&[
+        "simulate",
+        "--out",
+        s(&survey),
+        "--galaxies",
+        "2",
+        "--jobs",
+        "1",
+    ]);
+    let dataset = dir
+        .path()
+        .join(std::ffi::OsStr::from_bytes(b"d\xff"))
+        .join("dataset");
+    let out = oddcube()
+        .arg("ingest")
+        .arg(&survey)
+        .arg("--out")
+        .arg(&dataset)
+        .args(["--size", "16", "--jobs", "1"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let manifest = std::fs::read_to_string(dataset.join("manifest.json")).unwrap();
+    assert!(manifest.contains("d\u{fffd}"), "{manifest}");
 }

@@ -114,7 +114,6 @@ fn score_writes_the_results_contract_and_merged_shards_equal_it() {
     let merged_dir = tmp.path().join("merged");
     let report = merge_results(&parts_dir, &merged_dir, "test", &NoProgress).unwrap();
     assert_eq!((report.n_galaxies, report.n_parts), (SURVEY_GALAXIES, 2));
-    assert!(report.warnings.is_empty(), "{:?}", report.warnings);
     let merged = Results::open(&merged_dir).unwrap();
     assert!(merged.manifest.population_final);
     assert_eq!(merged.latents, results.latents);
@@ -123,23 +122,39 @@ fn score_writes_the_results_contract_and_merged_shards_equal_it() {
         format!("{:?}", catalog.columns)
     );
 
-    // A part that lost its residual maps still merges, and the merge says which part it was.
+    // Residual maps: a clean merge carries the global top 3 over and warns about nothing; when
+    // the part holding one of them lost its file, the merge still succeeds and names that part.
     let parts_dir = tmp.path().join("parts-with-residuals");
     for shard in ["0/2", "1/2"] {
         run_ok(&survey.score_args(&parts_dir, &["--shard", shard, "--residuals", "top:3"]));
     }
-    let lost = parts_dir.join("part-1-of-2");
+    let clean_dir = tmp.path().join("merged-2");
+    let clean = merge_results(&parts_dir, &clean_dir, "test", &NoProgress).unwrap();
+    assert_eq!(clean.n_residuals, 3);
+    assert!(clean.warnings.is_empty(), "{:?}", clean.warnings);
+    let top = Residuals::open(&clean_dir).unwrap().unwrap().plateifus[0].clone();
+    let lost = ["part-0-of-2", "part-1-of-2"]
+        .iter()
+        .map(|p| parts_dir.join(p))
+        .find(|p| {
+            Residuals::open(p)
+                .unwrap()
+                .is_some_and(|r| r.index_of(&top).is_some())
+        })
+        .unwrap();
     std::fs::remove_file(lost.join(oddcube_score::results::RESIDUALS_FILE)).unwrap();
     let report = merge_results(
         &parts_dir,
-        &tmp.path().join("merged-2"),
+        &tmp.path().join("merged-3"),
         "test",
         &NoProgress,
     )
     .unwrap();
+    assert!(report.n_residuals < 3);
     assert_eq!(report.warnings.len(), 1, "{:?}", report.warnings);
     assert!(
-        report.warnings[0].contains(&lost.display().to_string()),
+        report.warnings[0].contains(&lost.display().to_string())
+            && report.warnings[0].contains("in no part"),
         "{:?}",
         report.warnings
     );
