@@ -623,31 +623,12 @@ pub struct Results {
 
 impl Results {
     /// Opens a RESULTS directory and checks that catalogue, latents and manifest agree.
+    ///
+    /// (The latents alone, checked the same way: [`open_latents`].)
     pub fn open(dir: &Path) -> Result<Results> {
         let manifest = ResultsManifest::read(dir)?;
         let catalog = Catalog::read_parquet(&dir.join(CATALOG_PARQUET))?;
-        let latents_path = dir.join(LATENTS_FILE);
-        let latents = Latents::open(&latents_path)?;
-        if latents.n() != catalog.len() {
-            return Err(invalid(
-                &latents_path,
-                format!(
-                    "{} latent vectors for {} catalogue rows",
-                    latents.n(),
-                    catalog.len()
-                ),
-            ));
-        }
-        if latents.dim() != manifest.latent_dim {
-            return Err(invalid(
-                &latents_path,
-                format!(
-                    "latent dimension {} but the manifest says {}",
-                    latents.dim(),
-                    manifest.latent_dim
-                ),
-            ));
-        }
+        let latents = open_latents(dir, &manifest, catalog.len())?;
         if catalog.str("plateifu").is_none() {
             return Err(invalid(
                 &dir.join(CATALOG_PARQUET),
@@ -685,6 +666,30 @@ impl Results {
         write_npy_f32(&dir.join(LATENTS_FILE), latents, n, manifest.latent_dim)?;
         manifest.write(dir)
     }
+}
+
+/// `dir/latents.npy`, checked against the RESULTS manifest (its latent dimension) and the
+/// catalogue (one row per galaxy), as [`Results::open`] checks it.
+pub fn open_latents(dir: &Path, manifest: &ResultsManifest, n_rows: usize) -> Result<Latents> {
+    let path = dir.join(LATENTS_FILE);
+    let latents = Latents::open(&path)?;
+    if latents.n() != n_rows {
+        return Err(invalid(
+            &path,
+            format!("{} latent vectors for {n_rows} catalogue rows", latents.n()),
+        ));
+    }
+    if latents.dim() != manifest.latent_dim {
+        return Err(invalid(
+            &path,
+            format!(
+                "latent dimension {} but the manifest says {}",
+                latents.dim(),
+                manifest.latent_dim
+            ),
+        ));
+    }
+    Ok(latents)
 }
 
 /// Names of the four residual tensors, in file order.

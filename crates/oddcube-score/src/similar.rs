@@ -12,9 +12,8 @@ use oddcube_data::preprocess::{PreprocessConfig, preprocess};
 
 use crate::error::{Error, Result};
 use crate::knn::{LatentView, Metric, Neighbour, nearest};
-use crate::latents::Latents;
 use crate::provenance::dataset_manifest;
-use crate::results::{CATALOG_PARQUET, Catalog, LATENTS_FILE, ResultsManifest, invalid};
+use crate::results::{CATALOG_PARQUET, Catalog, ResultsManifest, invalid};
 use crate::score::Autoencoder;
 
 /// Levenshtein distance between two strings (by characters).
@@ -410,17 +409,7 @@ pub enum Query<'a> {
 pub fn search(dir: &Path, query: Query<'_>, k: usize, metric: Metric) -> Result<Vec<SimilarRow>> {
     let manifest = ResultsManifest::read(dir)?;
     let catalog = Catalog::read_parquet(&dir.join(CATALOG_PARQUET))?;
-    let latents = Latents::open(&dir.join(LATENTS_FILE))?;
-    if latents.n() != catalog.len() {
-        return Err(invalid(
-            dir,
-            format!(
-                "{} latent vectors for {} catalogue rows",
-                latents.n(),
-                catalog.len()
-            ),
-        ));
-    }
+    let latents = crate::results::open_latents(dir, &manifest, catalog.len())?;
     let view = latents.view();
     let (vector, exclude) = match query {
         Query::Galaxy(id) => {
@@ -700,5 +689,15 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("latent dimension is 2"), "{err}");
+        // Latents whose width disagrees with the manifest are refused, naming the file.
+        let path = dir.path().join(crate::results::LATENTS_FILE);
+        crate::latents::write_npy_f32(&path, &[0.0, 1.0, 5.0], 3, 1).unwrap();
+        let err = search(dir.path(), Query::Galaxy("a"), 1, Metric::Euclidean)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("latents.npy") && err.contains("manifest says 2"),
+            "{err}"
+        );
     }
 }
