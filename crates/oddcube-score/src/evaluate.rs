@@ -302,28 +302,42 @@ pub enum NormalSource {
 /// The labels that count as normal: `given` when there is one (blank entries dropped), else the
 /// labels of `labels` (id → label) whose rows all have a false `is_anomaly` (`0`, `false`, `no`,
 /// or blank) in the labels file at `path` when it has that column, else
-/// [`DEFAULT_NORMAL_LABELS`].
+/// [`DEFAULT_NORMAL_LABELS`]. An `is_anomaly` value that is none of those nor `1`, `true`,
+/// `yes` is an error naming the file, the galaxy and the value.
 pub fn normal_labels(
     given: Option<&[String]>,
     path: &Path,
     id_column: &str,
     labels: &BTreeMap<String, String>,
-) -> (BTreeSet<String>, NormalSource) {
+) -> Result<(BTreeSet<String>, NormalSource)> {
     if let Some(given) = given {
         let normal = given
             .iter()
             .map(|s| s.trim().to_string())
             .filter(|s| !s.is_empty())
             .collect();
-        return (normal, NormalSource::Given);
+        return Ok((normal, NormalSource::Given));
     }
     // A file without the column (or unreadable a second time) simply falls through.
     if let Ok(flags) = read_labels_csv(path, id_column, "is_anomaly") {
         let mut anomalous: BTreeMap<&str, bool> = BTreeMap::new();
         for (id, label) in labels {
-            let flag = flags
-                .get(id)
-                .is_some_and(|f| matches!(f.to_ascii_lowercase().as_str(), "1" | "true" | "yes"));
+            let flag = match flags.get(id).map(|f| f.trim().to_ascii_lowercase()) {
+                None => false,
+                Some(f) => match f.as_str() {
+                    "1" | "true" | "yes" => true,
+                    "0" | "false" | "no" | "" => false,
+                    _ => {
+                        return Err(invalid(
+                            path,
+                            format!(
+                                "is_anomaly of {id} is {:?}: expected 1/0, true/false or yes/no",
+                                flags[id]
+                            ),
+                        ));
+                    }
+                },
+            };
             *anomalous.entry(label.as_str()).or_insert(false) |= flag;
         }
         let normal: BTreeSet<String> = anomalous
@@ -332,14 +346,14 @@ pub fn normal_labels(
             .map(|(l, _)| l.to_string())
             .collect();
         if !normal.is_empty() {
-            return (normal, NormalSource::IsAnomalyColumn);
+            return Ok((normal, NormalSource::IsAnomalyColumn));
         }
     }
     let defaults = DEFAULT_NORMAL_LABELS
         .iter()
         .map(|s| s.to_string())
         .collect();
-    (defaults, NormalSource::Defaults)
+    Ok((defaults, NormalSource::Defaults))
 }
 
 /// A named score column: one score per catalogue galaxy.
@@ -446,7 +460,7 @@ pub fn evaluate_results(
         &options.labels,
         &options.id_column,
         &label_map,
-    );
+    )?;
 
     let mut columns: Vec<ScoreColumn> = score_columns(catalog)
         .into_iter()
@@ -766,5 +780,35 @@ mod tests {
         );
         let only_normal = self::labels(&["normal", "normal"]);
         assert!(evaluate(&col(vec![1.0, 2.0]), &only_normal, &normals).is_err());
+    }
+
+    #[test]
+    fn the_is_anomaly_column_names_the_normal_labels_or_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("truth.csv");
+        let kinds: BTreeMap<String, String> = [("1-1", "disk"), ("1-2", "agn"), ("1-3", "disk")]
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
+        std::fs::write(
+            &path,
+            "plateifu,kind,is_anomaly\n1-1,disk,0\n1-2,agn,True\n1-3,disk,no\n",
+        )
+        .unwrap();
+        let (normal, source) = normal_labels(None, &path, "plateifu", &kinds).unwrap();
+        assert_eq!(normal, ["disk".to_string()].into());
+        assert_eq!(source, NormalSource::IsAnomalyColumn);
+        std::fs::write(
+            &path,
+            "plateifu,kind,is_anomaly\n1-1,disk,0\n1-2,agn,maybe\n",
+        )
+        .unwrap();
+        let err = normal_labels(None, &path, "plateifu", &kinds)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("truth.csv") && err.contains("1-2") && err.contains("\"maybe\""),
+            "{err}"
+        );
     }
 }
