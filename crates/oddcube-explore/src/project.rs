@@ -163,9 +163,11 @@ pub fn project(
         });
     }
     if let Some(index) = view.as_slice().iter().position(|v| !v.is_finite()) {
+        // Name the galaxy, not the flat index of one number among N × D.
+        let row = index / view.dim().max(1);
         return Err(Error::NonFinite {
-            what: "latents".to_string(),
-            index,
+            what: format!("the latent vector of {} (row {row})", plateifus[row]),
+            index: index % view.dim().max(1),
         });
     }
     let pca = pca_2d(view)?;
@@ -1038,5 +1040,16 @@ mod tests {
         let view = LatentView::new(&data, 3, 2).unwrap();
         let map = project(&view, names(3), &ProjectOptions::default(), &NoProgress).unwrap();
         assert_eq!(map.xy.len(), 3);
+        // A NaN in the third galaxy's second dimension is reported as that galaxy's.
+        let data = [0.0f32, 1.0, 2.0, 3.0, 4.0, f32::NAN];
+        let view = LatentView::new(&data, 3, 2).unwrap();
+        let err = project(&view, names(3), &ProjectOptions::default(), &NoProgress)
+            .unwrap_err()
+            .to_string();
+        let third = &names(3)[2];
+        assert!(
+            err.contains(&format!("latent vector of {third} (row 2)")) && err.contains("index 1"),
+            "{err}"
+        );
     }
 }
