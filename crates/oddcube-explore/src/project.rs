@@ -814,6 +814,18 @@ pub fn place_on_results(dir: &Path, new: &Path, ids: Option<&Path>, k: usize) ->
         None => (0..new_latents.n()).map(|i| format!("new-{i}")).collect(),
     };
     oddcube_score::error::check_len("ids of the new galaxies", ids.len(), new_latents.n())?;
+    let dim = new_latents.dim().max(1);
+    if let Some(index) = new_latents.as_slice().iter().position(|v| !v.is_finite()) {
+        // A NaN vector has no nearest neighbours: it would be placed at NaN.
+        return Err(malformed(
+            new,
+            format!(
+                "the latent vector of {} has a non-finite value in dimension {}",
+                ids[index / dim],
+                index % dim
+            ),
+        ));
+    }
     let xy = place(&view, &map.xy, &new_latents.view(), k)?;
     Ok(Placed {
         ids,

@@ -60,6 +60,24 @@ fn project_is_deterministic_for_a_seed_and_places_new_galaxies() {
             .collect()
     };
     assert_eq!(coords(&placed_text), coords(&first));
+    // A new galaxy whose latent vector holds a NaN has no place: an error naming it.
+    let dim = oddcube_score::latents::Latents::open(&latents)
+        .unwrap()
+        .dim();
+    let mut bad = vec![0.0f32; 2 * dim];
+    bad[dim + 1] = f32::NAN;
+    let bad_path = dir.path().join("bad-latents.npy");
+    oddcube_score::latents::write_npy_f32(&bad_path, &bad, 2, dim).unwrap();
+    let err = stderr_of(
+        oddcube()
+            .args(["project", path, "--place", bad_path.to_str().unwrap()])
+            .assert()
+            .failure(),
+    );
+    assert!(
+        err.contains("bad-latents.npy") && err.contains("new-1") && err.contains("dimension 1"),
+        "{err}"
+    );
 
     oddcube()
         .args(["project", path, "--method", "pca"])
