@@ -6,6 +6,9 @@ use std::path::Path;
 
 use crate::error::DataError;
 
+/// The file that marks a model directory (`oddcube train` writes it first).
+pub const MODEL_MARKER: &str = "config.toml";
+
 /// The directories oddcube writes, each recognised by its marker file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ArtifactKind {
@@ -31,7 +34,7 @@ impl ArtifactKind {
     /// oddcube's artifacts (another tool's `config.toml`, a `manifest.json` that cannot be read
     /// or names another format: left to the reader to judge).
     pub fn of_dir(dir: &Path) -> Option<ArtifactKind> {
-        let is_model = std::fs::read_to_string(dir.join("config.toml"))
+        let is_model = std::fs::read_to_string(dir.join(MODEL_MARKER))
             .is_ok_and(|text| text.lines().any(|l| l.trim() == "[arch]"));
         if is_model {
             return Some(ArtifactKind::Model);

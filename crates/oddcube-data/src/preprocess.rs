@@ -54,6 +54,15 @@ impl Stretch {
         }
     }
 
+    /// The stretch as `ingest --stretch` names it, with its softening: the inverse of
+    /// [`Stretch::parse`] for messages.
+    pub fn describe(self) -> String {
+        match self {
+            Stretch::None => "none (linear)".to_string(),
+            Stretch::Asinh { softening } => format!("asinh (softening {softening})"),
+        }
+    }
+
     /// Applies the stretch to a normalised value and its weight: `y = f(x)`,
     /// `w_y = w_x / f'(x)²` (error propagation to first order).
     pub fn apply(self, x: f32, w: f32) -> (f32, f32) {

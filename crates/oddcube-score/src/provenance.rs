@@ -26,7 +26,7 @@ use crate::results::{ResultsManifest, invalid};
 /// The file that marks a dataset directory.
 pub const DATASET_MARKER: &str = dataset::MANIFEST_FILE;
 /// The file that marks a model directory.
-pub const MODEL_MARKER: &str = "config.toml";
+pub const MODEL_MARKER: &str = oddcube_data::artifact::MODEL_MARKER;
 
 /// What a manifest in `manifest_dir` should record for the directory `target` (a path usable
 /// from the current directory): relative to `manifest_dir` when both exist and share an ancestor

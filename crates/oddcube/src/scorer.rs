@@ -6,7 +6,6 @@ use std::path::Path;
 use anyhow::Context;
 use oddcube_data::Cubes;
 use oddcube_data::dataset::{Dataset, hash_hex};
-use oddcube_data::preprocess::Stretch;
 use oddcube_model::Model;
 use oddcube_model::checkpoint::{BEST_WEIGHTS, CONFIG};
 use oddcube_score::score::Autoencoder;
@@ -54,21 +53,13 @@ impl ModelScorer {
                 "model {} was trained on flux stretched as {} but dataset {} is stretched as {} \
                  (re-ingest it with the model's --stretch)",
                 model_dir.display(),
-                describe_stretch(trained),
+                trained.describe(),
                 dataset.dir.display(),
-                describe_stretch(stretch)
+                stretch.describe()
             );
         }
         Ok(config.data.manifest_hash.is_empty()
             || config.data.manifest_hash == dataset.manifest_hash())
-    }
-}
-
-/// A stretch as `ingest --stretch` names it.
-fn describe_stretch(stretch: Stretch) -> String {
-    match stretch {
-        Stretch::None => "none (linear)".to_string(),
-        Stretch::Asinh { softening } => format!("asinh (softening {softening})"),
     }
 }
 

@@ -95,20 +95,26 @@ fn outputs_never_overwrite_another_kind_of_artifact_and_inputs_are_checked() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
 
+    // The survey ingested again as `name`, on its grid, with one setting changed.
+    let ingest_with = |name: &str, option: &str, value: &str| {
+        let out = survey.tmp.path().join(name);
+        run_ok(&[
+            "ingest",
+            s(&survey.sim),
+            "--out",
+            s(&out),
+            "--size",
+            "16",
+            option,
+            value,
+            "--jobs",
+            "1",
+        ]);
+        out
+    };
+
     // `calibrate` on a dataset of other lines refuses, as `score` does, and keeps the null.
-    let dr15 = survey.tmp.path().join("data-dr15");
-    run_ok(&[
-        "ingest",
-        s(&survey.sim),
-        "--out",
-        s(&dr15),
-        "--size",
-        "16",
-        "--lines",
-        "dr15",
-        "--jobs",
-        "1",
-    ]);
+    let dr15 = ingest_with("data-dr15", "--lines", "dr15");
     let err = run_err(&["calibrate", "--model", s(&survey.model), "--data", s(&dr15)]);
     assert!(
         err.contains("was trained on lines") && err.contains(s(&dr15)),
@@ -118,19 +124,7 @@ fn outputs_never_overwrite_another_kind_of_artifact_and_inputs_are_checked() {
 
     // A model reads only flux stretched as it was trained on: scoring an asinh-stretched dataset
     // with a model of linear flux is refused, naming both.
-    let asinh = survey.tmp.path().join("data-asinh");
-    run_ok(&[
-        "ingest",
-        s(&survey.sim),
-        "--out",
-        s(&asinh),
-        "--size",
-        "16",
-        "--stretch",
-        "asinh",
-        "--jobs",
-        "1",
-    ]);
+    let asinh = ingest_with("data-asinh", "--stretch", "asinh");
     let out = survey.tmp.path().join("res-asinh");
     let mut words = survey.score_args(&out, &[]);
     let at = words.iter().position(|w| w == "--data").unwrap() + 1;
