@@ -35,8 +35,8 @@ def ingest(
     jobs: int, skip_critical: bool, progress: ProgressCallback,
 ) -> dict: ...
 def simulate(
-    out: str, galaxies: int, seed: int, anomaly_fraction: float, gzip_level: int,
-    progress: ProgressCallback,
+    out: str, galaxies: int, seed: int, anomaly_fraction: float, kinds: Optional[list[str]],
+    gzip_level: int, progress: ProgressCallback,
 ) -> dict: ...
 def train(
     data: str, out: str, preset: str, arch: str, epochs: Optional[int], batch: Optional[int],

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use oddcube_data::Shard;
 use oddcube_data::dataset::{cubes_layout, read_galaxy_records};
 use oddcube_data::ingest::{IngestOptions, ingest as ingest_files};
-use oddcube_data::simulate::{SurveyConfig, simulate_survey};
+use oddcube_data::simulate::{GalaxyKind, SurveyConfig, simulate_survey};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
@@ -89,26 +89,38 @@ pub fn ingest<'py>(
 }
 
 /// Writes a simulated survey (DR17-format MAPS files and `truth.csv`) into `out`, as
-/// `oddcube simulate` does. Returns a dict: files, truth_path, kinds (name → count), seconds.
+/// `oddcube simulate` does; `kinds` names the anomaly kinds to inject (None: the default mix).
+/// Returns a dict: files, truth_path, kinds (name → count), seconds.
 #[pyfunction]
-#[pyo3(signature = (out, galaxies, seed, anomaly_fraction, gzip_level, progress))]
+#[pyo3(signature = (out, galaxies, seed, anomaly_fraction, kinds, gzip_level, progress))]
 pub fn simulate<'py>(
     py: Python<'py>,
     out: PathBuf,
     galaxies: usize,
     seed: u64,
     anomaly_fraction: f64,
+    kinds: Option<Vec<String>>,
     gzip_level: u32,
     progress: Option<Py<PyAny>>,
 ) -> PyResult<Bound<'py, PyDict>> {
     if gzip_level > 9 {
         return Err(value(format!("gzip_level {gzip_level}: expected 0 to 9")));
     }
+    let defaults = SurveyConfig::default();
+    let anomaly_kinds = match kinds {
+        Some(names) => names
+            .iter()
+            .map(|name| GalaxyKind::parse_anomaly(name).map_err(value))
+            .collect::<PyResult<Vec<_>>>()?,
+        None => defaults.anomaly_kinds.clone(),
+    };
     let config = SurveyConfig {
         galaxies,
         seed,
         anomaly_fraction,
+        anomaly_kinds,
         gzip_level,
+        ..defaults
     };
     let reporter = PyProgress::new(progress);
     let summary = py.detach(|| simulate_survey(&out, &config, &reporter));

@@ -171,3 +171,18 @@ def test_unknown_header_values_are_nan_floats(scratch):
     assert galaxies.loc[0, "plateifu"] == "tiny-test"
     for column in ["ra", "dec", "psf_fwhm"]:
         assert galaxies[column].dtype == np.float64 and np.isnan(galaxies.loc[0, column]), column
+
+
+def test_simulate_writes_the_kinds_asked_for(scratch):
+    default = oddcube.simulate(scratch / "default", 8, seed=3, anomaly_fraction=0.5)
+    assert len(default["files"]) == 8 and all(f.exists() for f in default["files"])
+    assert set(default["truth"].loc[default["truth"].is_anomaly == 1, "kind"]) == {
+        "seyfert", "blueberry", "eelr", "dual_nucleus"}
+    held_out = oddcube.simulate(scratch / "held-out", 8, seed=3, anomaly_fraction=0.5, kinds=["ring", "outflow"])
+    assert held_out["kinds"] == {"ring": 2, "outflow": 2, **{k: v for k, v in default["kinds"].items()
+                                                             if k in ("star_forming", "retired")}}
+    # The same galaxies are anomalous whichever kinds fill them.
+    assert list(held_out["truth"].is_anomaly) == list(default["truth"].is_anomaly)
+    for bad in (["retired"], ["quasar"]):
+        with pytest.raises(ValueError, match="anomaly kinds are .*dust_lane"):
+            oddcube.simulate(scratch / "bad", 4, kinds=bad)

@@ -85,3 +85,50 @@ fn bad_settings_fail_with_a_reason() {
     assert!(stderr.contains("--anomaly-fraction"), "{stderr}");
     assert!(!dir.path().join("truth.csv").exists());
 }
+
+#[test]
+fn kinds_choose_the_injected_anomalies() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("held-out");
+    oddcube()
+        .args(["simulate", "--out"])
+        .arg(&out)
+        .args([
+            "--galaxies",
+            "6",
+            "--seed",
+            "3",
+            "--anomaly-fraction",
+            "0.5",
+        ])
+        .args(["--kinds", "outflow,dust_lane"])
+        .assert()
+        .success();
+    let mut kinds: Vec<String> = truth_rows(&out)
+        .into_iter()
+        .filter(|r| r[3] == "1")
+        .map(|r| r[2].clone())
+        .collect();
+    kinds.sort();
+    // round(0.5 × 6) = 3 anomalies, the kinds in turn: outflow, dust_lane, outflow.
+    assert_eq!(kinds, ["dust_lane", "outflow", "outflow"]);
+
+    for (kinds, reason) in [
+        ("retired", "retired is an ordinary kind"),
+        ("seyfert,quasar", "unknown kind \"quasar\""),
+    ] {
+        let output = oddcube()
+            .args(["simulate", "--out"])
+            .arg(dir.path().join("bad"))
+            .args(["--galaxies", "3", "--kinds", kinds])
+            .assert()
+            .failure()
+            .code(2)
+            .get_output()
+            .clone();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(reason), "{stderr}");
+        assert!(stderr.contains("outflow, ring, dust_lane"), "{stderr}");
+        assert!(!dir.path().join("bad").exists());
+    }
+}

@@ -39,6 +39,8 @@ pub struct SurveyConfig {
     pub seed: u64,
     /// Fraction of galaxies that are injected anomalies (rounded to a whole number).
     pub anomaly_fraction: f64,
+    /// The anomaly kinds injected, in turn (default [`GalaxyKind::ANOMALIES`]).
+    pub anomaly_kinds: Vec<GalaxyKind>,
     /// gzip level of the written files (1 = fast).
     pub gzip_level: u32,
 }
@@ -49,6 +51,7 @@ impl Default for SurveyConfig {
             galaxies: 100,
             seed: 0,
             anomaly_fraction: 0.05,
+            anomaly_kinds: GalaxyKind::ANOMALIES.to_vec(),
             gzip_level: 1,
         }
     }
@@ -98,8 +101,9 @@ pub fn galaxy_rng(seed: u64, index: usize) -> ChaCha8Rng {
     rng
 }
 
-/// Plans a survey: kinds (exactly round(F·N) anomalies, kinds in turn, at shuffled positions),
-/// geometries sampled from the real catalogue, unique names. Cheap and sequential.
+/// Plans a survey: kinds (exactly round(F·N) anomalies, the configured kinds in turn, at
+/// shuffled positions), geometries sampled from the real catalogue, unique names. Cheap and
+/// sequential.
 pub fn plan_survey(config: &SurveyConfig) -> Result<Vec<GalaxyPlan>, DataError> {
     if config.galaxies == 0 {
         return Err(DataError::Invalid("--galaxies must be at least 1".into()));
@@ -108,6 +112,18 @@ pub fn plan_survey(config: &SurveyConfig) -> Result<Vec<GalaxyPlan>, DataError> 
         return Err(DataError::Invalid(format!(
             "--anomaly-fraction must be between 0 and 1, got {}",
             config.anomaly_fraction
+        )));
+    }
+    if config.anomaly_kinds.is_empty() && config.anomaly_fraction > 0.0 {
+        return Err(DataError::Invalid(
+            "no anomaly kinds to inject: name at least one, or set the anomaly fraction to 0"
+                .into(),
+        ));
+    }
+    if let Some(kind) = config.anomaly_kinds.iter().find(|k| !k.is_anomaly()) {
+        return Err(DataError::Invalid(format!(
+            "{} is an ordinary kind, not an anomaly to inject",
+            kind.name()
         )));
     }
     let table = catalogue::geometry_table();
@@ -125,7 +141,7 @@ pub fn plan_survey(config: &SurveyConfig) -> Result<Vec<GalaxyPlan>, DataError> 
     let mut kinds = vec![GalaxyKind::StarForming; n];
     for (rank, &index) in order.iter().enumerate() {
         kinds[index] = if rank < n_anomalies {
-            GalaxyKind::ANOMALIES[rank % GalaxyKind::ANOMALIES.len()]
+            config.anomaly_kinds[rank % config.anomaly_kinds.len()]
         } else if rng.random_bool(0.35) {
             GalaxyKind::Retired
         } else {

@@ -13,10 +13,17 @@ fn galaxies_of(
     per_kind: usize,
     seed: u64,
 ) -> Vec<(GalaxyPlan, GalaxyTruth, GalaxyMaps)> {
+    // Held-out kinds are planned on their own; the default mix keeps its plans.
+    let anomaly_kinds = if GalaxyKind::HELD_OUT.contains(&kind) {
+        vec![kind]
+    } else {
+        GalaxyKind::ANOMALIES.to_vec()
+    };
     let config = SurveyConfig {
         galaxies: 80,
         seed,
         anomaly_fraction: 0.5,
+        anomaly_kinds,
         gzip_level: 1,
     };
     plan_survey(&config)
@@ -208,14 +215,7 @@ fn dual_nuclei_are_two_dusty_peaks() {
 
 #[test]
 fn balmer_decrement_never_below_case_b() {
-    for kind in [
-        GalaxyKind::StarForming,
-        GalaxyKind::Retired,
-        GalaxyKind::Seyfert,
-        GalaxyKind::Blueberry,
-        GalaxyKind::Eelr,
-        GalaxyKind::DualNucleus,
-    ] {
+    for kind in GalaxyKind::ALL {
         for (plan, _, maps) in galaxies_of(kind, 2, 8) {
             let plane = maps.grid.plane();
             for p in 0..plane {
@@ -346,7 +346,7 @@ fn surveys_are_deterministic_and_seed_dependent() {
         galaxies: 40,
         seed: 42,
         anomaly_fraction: 0.1,
-        gzip_level: 1,
+        ..SurveyConfig::default()
     };
     let a = plan_survey(&config).unwrap();
     assert_eq!(a, plan_survey(&config).unwrap());
@@ -399,7 +399,7 @@ fn written_files_read_back_with_the_maps_reader() {
         galaxies: 3,
         seed: 5,
         anomaly_fraction: 0.34,
-        gzip_level: 1,
+        ..SurveyConfig::default()
     };
     let summary = simulate_survey(dir.path(), &config, &crate::NoProgress).unwrap();
     let plans = plan_survey(&config).unwrap();
@@ -432,6 +432,177 @@ fn kind_names_round_trip() {
     assert_eq!(GalaxyKind::parse("quasar"), None);
     assert_eq!(
         GalaxyKind::ALL.iter().filter(|k| k.is_anomaly()).count(),
-        GalaxyKind::ANOMALIES.len()
+        GalaxyKind::ANOMALIES.len() + GalaxyKind::HELD_OUT.len()
     );
+    assert!(
+        GalaxyKind::HELD_OUT
+            .iter()
+            .all(|k| k.is_anomaly() && !GalaxyKind::ANOMALIES.contains(k))
+    );
+}
+
+/// Galaxies of a held-out `kind` with the noise-free model of the same galaxy drawn as
+/// `host_kind`: both share the random stream up to the host's rendering, so the difference is
+/// the anomaly alone.
+fn with_host(
+    kind: GalaxyKind,
+    host_kind: GalaxyKind,
+    per_kind: usize,
+    seed: u64,
+) -> Vec<(GalaxyPlan, GalaxyTruth, GalaxyMaps, GalaxyMaps)> {
+    galaxies_of(kind, per_kind, seed)
+        .into_iter()
+        .map(|(plan, truth, maps)| {
+            let mut rng = galaxy_rng(seed, plan.index);
+            let (_, host) = galaxy::simulate_galaxy(host_kind, plan.geometry, &mut rng);
+            (plan, truth, maps, host)
+        })
+        .collect()
+}
+
+fn model_at(maps: &GalaxyMaps, channel: usize, p: usize) -> f64 {
+    f64::from(maps.model[channel * maps.grid.plane() + p])
+}
+
+#[test]
+fn outflows_are_shock_excited_cones_on_star_forming_hosts() {
+    let galaxies = with_host(GalaxyKind::Outflow, GalaxyKind::StarForming, 6, 12);
+    assert_eq!(galaxies.len(), 6);
+    for (plan, truth, maps, host) in galaxies {
+        // Halfway up one cone, where the wind was normalised to 1–3 times the host's Hα.
+        let reach = (catalogue::coverage_radius_for(truth.geometry.ifu_size) - 1.5).max(2.0);
+        let pa = truth.geometry.pa_deg.to_radians();
+        let (col, row) = maps
+            .grid
+            .pixel(-0.5 * reach * pa.cos(), 0.5 * reach * pa.sin());
+        let (col, row) = (col.round() as usize, row.round() as usize);
+        let p = row * maps.grid.size + col;
+        let (ha, host_ha) = (model_at(&maps, ch::HA, p), model_at(&host, ch::HA, p));
+        assert!(
+            ha >= 2.0 * host_ha * (1.0 - 1e-4),
+            "{}: Hα {ha} against the host's {host_ha}",
+            plan.plateifu()
+        );
+        let (x, y) = log_ratios(&box_lines(&maps, col, row, false));
+        assert!(
+            kauffmann03_nii(x).is_none_or(|limit| y > limit),
+            "{}: ({x}, {y}) is star-forming",
+            plan.plateifu()
+        );
+        assert!(truth.anomaly_contrast >= 1.0 && truth.anomaly_radius > 2.0);
+    }
+}
+
+#[test]
+fn rings_form_stars_around_a_faint_retired_interior() {
+    let galaxies = with_host(GalaxyKind::Ring, GalaxyKind::Retired, 6, 13);
+    assert_eq!(galaxies.len(), 6);
+    for (plan, _, maps, host) in galaxies {
+        let plane = maps.grid.plane();
+        let excess = |p: usize| model_at(&maps, ch::HA, p) - model_at(&host, ch::HA, p);
+        let peak = (0..plane)
+            .max_by(|&a, &b| excess(a).total_cmp(&excess(b)))
+            .unwrap();
+        let (x, y) = maps.grid.sky(peak % maps.grid.size, peak / maps.grid.size);
+        assert!(
+            x.hypot(y) > 1.5,
+            "{}: the ring peaks {:.1}″ from the centre",
+            plan.plateifu(),
+            x.hypot(y)
+        );
+        let (c, _) = centre(&maps);
+        let centre_ha = model_at(&maps, ch::HA, c * maps.grid.size + c);
+        assert!(
+            centre_ha < 0.5 * excess(peak),
+            "{}: centre Hα {centre_ha}, ring {}",
+            plan.plateifu(),
+            excess(peak)
+        );
+        let (nii, oiii) = log_ratios(&box_lines(
+            &maps,
+            peak % maps.grid.size,
+            peak / maps.grid.size,
+            false,
+        ));
+        assert!(
+            kauffmann03_nii(nii).is_some_and(|limit| oiii < limit),
+            "{}: ring ({nii}, {oiii}) is not star-forming",
+            plan.plateifu()
+        );
+    }
+}
+
+#[test]
+fn dust_lanes_only_dim_and_redden() {
+    let galaxies = with_host(GalaxyKind::DustLane, GalaxyKind::StarForming, 6, 14);
+    assert_eq!(galaxies.len(), 6);
+    for (plan, truth, maps, host) in galaxies {
+        // Extinction removes light: no line anywhere gets brighter than the host.
+        for (i, (&lane, &clear)) in maps.model.iter().zip(&host.model).enumerate() {
+            assert!(
+                f64::from(lane) <= f64::from(clear) * (1.0 + 1e-5) + 1e-9,
+                "{}: value {i} rose from {clear} to {lane}",
+                plan.plateifu()
+            );
+        }
+        let p = truth.anomaly_row.round() as usize * maps.grid.size
+            + truth.anomaly_col.round() as usize;
+        let dimming = model_at(&maps, ch::HA, p) / model_at(&host, ch::HA, p);
+        let decrement = |m: &GalaxyMaps| model_at(m, ch::HA, p) / model_at(m, ch::HB, p);
+        assert!(
+            dimming < 0.6,
+            "{}: Hα at the lane's core {dimming} of the host's",
+            plan.plateifu()
+        );
+        assert!(
+            decrement(&maps) > 1.3 * decrement(&host),
+            "{}: Hα/Hβ {} against {}",
+            plan.plateifu(),
+            decrement(&maps),
+            decrement(&host)
+        );
+    }
+}
+
+#[test]
+fn held_out_kinds_are_injected_only_when_asked() {
+    let default = plan_survey(&SurveyConfig {
+        galaxies: 60,
+        seed: 3,
+        anomaly_fraction: 0.5,
+        ..SurveyConfig::default()
+    })
+    .unwrap();
+    assert!(
+        default
+            .iter()
+            .all(|p| !GalaxyKind::HELD_OUT.contains(&p.kind))
+    );
+    let held_out = plan_survey(&SurveyConfig {
+        galaxies: 60,
+        seed: 3,
+        anomaly_fraction: 0.5,
+        anomaly_kinds: GalaxyKind::HELD_OUT.to_vec(),
+        ..SurveyConfig::default()
+    })
+    .unwrap();
+    for kind in GalaxyKind::HELD_OUT {
+        assert_eq!(held_out.iter().filter(|p| p.kind == kind).count(), 10);
+    }
+    // The same positions are anomalous whichever kinds fill them.
+    let anomalous = |plans: &[GalaxyPlan]| -> Vec<usize> {
+        plans
+            .iter()
+            .filter(|p| p.kind.is_anomaly())
+            .map(|p| p.index)
+            .collect()
+    };
+    assert_eq!(anomalous(&default), anomalous(&held_out));
+    for kinds in [vec![], vec![GalaxyKind::Retired]] {
+        let bad = SurveyConfig {
+            anomaly_kinds: kinds,
+            ..SurveyConfig::default()
+        };
+        assert!(matches!(plan_survey(&bad), Err(DataError::Invalid(_))));
+    }
 }
