@@ -437,18 +437,22 @@ def train(
     noise: bool = False,
     augment: bool = True,
     resume: bool = False,
+    restarts: int = 1,
     device: str = "cpu",
     kernel: str = "fused",
     progress: Progress = None,
 ) -> Model:
     """Trains a model on a dataset into ``out`` and fits its null, as ``oddcube train`` does
     (the same options; ``None`` takes the default, and the default ``epochs`` follows the
-    number of training galaxies as there). Returns the trained
-    :class:`Model`; ``model.training_report`` has the epoch table and the null's summary."""
+    number of training galaxies as there). ``restarts`` > 1 trains that many models from
+    consecutive seeds and keeps the one with the lowest validation loss. Returns the trained
+    :class:`Model`; ``model.training_report`` has the epoch table, the null's summary and
+    ``restarts`` (seed, best loss, its epoch, loss over the baseline, kept) per run."""
     directory = data.dir if isinstance(data, Dataset) else Path(data)
     report = _oddcube.train(
         os.fspath(directory), os.fspath(out), preset, arch, epochs, batch, lr, latent, beta, seed,
-        val_fraction, loss, patience, bool(noise), bool(augment), bool(resume), device, kernel, progress,
+        val_fraction, loss, patience, bool(noise), bool(augment), bool(resume), int(restarts), device,
+        kernel, progress,
     )
     model = Model(out, device=device)
     model.training_report = report

@@ -42,7 +42,8 @@ def train(
     data: str, out: str, preset: str, arch: str, epochs: Optional[int], batch: Optional[int],
     lr: Optional[float], latent: Optional[int], beta: Optional[float], seed: Optional[int],
     val_fraction: Optional[float], loss: Optional[str], patience: Optional[int], noise: bool,
-    augment: bool, resume: bool, device: str, kernel: str, progress: ProgressCallback,
+    augment: bool, resume: bool, restarts: int, device: str, kernel: str,
+    progress: ProgressCallback,
 ) -> dict: ...
 
 class RawModel:

@@ -315,7 +315,7 @@ impl RawModel {
 /// null_n_calibration, null_validation_shift (the validation galaxies' median fused score minus
 /// the training galaxies', σ; None when not measured) and null_warning (None when all is well).
 #[pyfunction]
-#[pyo3(signature = (data, out, preset, arch, epochs, batch, lr, latent, beta, seed, val_fraction, loss, patience, noise, augment, resume, device, kernel, progress))]
+#[pyo3(signature = (data, out, preset, arch, epochs, batch, lr, latent, beta, seed, val_fraction, loss, patience, noise, augment, resume, restarts, device, kernel, progress))]
 #[allow(clippy::too_many_arguments)]
 pub fn train<'py>(
     py: Python<'py>,
@@ -335,10 +335,14 @@ pub fn train<'py>(
     noise: bool,
     augment: bool,
     resume: bool,
+    restarts: usize,
     device: &str,
     kernel: &str,
     progress: Option<Py<PyAny>>,
 ) -> PyResult<Bound<'py, PyDict>> {
+    if restarts == 0 {
+        return Err(value("restarts=0: expected at least 1"));
+    }
     let kind = match arch {
         "ae" => ModelKind::Ae,
         "vae" => ModelKind::Vae,
@@ -363,7 +367,9 @@ pub fn train<'py>(
     let reporter = PyProgress::new(progress);
     let trained = py.detach(|| {
         let dataset = Dataset::open(&data).map_err(anyhow::Error::new)?;
-        train_and_calibrate(&dataset, &choices, &out, resume, device, &reporter, &|_| {})
+        train_and_calibrate(
+            &dataset, &choices, &out, resume, restarts, device, &reporter, &|_| {},
+        )
     });
     reporter.finish_call()?;
     let trained = trained.map_err(to_py)?;
@@ -373,6 +379,12 @@ pub fn train<'py>(
     dict.set_item("n_train", trained.report.n_train)?;
     dict.set_item("n_val", trained.report.n_val)?;
     dict.set_item("notes", trained.plan.notes)?;
+    let restarts: Vec<(u64, f64, usize, f64, bool)> = trained
+        .restarts
+        .iter()
+        .map(|r| (r.seed, r.best_loss, r.best_epoch, r.relative_to_baseline, r.kept))
+        .collect();
+    dict.set_item("restarts", restarts)?;
     let null = &trained.calibration.null.calibration;
     dict.set_item("null_fitted_on", null.fitted_on.clone())?;
     dict.set_item("null_n_calibration", null.n_calibration)?;

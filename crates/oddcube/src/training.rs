@@ -1,40 +1,71 @@
 //! Training a model and fitting its null in one call: what `oddcube train` does between parsing
 //! its arguments and printing, shared with the Python package's `oddcube.train`.
+//!
+//! With restarts, several models are trained from consecutive seeds and the one with the lowest
+//! validation loss is kept: the choice needs no labels, and a seed whose training stalls on a
+//! plateau (docs/model.md, "Restarts") no longer decides the catalogue.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use oddcube_data::Progress;
 use oddcube_data::artifact::{ArtifactKind, check_output_dir};
+use oddcube_data::atomic::write_bytes;
 use oddcube_data::dataset::Dataset;
+use oddcube_model::checkpoint::{BEST_WEIGHTS, CONFIG, HISTORY, LAST_CHECKPOINT};
 use oddcube_model::plan::{DatasetShape, Plan, RunChoices, plan_run};
 use oddcube_model::{TrainOptions, TrainReport, train};
 
 use crate::calibrate::{CalibrationReport, calibrate_model};
 
+/// The record of a model's restarts, written beside its `config.toml`.
+pub const RESTARTS_FILE: &str = "restarts.csv";
+
 /// What [`train_and_calibrate`] did.
 pub struct Trained {
     /// The configuration trained with and the notes of its planning.
     pub plan: Plan,
-    /// The training run (epochs, losses, timings).
+    /// The training run (epochs, losses, timings) of the model kept.
     pub report: TrainReport,
+    /// Every run trained from its own seed when restarting (empty for a single run).
+    pub restarts: Vec<Restart>,
     /// The null fitted afterwards and stored in the model directory.
     pub calibration: CalibrationReport,
 }
 
+/// One of several runs trained from consecutive seeds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Restart {
+    /// Its seed.
+    pub seed: u64,
+    /// Its best validation loss (the training loss without a validation split).
+    pub best_loss: f64,
+    /// The epoch of that loss.
+    pub best_epoch: usize,
+    /// `best_loss` over the loss of predicting every galaxy by the mean galaxy.
+    pub relative_to_baseline: f64,
+    /// Whether this run became the model.
+    pub kept: bool,
+}
+
 /// Plans a run from `choices` (or resumes the one in `out`), trains it on `dataset` into `out`
 /// on `device` (`cpu`, `cuda`, `cuda:N`), then fits and stores the null
-/// ([`calibrate_model`]), so every trained model scores with calibrated p-values. `on_plan`
-/// sees the plan before training starts (the CLI prints it).
+/// ([`calibrate_model`]), so every trained model scores with calibrated p-values. With
+/// `restarts` > 1, trains that many runs from the seeds `seed`, `seed + 1`, … in
+/// sub-directories of `out` and keeps the one with the lowest validation loss (see
+/// [`RESTARTS_FILE`]). `on_plan` sees the plan before training starts (the CLI prints it).
+#[allow(clippy::too_many_arguments)]
 pub fn train_and_calibrate(
     dataset: &Dataset,
     choices: &RunChoices,
     out: &Path,
     resume: bool,
+    restarts: usize,
     device: &str,
     progress: &dyn Progress,
     on_plan: &dyn Fn(&Plan),
 ) -> anyhow::Result<Trained> {
+    anyhow::ensure!(restarts >= 1, "--restarts must be at least 1");
     let candle_device =
         oddcube_model::select_device(device).with_context(|| format!("device {device:?}"))?;
     let plateifus: Vec<String> = dataset
@@ -42,34 +73,162 @@ pub fn train_and_calibrate(
         .iter()
         .map(|g| g.plateifu.clone())
         .collect();
+    let manifest_hash = dataset.manifest_hash();
     let shape = DatasetShape {
         lines: &dataset.manifest.lines.lines,
         size: dataset.manifest.size,
-        manifest_hash: &dataset.manifest_hash(),
+        manifest_hash: &manifest_hash,
         plateifus: &plateifus,
         stretch: dataset.manifest.normalisation.stretch,
     };
     check_output_dir(out, ArtifactKind::Model)?;
-    let plan = plan_run(choices, shape, out, resume)?;
-    on_plan(&plan);
-    let options = TrainOptions {
-        resume,
-        max_epochs_this_call: None,
+    let train_into = |plan: &Plan, dir: &Path| -> anyhow::Result<TrainReport> {
+        let options = TrainOptions {
+            resume,
+            max_epochs_this_call: None,
+        };
+        train(
+            &plan.config,
+            &dataset.cubes,
+            &plateifus,
+            dir,
+            &candle_device,
+            options,
+            progress,
+        )
+        .with_context(|| format!("training into {}", dir.display()))
     };
-    let report = train(
-        &plan.config,
-        &dataset.cubes,
-        &plateifus,
-        out,
-        &candle_device,
-        options,
-        progress,
-    )
-    .with_context(|| format!("training into {}", out.display()))?;
+    // A run whose restarts were already chosen resumes as the single model it became.
+    let chosen_before = resume && out.join(RESTARTS_FILE).exists() && out.join(CONFIG).exists();
+    let (plan, report, restarts) = if restarts == 1 || chosen_before {
+        let plan = plan_run(choices, shape, out, resume)?;
+        on_plan(&plan);
+        let report = train_into(&plan, out)?;
+        (plan, report, Vec::new())
+    } else {
+        anyhow::ensure!(
+            resume || !out.join(LAST_CHECKPOINT).exists(),
+            "{} already holds a trained model; pass --resume to continue it or choose another output",
+            out.display()
+        );
+        anyhow::ensure!(
+            !(resume && out.join(CONFIG).exists()),
+            "{} holds a single run: resume it without --restarts",
+            out.display()
+        );
+        let base_seed = plan_run(choices, shape, out, false)?.config.train.seed;
+        let mut runs = Vec::with_capacity(restarts);
+        for i in 0..restarts {
+            let seed = base_seed + i as u64;
+            let dir = restart_dir(out, seed);
+            let seeded = RunChoices {
+                seed: Some(seed),
+                ..choices.clone()
+            };
+            let plan = plan_run(&seeded, shape, &dir, resume)?;
+            if i == 0 {
+                on_plan(&plan);
+            }
+            tracing::info!("restart {}/{restarts}: seed {seed}", i + 1);
+            let report = train_into(&plan, &dir)?;
+            tracing::info!(
+                "restart {}/{restarts} (seed {seed}): best loss {:.5} at epoch {} ({:.3} × baseline)",
+                i + 1,
+                report.state.best_val,
+                report.state.best_epoch,
+                report.state.best_val / report.mean_baseline
+            );
+            runs.push((plan, report));
+        }
+        let kept = lowest_loss(runs.iter().map(|(_, r)| r.state.best_val));
+        let restarts: Vec<Restart> = runs
+            .iter()
+            .enumerate()
+            .map(|(i, (plan, report))| Restart {
+                seed: plan.config.train.seed,
+                best_loss: report.state.best_val,
+                best_epoch: report.state.best_epoch,
+                relative_to_baseline: report.state.best_val / report.mean_baseline,
+                kept: i == kept,
+            })
+            .collect();
+        let (plan, report) = runs.swap_remove(kept);
+        keep_restart(out, &restart_dir(out, plan.config.train.seed))?;
+        write_restarts(out, &restarts)?;
+        for run in &restarts {
+            let dir = restart_dir(out, run.seed);
+            if dir.exists() {
+                std::fs::remove_dir_all(&dir)
+                    .with_context(|| format!("cannot remove {}", dir.display()))?;
+            }
+        }
+        (plan, report, restarts)
+    };
     let calibration = calibrate_model(out, dataset, device, progress)?;
     Ok(Trained {
         plan,
         report,
+        restarts,
         calibration,
     })
+}
+
+/// Where the run of `seed` trains before one run is kept.
+fn restart_dir(out: &Path, seed: u64) -> PathBuf {
+    out.join(format!("restart-seed-{seed}"))
+}
+
+/// Index of the lowest loss; a NaN loss (a diverged run) never wins unless all are NaN, and
+/// ties go to the first (the lowest seed).
+fn lowest_loss(losses: impl Iterator<Item = f64>) -> usize {
+    let mut best: Option<(usize, f64)> = None;
+    for (i, loss) in losses.enumerate() {
+        let better = match best {
+            None => true,
+            Some((_, b)) => !loss.is_nan() && (b.is_nan() || loss < b),
+        };
+        if better {
+            best = Some((i, loss));
+        }
+    }
+    best.map_or(0, |(i, _)| i)
+}
+
+/// Moves the kept run's files from `dir` up into the model directory `out`.
+fn keep_restart(out: &Path, dir: &Path) -> anyhow::Result<()> {
+    for name in [CONFIG, BEST_WEIGHTS, LAST_CHECKPOINT, HISTORY] {
+        let (from, to) = (dir.join(name), out.join(name));
+        if from.exists() {
+            std::fs::rename(&from, &to)
+                .with_context(|| format!("cannot move {} to {}", from.display(), to.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Writes [`RESTARTS_FILE`]: one row per run, `seed,best_loss,best_epoch,relative_to_baseline,kept`.
+fn write_restarts(out: &Path, restarts: &[Restart]) -> anyhow::Result<()> {
+    let mut text = String::from("seed,best_loss,best_epoch,relative_to_baseline,kept\n");
+    for r in restarts {
+        text.push_str(&format!(
+            "{},{:e},{},{:.4},{}\n",
+            r.seed, r.best_loss, r.best_epoch, r.relative_to_baseline, r.kept
+        ));
+    }
+    let path = out.join(RESTARTS_FILE);
+    write_bytes(&path, text.as_bytes()).with_context(|| format!("cannot write {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::lowest_loss;
+
+    #[test]
+    fn the_lowest_finite_loss_wins_and_ties_go_to_the_first_seed() {
+        assert_eq!(lowest_loss([0.5, 0.3, 0.4].into_iter()), 1);
+        assert_eq!(lowest_loss([0.3, 0.3].into_iter()), 0);
+        assert_eq!(lowest_loss([f64::NAN, 0.9, f64::NAN].into_iter()), 1);
+        assert_eq!(lowest_loss([0.9, f64::NAN].into_iter()), 0);
+        assert_eq!(lowest_loss([f64::NAN, f64::NAN].into_iter()), 0);
+    }
 }

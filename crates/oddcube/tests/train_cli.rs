@@ -259,3 +259,91 @@ fn both_kernels_train_the_same_model() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("fastest"));
 }
+
+#[test]
+fn restarts_keep_the_run_with_the_lowest_validation_loss() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("dataset");
+    let model = tmp.path().join("model");
+    write_dataset(&data);
+    let train = |epochs: &str, extra: &[&str]| {
+        oddcube()
+            .args(["train", "--data"])
+            .arg(&data)
+            .arg("--out")
+            .arg(&model)
+            .args(["--epochs", epochs, "--batch", "4", "--val-fraction", "0.25"])
+            .args(["--jobs", "1", "--seed", "7"])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let out = train("2", &["--restarts", "3"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("restarts, best loss against the baseline"),
+        "{stdout}"
+    );
+
+    // One row per seed, exactly one kept, and it is the lowest loss.
+    let table = std::fs::read_to_string(model.join("restarts.csv")).unwrap();
+    let rows: Vec<Vec<String>> = oddcube_data::csv::parse(&table)
+        .into_iter()
+        .skip(1)
+        .collect();
+    let seeds: Vec<&str> = rows.iter().map(|r| r[0].as_str()).collect();
+    assert_eq!(seeds, ["7", "8", "9"], "{table}");
+    let loss = |r: &Vec<String>| r[1].parse::<f64>().unwrap();
+    let kept: Vec<&Vec<String>> = rows.iter().filter(|r| r[4] == "true").collect();
+    assert_eq!(kept.len(), 1, "{table}");
+    assert!(rows.iter().all(|r| loss(kept[0]) <= loss(r)), "{table}");
+
+    // The model directory is the kept run, and the others are gone.
+    let config = std::fs::read_to_string(model.join("config.toml")).unwrap();
+    assert!(
+        config.contains(&format!("seed = {}", kept[0][0])),
+        "{config}"
+    );
+    let history = std::fs::read_to_string(model.join("history.csv")).unwrap();
+    let best_val = oddcube_data::csv::parse(&history)
+        .into_iter()
+        .skip(1)
+        .map(|r| r[2].parse::<f64>().unwrap())
+        .fold(f64::INFINITY, f64::min);
+    // history.csv keeps 7 significant digits.
+    assert!(
+        (best_val - loss(kept[0])).abs() <= 1e-6 * best_val,
+        "{history}\n{table}"
+    );
+    for file in [
+        "best.safetensors",
+        "last.ckpt.safetensors",
+        "calibration.json",
+    ] {
+        assert!(model.join(file).exists(), "{file} missing");
+    }
+    let leftovers: Vec<_> = std::fs::read_dir(&model)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().is_dir())
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+
+    // Like a single run, it is not overwritten without --resume; resuming continues the kept run.
+    let again = train("2", &["--restarts", "3"]);
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("--resume"));
+    let resumed = train("3", &["--restarts", "3", "--resume"]);
+    assert!(
+        resumed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&resumed.stderr)
+    );
+    let history = std::fs::read_to_string(model.join("history.csv")).unwrap();
+    assert_eq!(history.lines().count(), 4, "{history}");
+}

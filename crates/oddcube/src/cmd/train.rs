@@ -53,6 +53,11 @@ pub struct Args {
     /// Seed of every random choice [default: 0].
     #[arg(long)]
     seed: Option<u64>,
+    /// Train this many models from the seeds --seed, --seed + 1, … and keep the one with the
+    /// lowest validation loss (a label-free choice; the others' losses go to restarts.csv).
+    /// Each costs a full training run (docs/model.md, "Restarts").
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=100))]
+    restarts: u64,
     /// Compute device: cpu, cuda (or cuda:N; needs a CUDA build). wgpu is not available in candle.
     #[arg(long, default_value = "cpu")]
     device: DeviceName,
@@ -125,11 +130,32 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         &choices,
         &args.out,
         args.resume,
+        args.restarts as usize,
         &device_name,
         &Bar::new(false),
         &on_plan,
     )?;
     print!("{}", describe_report(&trained.report, &args.out));
+    if !trained.restarts.is_empty() {
+        let runs: Vec<String> = trained
+            .restarts
+            .iter()
+            .map(|r| {
+                format!(
+                    "seed {} {:.3}×{}",
+                    r.seed,
+                    r.relative_to_baseline,
+                    if r.kept { " (kept)" } else { "" }
+                )
+            })
+            .collect();
+        println!(
+            "restarts, best loss against the baseline: {} → {}/{}",
+            runs.join(", "),
+            args.out.display(),
+            oddcube::training::RESTARTS_FILE
+        );
+    }
     let calibration = &trained.calibration;
     let c = &calibration.null.calibration;
     println!(
