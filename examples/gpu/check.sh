@@ -488,7 +488,7 @@ fi
 
 # ---- train, score, evaluate ----------------------------------------------------------------
 run_stage train "$bin" train --data dataset --out model --preset "$preset" --device "$device" \
-    --epochs "$epochs" --seed "$seed"
+    --epochs "$epochs" --seed "$seed" --restarts 1
 run_stage score "$bin" score --model model --data dataset --out results --device "$device"
 run_stage evaluate "$bin" evaluate --results results --truth survey/truth.csv
 

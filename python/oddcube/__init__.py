@@ -257,20 +257,20 @@ def simulate(
     *,
     seed: int = 0,
     anomaly_fraction: float = 0.05,
-    kinds: Optional[Sequence[str]] = None,
+    anomaly_kinds: Optional[Sequence[str]] = None,
     gzip_level: int = 1,
     progress: Progress = None,
 ) -> dict:
     """Writes a simulated survey of DR17-format MAPS files and ``truth.csv`` into ``out``, as
-    ``oddcube simulate``. ``kinds`` names the anomaly kinds injected in turn (``None``: the
+    ``oddcube simulate``. ``anomaly_kinds`` names the anomaly kinds injected in turn (``None``: the
     default mix of seyfert, blueberry, eelr and dual_nucleus; ``outflow``, ``ring`` and
     ``dust_lane`` are held out of it, see docs/simulation.md). Returns a dict: ``files``,
     ``truth`` (the truth table as a DataFrame), ``kinds`` (kind → count) and ``seconds``."""
-    if isinstance(kinds, str):
-        kinds = [kinds]
+    if isinstance(anomaly_kinds, str):
+        anomaly_kinds = [anomaly_kinds]
     summary = _oddcube.simulate(
         os.fspath(out), int(galaxies), int(seed), float(anomaly_fraction),
-        None if kinds is None else [str(k) for k in kinds], int(gzip_level), progress,
+        None if anomaly_kinds is None else [str(k) for k in anomaly_kinds], int(gzip_level), progress,
     )
     summary["files"] = [Path(f) for f in summary["files"]]
     summary["truth"] = pd.read_csv(summary.pop("truth_path"))
@@ -437,15 +437,15 @@ def train(
     noise: bool = False,
     augment: bool = True,
     resume: bool = False,
-    restarts: int = 1,
+    restarts: int = 3,
     device: str = "cpu",
     kernel: str = "fused",
     progress: Progress = None,
 ) -> Model:
     """Trains a model on a dataset into ``out`` and fits its null, as ``oddcube train`` does
     (the same options; ``None`` takes the default, and the default ``epochs`` follows the
-    number of training galaxies as there). ``restarts`` > 1 trains that many models from
-    consecutive seeds and keeps the one with the lowest validation loss. Returns the trained
+    number of training galaxies as there). ``restarts`` trains that many models from
+    consecutive seeds and keeps the one with the lowest validation loss (1: a single model). Returns the trained
     :class:`Model`; ``model.training_report`` has the epoch table, the null's summary and
     ``restarts`` (seed, best loss, its epoch, loss over the baseline, kept) per run."""
     directory = data.dir if isinstance(data, Dataset) else Path(data)

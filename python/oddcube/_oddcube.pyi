@@ -35,7 +35,7 @@ def ingest(
     jobs: int, skip_critical: bool, progress: ProgressCallback,
 ) -> dict: ...
 def simulate(
-    out: str, galaxies: int, seed: int, anomaly_fraction: float, kinds: Optional[list[str]],
+    out: str, galaxies: int, seed: int, anomaly_fraction: float, anomaly_kinds: Optional[list[str]],
     gzip_level: int, progress: ProgressCallback,
 ) -> dict: ...
 def train(

@@ -89,17 +89,17 @@ pub fn ingest<'py>(
 }
 
 /// Writes a simulated survey (DR17-format MAPS files and `truth.csv`) into `out`, as
-/// `oddcube simulate` does; `kinds` names the anomaly kinds to inject (None: the default mix).
+/// `oddcube simulate` does; `anomaly_kinds` names the anomaly kinds to inject (None: the default mix).
 /// Returns a dict: files, truth_path, kinds (name → count), seconds.
 #[pyfunction]
-#[pyo3(signature = (out, galaxies, seed, anomaly_fraction, kinds, gzip_level, progress))]
+#[pyo3(signature = (out, galaxies, seed, anomaly_fraction, anomaly_kinds, gzip_level, progress))]
 pub fn simulate<'py>(
     py: Python<'py>,
     out: PathBuf,
     galaxies: usize,
     seed: u64,
     anomaly_fraction: f64,
-    kinds: Option<Vec<String>>,
+    anomaly_kinds: Option<Vec<String>>,
     gzip_level: u32,
     progress: Option<Py<PyAny>>,
 ) -> PyResult<Bound<'py, PyDict>> {
@@ -107,7 +107,7 @@ pub fn simulate<'py>(
         return Err(value(format!("gzip_level {gzip_level}: expected 0 to 9")));
     }
     let defaults = SurveyConfig::default();
-    let anomaly_kinds = match kinds {
+    let anomaly_kinds = match anomaly_kinds {
         Some(names) => names
             .iter()
             .map(|name| GalaxyKind::parse_anomaly(name).map_err(value))

@@ -178,11 +178,11 @@ def test_simulate_writes_the_kinds_asked_for(scratch):
     assert len(default["files"]) == 8 and all(f.exists() for f in default["files"])
     assert set(default["truth"].loc[default["truth"].is_anomaly == 1, "kind"]) == {
         "seyfert", "blueberry", "eelr", "dual_nucleus"}
-    held_out = oddcube.simulate(scratch / "held-out", 8, seed=3, anomaly_fraction=0.5, kinds=["ring", "outflow"])
+    held_out = oddcube.simulate(scratch / "held-out", 8, seed=3, anomaly_fraction=0.5, anomaly_kinds=["ring", "outflow"])
     assert held_out["kinds"] == {"ring": 2, "outflow": 2, **{k: v for k, v in default["kinds"].items()
                                                              if k in ("star_forming", "retired")}}
     # The same galaxies are anomalous whichever kinds fill them.
     assert list(held_out["truth"].is_anomaly) == list(default["truth"].is_anomaly)
     for bad in (["retired"], ["quasar"]):
         with pytest.raises(ValueError, match="anomaly kinds are .*dust_lane"):
-            oddcube.simulate(scratch / "bad", 4, kinds=bad)
+            oddcube.simulate(scratch / "bad", 4, anomaly_kinds=bad)

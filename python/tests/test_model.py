@@ -125,6 +125,18 @@ def test_train_from_python_reports_progress(demo, scratch):
         oddcube.train(demo / "dataset", scratch / "m2", arch="gan")
 
 
+def test_restarts_keep_the_lowest_validation_loss(demo, scratch):
+    model = oddcube.train(demo / "dataset", scratch / "model", epochs=1, seed=5, restarts=2)
+    runs = model.training_report["restarts"]
+    assert [r[0] for r in runs] == [5, 6]
+    kept = [r for r in runs if r[4]]
+    assert len(kept) == 1 and kept[0][1] == min(r[1] for r in runs)
+    assert (scratch / "model" / "restarts.csv").exists()
+    assert model.training_report["null_n_calibration"] > 0
+    with pytest.raises(ValueError, match="restarts"):
+        oddcube.train(demo / "dataset", scratch / "m2", restarts=0)
+
+
 def test_a_raising_progress_callback_surfaces(demo, scratch):
     def boom(stage, done, total, message):
         raise RuntimeError("stop here")

@@ -101,7 +101,7 @@ fn kinds_choose_the_injected_anomalies() {
             "--anomaly-fraction",
             "0.5",
         ])
-        .args(["--kinds", "outflow,dust_lane"])
+        .args(["--anomaly-kinds", "outflow,dust_lane"])
         .assert()
         .success();
     let mut kinds: Vec<String> = truth_rows(&out)
@@ -120,7 +120,7 @@ fn kinds_choose_the_injected_anomalies() {
         let output = oddcube()
             .args(["simulate", "--out"])
             .arg(dir.path().join("bad"))
-            .args(["--galaxies", "3", "--kinds", kinds])
+            .args(["--galaxies", "3", "--anomaly-kinds", kinds])
             .assert()
             .failure()
             .code(2)

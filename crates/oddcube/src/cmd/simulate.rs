@@ -21,7 +21,7 @@ pub struct Args {
     /// Seed of the survey: the same seed gives the same files.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Fraction of galaxies that are injected anomalies (the `--kinds`, in turn).
+    /// Fraction of galaxies that are injected anomalies (the `--anomaly-kinds`, in turn).
     #[arg(long, default_value_t = 0.05)]
     anomaly_fraction: f64,
     /// Anomaly kinds to inject, comma-separated: seyfert, blueberry, eelr, dual_nucleus (the
@@ -29,7 +29,7 @@ pub struct Args {
     /// designed without them, so a survey of these tests it on kinds it has never seen).
     #[arg(long, value_delimiter = ',', value_parser = GalaxyKind::parse_anomaly,
           default_value = "seyfert,blueberry,eelr,dual_nucleus")]
-    kinds: Vec<GalaxyKind>,
+    anomaly_kinds: Vec<GalaxyKind>,
     /// Worker threads (default: all cores).
     #[arg(long)]
     jobs: Option<usize>,
@@ -44,7 +44,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         galaxies: args.galaxies,
         seed: args.seed,
         anomaly_fraction: args.anomaly_fraction,
-        anomaly_kinds: args.kinds,
+        anomaly_kinds: args.anomaly_kinds,
         gzip_level: args.gzip_level,
     };
     let mut pool = rayon::ThreadPoolBuilder::new();

@@ -54,9 +54,9 @@ pub struct Args {
     #[arg(long)]
     seed: Option<u64>,
     /// Train this many models from the seeds --seed, --seed + 1, … and keep the one with the
-    /// lowest validation loss (a label-free choice; the others' losses go to restarts.csv).
-    /// Each costs a full training run (docs/model.md, "Restarts").
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=100))]
+    /// lowest validation loss (a label-free choice; every run's loss goes to restarts.csv).
+    /// Each costs a full training run; 1 trains a single model (docs/model.md, "Restarts").
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=100))]
     restarts: u64,
     /// Compute device: cpu, cuda (or cuda:N; needs a CUDA build). wgpu is not available in candle.
     #[arg(long, default_value = "cpu")]
