@@ -93,6 +93,7 @@ pub fn ingest<'py>(
 /// Returns a dict: files, truth_path, kinds (name → count), seconds.
 #[pyfunction]
 #[pyo3(signature = (out, galaxies, seed, anomaly_fraction, anomaly_kinds, gzip_level, progress))]
+#[allow(clippy::too_many_arguments)]
 pub fn simulate<'py>(
     py: Python<'py>,
     out: PathBuf,
@@ -106,13 +107,12 @@ pub fn simulate<'py>(
     if gzip_level > 9 {
         return Err(value(format!("gzip_level {gzip_level}: expected 0 to 9")));
     }
-    let defaults = SurveyConfig::default();
     let anomaly_kinds = match anomaly_kinds {
         Some(names) => names
             .iter()
             .map(|name| GalaxyKind::parse_anomaly(name).map_err(value))
             .collect::<PyResult<Vec<_>>>()?,
-        None => defaults.anomaly_kinds.clone(),
+        None => SurveyConfig::default().anomaly_kinds,
     };
     let config = SurveyConfig {
         galaxies,
@@ -120,7 +120,6 @@ pub fn simulate<'py>(
         anomaly_fraction,
         anomaly_kinds,
         gzip_level,
-        ..defaults
     };
     let reporter = PyProgress::new(progress);
     let summary = py.detach(|| simulate_survey(&out, &config, &reporter));

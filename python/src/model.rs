@@ -368,7 +368,14 @@ pub fn train<'py>(
     let trained = py.detach(|| {
         let dataset = Dataset::open(&data).map_err(anyhow::Error::new)?;
         train_and_calibrate(
-            &dataset, &choices, &out, resume, restarts, device, &reporter, &|_| {},
+            &dataset,
+            &choices,
+            &out,
+            resume,
+            restarts,
+            device,
+            &reporter,
+            &|_| {},
         )
     });
     reporter.finish_call()?;
@@ -382,7 +389,15 @@ pub fn train<'py>(
     let restarts: Vec<(u64, f64, usize, f64, bool)> = trained
         .restarts
         .iter()
-        .map(|r| (r.seed, r.best_loss, r.best_epoch, r.relative_to_baseline, r.kept))
+        .map(|r| {
+            (
+                r.seed,
+                r.best_loss,
+                r.best_epoch,
+                r.relative_to_baseline,
+                r.kept,
+            )
+        })
         .collect();
     dict.set_item("restarts", restarts)?;
     let null = &trained.calibration.null.calibration;
