@@ -20,7 +20,7 @@ pub struct Args {
     #[arg(long, value_name = "DIR")]
     data: PathBuf,
     /// Model directory to write (config.toml, best.safetensors, last.ckpt.safetensors,
-    /// history.csv).
+    /// history.csv, restarts.csv).
     #[arg(long, value_name = "DIR")]
     out: PathBuf,
     /// Architecture preset (the grid size always follows the dataset).
