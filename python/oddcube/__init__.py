@@ -449,6 +449,8 @@ def train(
     :class:`Model`; ``model.training_report`` has the epoch table, the null's summary and
     ``restarts`` (seed, best loss, its epoch, loss over the baseline, kept) per run."""
     directory = data.dir if isinstance(data, Dataset) else Path(data)
+    if not 1 <= int(restarts) <= 100:
+        raise ValueError(f"restarts={restarts}: expected 1 to 100, as oddcube train --restarts")
     report = _oddcube.train(
         os.fspath(directory), os.fspath(out), preset, arch, epochs, batch, lr, latent, beta, seed,
         val_fraction, loss, patience, bool(noise), bool(augment), bool(resume), int(restarts), device,

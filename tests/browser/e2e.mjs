@@ -162,7 +162,7 @@ try {
   await page.goto(server.url + "#/");
   // Only the hash changes, so the page is not reloaded: the one-row table filtered by label is
   // still there until the new page of rows arrives (a race that loses on a loaded machine).
-  await page.waitForFunction(() => document.querySelectorAll("[data-testid=catalog] tbody tr").length >= 30, null, { timeout: 15000 })
+  await page.waitForFunction((n) => document.querySelectorAll("[data-testid=catalog] tbody tr").length >= n, before.length, { timeout: 15000 })
     .catch(() => {});
   const tableBefore = await page.$$eval("[data-testid=catalog] tbody tr", (trs) => trs.slice(0, 30).map((tr) => tr.dataset.plateifu));
   check(tableBefore.join() === before.join(), "the table's default order is the live blend");

@@ -98,9 +98,19 @@ pub fn train_and_calibrate(
         )
         .with_context(|| format!("training into {}", dir.display()))
     };
-    // A run whose restarts were already chosen resumes as the single model it became.
-    let chosen_before = resume && out.join(RESTARTS_FILE).exists() && out.join(CONFIG).exists();
-    let (plan, report, restarts) = if restarts == 1 || chosen_before {
+    // A model whose restarts were already chosen (a job preempted while the kept run moved up
+    // finishes the move), or one trained as a single run, resumes as the single model it is.
+    if resume && out.join(RESTARTS_FILE).exists() {
+        finish_keeping(out)?;
+    }
+    let single_before = resume && out.join(CONFIG).exists() && candidate_dirs(out)?.is_empty();
+    if single_before && restarts > 1 && !out.join(RESTARTS_FILE).exists() {
+        tracing::info!(
+            "{} holds a single run: resuming it as one (restarts apply to new models)",
+            out.display()
+        );
+    }
+    let (plan, report, restarts) = if restarts == 1 || single_before {
         let plan = plan_run(choices, shape, out, resume)?;
         on_plan(&plan);
         let report = train_into(&plan, out)?;
@@ -111,15 +121,12 @@ pub fn train_and_calibrate(
             "{} already holds a trained model; pass --resume to continue it or choose another output",
             out.display()
         );
-        anyhow::ensure!(
-            !(resume && out.join(CONFIG).exists()),
-            "{} holds a single run: resume it without --restarts",
-            out.display()
-        );
         let base_seed = plan_run(choices, shape, out, false)?.config.train.seed;
         let mut runs = Vec::with_capacity(restarts);
         for i in 0..restarts {
-            let seed = base_seed + i as u64;
+            let seed = base_seed.checked_add(i as u64).with_context(|| {
+                format!("--seed {base_seed} leaves no room for {restarts} restarts")
+            })?;
             let dir = restart_dir(out, seed);
             let seeded = RunChoices {
                 seed: Some(seed),
@@ -153,15 +160,22 @@ pub fn train_and_calibrate(
             })
             .collect();
         let (plan, report) = runs.swap_remove(kept);
-        keep_restart(out, &restart_dir(out, plan.config.train.seed))?;
+        let kept_dir = restart_dir(out, plan.config.train.seed);
+        // Nothing is moved or deleted unless there is a model to keep.
+        anyhow::ensure!(
+            report.state.best_val.is_finite() && kept_dir.join(BEST_WEIGHTS).exists(),
+            "no run trained a usable model (best losses: {}); the runs are kept in {}",
+            restarts
+                .iter()
+                .map(|r| format!("seed {} {}", r.seed, r.best_loss))
+                .collect::<Vec<_>>()
+                .join(", "),
+            out.display()
+        );
+        // The table first: it says which run is kept, so a job stopped while the files move
+        // finishes the move when resumed.
         write_restarts(out, &restarts)?;
-        for run in &restarts {
-            let dir = restart_dir(out, run.seed);
-            if dir.exists() {
-                std::fs::remove_dir_all(&dir)
-                    .with_context(|| format!("cannot remove {}", dir.display()))?;
-            }
-        }
+        finish_keeping(out)?;
         (plan, report, restarts)
     };
     let calibration = calibrate_model(out, dataset, device, progress)?;
@@ -192,6 +206,62 @@ fn lowest_loss(losses: impl Iterator<Item = f64>) -> usize {
         }
     }
     best.map_or(0, |(i, _)| i)
+}
+
+/// The `restart-seed-*` run directories inside `out`.
+fn candidate_dirs(out: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    if !out.is_dir() {
+        return Ok(Vec::new());
+    }
+    let entries =
+        std::fs::read_dir(out).with_context(|| format!("cannot read {}", out.display()))?;
+    let mut dirs = Vec::new();
+    for entry in entries {
+        let path = entry
+            .with_context(|| format!("cannot read {}", out.display()))?
+            .path();
+        let is_run = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with("restart-seed-"));
+        if is_run && path.is_dir() {
+            dirs.push(path);
+        }
+    }
+    dirs.sort();
+    Ok(dirs)
+}
+
+/// Completes the choice recorded in `out`'s [`RESTARTS_FILE`]: moves the kept run's files up
+/// (those already moved are skipped, so it can be repeated) and removes every run directory.
+fn finish_keeping(out: &Path) -> anyhow::Result<()> {
+    let path = out.join(RESTARTS_FILE);
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let kept: Vec<&str> = text
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split(',').collect();
+            (fields.len() == 5 && fields[4] == "true").then_some(fields[0])
+        })
+        .collect();
+    let [seed] = kept[..] else {
+        anyhow::bail!(
+            "{} names {} kept runs, not one; remove the model directory to train again",
+            path.display(),
+            kept.len()
+        );
+    };
+    let dir = out.join(format!("restart-seed-{seed}"));
+    if dir.is_dir() {
+        keep_restart(out, &dir)?;
+    }
+    for dir in candidate_dirs(out)? {
+        std::fs::remove_dir_all(&dir)
+            .with_context(|| format!("cannot remove {}", dir.display()))?;
+    }
+    Ok(())
 }
 
 /// Moves the kept run's files from `dir` up into the model directory `out`.

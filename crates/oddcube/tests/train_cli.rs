@@ -334,10 +334,20 @@ fn restarts_keep_the_run_with_the_lowest_validation_loss() {
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 
-    // Like a single run, it is not overwritten without --resume; resuming continues the kept run.
+    // Like a single run, it is not overwritten without --resume.
     let again = train("2", &["--restarts", "3"]);
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("--resume"));
+
+    // A job stopped while the kept run's files moved up (restarts.csv is written first), with a
+    // stale run directory beside it: resuming finishes the move, clears the runs and continues
+    // the kept model.
+    let kept_dir = model.join(format!("restart-seed-{}", kept[0][0]));
+    std::fs::create_dir(&kept_dir).unwrap();
+    for file in ["config.toml", "last.ckpt.safetensors"] {
+        std::fs::rename(model.join(file), kept_dir.join(file)).unwrap();
+    }
+    std::fs::create_dir(model.join("restart-seed-99")).unwrap();
     let resumed = train("3", &["--restarts", "3", "--resume"]);
     assert!(
         resumed.status.success(),
@@ -346,4 +356,41 @@ fn restarts_keep_the_run_with_the_lowest_validation_loss() {
     );
     let history = std::fs::read_to_string(model.join("history.csv")).unwrap();
     assert_eq!(history.lines().count(), 4, "{history}");
+    assert!(!kept_dir.exists() && !model.join("restart-seed-99").exists());
+}
+
+#[test]
+fn a_single_run_resumes_under_the_default_restarts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("dataset");
+    let model = tmp.path().join("model");
+    write_dataset(&data);
+    let train = |extra: &[&str]| {
+        oddcube()
+            .args(["train", "--data"])
+            .arg(&data)
+            .arg("--out")
+            .arg(&model)
+            .args(["--batch", "4", "--val-fraction", "0.25", "--jobs", "1"])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let single = train(&["--epochs", "1", "--restarts", "1"]);
+    assert!(
+        single.status.success(),
+        "{}",
+        String::from_utf8_lossy(&single.stderr)
+    );
+    assert!(!model.join("restarts.csv").exists());
+    // Without --restarts (3 by default), as a requeued batch job passes it.
+    let resumed = train(&["--epochs", "2", "--resume"]);
+    assert!(
+        resumed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&resumed.stderr)
+    );
+    let history = std::fs::read_to_string(model.join("history.csv")).unwrap();
+    assert_eq!(history.lines().count(), 3, "{history}");
+    assert!(!model.join("restarts.csv").exists());
 }

@@ -51,7 +51,7 @@ impl GalaxyKind {
         GalaxyKind::DualNucleus,
     ];
 
-    /// Anomaly kinds that `simulate` injects only when asked (`--kinds`): no part of oddcube's
+    /// Anomaly kinds that `simulate` injects only when asked (`--anomaly-kinds`): no part of oddcube's
     /// scoring was designed or chosen on them, so a survey of these tests the score on kinds
     /// it has never seen.
     pub const HELD_OUT: [GalaxyKind; 3] =
@@ -920,7 +920,8 @@ fn render_outflow(
     (wind, at, (2.0 * height).min(reach) / SPAXEL_ARCSEC)
 }
 
-/// A star-forming ring in the disk plane at 40–75 % of the bundle's reach, 0.6–1.2″ wide, with
+/// A star-forming ring in the disk plane of radius 40–75 % of the bundle's reach over √q (so
+/// the projected ellipse's geometric-mean radius is 40–75 % of the reach), 0.6–1.2″ wide, with
 /// 4–10 knots, metal-poor HII ratios; before the PSF, unit-free brightness. Returns the canvas
 /// and the truth radius (spaxels).
 fn render_ring(
@@ -970,7 +971,8 @@ fn render_ring(
 }
 
 /// Dims and reddens the host's pre-PSF emission along a straight dust lane (E(B−V) 0.8–1.5 at
-/// its core, Gaussian profile 0.8–1.5″ wide, passing within 2″ of the centre at any angle).
+/// its core, Gaussian profile 0.8–1.5″ wide, at any angle, its signed distance from the centre
+/// drawn from −2″ to 2″ with the positive side capped at Re).
 /// Returns the truth region (the lane's point nearest the centre, radius 2 widths + the PSF
 /// FWHM, in spaxels) and, as the contrast, the Hα attenuation factor at the lane's core.
 fn add_dust_lane(

@@ -490,6 +490,19 @@ fn outflows_are_shock_excited_cones_on_star_forming_hosts() {
             plan.plateifu()
         );
         assert!(truth.anomaly_contrast >= 1.0 && truth.anomaly_radius > 2.0);
+        // A cone along the minor axis: the same distance along the major axis gains far less.
+        let (mcol, mrow) = maps
+            .grid
+            .pixel(0.5 * reach * pa.sin(), 0.5 * reach * pa.cos());
+        let q = mrow.round() as usize * maps.grid.size + mcol.round() as usize;
+        let excess = |p: usize| model_at(&maps, ch::HA, p) - model_at(&host, ch::HA, p);
+        assert!(
+            excess(p) > 3.0 * excess(q).max(0.0),
+            "{}: wind Hα {} on the minor axis, {} on the major",
+            plan.plateifu(),
+            excess(p),
+            excess(q)
+        );
     }
 }
 
