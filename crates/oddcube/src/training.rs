@@ -238,15 +238,13 @@ fn finish_keeping(out: &Path) -> anyhow::Result<()> {
     let path = out.join(RESTARTS_FILE);
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("cannot read {}", path.display()))?;
-    let kept: Vec<&str> = text
-        .lines()
+    let kept: Vec<String> = oddcube_data::csv::parse(&text)
+        .into_iter()
         .skip(1)
-        .filter_map(|line| {
-            let fields: Vec<&str> = line.split(',').collect();
-            (fields.len() == 5 && fields[4] == "true").then_some(fields[0])
-        })
+        .filter(|row| row.len() == 5 && row[4] == "true")
+        .map(|row| row[0].clone())
         .collect();
-    let [seed] = kept[..] else {
+    let [seed] = &kept[..] else {
         anyhow::bail!(
             "{} names {} kept runs, not one; remove the model directory to train again",
             path.display(),

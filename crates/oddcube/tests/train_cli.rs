@@ -54,6 +54,15 @@ fn write_dataset(dir: &Path) {
     Dataset::write(dir, &cubes, &galaxies, &manifest, &[]).unwrap();
 }
 
+/// Fails with the command's stderr unless it succeeded.
+fn assert_ok(out: &std::process::Output) {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[test]
 fn train_writes_a_model_and_resumes() {
     let tmp = tempfile::tempdir().unwrap();
@@ -120,11 +129,7 @@ fn train_writes_a_model_and_resumes() {
         .args(args(&["--resume", "--epochs", "3"]))
         .output()
         .unwrap();
-    assert!(
-        resumed.status.success(),
-        "{}",
-        String::from_utf8_lossy(&resumed.stderr)
-    );
+    assert_ok(&resumed);
     let history = std::fs::read_to_string(model.join("history.csv")).unwrap();
     assert_eq!(history.lines().count(), 4, "{history}");
 }
@@ -349,11 +354,7 @@ fn restarts_keep_the_run_with_the_lowest_validation_loss() {
     }
     std::fs::create_dir(model.join("restart-seed-99")).unwrap();
     let resumed = train("3", &["--restarts", "3", "--resume"]);
-    assert!(
-        resumed.status.success(),
-        "{}",
-        String::from_utf8_lossy(&resumed.stderr)
-    );
+    assert_ok(&resumed);
     let history = std::fs::read_to_string(model.join("history.csv")).unwrap();
     assert_eq!(history.lines().count(), 4, "{history}");
     assert!(!kept_dir.exists() && !model.join("restart-seed-99").exists());
@@ -377,19 +378,11 @@ fn a_single_run_resumes_under_the_default_restarts() {
             .unwrap()
     };
     let single = train(&["--epochs", "1", "--restarts", "1"]);
-    assert!(
-        single.status.success(),
-        "{}",
-        String::from_utf8_lossy(&single.stderr)
-    );
+    assert_ok(&single);
     assert!(!model.join("restarts.csv").exists());
     // Without --restarts (3 by default), as a requeued batch job passes it.
     let resumed = train(&["--epochs", "2", "--resume"]);
-    assert!(
-        resumed.status.success(),
-        "{}",
-        String::from_utf8_lossy(&resumed.stderr)
-    );
+    assert_ok(&resumed);
     let history = std::fs::read_to_string(model.join("history.csv")).unwrap();
     assert_eq!(history.lines().count(), 3, "{history}");
     assert!(!model.join("restarts.csv").exists());

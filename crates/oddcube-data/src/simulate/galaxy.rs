@@ -699,11 +699,7 @@ pub fn simulate_galaxy(
                     fwhm_px,
                     target / host_peak.max(1e-12),
                 );
-                host_maps
-                    .iter()
-                    .zip(&nucleus)
-                    .map(|(h, n)| h + n * scale)
-                    .collect()
+                with_component(&host_maps, &nucleus, scale)
             }
             GalaxyKind::Eelr => {
                 let reach = coverage_radius_for(geometry.ifu_size) - 2.5;
@@ -744,11 +740,7 @@ pub fn simulate_galaxy(
                     2.0 * sigma_major / SPAXEL_ARCSEC,
                     target / host_oiii.max(1e-12),
                 );
-                host_maps
-                    .iter()
-                    .zip(&cloud)
-                    .map(|(h, c)| h + c * scale)
-                    .collect()
+                with_component(&host_maps, &cloud, scale)
             }
             GalaxyKind::DualNucleus => {
                 let separation = uniform(rng, 2.5, 5.0);
@@ -779,10 +771,7 @@ pub fn simulate_galaxy(
                 }
                 let nuclei = nuclei.convolved(&kernel);
                 let host_peak = host_maps[ch::HA * plane + centre_p];
-                let nuclei_peak = nuclei[ch::HA * plane..(ch::HA + 1) * plane]
-                    .iter()
-                    .cloned()
-                    .fold(0.0, f64::max);
+                let nuclei_peak = channel_peak(&nuclei, ch::HA, plane);
                 let target = (uniform(rng, 1.5, 4.0) * host_peak).max(uniform(rng, 3.0, 10.0));
                 let scale = target / nuclei_peak.max(1e-12);
                 anomaly = (
@@ -791,11 +780,7 @@ pub fn simulate_galaxy(
                     (0.5 * separation + 0.5 * psf_fwhm) / SPAXEL_ARCSEC,
                     target / host_peak.max(1e-12),
                 );
-                host_maps
-                    .iter()
-                    .zip(&nuclei)
-                    .map(|(h, n)| h + n * scale)
-                    .collect()
+                with_component(&host_maps, &nuclei, scale)
             }
             GalaxyKind::Outflow => {
                 let (wind, at, region) = render_outflow(grid, k, &disk, &geometry, rng);
@@ -809,19 +794,12 @@ pub fn simulate_galaxy(
                     region,
                     target / host_ha.max(1e-12),
                 );
-                host_maps
-                    .iter()
-                    .zip(&wind)
-                    .map(|(h, w)| h + w * scale)
-                    .collect()
+                with_component(&host_maps, &wind, scale)
             }
             GalaxyKind::Ring => {
                 let (ring, region) = render_ring(grid, k, &disk, &geometry, rng);
                 let ring = ring.convolved(&kernel);
-                let ring_peak = ring[ch::HA * plane..(ch::HA + 1) * plane]
-                    .iter()
-                    .cloned()
-                    .fold(0.0, f64::max);
+                let ring_peak = channel_peak(&ring, ch::HA, plane);
                 let host_peak = host_maps[ch::HA * plane + centre_p];
                 let target = uniform(rng, 5.0, 30.0);
                 let scale = target / ring_peak.max(1e-12);
@@ -831,11 +809,7 @@ pub fn simulate_galaxy(
                     region,
                     target / host_peak.max(1e-12),
                 );
-                host_maps
-                    .iter()
-                    .zip(&ring)
-                    .map(|(h, r)| h + r * scale)
-                    .collect()
+                with_component(&host_maps, &ring, scale)
             }
             GalaxyKind::StarForming
             | GalaxyKind::Retired
@@ -873,6 +847,23 @@ pub fn simulate_galaxy(
     };
     let maps = observe(&truth, &disk, host.retired, model, rng);
     (truth, maps)
+}
+
+/// The host's maps plus an anomalous component's, scaled by `scale`.
+fn with_component(host: &[f64], component: &[f64], scale: f64) -> Vec<f64> {
+    host.iter()
+        .zip(component)
+        .map(|(h, c)| h + c * scale)
+        .collect()
+}
+
+/// The largest value of `channel` in `[channel][pixel]` maps of `plane` pixels (0 if none is
+/// positive).
+fn channel_peak(maps: &[f64], channel: usize, plane: usize) -> f64 {
+    maps[channel * plane..(channel + 1) * plane]
+        .iter()
+        .copied()
+        .fold(0.0, f64::max)
 }
 
 /// The outer reach (arcsec from the centre) of emission that the bundle still covers well.
