@@ -19,8 +19,9 @@
 //!   `fdr_flag`, `rank`). An unsharded `oddcube score` and [`merge::merge_results`] both finish
 //!   through it.
 //! - [`calibration`] is the null model of ordinary galaxies, fitted at train time and stored with
-//!   the model ([`calibration::StoredNull`]); [`fdr`] turns p-values into Benjamini–Hochberg
-//!   q-values and flags.
+//!   the model ([`calibration::StoredNull`]), built from the contamination-robust statistics of
+//!   [`robust`] (MAD σ, upper-tail σ, Huber regression, the normal tail); [`fdr`] turns p-values
+//!   into Benjamini–Hochberg q-values and flags.
 //! - [`results`] owns the RESULTS directory: [`results::Catalog`] (the catalogue table),
 //!   [`results::ResultsManifest`], [`results::Results`] (reading it back) and the residual maps;
 //!   [`catalog_fits`] writes the catalogue's FITS copy;
@@ -58,6 +59,7 @@ pub mod provenance;
 pub mod purity;
 pub mod relevance;
 pub mod results;
+pub mod robust;
 pub mod score;
 pub mod similar;
 pub mod truth;
