@@ -27,7 +27,7 @@
 //!
 //! **Fusion.** `S = mean_k z_k` (averaging standardised scores is the standard unsupervised
 //! outlier ensemble, more stable than their maximum), then `score = (S − median S) / σ_S` with
-//! the median and [`tail_sigma`](crate::robust::tail_sigma) of `S` on the calibration galaxies. The p-value is the share of
+//! the median and [`tail_sigma`] of `S` on the calibration galaxies. The p-value is the share of
 //! the calibration galaxies' stored fused scores at least as high below their 90th percentile
 //! (and below `z₉₀ = 1.28` at the latest), and `P(Z ≥ score)` for a standard normal `Z` above
 //! ([`Calibration::pvalue`]). Medians and upper-tail scales keep the anomalies that are inevitably
@@ -110,7 +110,7 @@ pub struct ComponentNull {
     pub name: String,
     /// Regression coefficients: intercept, then per covariate.
     pub coef: Vec<f64>,
-    /// Upper-tail robust σ of the residuals ([`upper_sigma`](crate::robust::upper_sigma)).
+    /// Upper-tail robust σ of the residuals ([`crate::robust::upper_sigma`]).
     pub scale: f64,
 }
 
@@ -143,7 +143,7 @@ pub struct Calibration {
     pub components: Vec<ComponentNull>,
     /// Median of the mean standardised component on the calibration galaxies.
     pub combined_centre: f64,
-    /// Its upper-tail robust σ ([`tail_sigma`](crate::robust::tail_sigma)).
+    /// Its upper-tail robust σ ([`tail_sigma`]).
     pub combined_scale: f64,
     /// Plate-IFUs of the reference latents (a scored galaxy is never its own neighbour).
     pub reference_plateifus: Vec<String>,
@@ -222,7 +222,7 @@ fn legacy_covariates() -> Vec<String> {
 
 /// Quantile of the calibration galaxies' fused scores below which p-values are empirical
 /// ([`Calibration::pvalue`]). Above it a handful of galaxies, some of them anomalies, cannot
-/// say how rare a score is, and the normal tail with [`tail_sigma`](crate::robust::tail_sigma)'s scale takes over.
+/// say how rare a score is, and the normal tail with [`tail_sigma`]'s scale takes over.
 pub const BODY_QUANTILE: f64 = 0.9;
 
 /// Scores closer than this (σ units) count as tied in the empirical body of the null.

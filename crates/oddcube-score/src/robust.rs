@@ -8,8 +8,7 @@ use oddcube_data::stats::quantile_of_sorted;
 /// Scale factor turning a median absolute deviation into a normal σ.
 pub const MAD_TO_SIGMA: f64 = 1.482_602_218_505_602;
 
-/// The standard normal's 90th percentile: where the normal tail says a tenth of ordinary
-/// galaxies score higher.
+/// The standard normal's 90th percentile: a tenth of a standard normal lies above it.
 pub const Z_90: f64 = 1.281_551_565_544_600_5;
 
 /// Median of the finite values (NaN when there are none).
