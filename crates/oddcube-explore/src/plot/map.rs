@@ -148,19 +148,57 @@ pub fn map_png(figure: &MapFigure<'_>) -> Result<Vec<u8>> {
                 )
             }))
             .map_err(figure_error)?;
-        // Labels sit up-right of their ring on a translucent white box, so they stay readable
-        // over dense regions of the map.
+        // Labels sit beside their ring on a translucent white box, so they stay readable over
+        // dense regions of the map; where anomalies crowd together each takes the first corner
+        // that neither covers an earlier label nor leaves the plot.
         let label_font = (FONT, 17).into_font().style(FontStyle::Bold);
         let label_style = TextStyle::from(label_font.clone()).color(&BLACK);
+        let texts: Vec<String> = figure
+            .highlight
+            .iter()
+            .enumerate()
+            .map(|(r, &i)| format!("{} {}", r + 1, figure.plateifus[i]))
+            .collect();
+        let boxes: Vec<(i32, i32)> = texts
+            .iter()
+            .map(|text| {
+                let (w, h) = label_font.box_size(text).unwrap_or((120, 17));
+                (w as i32 + 6, h as i32 + 6)
+            })
+            .collect();
+        let anchors: Vec<(i32, i32)> = figure
+            .highlight
+            .iter()
+            .map(|&i| chart.backend_coord(&(figure.xy[i][0], figure.xy[i][1])))
+            .collect();
+        let (x_range, y_range) = chart.plotting_area().get_pixel_range();
+        let bounds = (x_range.start, y_range.start, x_range.end, y_range.end);
+        let offsets = place_labels(&anchors, &boxes, bounds);
         chart
-            .draw_series(figure.highlight.iter().enumerate().map(|(r, &i)| {
-                let text = format!("{} {}", r + 1, figure.plateifus[i]);
-                let (w, h) = label_font.box_size(&text).unwrap_or((120, 17));
-                let (w, h) = (w as i32, h as i32);
-                EmptyElement::at((figure.xy[i][0], figure.xy[i][1]))
-                    + Rectangle::new([(9, -h - 12), (w + 15, -6)], WHITE.mix(0.8).filled())
-                    + Text::new(text, (12, -h - 9), label_style.clone())
-            }))
+            .draw_series(
+                figure
+                    .highlight
+                    .iter()
+                    .zip(&texts)
+                    .zip(boxes.iter().zip(&offsets))
+                    .map(|((&i, text), (&(w, h), &(dx, dy)))| {
+                        // A label moved away from its ring points back to it from its nearest
+                        // corner.
+                        let near = (
+                            if dx > 0 { dx } else { dx + w },
+                            if dy > 0 { dy } else { dy + h },
+                        );
+                        let leader = if near.0.abs().max(near.1.abs()) > 2 * h {
+                            vec![(0, 0), near]
+                        } else {
+                            vec![]
+                        };
+                        EmptyElement::at((figure.xy[i][0], figure.xy[i][1]))
+                            + PathElement::new(leader, BLACK.mix(0.6).stroke_width(1))
+                            + Rectangle::new([(dx, dy), (dx + w, dy + h)], WHITE.mix(0.8).filled())
+                            + Text::new(text.clone(), (dx + 3, dy + 3), label_style.clone())
+                    }),
+            )
             .map_err(figure_error)?;
 
         // Colour bar.
@@ -248,9 +286,86 @@ pub fn map_png(figure: &MapFigure<'_>) -> Result<Vec<u8>> {
     encode_png(&rgb, WIDTH, HEIGHT)
 }
 
+/// Where each label box goes, as its top-left corner relative to its point (pixels). Labels are
+/// placed in order (most anomalous first): each takes the first of the four corners around its
+/// ring — up-right, up-left, down-right, down-left — whose box lies inside `bounds` (left, top,
+/// right, bottom) and covers no earlier label's box; failing those, the same corners moved away
+/// from the point by one to [`MAX_LABEL_STEPS`] label heights (drawn with a leader line); and
+/// up-right when nothing is free.
+/// How far, in label heights, a crowded label may move away from its point.
+const MAX_LABEL_STEPS: i32 = 4;
+
+fn place_labels(
+    anchors: &[(i32, i32)],
+    boxes: &[(i32, i32)],
+    bounds: (i32, i32, i32, i32),
+) -> Vec<(i32, i32)> {
+    const GAP: i32 = 9;
+    let mut placed: Vec<[i32; 4]> = Vec::with_capacity(anchors.len());
+    let mut offsets = Vec::with_capacity(anchors.len());
+    for (&(ax, ay), &(w, h)) in anchors.iter().zip(boxes) {
+        let corner = |step: i32| {
+            let shift = step * (h + 2);
+            [
+                (GAP, -h - GAP - shift),
+                (-w - GAP, -h - GAP - shift),
+                (GAP, GAP + shift),
+                (-w - GAP, GAP + shift),
+            ]
+        };
+        let corners = (0..=MAX_LABEL_STEPS).flat_map(corner);
+        let rect = |(dx, dy): (i32, i32)| [ax + dx, ay + dy, ax + dx + w, ay + dy + h];
+        let fits = |r: &[i32; 4]| {
+            r[0] >= bounds.0 && r[1] >= bounds.1 && r[2] <= bounds.2 && r[3] <= bounds.3
+        };
+        let free = |r: &[i32; 4]| {
+            placed
+                .iter()
+                .all(|p| r[2] <= p[0] || p[2] <= r[0] || r[3] <= p[1] || p[3] <= r[1])
+        };
+        let offset = corners
+            .into_iter()
+            .find(|&c| {
+                let r = rect(c);
+                fits(&r) && free(&r)
+            })
+            .unwrap_or(corner(0)[0]);
+        placed.push(rect(offset));
+        offsets.push(offset);
+    }
+    offsets
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn crowded_labels_take_free_corners_inside_the_plot() {
+        let bounds = (0, 0, 1000, 800);
+        // A lone label goes up-right.
+        assert_eq!(
+            place_labels(&[(500, 400)], &[(100, 20)], bounds),
+            [(9, -29)]
+        );
+        // Two points a few pixels apart: the second label moves to a corner that does not
+        // cover the first.
+        let offsets = place_labels(&[(500, 400), (505, 402)], &[(100, 20), (100, 20)], bounds);
+        let rect = |(ax, ay): (i32, i32), (dx, dy): (i32, i32)| {
+            [ax + dx, ay + dy, ax + dx + 100, ay + dy + 20]
+        };
+        let (a, b) = (rect((500, 400), offsets[0]), rect((505, 402), offsets[1]));
+        assert!(
+            a[2] <= b[0] || b[2] <= a[0] || a[3] <= b[1] || b[3] <= a[1],
+            "{offsets:?}"
+        );
+        // At the right edge the label turns left rather than leave the plot.
+        let offset = place_labels(&[(990, 400)], &[(100, 20)], bounds)[0];
+        assert!(
+            990 + offset.0 + 100 <= 1000 && 990 + offset.0 >= 0,
+            "{offset:?}"
+        );
+    }
 
     #[test]
     fn renders_and_validates() {
