@@ -1,8 +1,8 @@
 //! BPT line-ratio diagnostics: the Kauffmann+03, Kewley+01 and Kewley+06 demarcation lines and
 //! the spaxel / galaxy classification built on them (as Marvin does for MaNGA).
 //!
-//! All ratios are log10 flux ratios: x = log [NII]6585/Hα, log ([SII]6718+6732)/Hα or
-//! log [OI]6302/Hα; y = log [OIII]5008/Hβ. The functions are pure so the simulator's tests and the
+//! All ratios are log10 flux ratios: x = log \[NII\]6585/Hα, log (\[SII\]6718+6732)/Hα or log
+//! \[OI\]6302/Hα; y = log \[OIII\]5008/Hβ. The functions are pure so the simulator's tests and the
 //! `bpt` command share one definition.
 
 /// A line measurement: Gaussian-fit flux and its inverse variance (DAP units).
@@ -93,7 +93,7 @@ impl BptLines {
         }
     }
 
-    /// [SII] 6718 + 6732.
+    /// \[SII\] 6718 + 6732.
     pub fn sii(&self) -> LineFlux {
         self.sii_6718.plus(self.sii_6732)
     }
@@ -103,9 +103,9 @@ impl BptLines {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum BptClass {
-    /// Below Kauffmann+03 in [NII] and below Kewley+01 in [SII] (and [OI]).
+    /// Below Kauffmann+03 in \[NII\] and below Kewley+01 in \[SII\] (and \[OI\]).
     StarForming,
-    /// Between Kauffmann+03 and Kewley+01 in [NII], below Kewley+01 in [SII] (and [OI]).
+    /// Between Kauffmann+03 and Kewley+01 in \[NII\], below Kewley+01 in \[SII\] (and \[OI\]).
     Composite,
     /// Above Kewley+01 in every diagram and above the Kewley+06 Seyfert/LINER lines.
     Seyfert,
@@ -152,7 +152,7 @@ impl std::fmt::Display for BptClass {
 pub struct BptOptions {
     /// Minimum S/N of every line used (3 in Marvin).
     pub min_snr: f64,
-    /// Use the [OI] diagram (Marvin's default); without it, [NII] and [SII] decide.
+    /// Use the \[OI\] diagram (Marvin's default); without it, \[NII\] and \[SII\] decide.
     pub use_oi: bool,
 }
 
@@ -165,32 +165,32 @@ impl Default for BptOptions {
     }
 }
 
-/// Kauffmann+03 star-forming limit in the [NII] diagram: y = 0.61/(x − 0.05) + 1.30, x < 0.05.
+/// Kauffmann+03 star-forming limit in the \[NII\] diagram: y = 0.61/(x − 0.05) + 1.30, x < 0.05.
 pub fn kauffmann03_nii(x: f64) -> Option<f64> {
     (x < 0.05).then(|| 0.61 / (x - 0.05) + 1.30)
 }
 
-/// Kewley+01 maximum-starburst line in the [NII] diagram: y = 0.61/(x − 0.47) + 1.19, x < 0.47.
+/// Kewley+01 maximum-starburst line in the \[NII\] diagram: y = 0.61/(x − 0.47) + 1.19, x < 0.47.
 pub fn kewley01_nii(x: f64) -> Option<f64> {
     (x < 0.47).then(|| 0.61 / (x - 0.47) + 1.19)
 }
 
-/// Kewley+01 maximum-starburst line in the [SII] diagram: y = 0.72/(x − 0.32) + 1.30, x < 0.32.
+/// Kewley+01 maximum-starburst line in the \[SII\] diagram: y = 0.72/(x − 0.32) + 1.30, x < 0.32.
 pub fn kewley01_sii(x: f64) -> Option<f64> {
     (x < 0.32).then(|| 0.72 / (x - 0.32) + 1.30)
 }
 
-/// Kewley+01 maximum-starburst line in the [OI] diagram: y = 0.73/(x + 0.59) + 1.33, x < −0.59.
+/// Kewley+01 maximum-starburst line in the \[OI\] diagram: y = 0.73/(x + 0.59) + 1.33, x < −0.59.
 pub fn kewley01_oi(x: f64) -> Option<f64> {
     (x < -0.59).then(|| 0.73 / (x + 0.59) + 1.33)
 }
 
-/// Kewley+06 Seyfert/LINER line in the [SII] diagram: y = 1.89 x + 0.76.
+/// Kewley+06 Seyfert/LINER line in the \[SII\] diagram: y = 1.89 x + 0.76.
 pub fn kewley06_sii(x: f64) -> f64 {
     1.89 * x + 0.76
 }
 
-/// Kewley+06 Seyfert/LINER line in the [OI] diagram: y = 1.18 x + 1.30.
+/// Kewley+06 Seyfert/LINER line in the \[OI\] diagram: y = 1.18 x + 1.30.
 pub fn kewley06_oi(x: f64) -> f64 {
     1.18 * x + 1.30
 }
@@ -204,13 +204,13 @@ fn below(curve: fn(f64) -> Option<f64>, x: f64, y: f64) -> bool {
 /// The log ratios of a classified spectrum.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct BptPoint {
-    /// log [NII]6585/Hα.
+    /// log \[NII\]6585/Hα.
     pub log_nii_ha: f64,
-    /// log [SII]/Hα.
+    /// log \[SII\]/Hα.
     pub log_sii_ha: f64,
-    /// log [OI]/Hα; NaN when [OI] is not used.
+    /// log \[OI\]/Hα; NaN when \[OI\] is not used.
     pub log_oi_ha: f64,
-    /// log [OIII]5008/Hβ.
+    /// log \[OIII\]5008/Hβ.
     pub log_oiii_hb: f64,
 }
 

@@ -1,6 +1,6 @@
 //! BPT classification of every galaxy's centre in a dataset (`oddcube bpt`): line fluxes summed
 //! in a central aperture of the un-normalised maps, then the Kewley+06 scheme of
-//! `crate::bpt` on the [NII], [SII] and [OI] diagrams. The labels the AGN test needs on
+//! `crate::bpt` on the \[NII\], \[SII\] and \[OI\] diagrams. The labels the AGN test needs on
 //! real data (`oddcube evaluate --labels bpt.csv --label-column class`).
 
 use crate::bpt::{
@@ -44,19 +44,19 @@ pub struct BptRow {
     pub plateifu: String,
     /// Overall class (Kewley+06 over the diagrams available).
     pub class: BptClass,
-    /// [NII] diagram alone: `sf`, `composite`, `agn` or `unclassified`.
+    /// \[NII\] diagram alone: `sf`, `composite`, `agn` or `unclassified`.
     pub nii_class: &'static str,
-    /// [SII] diagram alone: `sf`, `seyfert`, `liner` or `unclassified`.
+    /// \[SII\] diagram alone: `sf`, `seyfert`, `liner` or `unclassified`.
     pub sii_class: &'static str,
-    /// [OI] diagram alone: `sf`, `seyfert`, `liner` or `unclassified`.
+    /// \[OI\] diagram alone: `sf`, `seyfert`, `liner` or `unclassified`.
     pub oi_class: &'static str,
-    /// log [NII]/Hα (NaN when a flux is not positive).
+    /// log \[NII\]/Hα (NaN when a flux is not positive).
     pub log_nii_ha: f64,
-    /// log [SII]/Hα.
+    /// log \[SII\]/Hα.
     pub log_sii_ha: f64,
-    /// log [OI]/Hα.
+    /// log \[OI\]/Hα.
     pub log_oi_ha: f64,
-    /// log [OIII]/Hβ.
+    /// log \[OIII\]/Hβ.
     pub log_oiii_hb: f64,
     /// Aperture fluxes (1e-17 erg/s/cm²) and S/N, in [`BptLines::CHANNELS`] order.
     pub lines: BptLines,

@@ -460,7 +460,7 @@ impl Calibration {
     /// The p-value of a fused score: in the tail (at or above the calibration galaxies' 90th
     /// percentile, or z₉₀ = 1.28 if that is lower) the normal tail `P(Z ≥ score)`; in the body,
     /// where the calibration galaxies themselves say how rare a score is, the share of them
-    /// scoring at least as high (to [`SCORE_TIE`]), `(1 + #{sᵢ ≥ score}) / (n + 1)`, but never
+    /// scoring at least as high (to 10⁻⁶ σ), `(1 + #{sᵢ ≥ score}) / (n + 1)`, but never
     /// below the tail's value where the body ends (so p never rises with the score). 1 for a
     /// NaN score. Without stored scores (a null written before they were kept) the normal tail
     /// everywhere.

@@ -64,15 +64,15 @@ const TAIL_QUANTILES: [(f64, f64, usize); 2] =
 /// ordinary tail (astronomers' σ-clipping, one pass).
 const DECILE_CLIP: f64 = 4.0;
 
-/// The σ the fused score's p-values use: the largest of [`upper_sigma`] (set by the upper
-/// quartile) and `(q − median) / z_q` for the upper quantiles of [`TAIL_QUANTILES`] (linearly
-/// interpolated, of the values within [`DECILE_CLIP`] upper-half σ of the median), each where
-/// there are enough values to estimate it. For a normal sample all estimate σ; when ordinary
-/// galaxies' scores have a heavier upper tail than their body suggests — on the benchmark
-/// surveys they do, from star-forming galaxies the model rebuilds poorly — the higher quantiles
-/// see it and the quartile does not, and a p-value from the quartile alone would flag ordinary
-/// galaxies. The clip keeps gross anomalies among the calibration galaxies (a tenth or more of
-/// them) from taking over the quantiles and hiding every anomaly.
+/// The σ the fused score's p-values use: the largest of [`upper_sigma`] (set by the upper quartile)
+/// and `(q − median) / z_q` for the 90th and 95th percentiles (linearly interpolated, of the values
+/// within 4 upper-half σ of the median), each where there are enough values to estimate it (10 and
+/// 100). For a normal sample all estimate σ; when ordinary galaxies' scores have a heavier upper
+/// tail than their body suggests — on the benchmark surveys they do, from star-forming galaxies the
+/// model rebuilds poorly — the higher quantiles see it and the quartile does not, and a p-value
+/// from the quartile alone would flag ordinary galaxies. The clip keeps gross anomalies among the
+/// calibration galaxies (a tenth or more of them) from taking over the quantiles and hiding every
+/// anomaly.
 pub fn tail_sigma(values: &[f64]) -> f64 {
     let mut finite: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
     finite.sort_by(f64::total_cmp);

@@ -15,19 +15,19 @@ use crate::mask::{DONOTUSE, LOWCOV, MATHERROR, NEARBOUND, NOCOV, NOVALUE};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum GalaxyKind {
     /// Star-forming disk: exponential Hα with HII-region clumps, a metallicity gradient in
-    /// [NII]/Hα, its own offset under the star-forming sequence and ionisation gradient in
-    /// [OIII]/Hβ, region-to-region ratio scatter, diffuse ionised gas where the surface
+    /// \[NII\]/Hα, its own offset under the star-forming sequence and ionisation gradient in
+    /// \[OIII\]/Hβ, region-to-region ratio scatter, diffuse ionised gas where the surface
     /// brightness is low, dust falling outward.
     StarForming,
     /// Retired / early-type galaxy: faint, smooth, centrally concentrated LINER-like gas.
     Retired,
-    /// A Seyfert 2 nucleus (PSF-sized, [OIII]/Hβ ≈ 10, strong HeII and [NeIII]) on an
+    /// A Seyfert 2 nucleus (PSF-sized, \[OIII\]/Hβ ≈ 10, strong HeII and \[NeIII\]) on an
     /// ordinary host.
     Seyfert,
     /// A blueberry: a compact, metal-poor, extreme starburst dominating the field.
     Blueberry,
     /// An extended emission-line region: an off-nuclear cloud photo-ionised by an AGN
-    /// ("Voorwerpje"), bright in [OIII] and HeII, on an ordinary host.
+    /// ("Voorwerpje"), bright in \[OIII\] and HeII, on an ordinary host.
     Eelr,
     /// A late-stage merger with two dust-buried star-forming nuclei a few arcsec apart.
     DualNucleus,
@@ -138,11 +138,11 @@ pub struct GalaxyTruth {
     pub ebv: f64,
     /// Peak intrinsic Hα surface brightness of the host gas (1e-17 erg/s/cm²/spaxel).
     pub ha_amplitude: f64,
-    /// Central log [NII]/Hα of the host gas.
+    /// Central log \[NII\]/Hα of the host gas.
     pub log_nii_ha: f64,
-    /// Change of log [NII]/Hα per Re (metallicity gradient; 0 for retired gas).
+    /// Change of log \[NII\]/Hα per Re (metallicity gradient; 0 for retired gas).
     pub nii_gradient: f64,
-    /// Central log [OIII]/Hβ of the host gas.
+    /// Central log \[OIII\]/Hβ of the host gas.
     pub log_oiii_hb: f64,
     /// HII-region clumps added to a star-forming disk.
     pub n_clumps: usize,
@@ -157,7 +157,7 @@ pub struct GalaxyTruth {
     pub anomaly_row: f64,
     /// See `anomaly_col`.
     pub anomaly_radius: f64,
-    /// Peak observed Hα (Blueberry, nuclei) or [OIII] (EELR) of the anomalous component over
+    /// Peak observed Hα (Blueberry, nuclei) or \[OIII\] (EELR) of the anomalous component over
     /// that of the host at the same place, noise-free; NaN for ordinary galaxies.
     pub anomaly_contrast: f64,
 }
@@ -176,7 +176,7 @@ pub struct GalaxyMaps {
     pub ivar: Vec<f32>,
     /// EMLINE_GFLUX_MASK.
     pub mask: Vec<i32>,
-    /// EMLINE_SFLUX: summed fluxes (can be negative); channel 0 holds the [OII] doublet.
+    /// EMLINE_SFLUX: summed fluxes (can be negative); channel 0 holds the \[OII\] doublet.
     pub sflux: Vec<f32>,
     /// EMLINE_SFLUX_IVAR.
     pub sflux_ivar: Vec<f32>,
@@ -355,20 +355,20 @@ fn lognormal(rng: &mut impl Rng, median: f64, sigma_ln: f64) -> f64 {
 /// spaxel at elliptical radius R (in Re) and relative pre-PSF Hα surface brightness Σ (1 at the
 /// centre of the smooth disk, more on clumps):
 ///
-/// - HII gas: metallicity Z = `log_nii_ha` + `nii_gradient`·R; log [NII]/Hα = Z + 0.3·v, at most
-///   −0.25 (it saturates at high metallicity); log [OIII]/Hβ = Kauffmann+03(Z) −
+/// - HII gas: metallicity Z = `log_nii_ha` + `nii_gradient`·R; log \[NII\]/Hα = Z + 0.3·v, at most
+///   −0.25 (it saturates at high metallicity); log \[OIII\]/Hβ = Kauffmann+03(Z) −
 ///   `below_kauffmann` + `oiii_gradient`·min(R, 2.5) + u, softly kept ≥ `HII_MARGIN` dex under
-///   Kauffmann+03 at the local [NII]/Hα (`soft_cap`); log [SII]/Hα = `log_sii_ha` +
-///   0.06·min(R, 2.5) − u/2 + v, [OI]/Hα likewise from `log_oi_ha` with 0.05 dex/Re. The offset
-///   is drawn per galaxy (log-normal, median 0.3 dex), so [OIII]/Hβ is not a fixed function of
-///   [NII]/Hα, and the ionisation gradient can make it rise or fall outward.
+///   Kauffmann+03 at the local \[NII\]/Hα (`soft_cap`); log \[SII\]/Hα = `log_sii_ha` +
+///   0.06·min(R, 2.5) − u/2 + v, \[OI\]/Hα likewise from `log_oi_ha` with 0.05 dex/Re. The offset
+///   is drawn per galaxy (log-normal, median 0.3 dex), so \[OIII\]/Hβ is not a fixed function of
+///   \[NII\]/Hα, and the ionisation gradient can make it rise or fall outward.
 /// - Region-to-region scatter: u and v are unit-variance Gaussian random fields correlated over
 ///   `SCATTER_SPAXELS` (≈ 1″, HII-region complexes) times `scatter_ion` (ionisation parameter)
 ///   and `scatter_low` (low-ionisation lines), before the PSF.
 /// - DIG: its share of Hα is f = 1/(1 + (Σ/`dig_sb`)^`DIG_SLOPE`), so it dominates where the
-///   surface brightness is low (outskirts, between clumps); DIG has [NII]/Hα `dig_nii` dex and
-///   [OIII]/Hβ `dig_oiii` dex above the local HII gas, [SII]/Hα = `dig_sii` and [OI]/Hα =
-///   `dig_oi`. Each ratio is the Hα- (Hβ-) weighted mix of the two, and the mixed [OIII]/Hβ is
+///   surface brightness is low (outskirts, between clumps); DIG has \[NII\]/Hα `dig_nii` dex and
+///   \[OIII\]/Hβ `dig_oiii` dex above the local HII gas, \[SII\]/Hα = `dig_sii` and \[OI\]/Hα =
+///   `dig_oi`. Each ratio is the Hα- (Hβ-) weighted mix of the two, and the mixed \[OIII\]/Hβ is
 ///   softly kept `MIX_MARGIN` under a limit that moves from Kauffmann+03 (HII-dominated) to
 ///   Kewley+01 (DIG-dominated).
 #[derive(Debug, Clone, Copy)]
@@ -397,11 +397,11 @@ struct Host {
     centre_sigma: f64,
 }
 
-/// Least distance (dex) of star-forming HII gas under Kauffmann+03 in [OIII]/Hβ.
+/// Least distance (dex) of star-forming HII gas under Kauffmann+03 in \[OIII\]/Hβ.
 const HII_MARGIN: f64 = 0.2;
 
 /// Least distance (dex) of the mixed (HII + DIG) gas under the blended limit
-/// (1 − w)·Kauffmann+03 + w·Kewley+01 in [OIII]/Hβ, w = (f − 0.3)/0.7 clamped to 0–1, f the DIG
+/// (1 − w)·Kauffmann+03 + w·Kewley+01 in \[OIII\]/Hβ, w = (f − 0.3)/0.7 clamped to 0–1, f the DIG
 /// share of Hα: spaxels where HII regions give ≥ 70 % of Hα stay star-forming, DIG-dominated
 /// ones may become composite, never AGN-like.
 const MIX_MARGIN: f64 = 0.15;
@@ -412,7 +412,7 @@ const DIG_SLOPE: f64 = 1.5;
 /// Correlation scale (Gaussian σ, spaxels) of the region-to-region line-ratio scatter.
 const SCATTER_SPAXELS: f64 = 2.0;
 
-/// Keeps log [OIII]/Hβ `y` under `limit − margin` smoothly: unchanged up to 0.15 dex below
+/// Keeps log \[OIII\]/Hβ `y` under `limit − margin` smoothly: unchanged up to 0.15 dex below
 /// that, then bent (tanh) so that it approaches but never reaches it.
 fn soft_cap(y: f64, limit: f64, margin: f64) -> f64 {
     const WIDTH: f64 = 0.15;
@@ -424,7 +424,7 @@ fn soft_cap(y: f64, limit: f64, margin: f64) -> f64 {
     }
 }
 
-/// Kauffmann+03 [OIII]/Hβ at [NII]/Hα `x` (kept left of its asymptote).
+/// Kauffmann+03 \[OIII\]/Hβ at \[NII\]/Hα `x` (kept left of its asymptote).
 fn kauffmann(x: f64) -> f64 {
     crate::bpt::kauffmann03_nii(x.min(-0.05)).unwrap_or(-1.0)
 }

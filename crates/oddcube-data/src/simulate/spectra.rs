@@ -82,29 +82,29 @@ const HYDROGEN: [(usize, f64); 13] = [
 /// The physical ratios that fix a spectrum; all others follow from them.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct LineRatios {
-    /// log10 [OIII]5008/Hβ.
+    /// log10 \[OIII\]5008/Hβ.
     pub log_oiii_hb: f64,
-    /// log10 [NII]6585/Hα.
+    /// log10 \[NII\]6585/Hα.
     pub log_nii_ha: f64,
-    /// log10 ([SII]6718+6732)/Hα.
+    /// log10 (\[SII\]6718+6732)/Hα.
     pub log_sii_ha: f64,
-    /// log10 [OI]6302/Hα.
+    /// log10 \[OI\]6302/Hα.
     pub log_oi_ha: f64,
-    /// ([OII]3727+3729)/Hβ.
+    /// (\[OII\]3727+3729)/Hβ.
     pub oii_hb: f64,
-    /// [NeIII]3869/[OIII]5008.
+    /// \[NeIII\]3869/\[OIII\]5008.
     pub neiii_oiii: f64,
     /// HeII4687/Hβ.
     pub heii_hb: f64,
     /// HeI5877/Hβ.
     pub hei_hb: f64,
-    /// ([NI]5199+5201)/Hβ.
+    /// (\[NI\]5199+5201)/Hβ.
     pub ni_hb: f64,
-    /// [ArIII]7137/Hβ.
+    /// \[ArIII\]7137/Hβ.
     pub ariii_hb: f64,
-    /// [SIII]9533/Hβ.
+    /// \[SIII\]9533/Hβ.
     pub siii_hb: f64,
-    /// [SII]6718/6732 (density indicator: 1.4 at low density).
+    /// \[SII\]6718/6732 (density indicator: 1.4 at low density).
     pub sii_doublet: f64,
 }
 
@@ -184,17 +184,16 @@ pub fn channel_k() -> [f64; N_CHANNELS] {
     k
 }
 
-/// Ratios of a star-forming (HII-region) spectrum at a given log [NII]/Hα (a metallicity
-/// proxy), `below` dex under the Kauffmann+03 line in [OIII]/Hβ.
+/// Ratios of a star-forming (HII-region) spectrum at a given log \[NII\]/Hα (a metallicity
+/// proxy), `below` dex under the Kauffmann+03 line in \[OIII\]/Hβ.
 pub fn hii_region(log_nii_ha: f64, below: f64, log_sii_ha: f64, log_oi_ha: f64) -> LineRatios {
     let x = log_nii_ha.min(-0.05);
     let log_oiii_hb = crate::bpt::kauffmann03_nii(x).map_or(-1.0, |k| k - below);
     star_forming_gas(log_oiii_hb, x, log_sii_ha, log_oi_ha)
 }
-
 /// Ratios of star-forming gas (HII regions, possibly mixed with diffuse ionised gas) with the
-/// given log [OIII]/Hβ, [NII]/Hα, [SII]/Hα and [OI]/Hα; the other lines follow the [NII]/Hα
-/// metallicity proxy and the ionisation ([OIII]/Hβ) as in `hii_region`.
+/// given log \[OIII\]/Hβ, \[NII\]/Hα, \[SII\]/Hα and \[OI\]/Hα; the other lines follow the
+/// \[NII\]/Hα metallicity proxy and the ionisation (\[OIII\]/Hβ) as in `hii_region`.
 pub fn star_forming_gas(
     log_oiii_hb: f64,
     log_nii_ha: f64,
@@ -244,7 +243,7 @@ pub fn retired_gas(
     }
 }
 
-/// Ratios of a Seyfert narrow-line region: high ionisation, strong HeII and [NeIII].
+/// Ratios of a Seyfert narrow-line region: high ionisation, strong HeII and \[NeIII\].
 pub fn seyfert_nlr(
     log_oiii_hb: f64,
     log_nii_ha: f64,
@@ -268,7 +267,7 @@ pub fn seyfert_nlr(
 }
 
 /// Ratios of a blueberry (Yang+17): metal-poor, extremely high-ionisation compact starburst
-/// with [OIII]/[OII] = `oiii_oii`.
+/// with \[OIII\]/\[OII\] = `oiii_oii`.
 pub fn blueberry(log_oiii_hb: f64, log_nii_ha: f64, log_sii_ha: f64, oiii_oii: f64) -> LineRatios {
     let oiii_hb = 10f64.powf(log_oiii_hb);
     LineRatios {

@@ -12,7 +12,7 @@ use plotters::style::RGBColor;
 
 use oddcube_score::{Error, Result};
 
-/// The lines the [NII]/[SII] BPT classification needs.
+/// The lines the \[NII\]/\[SII\] BPT classification needs.
 pub const REQUIRED: [&str; 6] = [
     "Hb-4862",
     "OIII-5008",
@@ -61,7 +61,7 @@ pub fn unstretch(stretch: Stretch, y: f32, w: f32) -> (f64, f64) {
 
 /// The BPT class of every spaxel of one galaxy: `flux` and `w` are `[L, S, S]` row-major in the
 /// order of `lines`. `None` marks spaxels with no usable measurement in any required line.
-/// Uses the [NII] and [SII] diagrams (Kewley+06 classes, S/N ≥ 3 per line).
+/// Uses the \[NII\] and \[SII\] diagrams (Kewley+06 classes, S/N ≥ 3 per line).
 ///
 /// Errors when a required line is not in `lines` or the maps have the wrong length.
 pub fn class_map(

@@ -18,7 +18,8 @@ pub struct MapFigure<'a> {
     pub plateifus: &'a [String],
     /// Colour value of each point.
     pub colour_by: &'a [f64],
-    /// The column `colour_by` came from: it picks the colour stretch ([`colour_rule`]).
+    /// The column `colour_by` came from: it picks the colour stretch
+    /// ([`colour_rule`](super::colouring::colour_rule)).
     pub column: &'a str,
     /// Label of the colour bar (with units).
     pub colour_label: &'a str,

@@ -4,10 +4,11 @@
 //! The galaxies are simple but physical: exponential star-forming disks, every fifth with a
 //! Seyfert-like nucleus. They are scored by the real scoring path — [`score_galaxies`] with a
 //! stand-in [`Autoencoder`], then [`finalize_population_scores`], the anomaly maps, the residual
-//! maps and the [`Results`] writer — so the explorer sees exactly what `oddcube score` writes.
-//! The stand-in ([`StarFormingModel`]) plays a model that has only seen star-forming galaxies:
-//! it rebuilds every line from Hα with star-forming line ratios, so it misses a nucleus's AGN
-//! ratios, and its latent vector is a handful of line-ratio and light-profile features.
+//! maps and the [`Results`](oddcube_score::results::Results) writer — so the explorer sees exactly
+//! what `oddcube score` writes. The stand-in ([`StarFormingModel`]) plays a model that has only
+//! seen star-forming galaxies: it rebuilds every line from Hα with star-forming line ratios, so it
+//! misses a nucleus's AGN ratios, and its latent vector is a handful of line-ratio and
+//! light-profile features.
 
 use std::path::Path;
 
@@ -96,10 +97,10 @@ fn line_ratio(line: &str, seyfert: bool) -> f32 {
 
 /// The stand-in model: what an autoencoder trained only on star-forming disks would do.
 ///
-/// Reconstruction: every line is Hα times its star-forming ratio to Hα (Hα itself is kept), so
-/// a disk is rebuilt up to noise and a Seyfert nucleus's strong [OIII], [NII], [SII] and [OI]
-/// are missed. Latents: the centre's log line ratios [OIII]/Hβ, [NII]/Hα, [SII]/Hα and
-/// [OI]/Hα, then Hα's mean radius, log total flux, central concentration and RMS radius.
+/// Reconstruction: every line is Hα times its star-forming ratio to Hα (Hα itself is kept), so a
+/// disk is rebuilt up to noise and a Seyfert nucleus's strong \[OIII\], \[NII\], \[SII\] and \[OI\]
+/// are missed. Latents: the centre's log line ratios \[OIII\]/Hβ, \[NII\]/Hα, \[SII\]/Hα and
+/// \[OI\]/Hα, then Hα's mean radius, log total flux, central concentration and RMS radius.
 #[derive(Debug, Clone)]
 pub struct StarFormingModel {
     lines: Vec<String>,
