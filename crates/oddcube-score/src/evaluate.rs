@@ -376,7 +376,7 @@ pub struct EvaluateOptions {
     pub baseline: bool,
     /// Principal components of the PCA baseline.
     pub pca_components: usize,
-    /// Neighbours for the neighbour-purity measure (0 or more than the labelled galaxies: none).
+    /// Neighbours for the neighbour-purity measure (0, or not fewer than the labelled galaxies: none).
     pub purity_k: usize,
 }
 

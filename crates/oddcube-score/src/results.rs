@@ -1,14 +1,17 @@
 //! The RESULTS directory written by `oddcube score` and read by every later stage: the
 //! catalogue (`catalog.parquet` + `catalog.csv` + `catalog.fits`), `latents.npy`, the optional
-//! `residuals.safetensors` and `manifest.json` — their layout, writing (atomic) and reading.
+//! `anomaly_maps.safetensors`, `residuals.safetensors` and `manifest.json` — their layout, writing
+//! (atomic) and reading.
 //!
 //! Layout (the contract other stages code against; `docs/results.md` documents every column,
 //! and a test keeps it complete):
 //! - `catalog.parquet` / `catalog.csv` / `catalog.fits`: one row per galaxy in dataset (tensor)
 //!   order, the same columns in each; parquet is authoritative. Higher score = more anomalous.
 //! - `latents.npy`: `[N, D]` little-endian f32 in catalogue order.
+//! - `anomaly_maps.safetensors`: f16 `map` and u8 `line`, each `[N, S, S]`, in catalogue order.
 //! - `residuals.safetensors`: f32 tensors `x`, `xhat`, `w`, `residual` (σ units), each
 //!   `[K, L, S, S]`; metadata `plateifus` and `lines` are JSON arrays.
+//! - `calibration.json` + `reference_latents.npy`: the model's stored null, copied when it has one.
 //! - `manifest.json`: provenance and the scoring settings; written last, so a directory with a
 //!   manifest is complete.
 
@@ -434,11 +437,12 @@ pub struct ResultsManifest {
     pub format: String,
     /// Version of oddcube that wrote it.
     pub oddcube_version: String,
-    /// The model directory used (as given on the command line).
+    /// The model directory used, relative to the RESULTS directory where it can be
+    /// ([`crate::provenance::recorded_path`]) once written, so a moved tree still resolves.
     pub model_dir: String,
     /// xxh3-128 of the model's `config.toml` and weights (see `score::model_hash`).
     pub model_hash: String,
-    /// The dataset directory scored (as given).
+    /// The dataset directory scored, recorded as `model_dir` is.
     pub dataset_dir: String,
     /// The dataset's manifest hash.
     pub dataset_hash: String,

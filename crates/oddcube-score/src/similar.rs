@@ -34,7 +34,8 @@ pub fn edit_distance(a: &str, b: &str) -> usize {
 
 /// Up to `max` names closest to `query`: by edit distance, ties broken by a longer common prefix
 /// (plate-ifus share their plate), then alphabetically. Only names within half the query's
-/// length in edit distance, or sharing a prefix of at least 4 characters, are offered.
+/// length in edit distance (at least 2), or sharing a prefix of at least 4 characters, are
+/// offered.
 pub fn suggestions(names: &[String], query: &str, max: usize) -> Vec<String> {
     let common_prefix = |a: &str| {
         a.chars()
