@@ -27,7 +27,6 @@ with each other, not with the stored null's.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import math
 import os
