@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 
@@ -36,17 +35,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import restart_ensemble as ens  # noqa: E402  (the mimicry of the stored null lives there)
 
 KINDS = ("blueberry", "dual_nucleus", "eelr", "seyfert")
-
-
-def scale_terms(values: list[float]) -> tuple[float, float, float, float]:
-    """(median, upper-half σ, 90th-percentile σ, 95th-percentile σ) as `tail_sigma` sees them."""
-    s = sorted(v for v in values if math.isfinite(v))
-    centre = ens.median(s)
-    upper = ens.upper_sigma(s)
-    kept = [v for v in s if v <= centre + ens.DECILE_CLIP * upper]
-    q90 = (ens.quantile_of_sorted(kept, 0.90) - centre) / ens.Z_90
-    q95 = (ens.quantile_of_sorted(kept, 0.95) - centre) / ens.Z_95
-    return centre, upper, q90, q95
 
 
 def load(results: str, truth_path: str):
@@ -74,8 +62,8 @@ def row_of(results: str, truth_path: str) -> str:
     n_flags = sum(flags)
     false_flags = sum(f and not a for f, a in zip(flags, anomalous))
     recall = sum(f and a for f, a in zip(flags, anomalous)) / max(1, len(anomalies))
-    _, upper, q90, q95 = scale_terms(score)
-    _, _, _, q95_ordinary = scale_terms(ordinary)
+    _, upper, q90, q95 = ens.tail_sigma_terms(score)
+    _, _, _, q95_ordinary = ens.tail_sigma_terms(ordinary)
     return (f"| {results} | {ens.auroc(anomalies, ordinary):.3f} | {ens.auroc(duals, ordinary):.3f} "
             f"| {n_flags} ({false_flags}), {recall:.2f} | {upper:.2f}, {q90:.2f}, {q95:.2f} "
             f"| {q95_ordinary:.2f} | {max(ordinary):.2f} | {ens.median(anomalies):.2f} |")

@@ -79,16 +79,22 @@ def upper_sigma(values: list[float]) -> float:
     return MAD_TO_SIGMA * median(above)
 
 
-def tail_sigma(values: list[float]) -> float:
+def tail_sigma_terms(values: list[float]) -> tuple[float, float, float, float]:
+    """(median, upper-half σ, 90th- and 95th-percentile σ after the clip; NaN where too few)."""
     finite = sorted(v for v in values if math.isfinite(v))
     quartile = upper_sigma(finite)
     centre = median(finite)
     kept = [v for v in finite if v <= centre + DECILE_CLIP * quartile]
-    sigma = quartile
-    for q, z_q, needed in [(0.90, Z_90, 10), (0.95, Z_95, 100)]:
-        if len(kept) >= needed:
-            sigma = max(sigma, (quantile_of_sorted(kept, q) - centre) / z_q)
-    return sigma
+    percentile_terms = [
+        (quantile_of_sorted(kept, q) - centre) / z_q if len(kept) >= needed else math.nan
+        for q, z_q, needed in [(0.90, Z_90, 10), (0.95, Z_95, 100)]
+    ]
+    return (centre, quartile, *percentile_terms)
+
+
+def tail_sigma(values: list[float]) -> float:
+    _, quartile, q90, q95 = tail_sigma_terms(values)
+    return max([quartile] + [t for t in (q90, q95) if math.isfinite(t)])
 
 
 def normal_upper_tail(z: float) -> float:

@@ -376,7 +376,8 @@ pub struct EvaluateOptions {
     pub baseline: bool,
     /// Principal components of the PCA baseline.
     pub pca_components: usize,
-    /// Neighbours for the neighbour-purity measure (0, or not fewer than the labelled galaxies: none).
+    /// Neighbours for the neighbour-purity measure (none when 0, or when there are no more
+    /// labelled galaxies than this).
     pub purity_k: usize,
 }
 

@@ -1,7 +1,7 @@
 //! Human labels from the web explorer (`RESULTS/labels.csv`: plateifu,label,time, an
 //! append-only log, see [`LabelStore`]; a label is `interesting`, `artefact`, `normal` or a
-//! relevance grade 0–5) and the older demotion rule. The ranking that labels give
-//! in the explorer and in `oddcube score --labels` is the active-learning blend of
+//! relevance grade 0–5) and the older demotion rule. The ranking that labels give in the
+//! explorer and in `oddcube score --labels` is the active-learning blend of
 //! [`crate::relevance`]; [`demote_scores`] is kept as a library function.
 //!
 //! The demotion rule: a galaxy a person marked `artefact` or `normal` sinks to or below every
@@ -9,12 +9,12 @@
 //! score)`; multiplying alone is not enough, because anomaly scores span orders of magnitude and
 //! a marked artefact ten times above the next galaxy would stay first. An unlabelled galaxy looks
 //! at its `neighbours` nearest labelled galaxies in latent space that lie within `radius`, and
-//! its score is multiplied by
-//! `1 − strength · max(0, d − i) / neighbours`, where d counts those labelled artefact/normal and
-//! i those labelled interesting. So a galaxy surrounded by confirmed artefacts sinks, one next to
-//! confirmed interesting objects keeps its score, and labels far away in latent space have no
-//! effect. The default radius is the median distance of galaxies to their `neighbours`-th nearest
-//! neighbour (measured on a seeded sample), i.e. "as close as typical neighbours are".
+//! its score is multiplied by `1 − strength · max(0, d − i) / neighbours`, where d counts those
+//! labelled artefact/normal and i those labelled interesting. So a galaxy surrounded by confirmed
+//! artefacts sinks, one next to confirmed interesting objects keeps its score, and labels far
+//! away in latent space have no effect. The default radius is the median distance of galaxies to
+//! their `neighbours`-th nearest neighbour (measured on a seeded sample), i.e. "as close as
+//! typical neighbours are".
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -437,8 +437,8 @@ pub struct ResultsManifest {
     pub format: String,
     /// Version of oddcube that wrote it.
     pub oddcube_version: String,
-    /// The model directory used, relative to the RESULTS directory where it can be
-    /// ([`crate::provenance::recorded_path`]) once written, so a moved tree still resolves.
+    /// The model directory used. On disk it is recorded relative to the RESULTS directory where
+    /// it can be ([`crate::provenance::recorded_path`]), so a moved tree still resolves.
     pub model_dir: String,
     /// xxh3-128 of the model's `config.toml` and weights (see `score::model_hash`).
     pub model_hash: String,
