@@ -287,15 +287,17 @@ pub fn map_png(figure: &MapFigure<'_>) -> Result<Vec<u8>> {
     encode_png(&rgb, WIDTH, HEIGHT)
 }
 
+/// How far, in label heights, a crowded label may move away from its point.
+const MAX_LABEL_STEPS: i32 = 8;
+
 /// Where each label box goes, as its top-left corner relative to its point (pixels). Labels are
 /// placed in order (most anomalous first): each takes the first of the four corners around its
 /// ring — up-right, up-left, down-right, down-left — whose box lies inside `bounds` (left, top,
 /// right, bottom) and covers no earlier label's box; failing those, the same corners moved away
-/// from the point by one to [`MAX_LABEL_STEPS`] label heights (drawn with a leader line); and
-/// up-right when nothing is free.
-/// How far, in label heights, a crowded label may move away from its point.
-const MAX_LABEL_STEPS: i32 = 4;
-
+/// from the point by one to [`MAX_LABEL_STEPS`] label heights (drawn with a leader line). When
+/// none is free it takes the corner inside the plot that covers the least of the earlier labels
+/// (up-right if none is inside), so a crowded label is partly hidden rather than printed over
+/// another.
 fn place_labels(
     anchors: &[(i32, i32)],
     boxes: &[(i32, i32)],
@@ -319,18 +321,28 @@ fn place_labels(
         let fits = |r: &[i32; 4]| {
             r[0] >= bounds.0 && r[1] >= bounds.1 && r[2] <= bounds.2 && r[3] <= bounds.3
         };
-        let free = |r: &[i32; 4]| {
+        // Pixels of earlier labels this box would cover (0: free).
+        let covered = |r: &[i32; 4]| -> i64 {
             placed
                 .iter()
-                .all(|p| r[2] <= p[0] || p[2] <= r[0] || r[3] <= p[1] || p[3] <= r[1])
+                .map(|p| {
+                    let w = (r[2].min(p[2]) - r[0].max(p[0])).max(0);
+                    let h = (r[3].min(p[3]) - r[1].max(p[1])).max(0);
+                    i64::from(w) * i64::from(h)
+                })
+                .sum()
         };
-        let offset = corners
-            .into_iter()
-            .find(|&c| {
+        let inside: Vec<((i32, i32), i64)> = corners
+            .filter_map(|c| {
                 let r = rect(c);
-                fits(&r) && free(&r)
+                fits(&r).then(|| (c, covered(&r)))
             })
-            .unwrap_or(corner(0)[0]);
+            .collect();
+        let offset = inside
+            .iter()
+            .find(|(_, cover)| *cover == 0)
+            .or_else(|| inside.iter().min_by_key(|(_, cover)| *cover))
+            .map_or(corner(0)[0], |&(c, _)| c);
         placed.push(rect(offset));
         offsets.push(offset);
     }
@@ -366,6 +378,36 @@ mod tests {
             990 + offset.0 + 100 <= 1000 && 990 + offset.0 >= 0,
             "{offset:?}"
         );
+    }
+
+    #[test]
+    fn a_label_with_no_free_corner_covers_as_little_as_it_can() {
+        // In a top-left corner only the down-right corners fit (up and left leave the plot):
+        // MAX_LABEL_STEPS + 1 of them. Labels of points 3 px apart fill those; the next one
+        // finds none free. Printed up-right it would leave the plot; it must stay inside and
+        // cover less than a whole earlier label (its candidates are offset by 3 px per point).
+        let bounds = (0, 0, 1000, 800);
+        let n = (MAX_LABEL_STEPS + 2) as usize;
+        let anchors: Vec<(i32, i32)> = (0..n as i32).map(|i| (5, 5 + 3 * i)).collect();
+        let boxes = vec![(100, 20); n];
+        let offsets = place_labels(&anchors, &boxes, bounds);
+        let rects: Vec<[i32; 4]> = anchors
+            .iter()
+            .zip(&offsets)
+            .map(|(&(ax, ay), &(dx, dy))| [ax + dx, ay + dy, ax + dx + 100, ay + dy + 20])
+            .collect();
+        for r in &rects {
+            assert!(
+                r[0] >= 0 && r[1] >= 0 && r[2] <= 1000 && r[3] <= 800,
+                "{rects:?}"
+            );
+        }
+        let last = rects[n - 1];
+        for earlier in &rects[..n - 1] {
+            let w = (last[2].min(earlier[2]) - last[0].max(earlier[0])).max(0);
+            let h = (last[3].min(earlier[3]) - last[1].max(earlier[1])).max(0);
+            assert!(w * h < 100 * 20, "the last label hides another: {rects:?}");
+        }
     }
 
     #[test]
