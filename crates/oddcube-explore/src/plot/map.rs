@@ -383,12 +383,12 @@ mod tests {
     #[test]
     fn a_label_with_no_free_corner_covers_as_little_as_it_can() {
         // In a top-left corner only the down-right corners fit (up and left leave the plot):
-        // MAX_LABEL_STEPS + 1 of them. Labels of points 3 px apart fill those; the next one
+        // MAX_LABEL_STEPS + 1 of them. Labels of points 2 px apart fill those; the next one
         // finds none free. Printed up-right it would leave the plot; it must stay inside and
-        // cover less than a whole earlier label (its candidates are offset by 3 px per point).
+        // cover less than a whole earlier label (its candidates are offset by 2 px per point).
         let bounds = (0, 0, 1000, 800);
         let n = (MAX_LABEL_STEPS + 2) as usize;
-        let anchors: Vec<(i32, i32)> = (0..n as i32).map(|i| (5, 5 + 3 * i)).collect();
+        let anchors: Vec<(i32, i32)> = (0..n as i32).map(|i| (5, 5 + 2 * i)).collect();
         let boxes = vec![(100, 20); n];
         let offsets = place_labels(&anchors, &boxes, bounds);
         let rects: Vec<[i32; 4]> = anchors
