@@ -445,9 +445,11 @@ def train(
     """Trains a model on a dataset into ``out`` and fits its null, as ``oddcube train`` does
     (the same options; ``None`` takes the default, and the default ``epochs`` follows the
     number of training galaxies as there). ``restarts`` trains that many models from
-    consecutive seeds and keeps the one with the lowest validation loss (1: a single model). Returns the trained
-    :class:`Model`; ``model.training_report`` has the epoch table, the null's summary and
-    ``restarts`` (seed, best loss, its epoch, loss over the baseline, kept) per run."""
+    consecutive seeds: the one with the lowest validation loss is the model, the others its
+    restart ensemble, whose mean score the catalogue's ``score`` is (1: a single model). Returns
+    the trained :class:`Model`; ``model.training_report`` has the epoch table, the null's
+    summary, ``restarts`` (seed, best loss, its epoch, loss over the baseline, kept) per run and
+    ``ensemble_seeds``."""
     directory = data.dir if isinstance(data, Dataset) else Path(data)
     if not 1 <= int(restarts) <= 100:
         raise ValueError(f"restarts={restarts}: expected 1 to 100, as oddcube train --restarts")

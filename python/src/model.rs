@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use numpy::PyReadonlyArrayDyn;
-use oddcube::scorer::{ModelScorer, model_hash};
+use oddcube::scorer::{ModelScorer, load_members, member_refs, model_hash};
 use oddcube::training::train_and_calibrate;
 use oddcube_data::dataset::{Dataset, FORMAT, GalaxyRecord, Manifest, Normalisation};
 use oddcube_data::preprocess::{REFERENCE_LINE, SCALE_PERCENTILE, Stretch};
@@ -26,6 +26,8 @@ use crate::progress::PyProgress;
 #[pyclass(frozen, module = "oddcube._oddcube")]
 pub struct RawModel {
     scorer: ModelScorer,
+    /// The other members of its restart ensemble (empty for a single run).
+    members: Vec<(u64, ModelScorer)>,
     dir: PathBuf,
 }
 
@@ -89,8 +91,10 @@ impl RawModel {
         let result = py.detach(|| {
             // Without `out` nothing is written and `job.out` is never read.
             let scratch = std::env::temp_dir();
+            let members = member_refs(&self.members);
             let job = ScoreJob {
                 model: &self.scorer,
+                members: &members,
                 model_dir: &self.dir,
                 model_hash,
                 dataset,
@@ -128,10 +132,18 @@ impl RawModel {
     #[new]
     #[pyo3(signature = (dir, device, batch))]
     fn new(py: Python<'_>, dir: PathBuf, device: &str, batch: usize) -> PyResult<Self> {
-        let scorer = py
-            .detach(|| ModelScorer::load(&dir, device, batch))
+        let (scorer, members) = py
+            .detach(|| {
+                let scorer = ModelScorer::load(&dir, device, batch)?;
+                let members = load_members(&dir, device, batch)?;
+                Ok::<_, anyhow::Error>((scorer, members))
+            })
             .map_err(to_py)?;
-        Ok(RawModel { scorer, dir })
+        Ok(RawModel {
+            scorer,
+            members,
+            dir,
+        })
     }
 
     /// Latent dimension D.
@@ -405,5 +417,11 @@ pub fn train<'py>(
     dict.set_item("null_n_calibration", null.n_calibration)?;
     dict.set_item("null_validation_shift", null.validation_shift)?;
     dict.set_item("null_warning", trained.calibration.warning.clone())?;
+    let ensemble_seeds: Vec<u64> = trained
+        .calibration
+        .ensemble
+        .as_ref()
+        .map_or_else(Vec::new, |e| e.seeds());
+    dict.set_item("ensemble_seeds", ensemble_seeds)?;
     Ok(dict)
 }

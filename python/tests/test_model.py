@@ -1,6 +1,7 @@
 """Model.score against the CLI's catalogue, encode against the CLI's latents, training from
 Python, array inputs and the GIL."""
 
+import json
 import math
 import threading
 import time
@@ -133,6 +134,16 @@ def test_restarts_keep_the_lowest_validation_loss(demo, scratch):
     assert len(kept) == 1 and kept[0][1] == min(r[1] for r in runs)
     assert (scratch / "model" / "restarts.csv").exists()
     assert model.training_report["null_n_calibration"] > 0
+    # The other run is the restart ensemble's member, and `score` is the two runs' standardised
+    # mean (ensemble.json holds the centre and scale).
+    assert model.training_report["ensemble_seeds"] == [5, 6]
+    other = 5 if kept[0][0] == 6 else 6
+    assert (scratch / "model" / "members" / f"seed-{other}" / "calibration.json").exists()
+    catalog = model.score(oddcube.Dataset(demo / "dataset"))
+    assert catalog.attrs["manifest"]["ensemble_seeds"] == [5, 6]
+    null = json.loads((scratch / "model" / "ensemble.json").read_text())
+    mean = (catalog["score_seed_5"] + catalog["score_seed_6"]) / 2
+    np.testing.assert_allclose(catalog["score"], (mean - null["centre"]) / null["scale"], rtol=1e-12, atol=1e-12)
     with pytest.raises(ValueError, match="restarts"):
         oddcube.train(demo / "dataset", scratch / "m2", restarts=0)
 

@@ -457,38 +457,10 @@ impl Calibration {
         })
     }
 
-    /// The p-value of a fused score: in the tail (at or above the calibration galaxies' 90th
-    /// percentile, or z₉₀ = 1.28 if that is lower) the normal tail `P(Z ≥ score)`; in the body,
-    /// where the calibration galaxies themselves say how rare a score is, the share of them
-    /// scoring at least as high (to 10⁻⁶ σ), `(1 + #{sᵢ ≥ score}) / (n + 1)`, but never
-    /// below the tail's value where the body ends (so p never rises with the score). 1 for a
-    /// NaN score. Without stored scores (a null written before they were kept) the normal tail
-    /// everywhere.
+    /// The p-value of a fused score against the calibration galaxies' stored scores
+    /// ([`null_pvalue`]).
     pub fn pvalue(&self, score: f64) -> f64 {
-        if !score.is_finite() {
-            return 1.0;
-        }
-        let tail = normal_upper_tail(score);
-        let sorted = &self.null_scores;
-        if sorted.is_empty() {
-            return tail;
-        }
-        // The body ends at the calibration galaxies' 90th percentile, or at the normal model's
-        // own (z₉₀) if that comes first: when a tenth or more of the calibration galaxies are
-        // anomalies their 90th percentile lies among them, and a galaxy scoring like those
-        // anomalies must get the tail's p-value, not their share.
-        let body_end = quantile_of_sorted(sorted, BODY_QUANTILE)
-            .unwrap_or(Z_90)
-            .min(Z_90);
-        if score >= body_end {
-            return tail;
-        }
-        // A calibration galaxy scored again (the usual case: a survey scored by the model
-        // trained on it) must count itself whatever the last bits of its score: batch
-        // composition moves a score by ~1e-7 σ.
-        let at_least = sorted.len() - sorted.partition_point(|v| *v < score - SCORE_TIE);
-        let empirical = (1 + at_least) as f64 / (sorted.len() + 1) as f64;
-        empirical.max(normal_upper_tail(body_end))
+        null_pvalue(&self.null_scores, score)
     }
 
     /// Fits the component nulls and the fusion to the calibration galaxies' raw components and
@@ -585,6 +557,40 @@ impl Calibration {
         calibration.null_scores = scores;
         Ok(calibration)
     }
+}
+
+/// The p-value of a standardised score against a null's stored scores `sorted` (ascending): in
+/// the tail (at or above their 90th percentile, or z₉₀ = 1.28 if that is lower) the normal tail
+/// `P(Z ≥ score)`; in the body, where the calibration galaxies themselves say how rare a score
+/// is, the share of them scoring at least as high (to 10⁻⁶ σ), `(1 + #{sᵢ ≥ score}) / (n + 1)`,
+/// but never below the tail's value where the body ends (so p never rises with the score). 1 for
+/// a NaN score. Without stored scores (a null written before they were kept) the normal tail
+/// everywhere. A single model's null ([`Calibration::pvalue`]) and the restart ensemble's
+/// ([`crate::ensemble::EnsembleNull::pvalue`]) both use it.
+pub fn null_pvalue(sorted: &[f64], score: f64) -> f64 {
+    if !score.is_finite() {
+        return 1.0;
+    }
+    let tail = normal_upper_tail(score);
+    if sorted.is_empty() {
+        return tail;
+    }
+    // The body ends at the calibration galaxies' 90th percentile, or at the normal model's
+    // own (z₉₀) if that comes first: when a tenth or more of the calibration galaxies are
+    // anomalies their 90th percentile lies among them, and a galaxy scoring like those
+    // anomalies must get the tail's p-value, not their share.
+    let body_end = quantile_of_sorted(sorted, BODY_QUANTILE)
+        .unwrap_or(Z_90)
+        .min(Z_90);
+    if score >= body_end {
+        return tail;
+    }
+    // A calibration galaxy scored again (the usual case: a survey scored by the model
+    // trained on it) must count itself whatever the last bits of its score: batch
+    // composition moves a score by ~1e-7 σ.
+    let at_least = sorted.len() - sorted.partition_point(|v| *v < score - SCORE_TIE);
+    let empirical = (1 + at_least) as f64 / (sorted.len() + 1) as f64;
+    empirical.max(normal_upper_tail(body_end))
 }
 
 /// Fits each line's floor `ε_l` so that the median floored `z²` of its usable pixels predicted

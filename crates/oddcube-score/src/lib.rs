@@ -21,7 +21,9 @@
 //! - [`calibration`] is the null model of ordinary galaxies, fitted at train time and stored with
 //!   the model ([`calibration::StoredNull`]), built from the contamination-robust statistics of
 //!   [`robust`] (MAD σ, upper-tail σ, Huber regression, the normal tail); [`fdr`] turns p-values
-//!   into Benjamini–Hochberg q-values and flags.
+//!   into Benjamini–Hochberg q-values and flags. [`ensemble`] is the restart ensemble: the mean
+//!   of several models' fused scores, each under its own null, with the mean's own null
+//!   ([`ensemble::EnsembleNull`]), which is `score` for a model trained with restarts.
 //! - [`results`] owns the RESULTS directory: [`results::Catalog`] (the catalogue table),
 //!   [`results::ResultsManifest`], [`results::Results`] (reading it back) and the residual maps;
 //!   [`catalog_fits`] writes the catalogue's FITS copy;
@@ -43,6 +45,7 @@
 pub mod anomaly_map;
 pub mod calibration;
 pub mod catalog_fits;
+pub mod ensemble;
 pub mod error;
 pub mod evaluate;
 pub mod fdr;

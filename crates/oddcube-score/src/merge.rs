@@ -124,12 +124,18 @@ pub fn merge_results(
     let settings = ScoreSettings::from_manifest(first)?;
     // Every part carries a copy of the model's stored null (when it has one).
     let null = StoredNull::read(&opened[0].dir)?;
+    // And of the restart ensemble's, whose member columns each part filled for its galaxies.
+    let ensemble = match &null {
+        Some(_) => crate::ensemble::EnsembleNull::read(&opened[0].dir)?,
+        None => None,
+    };
     let used = finalize_population_scores(
         &mut catalog,
         &latents,
         d,
         &settings,
         null.as_ref(),
+        ensemble.as_ref(),
         progress,
     )?;
 
@@ -238,6 +244,7 @@ pub fn merge_results(
             latents: &latents,
             maps: &maps,
             null: null.as_ref(),
+            ensemble: ensemble.as_ref(),
         },
     )?;
     Ok(MergedResults {

@@ -20,6 +20,7 @@ use oddcube_data::{links, quality};
 
 use crate::anomaly_map::AnomalyMaps;
 use crate::calibration::StoredNull;
+use crate::ensemble::{ENSEMBLE_FILE, EnsembleMember, EnsembleNull, member_column, member_scores};
 use crate::error::{Error, Result};
 use crate::feedback::LabelStore;
 use crate::knn::Metric;
@@ -45,6 +46,8 @@ pub struct ResultsContent<'a> {
     pub maps: &'a AnomalyMaps,
     /// The stored null the scores used, copied so that a merge of parts finds it.
     pub null: Option<&'a StoredNull>,
+    /// The restart ensemble's null, when `score` is the ensemble's (copied likewise).
+    pub ensemble: Option<&'a EnsembleNull>,
 }
 
 /// Writes a RESULTS directory's anomaly maps, null and then catalogue, latents and manifest.
@@ -58,13 +61,32 @@ pub fn write_results(out: &Path, content: &ResultsContent<'_>) -> Result<()> {
     if let Some(null) = content.null {
         null.write(out)?;
     }
+    match content.ensemble {
+        Some(ensemble) => ensemble.write(out)?,
+        None => remove_if_present(&out.join(ENSEMBLE_FILE))?,
+    }
     Results::write(out, content.manifest, content.catalog, content.latents)
+}
+
+/// Removes `path` unless it does not exist (a file a re-run must not leave stale).
+fn remove_if_present(path: &Path) -> Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::Io {
+            path: path.to_path_buf(),
+            source: e,
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// One `oddcube score` run.
 pub struct ScoreJob<'a> {
-    /// The model, behind the scoring trait.
+    /// The model, behind the scoring trait (with restarts, the kept run).
     pub model: &'a dyn Autoencoder,
+    /// The other members of its restart ensemble ([`crate::ensemble`]), by seed: one for every
+    /// member that `ensemble.json` in `model_dir` names besides the kept model, none for a
+    /// model trained as a single run.
+    pub members: &'a [(u64, &'a dyn Autoencoder)],
     /// Its directory (for the stored null and the manifest).
     pub model_dir: &'a Path,
     /// Identifies the exact network (the manifest's `model_hash`).
@@ -124,6 +146,7 @@ pub fn manifest_for(settings: &ScoreSettings) -> ResultsManifest {
         pvalues: settings.pvalues.to_string(),
         null_fitted_on: String::new(),
         null_n_calibration: 0,
+        ensemble_seeds: Vec::new(),
         warnings: Vec::new(),
         knn_metric: metric_name(settings.metric).to_string(),
         n_galaxies: 0,
@@ -153,6 +176,8 @@ pub struct ComputedScores {
     pub rows: Vec<usize>,
     /// The model's stored null, when it has one.
     pub null: Option<StoredNull>,
+    /// The restart ensemble's null, when `score` is the ensemble's.
+    pub ensemble: Option<EnsembleNull>,
     /// Whether this was one shard of several (population columns left to `merge`).
     pub sharded: bool,
     /// What the labels did, when labels were applied.
@@ -189,6 +214,12 @@ pub fn compute_scores(job: &ScoreJob<'_>, progress: &dyn Progress) -> Result<Com
         .filter(|&i| job.shard.contains(&dataset.galaxies[i].plateifu))
         .collect();
     let null = StoredNull::read(job.model_dir)?;
+    // The ensemble's score needs each member's stored null, so without the kept model's own
+    // (or with population p-values) the kept model scores alone.
+    let ensemble = match (&null, settings.pvalues) {
+        (Some(_), PValueMethod::Stored) => EnsembleNull::read(job.model_dir)?,
+        _ => None,
+    };
     let map_settings = MapSettings {
         floors: null
             .as_ref()
@@ -212,6 +243,20 @@ pub fn compute_scores(job: &ScoreJob<'_>, progress: &dyn Progress) -> Result<Com
         let classes: Vec<&str> = bpt.iter().map(|b| b.class.name()).collect();
         push_galaxy_columns(&mut scored.catalog, &galaxies, &classes)?;
     }
+    if let Some(ensemble) = &ensemble {
+        // In seed order; the kept model's column is filled from its `score` when the ensemble
+        // combines them ([`EnsembleNull::combine`]).
+        for member in &ensemble.members {
+            let column = if member.is_kept() {
+                vec![f64::NAN; rows.len()]
+            } else {
+                member_scores_of(job, member, &rows, progress)?
+            };
+            scored
+                .catalog
+                .set(&member_column(member.seed), Column::F64(column))?;
+        }
+    }
     let mut used: Option<NullUsed> = None;
     let mut labels_applied = None;
     if !sharded {
@@ -221,6 +266,7 @@ pub fn compute_scores(job: &ScoreJob<'_>, progress: &dyn Progress) -> Result<Com
             scored.latent_dim,
             settings,
             null.as_ref(),
+            ensemble.as_ref(),
             progress,
         )?);
         if let Some(path) = job.labels {
@@ -235,6 +281,9 @@ pub fn compute_scores(job: &ScoreJob<'_>, progress: &dyn Progress) -> Result<Com
     } else if let (Some(null), PValueMethod::Stored) = (&null, settings.pvalues) {
         // What needs only the galaxy and the stored null, so the part can rank its residuals.
         apply_stored_null(&mut scored.catalog, &scored.latents, null, settings.metric)?;
+        if let Some(ensemble) = &ensemble {
+            ensemble.combine(&mut scored.catalog)?;
+        }
     }
 
     let mut manifest = ResultsManifest {
@@ -255,6 +304,8 @@ pub fn compute_scores(job: &ScoreJob<'_>, progress: &dyn Progress) -> Result<Com
     if let Some(used) = &used {
         manifest.set_null(used);
     }
+    // A shard's `score` is already the ensemble's; its manifest says so before the merge does.
+    manifest.ensemble_seeds = ensemble.as_ref().map_or_else(Vec::new, EnsembleNull::seeds);
     let unscored = if sharded {
         0
     } else {
@@ -268,10 +319,59 @@ pub fn compute_scores(job: &ScoreJob<'_>, progress: &dyn Progress) -> Result<Com
         manifest,
         rows,
         null,
+        ensemble,
         sharded,
         labels_applied,
         unscored,
     })
+}
+
+/// The fused scores of one non-kept ensemble member over `rows`: its model from `job.members`,
+/// its stored null from its directory inside the model directory.
+fn member_scores_of(
+    job: &ScoreJob<'_>,
+    member: &EnsembleMember,
+    rows: &[usize],
+    progress: &dyn Progress,
+) -> Result<Vec<f64>> {
+    let ensemble_file = job.model_dir.join(ENSEMBLE_FILE);
+    let model = job
+        .members
+        .iter()
+        .find(|(seed, _)| *seed == member.seed)
+        .map(|(_, model)| *model)
+        .ok_or_else(|| {
+            invalid(
+                &ensemble_file,
+                format!(
+                    "names member seed {} ({}), but no model was loaded for it",
+                    member.seed, member.dir
+                ),
+            )
+        })?;
+    let dir = job.model_dir.join(&member.dir);
+    let null = StoredNull::read(&dir)?.ok_or_else(|| {
+        invalid(
+            &dir,
+            format!(
+                "ensemble member seed {} has no usable stored null: `oddcube calibrate --model \
+                 {} --data DATASET` refits every member's",
+                member.seed,
+                job.model_dir.display()
+            ),
+        )
+    })?;
+    let dataset = job.dataset;
+    member_scores(
+        model,
+        &null,
+        &dataset.cubes,
+        &dataset.galaxies,
+        &dataset.manifest.lines.lines,
+        rows,
+        job.settings.metric,
+        progress,
+    )
 }
 
 /// Runs a scoring job (see the module docs): [`compute_scores`], then [`write_scores`].
@@ -311,6 +411,7 @@ pub fn write_scores(
         manifest,
         rows,
         null,
+        ensemble,
         sharded,
         ..
     } = computed;
@@ -364,6 +465,7 @@ pub fn write_scores(
             latents: &scored.latents,
             maps: &scored.maps,
             null: null.as_ref(),
+            ensemble: ensemble.as_ref(),
         },
     )?;
     Ok(out)

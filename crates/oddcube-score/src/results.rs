@@ -472,6 +472,11 @@ pub struct ResultsManifest {
     /// How many galaxies that null was fitted on.
     #[serde(default)]
     pub null_n_calibration: usize,
+    /// The seeds of the restart ensemble whose members' mean `score` is (`ensemble.json`, copied
+    /// beside the catalogue; the member columns are `score_seed_S`); empty when `score` is one
+    /// model's.
+    #[serde(default)]
+    pub ensemble_seeds: Vec<u64>,
     /// Things a reader of these results must know (e.g. a fallback that was taken).
     #[serde(default)]
     pub warnings: Vec<String>,
@@ -581,6 +586,7 @@ impl ResultsManifest {
     pub fn set_null(&mut self, used: &crate::score::NullUsed) {
         self.null_fitted_on = used.fitted_on.clone();
         self.null_n_calibration = used.n_calibration;
+        self.ensemble_seeds = used.ensemble_seeds.clone();
         self.knn_k = used.knn_k;
         self.warnings.retain(|w| !w.starts_with("p-values"));
         if let Some(why) = &used.warning {
@@ -1050,6 +1056,7 @@ mod tests {
             pvalues: "stored".into(),
             null_fitted_on: "validation".into(),
             null_n_calibration: 30,
+            ensemble_seeds: vec![4, 5, 6],
             warnings: vec!["a warning".into()],
             knn_metric: "euclidean".into(),
             n_galaxies: 3,
@@ -1178,6 +1185,7 @@ mod tests {
             knn_k: 10,
             warning: None,
             refit_advice: Some("refit it".to_string()),
+            ensemble_seeds: Vec::new(),
         };
         // Set twice, as a merge does after the parts were scored: one warning, not two.
         manifest.set_null(&used);

@@ -8,7 +8,8 @@
 //!    nothing but itself, so each shard of a sharded run computes these.
 //! 2. Per population ([`finalize_population_scores`]): `knn_dist` (against the stored training
 //!    latents, or the population when the model has no stored null), `lof`, the fused `score`
-//!    and its p-value (`calibration.rs`), Benjamini–Hochberg q-values and `fdr_flag`, and `rank`.
+//!    and its p-value (`calibration.rs`; the restart ensemble's mean of it, `ensemble.rs`),
+//!    Benjamini–Hochberg q-values and `fdr_flag`, and `rank`.
 //!    `oddcube score` calls it for an unsharded run and `oddcube merge` after joining the
 //!    `part-i-of-n` directories. Until then a part's manifest says `population_final: false`:
 //!    with a stored null the part already holds `knn_dist`, `lof`, `score` and `pvalue` (they
@@ -28,6 +29,7 @@ use crate::anomaly_map::{AnomalyMaps, NO_LINE, anomaly_map, pixel_arcsec, psf_fw
 use crate::calibration::{
     Calibration, Covariates, N_COMPONENTS, StoredNull, reference_neighbourhood,
 };
+use crate::ensemble::EnsembleNull;
 use crate::error::{Error, Result, check_len};
 use crate::fdr::benjamini_hochberg;
 use crate::knn::{LatentView, Metric, all_nearest};
@@ -613,6 +615,9 @@ pub struct NullUsed {
     pub warning: Option<String>,
     /// Why the stored null that was used should be refitted ([`Calibration::superseded`]).
     pub refit_advice: Option<String>,
+    /// The seeds of the restart ensemble whose mean `score` is, empty when `score` is one
+    /// model's ([`crate::ensemble`]).
+    pub ensemble_seeds: Vec<u64>,
 }
 
 /// Fills the population columns of `catalog` (see [`POPULATION_COLUMNS`]) from the latents of
@@ -621,7 +626,10 @@ pub struct NullUsed {
 /// local outlier factor against those references, or, without a stored null, against the other
 /// galaxies of the population. The fused `score` and `pvalue` come from `null` — or from a null fitted to this
 /// population when `null` is `None` or `settings.pvalues` asks for it — then BH q-values and
-/// flags at `settings.fdr`, and the rank by `settings.rank_by`.
+/// flags at `settings.fdr`, and the rank by `settings.rank_by`. With a stored null and a
+/// restart `ensemble`, `score` and `pvalue` are the ensemble's, from the member columns
+/// `score_seed_S` the catalogue must already hold for every member but the kept one
+/// ([`EnsembleNull::combine`]); the population fallback uses the kept model alone.
 ///
 /// A galaxy without usable pixels has NaN scores, p = 1, is never flagged and ranks last.
 /// Call it on a whole population: for a sharded run, after joining the parts (the result is
@@ -632,6 +640,7 @@ pub fn finalize_population_scores(
     latent_dim: usize,
     settings: &ScoreSettings,
     null: Option<&StoredNull>,
+    ensemble: Option<&EnsembleNull>,
     progress: &dyn Progress,
 ) -> Result<NullUsed> {
     let n = catalog.len();
@@ -670,6 +679,9 @@ pub fn finalize_population_scores(
     let warning = match &stored {
         Ok(s) => {
             apply_stored_null(catalog, latents, s, settings.metric)?;
+            if let Some(ensemble) = ensemble {
+                ensemble.combine(catalog)?;
+            }
             None
         }
         Err(why) => {
@@ -718,6 +730,10 @@ pub fn finalize_population_scores(
             Err(_) => population_k,
         },
         warning,
+        ensemble_seeds: match (&stored, ensemble) {
+            (Ok(_), Some(e)) => e.seeds(),
+            _ => Vec::new(),
+        },
         refit_advice: stored.ok().and_then(|s| s.calibration.superseded()),
     })
 }
@@ -1007,9 +1023,16 @@ pub(crate) mod tests {
             pvalues: PValueMethod::Population,
             ..ScoreSettings::default()
         };
-        let used =
-            finalize_population_scores(&mut catalog, &latents, 2, &settings, None, &NoProgress)
-                .unwrap();
+        let used = finalize_population_scores(
+            &mut catalog,
+            &latents,
+            2,
+            &settings,
+            None,
+            None,
+            &NoProgress,
+        )
+        .unwrap();
         assert_eq!((used.fitted_on.as_str(), used.knn_k), ("population", 10));
         assert!(used.warning.is_some());
         let flags = catalog.bool("fdr_flag").unwrap();
@@ -1105,6 +1128,7 @@ pub(crate) mod tests {
             2,
             &ScoreSettings::default(),
             Some(&null),
+            None,
             &NoProgress,
         )
         .unwrap();
@@ -1135,8 +1159,16 @@ pub(crate) mod tests {
             pvalues: PValueMethod::Population,
             ..ScoreSettings::default()
         };
-        finalize_population_scores(&mut catalog, &latents, 2, &settings, None, &NoProgress)
-            .unwrap();
+        finalize_population_scores(
+            &mut catalog,
+            &latents,
+            2,
+            &settings,
+            None,
+            None,
+            &NoProgress,
+        )
+        .unwrap();
         assert!(catalog.f64("score").unwrap()[7].is_nan());
         assert_eq!(catalog.f64("pvalue").unwrap()[7], 1.0);
         assert!(!catalog.bool("fdr_flag").unwrap()[7]);
@@ -1153,8 +1185,16 @@ pub(crate) mod tests {
             ..ScoreSettings::default()
         };
         let mut forward = catalog.clone();
-        finalize_population_scores(&mut forward, &latents, 2, &settings, None, &NoProgress)
-            .unwrap();
+        finalize_population_scores(
+            &mut forward,
+            &latents,
+            2,
+            &settings,
+            None,
+            None,
+            &NoProgress,
+        )
+        .unwrap();
         let order: Vec<usize> = (0..n).rev().collect();
         let mut reversed = catalog.select_rows(&order).unwrap();
         let reversed_latents: Vec<f32> = order
@@ -1166,6 +1206,7 @@ pub(crate) mod tests {
             &reversed_latents,
             2,
             &settings,
+            None,
             None,
             &NoProgress,
         )
@@ -1207,6 +1248,7 @@ pub(crate) mod tests {
             &whole.latents,
             whole.latent_dim,
             &settings,
+            None,
             None,
             &NoProgress,
         )
@@ -1260,6 +1302,7 @@ pub(crate) mod tests {
             &merged_latents,
             whole.latent_dim,
             &settings,
+            None,
             None,
             &NoProgress,
         )
@@ -1389,6 +1432,7 @@ pub(crate) mod tests {
                 rank_by: RankBy::Chi2,
                 ..ScoreSettings::default()
             },
+            None,
             None,
             &NoProgress,
         )

@@ -125,6 +125,7 @@ fn main() {
             dim,
             &ScoreSettings::default(),
             None,
+            None,
             &NoProgress,
         )
         .expect("finalisation works");

@@ -8,7 +8,12 @@ use anyhow::Context;
 use oddcube_data::Progress;
 use oddcube_data::dataset::Dataset;
 use oddcube_model::batches::is_validation;
+use oddcube_model::checkpoint::CONFIG;
 use oddcube_score::calibration::{StoredNull, calibrate};
+use oddcube_score::ensemble::{
+    ENSEMBLE_FILE, EnsembleMember, EnsembleNull, KEPT_DIR, MEMBERS_DIR, member_dir, member_scores,
+};
+use oddcube_score::knn::Metric;
 
 use crate::scorer::ModelScorer;
 
@@ -29,6 +34,8 @@ pub const REFERENCE_KNN_K: usize = 10;
 pub struct CalibrationReport {
     /// The stored null.
     pub null: StoredNull,
+    /// The restart ensemble's null, for a model trained with restarts (`ensemble.json`).
+    pub ensemble: Option<EnsembleNull>,
     /// Why the null is less trustworthy than usual, when it is (for the log and the caller).
     pub warning: Option<String>,
 }
@@ -39,6 +46,10 @@ pub struct CalibrationReport {
 /// latent reference. If the validation galaxies score more than [`MAX_VALIDATION_SHIFT`] above
 /// the training galaxies (the model rebuilds what it trained on better), it is refitted on the
 /// validation galaxies alone, given at least [`MIN_VALIDATION`] of them.
+///
+/// A model trained with restarts keeps its other runs in `members/seed-S/`: each gets its own
+/// null the same way, and then the ensemble's ([`EnsembleNull`]) is fitted on the galaxies the
+/// model's own null was fitted on and written as `ensemble.json`.
 pub fn calibrate_model(
     model_dir: &Path,
     dataset: &Dataset,
@@ -84,11 +95,131 @@ pub fn calibrate_model(
             model_dir.display()
         )
     });
-    let warning = match (decision.warning, other_dataset) {
-        (Some(a), Some(b)) => Some(format!("{a}; {b}")),
-        (a, b) => a.or(b),
+    let mut warnings: Vec<String> = decision.warning.into_iter().chain(other_dataset).collect();
+    let fitted_rows = if null.calibration.fitted_on == "validation" {
+        validation
+    } else {
+        all
     };
-    Ok(CalibrationReport { null, warning })
+    let ensemble = calibrate_ensemble(
+        model_dir,
+        &scorer,
+        &null,
+        dataset,
+        &fitted_rows,
+        device,
+        progress,
+        &mut warnings,
+    )?;
+    let warning = (!warnings.is_empty()).then(|| warnings.join("; "));
+    Ok(CalibrationReport {
+        null,
+        ensemble,
+        warning,
+    })
+}
+
+/// The seeds of the members in `model_dir`'s [`MEMBERS_DIR`] (directories `seed-S` holding a
+/// model), ascending.
+pub fn member_seeds(model_dir: &Path) -> anyhow::Result<Vec<u64>> {
+    let dir = model_dir.join(MEMBERS_DIR);
+    if !dir.is_dir() {
+        return Ok(Vec::new());
+    }
+    let mut seeds = Vec::new();
+    for entry in
+        std::fs::read_dir(&dir).with_context(|| format!("cannot read {}", dir.display()))?
+    {
+        let path = entry
+            .with_context(|| format!("cannot read {}", dir.display()))?
+            .path();
+        let seed = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_prefix("seed-"))
+            .and_then(|s| s.parse::<u64>().ok());
+        if let Some(seed) = seed
+            && path.join(CONFIG).is_file()
+        {
+            seeds.push(seed);
+        }
+    }
+    seeds.sort_unstable();
+    Ok(seeds)
+}
+
+/// Fits every member's null and the ensemble's on `rows` of `dataset` (see
+/// [`calibrate_model`]); `None`, and any stale `ensemble.json` removed, for a model without
+/// members. Member warnings are added to `warnings`, naming the member.
+#[allow(clippy::too_many_arguments)]
+fn calibrate_ensemble(
+    model_dir: &Path,
+    kept: &ModelScorer,
+    kept_null: &StoredNull,
+    dataset: &Dataset,
+    rows: &[usize],
+    device: &str,
+    progress: &dyn Progress,
+    warnings: &mut Vec<String>,
+) -> anyhow::Result<Option<EnsembleNull>> {
+    let seeds = member_seeds(model_dir)?;
+    if seeds.is_empty() {
+        let stale = model_dir.join(ENSEMBLE_FILE);
+        if stale.exists() {
+            std::fs::remove_file(&stale)
+                .with_context(|| format!("cannot remove {}", stale.display()))?;
+        }
+        return Ok(None);
+    }
+    let kept_seed = kept.model.config().train.seed;
+    anyhow::ensure!(
+        !seeds.contains(&kept_seed),
+        "{} holds a member of seed {kept_seed}, the seed of the model itself",
+        model_dir.join(MEMBERS_DIR).display()
+    );
+    let lines = &dataset.manifest.lines.lines;
+    let scores_of = |model: &ModelScorer, null: &StoredNull| {
+        member_scores(
+            model,
+            null,
+            &dataset.cubes,
+            &dataset.galaxies,
+            lines,
+            rows,
+            Metric::Euclidean,
+            progress,
+        )
+    };
+    let mut members = vec![EnsembleMember {
+        seed: kept_seed,
+        dir: KEPT_DIR.to_string(),
+    }];
+    let mut scores = vec![scores_of(kept, kept_null)?];
+    for seed in seeds {
+        let dir = model_dir.join(member_dir(seed));
+        tracing::info!("calibrating ensemble member seed {seed}");
+        let report = calibrate_model(&dir, dataset, device, progress)?;
+        if let Some(warning) = report.warning {
+            warnings.push(format!("ensemble member seed {seed}: {warning}"));
+        }
+        let scorer = ModelScorer::load(&dir, device, 32)?;
+        scores.push(scores_of(&scorer, &report.null)?);
+        members.push(EnsembleMember {
+            seed,
+            dir: member_dir(seed),
+        });
+    }
+    // Members in seed order, the kept one among them.
+    let mut order: Vec<usize> = (0..members.len()).collect();
+    order.sort_by_key(|&i| members[i].seed);
+    let members: Vec<EnsembleMember> = order.iter().map(|&i| members[i].clone()).collect();
+    let scores: Vec<Vec<f64>> = order.iter().map(|&i| scores[i].clone()).collect();
+    let ensemble = EnsembleNull::fit(members, &scores, &kept_null.calibration.fitted_on)
+        .with_context(|| format!("fitting the ensemble null of {}", model_dir.display()))?;
+    ensemble
+        .write(model_dir)
+        .with_context(|| format!("writing the ensemble null into {}", model_dir.display()))?;
+    Ok(Some(ensemble))
 }
 
 /// What [`calibrate_model`] does after fitting on every galaxy.

@@ -8,6 +8,7 @@ use oddcube_data::Cubes;
 use oddcube_data::dataset::{Dataset, hash_hex};
 use oddcube_model::Model;
 use oddcube_model::checkpoint::{BEST_WEIGHTS, CONFIG};
+use oddcube_score::ensemble::{ENSEMBLE_FILE, EnsembleNull};
 use oddcube_score::score::Autoencoder;
 
 /// A trained [`Model`] as an [`Autoencoder`], run `batch` galaxies at a time.
@@ -63,12 +64,57 @@ impl ModelScorer {
     }
 }
 
-/// xxh3-128 of the model's config and best weights: identifies the exact network scored with.
+/// The members of the model's restart ensemble other than the model itself, loaded as
+/// [`ModelScorer::load`] loads it, by seed (`ensemble.json`, [`oddcube_score::ensemble`]); empty
+/// for a model trained as a single run.
+pub fn load_members(
+    dir: &Path,
+    device: &str,
+    batch: usize,
+) -> anyhow::Result<Vec<(u64, ModelScorer)>> {
+    let Some(ensemble) = EnsembleNull::read(dir)? else {
+        return Ok(Vec::new());
+    };
+    ensemble
+        .members
+        .iter()
+        .filter(|m| !m.is_kept())
+        .map(|m| {
+            let member = dir.join(&m.dir);
+            ModelScorer::load(&member, device, batch)
+                .with_context(|| format!("loading ensemble member seed {}", m.seed))
+                .map(|scorer| (m.seed, scorer))
+        })
+        .collect()
+}
+
+/// The members of [`load_members`] as the scoring pipeline takes them.
+pub fn member_refs(members: &[(u64, ModelScorer)]) -> Vec<(u64, &dyn Autoencoder)> {
+    members
+        .iter()
+        .map(|(seed, scorer)| (*seed, scorer as &dyn Autoencoder))
+        .collect()
+}
+
+/// xxh3-128 of the model's config and best weights — and, for a restart ensemble, of
+/// `ensemble.json` and every member's config and weights: identifies the exact networks scored
+/// with.
 pub fn model_hash(dir: &Path) -> anyhow::Result<String> {
     let mut bytes = Vec::new();
-    for name in [CONFIG, BEST_WEIGHTS] {
-        let path = dir.join(name);
+    let mut read = |path: std::path::PathBuf| -> anyhow::Result<()> {
         bytes.extend(std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?);
+        Ok(())
+    };
+    for name in [CONFIG, BEST_WEIGHTS] {
+        read(dir.join(name))?;
+    }
+    if let Some(ensemble) = EnsembleNull::read(dir)? {
+        read(dir.join(ENSEMBLE_FILE))?;
+        for member in ensemble.members.iter().filter(|m| !m.is_kept()) {
+            for name in [CONFIG, BEST_WEIGHTS] {
+                read(dir.join(&member.dir).join(name))?;
+            }
+        }
     }
     Ok(hash_hex(&bytes))
 }

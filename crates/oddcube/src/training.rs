@@ -1,9 +1,11 @@
 //! Training a model and fitting its null in one call: what `oddcube train` does between parsing
 //! its arguments and printing, shared with the Python package's `oddcube.train`.
 //!
-//! With restarts, several models are trained from consecutive seeds and the one with the lowest
-//! validation loss is kept: the choice needs no labels, and a seed whose training stalls on a
-//! plateau (docs/model.md, "Restarts") no longer decides the catalogue.
+//! With restarts, several models are trained from consecutive seeds. The one with the lowest
+//! validation loss becomes the model (its latents and maps fill the catalogue); the others are
+//! kept beside it as the members of a restart ensemble, whose mean fused score is the
+//! catalogue's `score` (docs/model.md, "Restarts"): the choice needs no labels, and neither a seed
+//! whose training stalls on a plateau nor how far one run's null reaches decides the flags.
 
 use std::path::{Path, PathBuf};
 
@@ -15,6 +17,8 @@ use oddcube_data::dataset::Dataset;
 use oddcube_model::checkpoint::{BEST_WEIGHTS, CONFIG, HISTORY, LAST_CHECKPOINT};
 use oddcube_model::plan::{DatasetShape, Plan, RunChoices, plan_run};
 use oddcube_model::{TrainOptions, TrainReport, train};
+
+use oddcube_score::ensemble::{MEMBERS_DIR, member_dir};
 
 use crate::calibrate::{CalibrationReport, calibrate_model};
 
@@ -232,17 +236,23 @@ fn candidate_dirs(out: &Path) -> anyhow::Result<Vec<PathBuf>> {
     Ok(dirs)
 }
 
-/// Completes the choice recorded in `out`'s [`RESTARTS_FILE`]: moves the kept run's files up
-/// (those already moved are skipped, so it can be repeated) and removes every run directory.
+/// Completes the choice recorded in `out`'s [`RESTARTS_FILE`]: moves the kept run's files up,
+/// moves every other run with a finite loss into `members/seed-S/` (the restart ensemble,
+/// [`oddcube_score::ensemble`]; its resume checkpoint is dropped) and removes what is left of
+/// the run directories (diverged runs). Steps already done are skipped, so it can be repeated.
 fn finish_keeping(out: &Path) -> anyhow::Result<()> {
     let path = out.join(RESTARTS_FILE);
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("cannot read {}", path.display()))?;
-    let kept: Vec<String> = oddcube_data::csv::parse(&text)
+    let rows: Vec<Vec<String>> = oddcube_data::csv::parse(&text)
         .into_iter()
         .skip(1)
-        .filter(|row| row.len() == 5 && row[4] == "true")
-        .map(|row| row[0].clone())
+        .filter(|row| row.len() == 5)
+        .collect();
+    let kept: Vec<&String> = rows
+        .iter()
+        .filter(|row| row[4] == "true")
+        .map(|row| &row[0])
         .collect();
     let [seed] = &kept[..] else {
         anyhow::bail!(
@@ -254,6 +264,27 @@ fn finish_keeping(out: &Path) -> anyhow::Result<()> {
     let dir = out.join(format!("restart-seed-{seed}"));
     if dir.is_dir() {
         keep_restart(out, &dir)?;
+    }
+    for row in rows.iter().filter(|row| row[4] != "true") {
+        let finite = row[1].parse::<f64>().is_ok_and(f64::is_finite);
+        let Ok(seed) = row[0].parse::<u64>() else {
+            continue;
+        };
+        let from = restart_dir(out, seed);
+        if !(finite && from.join(BEST_WEIGHTS).is_file()) {
+            continue;
+        }
+        let to = out.join(member_dir(seed));
+        let parent = out.join(MEMBERS_DIR);
+        std::fs::create_dir_all(&parent)
+            .with_context(|| format!("cannot create {}", parent.display()))?;
+        let checkpoint = from.join(LAST_CHECKPOINT);
+        if checkpoint.exists() {
+            std::fs::remove_file(&checkpoint)
+                .with_context(|| format!("cannot remove {}", checkpoint.display()))?;
+        }
+        std::fs::rename(&from, &to)
+            .with_context(|| format!("cannot move {} to {}", from.display(), to.display()))?;
     }
     for dir in candidate_dirs(out)? {
         std::fs::remove_dir_all(&dir)

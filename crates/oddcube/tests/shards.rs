@@ -48,9 +48,10 @@ fn assert_same_results(whole: &Path, merged: &Path) {
     for ((name_a, col_a), (name_b, col_b)) in a.catalog.columns.iter().zip(&b.catalog.columns) {
         assert_eq!(name_a, name_b);
         match (col_a, col_b) {
-            // `score` is a z-score: a difference of latents in the 8th digit moves it by ~1e-7
-            // wherever it is, including near 0, so it gets an absolute tolerance in σ units.
-            (Column::F64(x), Column::F64(y)) if name_a == "score" => {
+            // `score` (and each restart's `score_seed_S`, which it averages) is a z-score: a
+            // difference of latents in the 8th digit moves it by ~1e-7 wherever it is,
+            // including near 0, so it gets an absolute tolerance in σ units.
+            (Column::F64(x), Column::F64(y)) if name_a.starts_with("score") => {
                 for (i, (u, v)) in x.iter().zip(y).enumerate() {
                     let ok = (u.is_nan() && v.is_nan()) || (u - v).abs() <= 1e-5;
                     assert!(ok, "score row {i}: {u} vs {v}");
@@ -136,7 +137,8 @@ fn sharded_pipeline_equals_unsharded() {
         );
     }
 
-    // Score: whole vs 3 shards + merge, with one model.
+    // Score: whole vs 3 shards + merge, with one model (trained with the default three
+    // restarts: `score` is their ensemble's, which each shard computes and the merge rebuilds).
     run(&[
         "train",
         "--data",
@@ -179,6 +181,9 @@ fn sharded_pipeline_equals_unsharded() {
         &tmp.path().join("results"),
         &tmp.path().join("results-merged"),
     );
+    let merged = oddcube_score::results::Results::open(&tmp.path().join("results-merged")).unwrap();
+    assert_eq!(merged.manifest.ensemble_seeds, [3, 4, 5]);
+    assert!(merged.catalog.f64("score_seed_4").is_some());
 
     // Labels feed back: the top galaxy marked as an artefact is demoted below rank 1.
     let top = {

@@ -329,15 +329,77 @@ fn restarts_keep_the_run_with_the_lowest_validation_loss() {
         "best.safetensors",
         "last.ckpt.safetensors",
         "calibration.json",
+        "ensemble.json",
     ] {
         assert!(model.join(file).exists(), "{file} missing");
     }
+    // The other runs are the restart ensemble's members, each with its own null and without
+    // its resume checkpoint; no run directory is left.
     let leftovers: Vec<_> = std::fs::read_dir(&model)
         .unwrap()
         .filter_map(|e| e.ok())
         .filter(|e| e.path().is_dir())
+        .map(|e| e.file_name().to_string_lossy().to_string())
         .collect();
-    assert!(leftovers.is_empty(), "{leftovers:?}");
+    assert_eq!(leftovers, ["members"], "{leftovers:?}");
+    let others: Vec<&str> = seeds
+        .iter()
+        .copied()
+        .filter(|s| *s != kept[0][0].as_str())
+        .collect();
+    for seed in &others {
+        let member = model.join(format!("members/seed-{seed}"));
+        for file in ["config.toml", "best.safetensors", "calibration.json"] {
+            assert!(
+                member.join(file).exists(),
+                "{} missing",
+                member.join(file).display()
+            );
+        }
+        assert!(!member.join("last.ckpt.safetensors").exists());
+    }
+    assert!(
+        stdout.contains("score is the mean of the 3 restarts (seeds 7, 8, 9)"),
+        "{stdout}"
+    );
+
+    // Scored, `score` is the standardised mean of the three runs' scores, each run's a column.
+    let results = tmp.path().join("results");
+    let scored = oddcube()
+        .args(["score", "--model"])
+        .arg(&model)
+        .arg("--data")
+        .arg(&data)
+        .arg("--out")
+        .arg(&results)
+        .output()
+        .unwrap();
+    assert_ok(&scored);
+    let r = oddcube_score::results::Results::open(&results).unwrap();
+    assert_eq!(r.manifest.ensemble_seeds, [7, 8, 9]);
+    let ensemble = oddcube_score::ensemble::EnsembleNull::read(&results)
+        .unwrap()
+        .expect("ensemble.json copied beside the catalogue");
+    let members: Vec<&[f64]> = ["7", "8", "9"]
+        .iter()
+        .map(|s| r.catalog.f64(&format!("score_seed_{s}")).unwrap())
+        .collect();
+    let (score, pvalue) = (
+        r.catalog.f64("score").unwrap(),
+        r.catalog.f64("pvalue").unwrap(),
+    );
+    for i in 0..r.catalog.len() {
+        let mean = members.iter().map(|m| m[i]).sum::<f64>() / 3.0;
+        let expected = (mean - ensemble.centre) / ensemble.scale;
+        assert!(
+            (score[i] - expected).abs() < 1e-9,
+            "row {i}: {} vs {expected}",
+            score[i]
+        );
+        assert_eq!(pvalue[i], ensemble.pvalue(score[i]));
+    }
+    // The runs disagree (their errors differ), so the mean is not any one of them.
+    assert!(members[0] != members[1] && members[1] != members[2]);
 
     // Like a single run, it is not overwritten without --resume.
     let again = train("2", &["--restarts", "3"]);
@@ -358,6 +420,9 @@ fn restarts_keep_the_run_with_the_lowest_validation_loss() {
     let history = std::fs::read_to_string(model.join("history.csv")).unwrap();
     assert_eq!(history.lines().count(), 4, "{history}");
     assert!(!kept_dir.exists() && !model.join("restart-seed-99").exists());
+    // The members stay, and the ensemble's null is refitted with the kept model's.
+    assert!(model.join(format!("members/seed-{}", others[0])).is_dir());
+    assert!(model.join("ensemble.json").exists());
 }
 
 #[test]

@@ -266,6 +266,7 @@ pub fn write_synthetic_results(dir: &Path, n: usize, seed: u64) -> Result<Vec<(S
         scored.latent_dim,
         &settings,
         None,
+        None,
         &NoProgress,
     )?;
     let selection = if n <= STORED_RESIDUALS {
@@ -301,6 +302,7 @@ pub fn write_synthetic_results(dir: &Path, n: usize, seed: u64) -> Result<Vec<(S
             latents: &scored.latents,
             maps: &scored.maps,
             null: None,
+            ensemble: None,
         },
     )?;
     Ok(galaxies

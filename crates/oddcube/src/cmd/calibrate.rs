@@ -39,6 +39,20 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         c.reference_plateifus.len(),
         args.model.display()
     );
+    if let Some(ensemble) = &report.ensemble {
+        println!(
+            "score is the mean of the {} restarts (seeds {}); its null fitted on {} galaxies → {}/ensemble.json",
+            ensemble.members.len(),
+            ensemble
+                .seeds()
+                .iter()
+                .map(u64::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
+            ensemble.n_calibration,
+            args.model.display()
+        );
+    }
     if let Some(warning) = &report.warning {
         tracing::warn!("{warning}");
     }

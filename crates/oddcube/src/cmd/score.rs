@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use oddcube::scorer::{ModelScorer, model_hash};
+use oddcube::scorer::{ModelScorer, load_members, member_refs, model_hash};
 use oddcube_data::dataset::Dataset;
 use oddcube_data::{Progress, Shard};
 use oddcube_score::knn::Metric;
@@ -79,6 +79,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let dataset = Dataset::open(&args.data)
         .with_context(|| format!("opening dataset {}", args.data.display()))?;
     let model = ModelScorer::load(&args.model, &args.device, args.batch)?;
+    let members = load_members(&args.model, &args.device, args.batch)?;
+    let member_refs = member_refs(&members);
     if !model.check_dataset(&args.model, &dataset)? {
         tracing::info!("scoring a dataset other than the one the model was trained on");
     }
@@ -86,6 +88,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let started = std::time::Instant::now();
     let job = ScoreJob {
         model: &model,
+        members: &member_refs,
         model_dir: &args.model,
         model_hash: model_hash(&args.model)?,
         dataset: &dataset,
@@ -151,8 +154,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .catalog
         .bool("fdr_flag")
         .map_or(0, |f| f.iter().filter(|&&v| v).count());
+    let ensemble = match report.manifest.ensemble_seeds.len() {
+        0 => String::new(),
+        n => format!("; score is the mean of the {n} restarts' scores"),
+    };
     eprintln!(
-        "{flagged} galaxies flagged at FDR {} (null fitted on {} galaxies: {})",
+        "{flagged} galaxies flagged at FDR {} (null fitted on {} galaxies: {}{ensemble})",
         args.fdr, report.manifest.null_n_calibration, report.manifest.null_fitted_on
     );
     // A CRITICAL galaxy's maps failed the DAP or DRP: it is scored like the others, but a flag

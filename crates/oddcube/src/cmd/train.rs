@@ -20,7 +20,8 @@ pub struct Args {
     #[arg(long, value_name = "DIR")]
     data: PathBuf,
     /// Model directory to write (config.toml, best.safetensors, last.ckpt.safetensors,
-    /// history.csv, restarts.csv).
+    /// history.csv, calibration.json; with restarts also restarts.csv, ensemble.json and the
+    /// other runs in members/).
     #[arg(long, value_name = "DIR")]
     out: PathBuf,
     /// Architecture preset (the grid size always follows the dataset).
@@ -53,9 +54,11 @@ pub struct Args {
     /// Seed of every random choice [default: 0].
     #[arg(long)]
     seed: Option<u64>,
-    /// Train this many models from the seeds --seed, --seed + 1, … and keep the one with the
-    /// lowest validation loss (a label-free choice; every run's loss goes to restarts.csv).
-    /// Each costs a full training run; 1 trains a single model (docs/model.md, "Restarts").
+    /// Train this many models from the seeds --seed, --seed + 1, …: the one with the lowest
+    /// validation loss is the model (a label-free choice; every run's loss goes to
+    /// restarts.csv), the others stay in members/, and `score` is the mean of all runs' fused
+    /// scores. Each costs a full training run; 1 trains a single model (docs/model.md,
+    /// "Restarts").
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=100))]
     restarts: u64,
     /// Compute device: cpu, cuda (or cuda:N; needs a CUDA build). wgpu is not available in candle.
@@ -165,6 +168,20 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         c.describe_covariates(),
         args.out.display()
     );
+    if let Some(ensemble) = &calibration.ensemble {
+        println!(
+            "score is the mean of the {} restarts (seeds {}); its null fitted on {} galaxies → {}/ensemble.json",
+            ensemble.members.len(),
+            ensemble
+                .seeds()
+                .iter()
+                .map(u64::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
+            ensemble.n_calibration,
+            args.out.display()
+        );
+    }
     if let Some(warning) = &calibration.warning {
         tracing::warn!("{warning}");
     }
