@@ -426,6 +426,80 @@ fn restarts_keep_the_run_with_the_lowest_validation_loss() {
 }
 
 #[test]
+fn an_ensemble_member_without_its_null_is_named_and_calibrate_restores_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("dataset");
+    let model = tmp.path().join("model");
+    write_dataset(&data);
+    let run = |args: &[&str]| {
+        oddcube()
+            .args(args)
+            .arg("--data")
+            .arg(&data)
+            .arg(if args[0] == "train" {
+                "--out"
+            } else {
+                "--model"
+            })
+            .arg(&model)
+            .output()
+            .unwrap()
+    };
+    assert_ok(&run(&[
+        "train",
+        "--epochs",
+        "1",
+        "--batch",
+        "4",
+        "--val-fraction",
+        "0.25",
+        "--seed",
+        "2",
+        "--restarts",
+        "2",
+    ]));
+    let table = std::fs::read_to_string(model.join("restarts.csv")).unwrap();
+    let member = oddcube_data::csv::parse(&table)
+        .into_iter()
+        .skip(1)
+        .find(|row| row[4] == "false")
+        .unwrap()[0]
+        .clone();
+    let null = model.join(format!("members/seed-{member}/calibration.json"));
+    std::fs::remove_file(&null).unwrap();
+    let score = |out: &str| {
+        oddcube()
+            .args(["score", "--model"])
+            .arg(&model)
+            .arg("--data")
+            .arg(&data)
+            .arg("--out")
+            .arg(tmp.path().join(out))
+            .output()
+            .unwrap()
+    };
+    let refused = score("results");
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains(&format!("seed-{member}"))
+            && stderr.contains(&format!("ensemble member seed {member}"))
+            && stderr.contains("oddcube calibrate"),
+        "{stderr}"
+    );
+    // `oddcube calibrate` refits every member's null and the ensemble's.
+    let calibrated = run(&["calibrate"]);
+    assert_ok(&calibrated);
+    let stdout = String::from_utf8_lossy(&calibrated.stdout);
+    assert!(
+        stdout.contains("score is the mean of the 2 restarts (seeds 2, 3)"),
+        "{stdout}"
+    );
+    assert!(null.exists());
+    assert_ok(&score("results"));
+}
+
+#[test]
 fn a_single_run_resumes_under_the_default_restarts() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("dataset");
