@@ -1,6 +1,10 @@
 #!/usr/bin/env python3
 """Would averaging `train`'s restarts beat keeping one? (docs/model.md, "Restarts").
 
+This offline measurement is what made the mean of the runs `score`'s default (the restart
+ensemble, crates/oddcube-score/src/ensemble.rs); it stays to compare members and pairs of runs
+from single-run catalogues.
+
 Reads the catalogues of several single runs on one simulated survey and the survey's truth, and
 prints, for every run, for the mean of all runs' `score` columns and for every pair of runs:
 the AUROC of the score overall and per planted kind, and the flags at a nominal false-discovery

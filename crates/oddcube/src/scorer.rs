@@ -82,7 +82,15 @@ pub fn load_members(
         .map(|m| {
             let member = dir.join(&m.dir);
             ModelScorer::load(&member, device, batch)
-                .with_context(|| format!("loading ensemble member seed {}", m.seed))
+                .with_context(|| {
+                    format!(
+                        "loading ensemble member seed {} ({}): a model trained with restarts is \
+                         scored with all of its runs, so copy its members/ directory with it (or \
+                         remove {ENSEMBLE_FILE} to score with the kept run alone)",
+                        m.seed,
+                        member.display()
+                    )
+                })
                 .map(|scorer| (m.seed, scorer))
         })
         .collect()

@@ -497,6 +497,15 @@ fn an_ensemble_member_without_its_null_is_named_and_calibrate_restores_it() {
     );
     assert!(null.exists());
     assert_ok(&score("results"));
+    // A model directory copied without its members is refused with what to do.
+    std::fs::rename(model.join("members"), tmp.path().join("elsewhere")).unwrap();
+    let copied = score("results-2");
+    assert!(!copied.status.success());
+    let stderr = String::from_utf8_lossy(&copied.stderr);
+    assert!(
+        stderr.contains("copy its members/ directory") && stderr.contains("ensemble.json"),
+        "{stderr}"
+    );
 }
 
 #[test]
