@@ -57,13 +57,46 @@ pub fn calibrate_model(
     progress: &dyn Progress,
 ) -> anyhow::Result<CalibrationReport> {
     let scorer = ModelScorer::load(model_dir, device, 32)?;
+    let fitted = fit_null(&scorer, model_dir, dataset, progress)?;
+    let mut warnings: Vec<String> = fitted.warning.clone().into_iter().collect();
+    let ensemble = calibrate_ensemble(
+        model_dir,
+        &scorer,
+        &fitted,
+        dataset,
+        device,
+        progress,
+        &mut warnings,
+    )?;
+    let warning = (!warnings.is_empty()).then(|| warnings.join("; "));
+    Ok(CalibrationReport {
+        null: fitted.null,
+        ensemble,
+        warning,
+    })
+}
+
+/// One model's null, written into its directory, with the dataset rows it was fitted on.
+struct FittedNull {
+    null: StoredNull,
+    rows: Vec<usize>,
+    warning: Option<String>,
+}
+
+/// Fits and writes the null of the loaded model in `model_dir` (see [`calibrate_model`]).
+fn fit_null(
+    scorer: &ModelScorer,
+    model_dir: &Path,
+    dataset: &Dataset,
+    progress: &dyn Progress,
+) -> anyhow::Result<FittedNull> {
     let other_dataset = !scorer.check_dataset(model_dir, dataset)?;
     let fraction = scorer.model.config().train.val_fraction;
     let (validation, training): (Vec<usize>, Vec<usize>) = (0..dataset.galaxies.len())
         .partition(|&i| is_validation(&dataset.galaxies[i].plateifu, fraction));
     let fit = |rows: &[usize], fitted_on: &str| {
         calibrate(
-            &scorer,
+            scorer,
             &dataset.cubes,
             &dataset.galaxies,
             &dataset.manifest.lines.lines,
@@ -78,12 +111,15 @@ pub fn calibrate_model(
     let all: Vec<usize> = (0..dataset.galaxies.len()).collect();
     let mut null = fit(&all, "training+validation")?;
     let decision = decide(null.calibration.validation_shift, validation.len());
-    if decision.refit_on_validation {
+    let rows = if decision.refit_on_validation {
         let measured = null.calibration.validation_shift;
         null = fit(&validation, "validation")?;
         // The refit has no training galaxies to compare with; keep the shift that caused it.
         null.calibration.validation_shift = measured;
-    }
+        validation
+    } else {
+        all
+    };
     null.write(model_dir)
         .with_context(|| format!("writing the null into {}", model_dir.display()))?;
     let other_dataset = other_dataset.then(|| {
@@ -95,28 +131,27 @@ pub fn calibrate_model(
             model_dir.display()
         )
     });
-    let mut warnings: Vec<String> = decision.warning.into_iter().chain(other_dataset).collect();
-    let fitted_rows = if null.calibration.fitted_on == "validation" {
-        validation
-    } else {
-        all
+    let warning = match (decision.warning, other_dataset) {
+        (Some(a), Some(b)) => Some(format!("{a}; {b}")),
+        (a, b) => a.or(b),
     };
-    let ensemble = calibrate_ensemble(
-        model_dir,
-        &scorer,
-        &null,
-        dataset,
-        &fitted_rows,
-        device,
-        progress,
-        &mut warnings,
-    )?;
-    let warning = (!warnings.is_empty()).then(|| warnings.join("; "));
-    Ok(CalibrationReport {
+    Ok(FittedNull {
         null,
-        ensemble,
+        rows,
         warning,
     })
+}
+
+/// The line `train` and `calibrate` print for a restart ensemble's null fitted into `model_dir`.
+pub fn describe_ensemble(ensemble: &EnsembleNull, model_dir: &Path) -> String {
+    let seeds: Vec<String> = ensemble.seeds().iter().map(u64::to_string).collect();
+    format!(
+        "score is the mean of the {} restarts (seeds {}); its null fitted on {} galaxies → {}/{ENSEMBLE_FILE}",
+        ensemble.members.len(),
+        seeds.join(", "),
+        ensemble.n_calibration,
+        model_dir.display()
+    )
 }
 
 /// The seeds of the members in `model_dir`'s [`MEMBERS_DIR`] (directories `seed-S` holding a
@@ -148,16 +183,14 @@ pub fn member_seeds(model_dir: &Path) -> anyhow::Result<Vec<u64>> {
     Ok(seeds)
 }
 
-/// Fits every member's null and the ensemble's on `rows` of `dataset` (see
-/// [`calibrate_model`]); `None`, and any stale `ensemble.json` removed, for a model without
-/// members. Member warnings are added to `warnings`, naming the member.
-#[allow(clippy::too_many_arguments)]
+/// Fits every member's null and then the ensemble's, on the rows the kept model's null was
+/// fitted on (see [`calibrate_model`]); `None`, and any stale `ensemble.json` removed, for a
+/// model without members. Member warnings are added to `warnings`, naming the member.
 fn calibrate_ensemble(
     model_dir: &Path,
     kept: &ModelScorer,
-    kept_null: &StoredNull,
+    kept_null: &FittedNull,
     dataset: &Dataset,
-    rows: &[usize],
     device: &str,
     progress: &dyn Progress,
     warnings: &mut Vec<String>,
@@ -177,44 +210,40 @@ fn calibrate_ensemble(
         "{} holds a member of seed {kept_seed}, the seed of the model itself",
         model_dir.join(MEMBERS_DIR).display()
     );
-    let lines = &dataset.manifest.lines.lines;
     let scores_of = |model: &ModelScorer, null: &StoredNull| {
         member_scores(
             model,
             null,
             &dataset.cubes,
             &dataset.galaxies,
-            lines,
-            rows,
+            &dataset.manifest.lines.lines,
+            &kept_null.rows,
             Metric::Euclidean,
             progress,
         )
     };
-    let mut members = vec![EnsembleMember {
+    let kept_member = EnsembleMember {
         seed: kept_seed,
         dir: KEPT_DIR.to_string(),
-    }];
-    let mut scores = vec![scores_of(kept, kept_null)?];
+    };
+    let mut members = vec![(kept_member, scores_of(kept, &kept_null.null)?)];
     for seed in seeds {
         let dir = model_dir.join(member_dir(seed));
         tracing::info!("calibrating ensemble member seed {seed}");
-        let report = calibrate_model(&dir, dataset, device, progress)?;
-        if let Some(warning) = report.warning {
+        let scorer = ModelScorer::load(&dir, device, 32)?;
+        let fitted = fit_null(&scorer, &dir, dataset, progress)?;
+        if let Some(warning) = fitted.warning {
             warnings.push(format!("ensemble member seed {seed}: {warning}"));
         }
-        let scorer = ModelScorer::load(&dir, device, 32)?;
-        scores.push(scores_of(&scorer, &report.null)?);
-        members.push(EnsembleMember {
+        let member = EnsembleMember {
             seed,
             dir: member_dir(seed),
-        });
+        };
+        members.push((member, scores_of(&scorer, &fitted.null)?));
     }
-    // Members in seed order, the kept one among them.
-    let mut order: Vec<usize> = (0..members.len()).collect();
-    order.sort_by_key(|&i| members[i].seed);
-    let members: Vec<EnsembleMember> = order.iter().map(|&i| members[i].clone()).collect();
-    let scores: Vec<Vec<f64>> = order.iter().map(|&i| scores[i].clone()).collect();
-    let ensemble = EnsembleNull::fit(members, &scores, &kept_null.calibration.fitted_on)
+    members.sort_by_key(|(member, _)| member.seed);
+    let (members, scores): (Vec<EnsembleMember>, Vec<Vec<f64>>) = members.into_iter().unzip();
+    let ensemble = EnsembleNull::fit(members, &scores, &kept_null.null.calibration.fitted_on)
         .with_context(|| format!("fitting the ensemble null of {}", model_dir.display()))?;
     ensemble
         .write(model_dir)

@@ -170,16 +170,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     );
     if let Some(ensemble) = &calibration.ensemble {
         println!(
-            "score is the mean of the {} restarts (seeds {}); its null fitted on {} galaxies → {}/ensemble.json",
-            ensemble.members.len(),
-            ensemble
-                .seeds()
-                .iter()
-                .map(u64::to_string)
-                .collect::<Vec<_>>()
-                .join(", "),
-            ensemble.n_calibration,
-            args.out.display()
+            "{}",
+            oddcube::calibrate::describe_ensemble(ensemble, &args.out)
         );
     }
     if let Some(warning) = &calibration.warning {
