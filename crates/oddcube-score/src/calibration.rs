@@ -698,7 +698,18 @@ pub fn reference_neighbourhood(
     Ok(pairs.into_iter().unzip())
 }
 
-/// Fits and returns the stored null of a model: encodes and reconstructs every galaxy at
+/// A null fitted by [`calibrate`], with what the fit already computed about its galaxies.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FittedNull {
+    /// The null, as stored in the model directory.
+    pub null: StoredNull,
+    /// The fused score under `null` of each calibration galaxy, in the order of the
+    /// `calibration_rows` given to [`calibrate`] (NaN where a galaxy cannot be scored): what
+    /// [`crate::ensemble::member_scores`] would compute for those rows, without scoring them again.
+    pub scores: Vec<f64>,
+}
+
+/// Fits the stored null of a model: encodes and reconstructs every galaxy at
 /// `calibration_rows` and `reference_rows` of `cubes`, fits the line floors on the calibration
 /// galaxies, scores them with those floors, takes the reference galaxies' latents, and fits
 /// [`Calibration`]. Each galaxy's PSF, which sets the anomaly map's smoothing, comes from its
@@ -714,7 +725,7 @@ pub fn calibrate(
     fitted_on: &str,
     knn_k: usize,
     progress: &dyn Progress,
-) -> Result<StoredNull> {
+) -> Result<FittedNull> {
     let plane = cubes.size * cubes.size;
     // Floors first: they need the calibration galaxies' reconstructions only.
     let mut x = Vec::new();
@@ -816,7 +827,10 @@ pub fn calibrate(
         .map(|(v, c)| stored.calibration.verdict(*v, *c).score)
         .collect();
     stored.calibration.validation_shift = validation_shift(&scores, &trained_on);
-    Ok(stored)
+    Ok(FittedNull {
+        null: stored,
+        scores,
+    })
 }
 
 /// The latents (`dim` each) of `wanted` rows, taken from `latents` computed for `rows`; `None`

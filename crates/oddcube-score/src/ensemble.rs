@@ -335,6 +335,48 @@ pub fn member_scores(
 mod tests {
     use super::*;
 
+    /// `calibrate` hands back the scores the ensemble is fitted on, so `train` need not score
+    /// each run again: they must be exactly what [`member_scores`] computes for those rows
+    /// under the fitted null — in the order of the rows given, which need not be sorted.
+    #[test]
+    fn calibration_scores_are_the_member_scores() {
+        use crate::score::tests::{FlatModel, line_names, random_cubes, records};
+        use oddcube_data::NoProgress;
+        let (n, l, s) = (60, 3, 8);
+        let cubes = random_cubes(n, l, s, 5);
+        let galaxies = records(n);
+        let lines = line_names(l);
+        let model = FlatModel { n_lines: l };
+        let rows: Vec<usize> = (0..n).rev().filter(|r| r % 7 != 3).collect();
+        let reference: Vec<usize> = (0..40).collect();
+        let fitted = crate::calibration::calibrate(
+            &model,
+            &cubes,
+            &galaxies,
+            &lines,
+            &rows,
+            &reference,
+            "training+validation",
+            5,
+            &NoProgress,
+        )
+        .unwrap();
+        let again = member_scores(
+            &model,
+            &fitted.null,
+            &cubes,
+            &galaxies,
+            &lines,
+            &rows,
+            Metric::Euclidean,
+            &NoProgress,
+        )
+        .unwrap();
+        assert_eq!(fitted.scores.len(), rows.len());
+        assert!(fitted.scores.iter().all(|s| s.is_finite()));
+        assert_eq!(fitted.scores, again);
+    }
+
     fn members(seeds: &[u64], kept: u64) -> Vec<EnsembleMember> {
         seeds
             .iter()

@@ -943,7 +943,7 @@ pub(crate) mod tests {
             .collect()
     }
 
-    fn line_names(l: usize) -> Vec<String> {
+    pub(crate) fn line_names(l: usize) -> Vec<String> {
         (0..l).map(|i| format!("L{i}")).collect()
     }
 

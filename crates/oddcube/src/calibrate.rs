@@ -9,7 +9,7 @@ use oddcube_data::Progress;
 use oddcube_data::dataset::Dataset;
 use oddcube_model::batches::is_validation;
 use oddcube_model::checkpoint::CONFIG;
-use oddcube_score::calibration::{StoredNull, calibrate};
+use oddcube_score::calibration::{FittedNull, StoredNull, calibrate};
 use oddcube_score::ensemble::{
     ENSEMBLE_FILE, EnsembleMember, EnsembleNull, KEPT_DIR, MEMBERS_DIR, member_dir, member_scores,
 };
@@ -76,10 +76,12 @@ pub fn calibrate_model(
     })
 }
 
-/// One model's null, written into its directory, with the dataset rows it was fitted on.
-struct FittedNull {
+/// One model's null, written into its directory, with the dataset rows it was fitted on and
+/// their fused scores under it.
+struct ModelNull {
     null: StoredNull,
     rows: Vec<usize>,
+    scores: Vec<f64>,
     warning: Option<String>,
 }
 
@@ -89,7 +91,7 @@ fn fit_null(
     model_dir: &Path,
     dataset: &Dataset,
     progress: &dyn Progress,
-) -> anyhow::Result<FittedNull> {
+) -> anyhow::Result<ModelNull> {
     let other_dataset = !scorer.check_dataset(model_dir, dataset)?;
     let fraction = scorer.model.config().train.val_fraction;
     let (validation, training): (Vec<usize>, Vec<usize>) = (0..dataset.galaxies.len())
@@ -109,17 +111,18 @@ fn fit_null(
         .with_context(|| format!("calibrating model {}", model_dir.display()))
     };
     let all: Vec<usize> = (0..dataset.galaxies.len()).collect();
-    let mut null = fit(&all, "training+validation")?;
-    let decision = decide(null.calibration.validation_shift, validation.len());
+    let mut fitted = fit(&all, "training+validation")?;
+    let decision = decide(fitted.null.calibration.validation_shift, validation.len());
     let rows = if decision.refit_on_validation {
-        let measured = null.calibration.validation_shift;
-        null = fit(&validation, "validation")?;
+        let measured = fitted.null.calibration.validation_shift;
+        fitted = fit(&validation, "validation")?;
         // The refit has no training galaxies to compare with; keep the shift that caused it.
-        null.calibration.validation_shift = measured;
+        fitted.null.calibration.validation_shift = measured;
         validation
     } else {
         all
     };
+    let FittedNull { null, scores } = fitted;
     null.write(model_dir)
         .with_context(|| format!("writing the null into {}", model_dir.display()))?;
     let other_dataset = other_dataset.then(|| {
@@ -135,9 +138,10 @@ fn fit_null(
         (Some(a), Some(b)) => Some(format!("{a}; {b}")),
         (a, b) => a.or(b),
     };
-    Ok(FittedNull {
+    Ok(ModelNull {
         null,
         rows,
+        scores,
         warning,
     })
 }
@@ -189,7 +193,7 @@ pub fn member_seeds(model_dir: &Path) -> anyhow::Result<Vec<u64>> {
 fn calibrate_ensemble(
     model_dir: &Path,
     kept: &ModelScorer,
-    kept_null: &FittedNull,
+    kept_null: &ModelNull,
     dataset: &Dataset,
     device: &str,
     progress: &dyn Progress,
@@ -210,10 +214,16 @@ fn calibrate_ensemble(
         "{} holds a member of seed {kept_seed}, the seed of the model itself",
         model_dir.join(MEMBERS_DIR).display()
     );
-    let scores_of = |model: &ModelScorer, null: &StoredNull| {
+    // Each run's scores on the rows the ensemble is fitted on: what fitting its null computed,
+    // unless its null was fitted on other rows (refitted on the validation galaxies when the
+    // kept model's was not, or the other way round).
+    let scores_of = |model: &ModelScorer, fitted: &ModelNull| {
+        if fitted.rows == kept_null.rows {
+            return Ok(fitted.scores.clone());
+        }
         member_scores(
             model,
-            null,
+            &fitted.null,
             &dataset.cubes,
             &dataset.galaxies,
             &dataset.manifest.lines.lines,
@@ -226,20 +236,20 @@ fn calibrate_ensemble(
         seed: kept_seed,
         dir: KEPT_DIR.to_string(),
     };
-    let mut members = vec![(kept_member, scores_of(kept, &kept_null.null)?)];
+    let mut members = vec![(kept_member, scores_of(kept, kept_null)?)];
     for seed in seeds {
         let dir = model_dir.join(member_dir(seed));
         tracing::info!("calibrating ensemble member seed {seed}");
         let scorer = ModelScorer::load(&dir, device, 32)?;
         let fitted = fit_null(&scorer, &dir, dataset, progress)?;
-        if let Some(warning) = fitted.warning {
+        if let Some(warning) = &fitted.warning {
             warnings.push(format!("ensemble member seed {seed}: {warning}"));
         }
         let member = EnsembleMember {
             seed,
             dir: member_dir(seed),
         };
-        members.push((member, scores_of(&scorer, &fitted.null)?));
+        members.push((member, scores_of(&scorer, &fitted)?));
     }
     members.sort_by_key(|(member, _)| member.seed);
     let (members, scores): (Vec<EnsembleMember>, Vec<Vec<f64>>) = members.into_iter().unzip();
