@@ -438,6 +438,7 @@ def train(
     augment: bool = True,
     resume: bool = False,
     restarts: int = 3,
+    member_margin: float = 0.1,
     device: str = "cpu",
     kernel: str = "fused",
     progress: Progress = None,
@@ -445,18 +446,21 @@ def train(
     """Trains a model on a dataset into ``out`` and fits its null, as ``oddcube train`` does
     (the same options; ``None`` takes the default, and the default ``epochs`` follows the
     number of training galaxies as there). ``restarts`` trains that many models from
-    consecutive seeds: the one with the lowest validation loss is the model, the others its
-    restart ensemble, whose mean score the catalogue's ``score`` is (1: a single model). Returns
-    the trained :class:`Model`; ``model.training_report`` has the epoch table, the null's
-    summary, ``restarts`` (seed, best loss, its epoch, loss over the baseline, kept) per run and
+    consecutive seeds: the one with the lowest validation loss is the model, the others within
+    ``member_margin`` of its loss (a fraction; ``float("inf")`` for all) its restart ensemble,
+    whose mean score the catalogue's ``score`` is (1: a single model). Returns the trained
+    :class:`Model`; ``model.training_report`` has the epoch table, the null's summary,
+    ``restarts`` (seed, best loss, its epoch, loss over the baseline, kept, member) per run and
     ``ensemble_seeds``."""
     directory = data.dir if isinstance(data, Dataset) else Path(data)
     if not 1 <= int(restarts) <= 100:
         raise ValueError(f"restarts={restarts}: expected 1 to 100, as oddcube train --restarts")
+    if not float(member_margin) >= 0:
+        raise ValueError(f"member_margin={member_margin}: expected a fraction >= 0 or inf")
     report = _oddcube.train(
         os.fspath(directory), os.fspath(out), preset, arch, epochs, batch, lr, latent, beta, seed,
-        val_fraction, loss, patience, bool(noise), bool(augment), bool(resume), int(restarts), device,
-        kernel, progress,
+        val_fraction, loss, patience, bool(noise), bool(augment), bool(resume), int(restarts),
+        float(member_margin), device, kernel, progress,
     )
     model = Model(out, device=device)
     model.training_report = report

@@ -42,7 +42,7 @@ def train(
     data: str, out: str, preset: str, arch: str, epochs: Optional[int], batch: Optional[int],
     lr: Optional[float], latent: Optional[int], beta: Optional[float], seed: Optional[int],
     val_fraction: Optional[float], loss: Optional[str], patience: Optional[int], noise: bool,
-    augment: bool, resume: bool, restarts: int, device: str, kernel: str,
+    augment: bool, resume: bool, restarts: int, member_margin: float, device: str, kernel: str,
     progress: ProgressCallback,
 ) -> dict: ...
 

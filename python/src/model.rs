@@ -327,7 +327,7 @@ impl RawModel {
 /// null_n_calibration, null_validation_shift (the validation galaxies' median fused score minus
 /// the training galaxies', σ; None when not measured) and null_warning (None when all is well).
 #[pyfunction]
-#[pyo3(signature = (data, out, preset, arch, epochs, batch, lr, latent, beta, seed, val_fraction, loss, patience, noise, augment, resume, restarts, device, kernel, progress))]
+#[pyo3(signature = (data, out, preset, arch, epochs, batch, lr, latent, beta, seed, val_fraction, loss, patience, noise, augment, resume, restarts, member_margin, device, kernel, progress))]
 #[allow(clippy::too_many_arguments)]
 pub fn train<'py>(
     py: Python<'py>,
@@ -348,6 +348,7 @@ pub fn train<'py>(
     augment: bool,
     resume: bool,
     restarts: usize,
+    member_margin: f64,
     device: &str,
     kernel: &str,
     progress: Option<Py<PyAny>>,
@@ -385,6 +386,7 @@ pub fn train<'py>(
             &out,
             resume,
             restarts,
+            member_margin,
             device,
             &reporter,
             &|_| {},
@@ -398,7 +400,7 @@ pub fn train<'py>(
     dict.set_item("n_train", trained.report.n_train)?;
     dict.set_item("n_val", trained.report.n_val)?;
     dict.set_item("notes", trained.plan.notes)?;
-    let restarts: Vec<(u64, f64, usize, f64, bool)> = trained
+    let restarts: Vec<(u64, f64, usize, f64, bool, bool)> = trained
         .restarts
         .iter()
         .map(|r| {
@@ -408,6 +410,7 @@ pub fn train<'py>(
                 r.best_epoch,
                 r.relative_to_baseline,
                 r.kept,
+                r.member,
             )
         })
         .collect();

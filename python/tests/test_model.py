@@ -127,7 +127,11 @@ def test_train_from_python_reports_progress(demo, scratch):
 
 
 def test_restarts_keep_the_lowest_validation_loss(demo, scratch):
-    model = oddcube.train(demo / "dataset", scratch / "model", epochs=1, seed=5, restarts=2)
+    # Both runs members whatever their losses after one epoch (the margin is tested in Rust).
+    model = oddcube.train(
+        demo / "dataset", scratch / "model", epochs=1, seed=5, restarts=2,
+        member_margin=float("inf"),
+    )
     runs = model.training_report["restarts"]
     assert [r[0] for r in runs] == [5, 6]
     kept = [r for r in runs if r[4]]
@@ -146,6 +150,8 @@ def test_restarts_keep_the_lowest_validation_loss(demo, scratch):
     np.testing.assert_allclose(catalog["score"], (mean - null["centre"]) / null["scale"], rtol=1e-12, atol=1e-12)
     with pytest.raises(ValueError, match="restarts"):
         oddcube.train(demo / "dataset", scratch / "m2", restarts=0)
+    with pytest.raises(ValueError, match="member_margin"):
+        oddcube.train(demo / "dataset", scratch / "m2", member_margin=-0.1)
 
 
 def test_a_raising_progress_callback_surfaces(demo, scratch):

@@ -3,7 +3,8 @@
 //!
 //! `oddcube train` trains three runs by default (docs/model.md, "Restarts"). The one with the
 //! lowest validation loss is the model (its latents, anomaly maps and component columns fill
-//! the catalogue); the others are kept as *members* in `members/seed-S/`, each with its own
+//! the catalogue); the others whose loss is within `train --member-margin` of it (10 % by
+//! default) are kept as *members* in `members/seed-S/`, each with its own
 //! stored null ([`crate::calibration`]). A galaxy's fused score under each member's null is a
 //! catalogue column `score_seed_S` ([`member_column`]); the catalogue's `score` is their mean,
 //! standardised against the same mean over the model's dataset: `score = (mean_m score_m − c) /

@@ -47,7 +47,8 @@ pub struct CalibrationReport {
 /// the training galaxies (the model rebuilds what it trained on better), it is refitted on the
 /// validation galaxies alone, given at least [`MIN_VALIDATION`] of them.
 ///
-/// A model trained with restarts keeps its other runs in `members/seed-S/`: each gets its own
+/// A model trained with restarts keeps its other averaged runs in `members/seed-S/` (runs left
+/// out of the mean, in `left-out/`, are not calibrated): each gets its own
 /// null the same way, and then the ensemble's ([`EnsembleNull`]) is fitted on the galaxies the
 /// model's own null was fitted on and written as `ensemble.json`.
 pub fn calibrate_model(

@@ -2,10 +2,11 @@
 //! its arguments and printing, shared with the Python package's `oddcube.train`.
 //!
 //! With restarts, several models are trained from consecutive seeds. The one with the lowest
-//! validation loss becomes the model (its latents and maps fill the catalogue); the others are
-//! kept beside it as the members of a restart ensemble, whose mean fused score is the
-//! catalogue's `score` (docs/model.md, "Restarts"): the choice needs no labels, and neither a seed
-//! whose training stalls on a plateau nor how far one run's null reaches decides the flags.
+//! validation loss becomes the model (its latents and maps fill the catalogue); the others whose
+//! loss is within [`MEMBER_LOSS_MARGIN`] of it are kept beside it as the members of a restart
+//! ensemble, whose mean fused score is the catalogue's `score` (docs/model.md, "Restarts"): the
+//! choice needs no labels, a seed whose training stalls on a plateau is left out of the mean, and
+//! how far one run's null reaches does not decide the flags alone.
 
 use std::path::{Path, PathBuf};
 
@@ -19,6 +20,16 @@ use oddcube_model::plan::{DatasetShape, Plan, RunChoices, plan_run};
 use oddcube_model::{TrainOptions, TrainReport, train};
 
 use oddcube_score::ensemble::{MEMBERS_DIR, member_dir};
+
+/// Where runs left out of the restart ensemble are kept (`left-out/seed-S/`): trained and
+/// inspectable, but neither calibrated nor scored.
+pub const LEFT_OUT_DIR: &str = "left-out";
+
+/// How far above the kept run's validation loss, as a fraction of it, another run's may be and
+/// still be averaged into `score` (`train --member-margin`). A run that stalls on a plateau ends
+/// well above the best of its survey and ranks the anomalies worse, while runs within a few per
+/// cent rank alike and steady the flags (docs/model.md, "Restarts", has the measurements).
+pub const MEMBER_LOSS_MARGIN: f64 = 0.10;
 
 use crate::calibrate::{CalibrationReport, calibrate_model};
 
@@ -50,6 +61,9 @@ pub struct Restart {
     pub relative_to_baseline: f64,
     /// Whether this run became the model.
     pub kept: bool,
+    /// Whether its fused score is averaged into `score`: the kept run, and every other run whose
+    /// loss is within the member margin of the kept one's ([`joins_ensemble`]).
+    pub member: bool,
 }
 
 /// Plans a run from `choices` (or resumes the one in `out`), trains it on `dataset` into `out`
@@ -65,11 +79,16 @@ pub fn train_and_calibrate(
     out: &Path,
     resume: bool,
     restarts: usize,
+    member_margin: f64,
     device: &str,
     progress: &dyn Progress,
     on_plan: &dyn Fn(&Plan),
 ) -> anyhow::Result<Trained> {
     anyhow::ensure!(restarts >= 1, "--restarts must be at least 1");
+    anyhow::ensure!(
+        member_margin >= 0.0,
+        "--member-margin {member_margin}: expected a fraction ≥ 0 (inf averages every run)"
+    );
     let candle_device =
         oddcube_model::select_device(device).with_context(|| format!("device {device:?}"))?;
     let plateifus: Vec<String> = dataset
@@ -152,6 +171,7 @@ pub fn train_and_calibrate(
             runs.push((plan, report));
         }
         let kept = lowest_loss(runs.iter().map(|(_, r)| r.state.best_val));
+        let kept_loss = runs[kept].1.state.best_val;
         let restarts: Vec<Restart> = runs
             .iter()
             .enumerate()
@@ -161,8 +181,22 @@ pub fn train_and_calibrate(
                 best_epoch: report.state.best_epoch,
                 relative_to_baseline: report.state.best_val / report.mean_baseline,
                 kept: i == kept,
+                member: i == kept
+                    || joins_ensemble(report.state.best_val, kept_loss, member_margin),
             })
             .collect();
+        for r in restarts
+            .iter()
+            .filter(|r| !r.member && r.best_loss.is_finite())
+        {
+            tracing::info!(
+                "seed {}: best loss {:.3}× the kept run's, more than 1 + {member_margin}: kept in {}/seed-{} but not averaged into score",
+                r.seed,
+                r.best_loss / kept_loss,
+                LEFT_OUT_DIR,
+                r.seed
+            );
+        }
         let (plan, report) = runs.swap_remove(kept);
         let kept_dir = restart_dir(out, plan.config.train.seed);
         // Nothing is moved or deleted unless there is a model to keep.
@@ -212,6 +246,12 @@ fn lowest_loss(losses: impl Iterator<Item = f64>) -> usize {
     best.map_or(0, |(i, _)| i)
 }
 
+/// Whether a run whose best validation loss is `loss` joins the restart ensemble of a model kept
+/// with `kept_loss`: finite and at most `(1 + margin) × kept_loss`.
+fn joins_ensemble(loss: f64, kept_loss: f64, margin: f64) -> bool {
+    loss.is_finite() && loss <= (1.0 + margin) * kept_loss
+}
+
 /// The `restart-seed-*` run directories inside `out`.
 fn candidate_dirs(out: &Path) -> anyhow::Result<Vec<PathBuf>> {
     if !out.is_dir() {
@@ -237,9 +277,11 @@ fn candidate_dirs(out: &Path) -> anyhow::Result<Vec<PathBuf>> {
 }
 
 /// Completes the choice recorded in `out`'s [`RESTARTS_FILE`]: moves the kept run's files up,
-/// moves every other run with a finite loss into `members/seed-S/` (the restart ensemble,
-/// [`oddcube_score::ensemble`]; its resume checkpoint is dropped) and removes what is left of
-/// the run directories (diverged runs). Steps already done are skipped, so it can be repeated.
+/// moves every other member into `members/seed-S/` (the restart ensemble,
+/// [`oddcube_score::ensemble`]) and every other run with a finite loss into
+/// [`LEFT_OUT_DIR`]`/seed-S/` (their resume checkpoints dropped), and removes what is left of the
+/// run directories (diverged runs). Steps already done are skipped, so it can be repeated. A
+/// table written before the `member` column existed makes every finite run a member.
 fn finish_keeping(out: &Path) -> anyhow::Result<()> {
     let path = out.join(RESTARTS_FILE);
     let text = std::fs::read_to_string(&path)
@@ -247,7 +289,7 @@ fn finish_keeping(out: &Path) -> anyhow::Result<()> {
     let rows: Vec<Vec<String>> = oddcube_data::csv::parse(&text)
         .into_iter()
         .skip(1)
-        .filter(|row| row.len() == 5)
+        .filter(|row| row.len() == 5 || row.len() == 6)
         .collect();
     let kept: Vec<&String> = rows
         .iter()
@@ -274,8 +316,14 @@ fn finish_keeping(out: &Path) -> anyhow::Result<()> {
         if !(finite && from.join(BEST_WEIGHTS).is_file()) {
             continue;
         }
-        let to = out.join(member_dir(seed));
-        let parent = out.join(MEMBERS_DIR);
+        let member = row.get(5).is_none_or(|m| m == "true");
+        let (parent, to) = if member {
+            (out.join(MEMBERS_DIR), out.join(member_dir(seed)))
+        } else {
+            let parent = out.join(LEFT_OUT_DIR);
+            let to = parent.join(format!("seed-{seed}"));
+            (parent, to)
+        };
         std::fs::create_dir_all(&parent)
             .with_context(|| format!("cannot create {}", parent.display()))?;
         let checkpoint = from.join(LAST_CHECKPOINT);
@@ -305,13 +353,14 @@ fn keep_restart(out: &Path, dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Writes [`RESTARTS_FILE`]: one row per run, `seed,best_loss,best_epoch,relative_to_baseline,kept`.
+/// Writes [`RESTARTS_FILE`]: one row per run,
+/// `seed,best_loss,best_epoch,relative_to_baseline,kept,member`.
 fn write_restarts(out: &Path, restarts: &[Restart]) -> anyhow::Result<()> {
-    let mut text = String::from("seed,best_loss,best_epoch,relative_to_baseline,kept\n");
+    let mut text = String::from("seed,best_loss,best_epoch,relative_to_baseline,kept,member\n");
     for r in restarts {
         text.push_str(&format!(
-            "{},{:e},{},{:.4},{}\n",
-            r.seed, r.best_loss, r.best_epoch, r.relative_to_baseline, r.kept
+            "{},{:e},{},{:.4},{},{}\n",
+            r.seed, r.best_loss, r.best_epoch, r.relative_to_baseline, r.kept, r.member
         ));
     }
     let path = out.join(RESTARTS_FILE);
@@ -320,7 +369,19 @@ fn write_restarts(out: &Path, restarts: &[Restart]) -> anyhow::Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::lowest_loss;
+    use super::{MEMBER_LOSS_MARGIN, joins_ensemble, lowest_loss};
+
+    #[test]
+    fn runs_within_the_margin_join_the_ensemble_and_diverged_ones_never_do() {
+        let kept = 0.004;
+        assert!(joins_ensemble(kept, kept, 0.0));
+        assert!(joins_ensemble(1.09 * kept, kept, MEMBER_LOSS_MARGIN));
+        assert!(!joins_ensemble(1.11 * kept, kept, MEMBER_LOSS_MARGIN));
+        assert!(!joins_ensemble(1.0001 * kept, kept, 0.0));
+        assert!(joins_ensemble(50.0 * kept, kept, f64::INFINITY));
+        assert!(!joins_ensemble(f64::NAN, kept, f64::INFINITY));
+        assert!(!joins_ensemble(f64::INFINITY, kept, f64::INFINITY));
+    }
 
     #[test]
     fn the_lowest_finite_loss_wins_and_ties_go_to_the_first_seed() {

@@ -138,7 +138,8 @@ fn sharded_pipeline_equals_unsharded() {
     }
 
     // Score: whole vs 3 shards + merge, with one model (trained with the default three
-    // restarts: `score` is their ensemble's, which each shard computes and the merge rebuilds).
+    // restarts, every run a member whatever its loss after one epoch: `score` is their
+    // ensemble's, which each shard computes and the merge rebuilds).
     run(&[
         "train",
         "--data",
@@ -149,6 +150,8 @@ fn sharded_pipeline_equals_unsharded() {
         "1",
         "--seed",
         "3",
+        "--member-margin",
+        "inf",
     ]);
     run(&[
         "score",

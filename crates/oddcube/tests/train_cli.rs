@@ -283,7 +283,9 @@ fn restarts_keep_the_run_with_the_lowest_validation_loss() {
             .output()
             .unwrap()
     };
-    let out = train("2", &["--restarts", "3"]);
+    // Every run a member whatever its loss (after two epochs on 16 galaxies the losses may
+    // differ by more than the default margin; the margin has its own test below).
+    let out = train("2", &["--restarts", "3", "--member-margin", "inf"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -457,6 +459,8 @@ fn an_ensemble_member_without_its_null_is_named_and_calibrate_restores_it() {
         "2",
         "--restarts",
         "2",
+        "--member-margin",
+        "inf",
     ]));
     let table = std::fs::read_to_string(model.join("restarts.csv")).unwrap();
     let member = oddcube_data::csv::parse(&table)
@@ -534,4 +538,74 @@ fn a_single_run_resumes_under_the_default_restarts() {
     let history = std::fs::read_to_string(model.join("history.csv")).unwrap();
     assert_eq!(history.lines().count(), 3, "{history}");
     assert!(!model.join("restarts.csv").exists());
+}
+
+#[test]
+fn a_run_beyond_the_member_margin_is_kept_aside_and_not_averaged() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("dataset");
+    let model = tmp.path().join("model");
+    write_dataset(&data);
+    let train = |margin: &str, out: &std::path::Path| {
+        oddcube()
+            .args(["train", "--data"])
+            .arg(&data)
+            .arg("--out")
+            .arg(out)
+            .args(["--epochs", "1", "--batch", "4", "--val-fraction", "0.25"])
+            .args(["--jobs", "1", "--seed", "4", "--restarts", "2"])
+            .arg(format!("--member-margin={margin}"))
+            .output()
+            .unwrap()
+    };
+    let refused = train("-0.1", &tmp.path().join("refused"));
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("expected a fraction"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+
+    // A margin of 0 leaves out every run whose loss is above the kept one's: two seeds never
+    // train to the same loss, so the other run is left out.
+    let out = train("0", &model);
+    assert_ok(&out);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let table = std::fs::read_to_string(model.join("restarts.csv")).unwrap();
+    let rows: Vec<Vec<String>> = oddcube_data::csv::parse(&table)
+        .into_iter()
+        .skip(1)
+        .collect();
+    assert!(table.starts_with("seed,best_loss,best_epoch,relative_to_baseline,kept,member\n"));
+    let (kept, other): (Vec<_>, Vec<_>) = rows.iter().partition(|r| r[4] == "true");
+    assert_eq!((kept.len(), other.len()), (1, 1), "{table}");
+    assert_eq!(kept[0][5], "true", "{table}");
+    assert_eq!(other[0][5], "false", "{table}");
+    assert!(stdout.contains("(left out)"), "{stdout}");
+
+    // It is kept for inspection without its resume checkpoint, is not a member, and the model
+    // scores as a single run.
+    let aside = model.join(format!("left-out/seed-{}", other[0][0]));
+    assert!(aside.join("best.safetensors").exists() && aside.join("config.toml").exists());
+    assert!(!aside.join("last.ckpt.safetensors").exists());
+    assert!(!aside.join("calibration.json").exists());
+    assert!(!model.join("members").exists() && !model.join("ensemble.json").exists());
+    let results = tmp.path().join("results");
+    let scored = oddcube()
+        .args(["score", "--model"])
+        .arg(&model)
+        .arg("--data")
+        .arg(&data)
+        .arg("--out")
+        .arg(&results)
+        .output()
+        .unwrap();
+    assert_ok(&scored);
+    let r = oddcube_score::results::Results::open(&results).unwrap();
+    assert!(r.manifest.ensemble_seeds.is_empty());
+    assert!(
+        r.catalog
+            .f64(&format!("score_seed_{}", other[0][0]))
+            .is_none()
+    );
 }

@@ -56,11 +56,16 @@ pub struct Args {
     seed: Option<u64>,
     /// Train this many models from the seeds --seed, --seed + 1, …: the one with the lowest
     /// validation loss is the model (a label-free choice; every run's loss goes to
-    /// restarts.csv), the others stay in members/, and `score` is the mean of all runs' fused
-    /// scores. Each costs a full training run; 1 trains a single model (docs/model.md,
-    /// "Restarts").
+    /// restarts.csv), the others within --member-margin of it stay in members/, and `score` is
+    /// the mean of their fused scores and the model's. Each costs a full training run; 1 trains
+    /// a single model (docs/model.md, "Restarts").
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=100))]
     restarts: u64,
+    /// With restarts, a run whose best validation loss is more than this fraction above the
+    /// model's is not averaged into `score` (a run stalled on a plateau ranks worse); it is kept
+    /// in left-out/. inf averages every run.
+    #[arg(long, default_value_t = oddcube::training::MEMBER_LOSS_MARGIN, value_parser = parse_margin)]
+    member_margin: f64,
     /// Compute device: cpu, cuda (or cuda:N; needs a CUDA build). wgpu is not available in candle.
     #[arg(long, default_value = "cpu")]
     device: DeviceName,
@@ -93,6 +98,16 @@ pub struct Args {
 }
 
 /// Runs `oddcube train`.
+/// `--member-margin`: a fraction ≥ 0, or inf.
+fn parse_margin(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(m) if m >= 0.0 => Ok(m),
+        _ => Err(format!(
+            "{text:?}: expected a fraction ≥ 0 (0.1 = 10 %) or inf"
+        )),
+    }
+}
+
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     apply_jobs(args.jobs)?;
     let kind = compat::either(
@@ -134,6 +149,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         &args.out,
         args.resume,
         args.restarts as usize,
+        args.member_margin,
         &device_name,
         &Bar::new(false),
         &on_plan,
@@ -148,7 +164,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                     "seed {} {:.3}×{}",
                     r.seed,
                     r.relative_to_baseline,
-                    if r.kept { " (kept)" } else { "" }
+                    if r.kept {
+                        " (kept)"
+                    } else if r.member {
+                        ""
+                    } else {
+                        " (left out)"
+                    }
                 )
             })
             .collect();
