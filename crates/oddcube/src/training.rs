@@ -62,7 +62,8 @@ pub struct Restart {
     /// Whether this run became the model.
     pub kept: bool,
     /// Whether its fused score is averaged into `score`: the kept run, and every other run whose
-    /// loss is within the member margin of the kept one's ([`joins_ensemble`]).
+    /// best loss is finite and at most `1 + member_margin` times the kept one's
+    /// ([`MEMBER_LOSS_MARGIN`] by default).
     pub member: bool,
 }
 
