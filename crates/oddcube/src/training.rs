@@ -21,6 +21,8 @@ use oddcube_model::{TrainOptions, TrainReport, train};
 
 use oddcube_score::ensemble::{MEMBERS_DIR, member_dir};
 
+use crate::calibrate::{CalibrationReport, calibrate_model};
+
 /// Where runs left out of the restart ensemble are kept (`left-out/seed-S/`): trained and
 /// inspectable, but neither calibrated nor scored.
 pub const LEFT_OUT_DIR: &str = "left-out";
@@ -30,8 +32,6 @@ pub const LEFT_OUT_DIR: &str = "left-out";
 /// well above the best of its survey and ranks the anomalies worse, while runs within a few per
 /// cent rank alike and steady the flags (docs/model.md, "Restarts", has the measurements).
 pub const MEMBER_LOSS_MARGIN: f64 = 0.10;
-
-use crate::calibrate::{CalibrationReport, calibrate_model};
 
 /// The record of a model's restarts, written beside its `config.toml`.
 pub const RESTARTS_FILE: &str = "restarts.csv";

@@ -367,16 +367,7 @@ fn restarts_keep_the_run_with_the_lowest_validation_loss() {
 
     // Scored, `score` is the standardised mean of the three runs' scores, each run's a column.
     let results = tmp.path().join("results");
-    let scored = oddcube()
-        .args(["score", "--model"])
-        .arg(&model)
-        .arg("--data")
-        .arg(&data)
-        .arg("--out")
-        .arg(&results)
-        .output()
-        .unwrap();
-    assert_ok(&scored);
+    assert_ok(&score_into(&model, &data, &results));
     let r = oddcube_score::results::Results::open(&results).unwrap();
     assert_eq!(r.manifest.ensemble_seeds, [7, 8, 9]);
     let ensemble = oddcube_score::ensemble::EnsembleNull::read(&results)
@@ -591,16 +582,7 @@ fn a_run_beyond_the_member_margin_is_kept_aside_and_not_averaged() {
     assert!(!aside.join("calibration.json").exists());
     assert!(!model.join("members").exists() && !model.join("ensemble.json").exists());
     let results = tmp.path().join("results");
-    let scored = oddcube()
-        .args(["score", "--model"])
-        .arg(&model)
-        .arg("--data")
-        .arg(&data)
-        .arg("--out")
-        .arg(&results)
-        .output()
-        .unwrap();
-    assert_ok(&scored);
+    assert_ok(&score_into(&model, &data, &results));
     let r = oddcube_score::results::Results::open(&results).unwrap();
     assert!(r.manifest.ensemble_seeds.is_empty());
     assert!(
@@ -608,4 +590,21 @@ fn a_run_beyond_the_member_margin_is_kept_aside_and_not_averaged() {
             .f64(&format!("score_seed_{}", other[0][0]))
             .is_none()
     );
+}
+
+/// Runs `oddcube score` of `model` on `data` into `results`.
+fn score_into(
+    model: &std::path::Path,
+    data: &std::path::Path,
+    results: &std::path::Path,
+) -> std::process::Output {
+    oddcube()
+        .args(["score", "--model"])
+        .arg(model)
+        .arg("--data")
+        .arg(data)
+        .arg("--out")
+        .arg(results)
+        .output()
+        .unwrap()
 }

@@ -97,7 +97,6 @@ pub struct Args {
     kernel: KernelArg,
 }
 
-/// Runs `oddcube train`.
 /// `--member-margin`: a fraction ≥ 0, or inf.
 fn parse_margin(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
@@ -108,6 +107,7 @@ fn parse_margin(text: &str) -> Result<f64, String> {
     }
 }
 
+/// Runs `oddcube train`.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     apply_jobs(args.jobs)?;
     let kind = compat::either(
