@@ -17,6 +17,10 @@
 //! which it is seen whole and noise is averaged down. The localized score is the map's peak; the
 //! region is the connected set of pixels around the peak whose excess over the galaxy's median
 //! level is at least half the peak's excess.
+//!
+//! When several models score a galaxy (the runs of a restart ensemble), the map kept and its
+//! region are their consensus, the pixelwise geometric mean ([`MapResiduals::consensus`]):
+//! where one run alone misplaces a compact source, the others outvote it.
 
 use std::path::Path;
 
@@ -158,6 +162,37 @@ pub fn anomaly_map(
     floors: &[f64],
     psf_fwhm_px: f64,
 ) -> Result<(AnomalyMap, MapSummary)> {
+    let residuals = map_residuals(x, w, xhat, n_lines, size, floors, psf_fwhm_px)?;
+    let summary = residuals.summary(&residuals.map.value);
+    Ok((residuals.map, summary))
+}
+
+/// One model's anomaly map of one galaxy together with what its summary needs: the unsmoothed
+/// per-line `z²` and the galaxy-wide sums. [`anomaly_map`] summarises it on its own map;
+/// [`MapResiduals::consensus`] on the consensus of several models' maps.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MapResiduals {
+    /// The model's own smoothed map.
+    pub map: AnomalyMap,
+    /// Unsmoothed `z²` per line and pixel (`n_lines · size · size`, 0 where unusable).
+    per_line: Vec<f64>,
+    n_lines: usize,
+    /// Summed `z²` and number of usable measurements.
+    total: f64,
+    measurements: f64,
+    pooled: f64,
+}
+
+/// [`MapResiduals`] of one galaxy (arguments as for [`anomaly_map`]).
+pub fn map_residuals(
+    x: &[f32],
+    w: &[f32],
+    xhat: &[f32],
+    n_lines: usize,
+    size: usize,
+    floors: &[f64],
+    psf_fwhm_px: f64,
+) -> Result<MapResiduals> {
     let plane = size * size;
     check_len("maps", x.len(), n_lines * plane)?;
     check_len("weights", w.len(), n_lines * plane)?;
@@ -205,16 +240,129 @@ pub fn anomaly_map(
         })
         .collect();
     let line: Vec<u8> = best.iter().map(|&(_, l)| l).collect();
-    let total: f64 = sum.iter().sum();
-    let measurements: f64 = count.iter().sum();
-    let map = AnomalyMap { size, value, line };
     let pooled = if budget_total > 0.0 {
         chi2_total / budget_total
     } else {
         f64::NAN
     };
-    let summary = summarise(&map, &per_line, n_lines, total, measurements, pooled);
-    Ok((map, summary))
+    Ok(MapResiduals {
+        map: AnomalyMap { size, value, line },
+        per_line,
+        n_lines,
+        total: sum.iter().sum(),
+        measurements: count.iter().sum(),
+        pooled,
+    })
+}
+
+impl MapResiduals {
+    /// The map shown for a galaxy that several models scored (a restart ensemble), with its
+    /// summary: pixel by pixel the geometric mean of this model's map and `others` (the other
+    /// models' maps of the same galaxy), so a pixel stands out only where every model leaves
+    /// residuals there, and a region one model alone misplaces is damped. The region, its
+    /// centre and area are the consensus map's; its line is read from this model's per-line
+    /// residuals inside that region; the peak ([`MapSummary::peak`]), mean and pooled scores
+    /// stay this model's own, since they are components of its fused score under its own null.
+    /// The pixel's dominant line ([`AnomalyMap::line`]) stays this model's. Errors unless every
+    /// other map has this one's size.
+    pub fn consensus(self, others: &[&[f32]]) -> Result<(AnomalyMap, MapSummary)> {
+        if others.is_empty() {
+            let summary = self.summary(&self.map.value);
+            return Ok((self.map, summary));
+        }
+        let plane = self.map.value.len();
+        for other in others {
+            check_len("consensus anomaly map", other.len(), plane)?;
+        }
+        let models = (others.len() + 1) as f64;
+        let value: Vec<f32> = (0..plane)
+            .map(|p| {
+                let logs: f64 = std::iter::once(self.map.value[p])
+                    .chain(others.iter().map(|o| o[p]))
+                    .map(|v| f64::from(v).ln())
+                    .sum();
+                // ln 0 = −∞ makes a pixel that one model rebuilds exactly 0; NaN (unusable in
+                // any map) stays NaN.
+                (logs / models).exp() as f32
+            })
+            .collect();
+        let mut summary = self.summary(&value);
+        summary.peak = own_peak(&self.map.value);
+        let map = AnomalyMap { value, ..self.map };
+        Ok((map, summary))
+    }
+
+    /// The summary with the region taken from `region_map` (this model's own map, or a
+    /// consensus of several on the same grid).
+    fn summary(&self, region_map: &[f32]) -> MapSummary {
+        let size = self.map.size;
+        let Some(RegionMask {
+            peak_pixel,
+            peak,
+            background,
+            inside,
+            n_usable,
+        }) = region_mask(region_map, size)
+        else {
+            return MapSummary {
+                peak: f64::NAN,
+                mean: f64::NAN,
+                pooled: f64::NAN,
+                n_pixels: 0,
+                centre: (f64::NAN, f64::NAN),
+                area: 0,
+                line: NO_LINE,
+            };
+        };
+        let (mut wsum, mut cx, mut cy, mut area) = (0.0, 0.0, 0.0, 0usize);
+        let mut line_sums = vec![0.0f64; self.n_lines];
+        let plane = size * size;
+        for p in (0..plane).filter(|&p| inside[p]) {
+            let excess = (f64::from(region_map[p]) - background).max(0.0);
+            // A flat map has no excess anywhere: fall back to equal weights.
+            let weight = if peak > background { excess } else { 1.0 };
+            wsum += weight;
+            cx += weight * (p % size) as f64;
+            cy += weight * (p / size) as f64;
+            area += 1;
+            for (l, s) in line_sums.iter_mut().enumerate() {
+                *s += self.per_line[l * plane + p];
+            }
+        }
+        let centre = if wsum > 0.0 {
+            (cx / wsum, cy / wsum)
+        } else {
+            ((peak_pixel % size) as f64, (peak_pixel / size) as f64)
+        };
+        let line = line_sums
+            .iter()
+            .enumerate()
+            .max_by(|a, b| a.1.total_cmp(b.1).then(b.0.cmp(&a.0)))
+            .map_or(NO_LINE, |(l, _)| l as u8);
+        MapSummary {
+            peak,
+            mean: if self.measurements > 0.0 {
+                self.total / self.measurements
+            } else {
+                f64::NAN
+            },
+            pooled: self.pooled,
+            n_pixels: n_usable,
+            centre,
+            area,
+            line,
+        }
+    }
+}
+
+/// The largest finite value of a map (NaN when it has none): [`RegionMask::peak`] without the
+/// region.
+fn own_peak(value: &[f32]) -> f64 {
+    value
+        .iter()
+        .filter(|v| v.is_finite())
+        .map(|&v| f64::from(v))
+        .fold(f64::NAN, f64::max)
 }
 
 /// The anomalous region of a smoothed map (see the module docs).
@@ -274,73 +422,6 @@ pub fn region_mask(value: &[f32], size: usize) -> Option<RegionMask> {
         inside,
         n_usable: usable.len(),
     })
-}
-
-fn summarise(
-    map: &AnomalyMap,
-    per_line: &[f64],
-    n_lines: usize,
-    total: f64,
-    measurements: f64,
-    pooled: f64,
-) -> MapSummary {
-    let size = map.size;
-    let Some(RegionMask {
-        peak_pixel,
-        peak,
-        background,
-        inside,
-        n_usable,
-    }) = region_mask(&map.value, size)
-    else {
-        return MapSummary {
-            peak: f64::NAN,
-            mean: f64::NAN,
-            pooled: f64::NAN,
-            n_pixels: 0,
-            centre: (f64::NAN, f64::NAN),
-            area: 0,
-            line: NO_LINE,
-        };
-    };
-    let (mut wsum, mut cx, mut cy, mut area) = (0.0, 0.0, 0.0, 0usize);
-    let mut line_sums = vec![0.0f64; n_lines];
-    let plane = size * size;
-    for p in (0..plane).filter(|&p| inside[p]) {
-        let excess = (f64::from(map.value[p]) - background).max(0.0);
-        // A flat map has no excess anywhere: fall back to equal weights.
-        let weight = if peak > background { excess } else { 1.0 };
-        wsum += weight;
-        cx += weight * (p % size) as f64;
-        cy += weight * (p / size) as f64;
-        area += 1;
-        for (l, s) in line_sums.iter_mut().enumerate() {
-            *s += per_line[l * plane + p];
-        }
-    }
-    let centre = if wsum > 0.0 {
-        (cx / wsum, cy / wsum)
-    } else {
-        ((peak_pixel % size) as f64, (peak_pixel / size) as f64)
-    };
-    let line = line_sums
-        .iter()
-        .enumerate()
-        .max_by(|a, b| a.1.total_cmp(b.1).then(b.0.cmp(&a.0)))
-        .map_or(NO_LINE, |(l, _)| l as u8);
-    MapSummary {
-        peak,
-        mean: if measurements > 0.0 {
-            total / measurements
-        } else {
-            f64::NAN
-        },
-        pooled,
-        n_pixels: n_usable,
-        centre,
-        area,
-        line,
-    }
 }
 
 /// File name of the anomaly maps inside a RESULTS directory.
@@ -577,6 +658,73 @@ mod tests {
         assert!(s.peak > 0.5 && s.peak < 9.0 / 4.0, "peak {}", s.peak);
         // Global mean: 13 pixels × 9 over 24²·4 measurements.
         assert!((s.mean - 13.0 * 9.0 / (24.0 * 24.0 * 4.0)).abs() < 1e-12);
+    }
+
+    #[test]
+    fn alone_the_consensus_is_the_models_own_map() {
+        let [x, w, xhat] = galaxy(16, 3, 2.0, 5.0, 9.0, 2.0);
+        let own = anomaly_map(&x, &w, &xhat, 3, 16, &[0.0; 3], 3.0).unwrap();
+        let residuals = map_residuals(&x, &w, &xhat, 3, 16, &[0.0; 3], 3.0).unwrap();
+        assert_eq!(residuals.consensus(&[]).unwrap(), own);
+    }
+
+    #[test]
+    fn the_consensus_region_is_where_every_model_leaves_residuals() {
+        // This model leaves residuals at A = (4, 4) in line 2 and, stronger, at B = (18, 16)
+        // in line 1 (say, a nucleus it misplaced); the other model only at A. The geometric
+        // mean keeps A (√(a·a') > 0) and damps B to √(b·0) = 0, so the region, its centre and
+        // its line are A's — read from this model's residuals — while the peak stays this
+        // model's own (B's), the component of its fused score.
+        let (size, lines) = (24, 3);
+        let plane = size * size;
+        let [mut x, w, xhat] = galaxy(size, lines, 3.0, 4.0, 4.0, 2.0);
+        for p in 0..plane {
+            let (r, c) = ((p / size) as f64, (p % size) as f64);
+            if (c - 18.0).hypot(r - 16.0) <= 2.0 {
+                x[plane + p] += 5.0;
+            }
+        }
+        let [other_x, ..] = galaxy(size, lines, 3.0, 4.0, 4.0, 2.0);
+        let (other, _) = anomaly_map(&other_x, &w, &xhat, lines, size, &[0.0; 3], 3.0).unwrap();
+        let residuals = map_residuals(&x, &w, &xhat, lines, size, &[0.0; 3], 3.0).unwrap();
+        let own = residuals.map.clone();
+        let (_, alone) = anomaly_map(&x, &w, &xhat, lines, size, &[0.0; 3], 3.0).unwrap();
+        assert!(
+            (alone.centre.0 - 18.0).abs() < 0.5 && alone.line == 1,
+            "{alone:?}"
+        );
+        let (map, s) = residuals.consensus(&[&other.value]).unwrap();
+        for p in 0..plane {
+            let expected = (f64::from(own.value[p]) * f64::from(other.value[p])).sqrt();
+            assert!(
+                (f64::from(map.value[p]) - expected).abs() <= 1e-6 * expected.max(1e-6),
+                "pixel {p}"
+            );
+        }
+        assert!((s.centre.0 - 4.0).abs() < 0.5, "{:?}", s.centre);
+        assert!((s.centre.1 - 4.0).abs() < 0.5, "{:?}", s.centre);
+        assert_eq!(s.line, 2);
+        assert_eq!(s.peak, alone.peak);
+        assert_eq!(
+            (s.mean, s.pooled, s.n_pixels),
+            (alone.mean, alone.pooled, 576)
+        );
+        // The pixel's dominant line stays this model's.
+        assert_eq!(map.line, own.line);
+        // A map of another grid is refused.
+        let residuals = map_residuals(&x, &w, &xhat, lines, size, &[0.0; 3], 3.0).unwrap();
+        assert!(residuals.consensus(&[&other.value[..10]]).is_err());
+    }
+
+    #[test]
+    fn an_unusable_pixel_stays_unusable_in_the_consensus() {
+        let [x, mut w, xhat] = galaxy(8, 1, 1.0, 3.0, 3.0, 1.5);
+        w[0] = 0.0;
+        let residuals = map_residuals(&x, &w, &xhat, 1, 8, &[0.0], 2.0).unwrap();
+        let other = residuals.map.value.clone();
+        let (map, _) = residuals.consensus(&[&other]).unwrap();
+        assert!(map.value[0].is_nan());
+        assert!(map.value[1..].iter().all(|v| v.is_finite()));
     }
 
     #[test]

@@ -744,6 +744,7 @@ pub fn calibrate(
     drop((x, w, xhat));
     let settings = crate::score::MapSettings {
         floors: floors.clone(),
+        consensus: Vec::new(),
     };
     let cal = crate::score::score_galaxies(
         model,

@@ -26,6 +26,7 @@ use std::path::Path;
 use oddcube_data::Progress;
 use oddcube_data::dataset::GalaxyRecord;
 
+use crate::anomaly_map::AnomalyMaps;
 use crate::calibration::{StoredNull, null_pvalue};
 use crate::error::{Error, Result};
 use crate::knn::Metric;
@@ -307,8 +308,19 @@ impl EnsembleNull {
     }
 }
 
-/// The fused score of every galaxy at `rows` under one model and its own stored null: what the
-/// catalogue's `score` column would hold were that model scored alone (catalogue order = `rows`).
+/// What one ensemble member says about the galaxies it scored: its fused scores under its own
+/// null and its anomaly maps (from which the published map is the members' consensus).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MemberScores {
+    /// The fused score of each galaxy, in the order of the rows scored.
+    pub score: Vec<f64>,
+    /// Each galaxy's anomaly map under the member's own floors, same order.
+    pub maps: AnomalyMaps,
+}
+
+/// The fused score of every galaxy at `rows` under one model and its own stored null — what
+/// the catalogue's `score` column would hold were that model scored alone — and its anomaly
+/// maps (catalogue order = `rows`).
 #[allow(clippy::too_many_arguments)]
 pub fn member_scores(
     model: &dyn Autoencoder,
@@ -319,17 +331,22 @@ pub fn member_scores(
     rows: &[usize],
     metric: Metric,
     progress: &dyn Progress,
-) -> Result<Vec<f64>> {
+) -> Result<MemberScores> {
     let settings = MapSettings {
         floors: null.calibration.floors.clone(),
+        consensus: Vec::new(),
     };
     let mut scored = score_galaxies(model, cubes, galaxies, lines, rows, &settings, progress)?;
     apply_stored_null(&mut scored.catalog, &scored.latents, null, metric)?;
-    Ok(scored
+    let score = scored
         .catalog
         .f64("score")
         .ok_or_else(|| Error::Empty("catalogue column 'score'".to_string()))?
-        .to_vec())
+        .to_vec();
+    Ok(MemberScores {
+        score,
+        maps: scored.maps,
+    })
 }
 
 #[cfg(test)]
@@ -375,7 +392,8 @@ mod tests {
         .unwrap();
         assert_eq!(fitted.scores.len(), rows.len());
         assert!(fitted.scores.iter().all(|s| s.is_finite()));
-        assert_eq!(fitted.scores, again);
+        assert_eq!(fitted.scores, again.score);
+        assert_eq!(again.maps.plateifus.len(), rows.len());
     }
 
     fn members(seeds: &[u64], kept: u64) -> Vec<EnsembleMember> {

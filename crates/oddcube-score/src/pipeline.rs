@@ -20,7 +20,9 @@ use oddcube_data::{links, quality};
 
 use crate::anomaly_map::AnomalyMaps;
 use crate::calibration::StoredNull;
-use crate::ensemble::{ENSEMBLE_FILE, EnsembleMember, EnsembleNull, member_column, member_scores};
+use crate::ensemble::{
+    ENSEMBLE_FILE, EnsembleMember, EnsembleNull, MemberScores, member_column, member_scores,
+};
 use crate::error::{Error, Result};
 use crate::feedback::LabelStore;
 use crate::knn::Metric;
@@ -220,11 +222,29 @@ pub fn compute_scores(job: &ScoreJob<'_>, progress: &dyn Progress) -> Result<Com
         (Some(_), PValueMethod::Stored) => EnsembleNull::read(job.model_dir)?,
         _ => None,
     };
+    // The other members score first: the kept model's map is their consensus with its own.
+    let mut member_columns = Vec::new();
+    let mut consensus = Vec::new();
+    if let Some(ensemble) = &ensemble {
+        // In seed order; the kept model's column is filled from its `score` when the ensemble
+        // combines them ([`EnsembleNull::combine`]).
+        for member in &ensemble.members {
+            let column = if member.is_kept() {
+                vec![f64::NAN; rows.len()]
+            } else {
+                let scores = member_scores_of(job, member, &rows, progress)?;
+                consensus.push(scores.maps);
+                scores.score
+            };
+            member_columns.push((member_column(member.seed), column));
+        }
+    }
     let map_settings = MapSettings {
         floors: null
             .as_ref()
             .map(|n| n.calibration.floors.clone())
             .unwrap_or_default(),
+        consensus,
     };
     let mut scored = score_galaxies(
         job.model,
@@ -243,19 +263,8 @@ pub fn compute_scores(job: &ScoreJob<'_>, progress: &dyn Progress) -> Result<Com
         let classes: Vec<&str> = bpt.iter().map(|b| b.class.name()).collect();
         push_galaxy_columns(&mut scored.catalog, &galaxies, &classes)?;
     }
-    if let Some(ensemble) = &ensemble {
-        // In seed order; the kept model's column is filled from its `score` when the ensemble
-        // combines them ([`EnsembleNull::combine`]).
-        for member in &ensemble.members {
-            let column = if member.is_kept() {
-                vec![f64::NAN; rows.len()]
-            } else {
-                member_scores_of(job, member, &rows, progress)?
-            };
-            scored
-                .catalog
-                .set(&member_column(member.seed), Column::F64(column))?;
-        }
+    for (name, column) in member_columns {
+        scored.catalog.set(&name, Column::F64(column))?;
     }
     let mut used: Option<NullUsed> = None;
     let mut labels_applied = None;
@@ -326,14 +335,14 @@ pub fn compute_scores(job: &ScoreJob<'_>, progress: &dyn Progress) -> Result<Com
     })
 }
 
-/// The fused scores of one non-kept ensemble member over `rows`: its model from `job.members`,
-/// its stored null from its directory inside the model directory.
+/// The fused scores and anomaly maps of one non-kept ensemble member over `rows`: its model
+/// from `job.members`, its stored null from its directory inside the model directory.
 fn member_scores_of(
     job: &ScoreJob<'_>,
     member: &EnsembleMember,
     rows: &[usize],
     progress: &dyn Progress,
-) -> Result<Vec<f64>> {
+) -> Result<MemberScores> {
     let ensemble_file = job.model_dir.join(ENSEMBLE_FILE);
     let model = job
         .members

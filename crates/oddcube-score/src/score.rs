@@ -25,7 +25,7 @@ use oddcube_data::cubes::Cubes;
 use oddcube_data::dataset::GalaxyRecord;
 use rayon::prelude::*;
 
-use crate::anomaly_map::{AnomalyMaps, NO_LINE, anomaly_map, pixel_arcsec, psf_fwhm_pixels};
+use crate::anomaly_map::{AnomalyMaps, NO_LINE, map_residuals, pixel_arcsec, psf_fwhm_pixels};
 use crate::calibration::{
     Calibration, Covariates, N_COMPONENTS, StoredNull, reference_neighbourhood,
 };
@@ -259,6 +259,11 @@ pub trait Autoencoder {
 pub struct MapSettings {
     /// Per-line fractional error floors `ε_l` (empty: none, the map is in plain χ²).
     pub floors: Vec<f64>,
+    /// Other models' maps of the same galaxies, in the order of the rows scored (the other
+    /// members of a restart ensemble): the map and region kept are then the consensus of theirs
+    /// and this model's ([`crate::anomaly_map::MapResiduals::consensus`]). Empty: this model's
+    /// own map.
+    pub consensus: Vec<AnomalyMaps>,
 }
 
 /// Per-galaxy scores and latents of some galaxies of a dataset.
@@ -493,6 +498,29 @@ pub fn score_galaxies(
         settings.floors.clone()
     };
     check_len("line floors", floors.len(), cubes.n_lines)?;
+    for other in &settings.consensus {
+        let same_galaxies = other.plateifus.len() == rows.len()
+            && other
+                .plateifus
+                .iter()
+                .zip(rows)
+                .all(|(p, &r)| *p == galaxies[r].plateifu);
+        if !same_galaxies || other.size != cubes.size {
+            return Err(Error::InvalidParameter {
+                name: "consensus anomaly maps".to_string(),
+                value: format!(
+                    "{} galaxies on a {} grid",
+                    other.plateifus.len(),
+                    other.size
+                ),
+                reason: format!(
+                    "must be the {} galaxies scored, in the same order, on the dataset's {} grid",
+                    rows.len(),
+                    cubes.size
+                ),
+            });
+        }
+    }
     let dim = model.latent_dim();
     let galaxy_len = cubes.galaxy_len();
     let mut latents = Vec::with_capacity(rows.len() * dim);
@@ -504,7 +532,7 @@ pub fn score_galaxies(
         ..AnomalyMaps::default()
     };
     progress.start("score", rows.len() as u64);
-    for chunk_rows in rows.chunks(CHUNK) {
+    for (chunk_index, chunk_rows) in rows.chunks(CHUNK).enumerate() {
         let chunk = cubes.select(chunk_rows);
         let (z, xhat) = model.encode_reconstruct(&chunk).map_err(model_error)?;
         check_len("model latents", z.len(), chunk_rows.len() * dim)?;
@@ -517,8 +545,14 @@ pub fn score_galaxies(
                 let rec = &xhat[i * galaxy_len..(i + 1) * galaxy_len];
                 let galaxy = &galaxies[chunk_rows[i]];
                 let psf = psf_fwhm_pixels(galaxy, cubes.size);
-                let (map, summary) =
-                    anomaly_map(x, w, rec, cubes.n_lines, cubes.size, &floors, psf)?;
+                let residuals = map_residuals(x, w, rec, cubes.n_lines, cubes.size, &floors, psf)?;
+                let position = chunk_index * CHUNK + i;
+                let others: Vec<&[f32]> = settings
+                    .consensus
+                    .iter()
+                    .map(|m| m.galaxy(position).0)
+                    .collect();
+                let (map, summary) = residuals.consensus(&others)?;
                 let local = local_scores(&summary, galaxy, lines, cubes.size, w);
                 Ok((galaxy_scores(x, w, rec, cubes.n_lines), local, map))
             })
@@ -1216,6 +1250,78 @@ pub(crate) mod tests {
         for (i, &j) in order.iter().enumerate() {
             assert!((b[i] - a[j]).abs() < 1e-9, "row {j}");
         }
+    }
+
+    #[test]
+    fn the_consensus_map_takes_each_galaxys_own_other_maps() {
+        // More galaxies than one model call takes, so the other maps are looked up across
+        // chunks: another model whose map of galaxy i is (i + 1) times this one's gives a
+        // consensus of √(i + 1) times it.
+        let (n, l, s) = (CHUNK + 44, 2, 4);
+        let cubes = random_cubes(n, l, s, 3);
+        let galaxies = records(n);
+        let lines = line_names(l);
+        let model = FlatModel { n_lines: l };
+        let rows: Vec<usize> = (0..n).collect();
+        let own = score_galaxies(
+            &model,
+            &cubes,
+            &galaxies,
+            &lines,
+            &rows,
+            &MapSettings::default(),
+            &NoProgress,
+        )
+        .unwrap();
+        let plane = s * s;
+        let mut other = own.maps.clone();
+        for (k, v) in other.value.iter_mut().enumerate() {
+            *v *= (k / plane + 1) as f32;
+        }
+        let settings = MapSettings {
+            floors: Vec::new(),
+            consensus: vec![other.clone()],
+        };
+        let both = score_galaxies(
+            &model,
+            &cubes,
+            &galaxies,
+            &lines,
+            &rows,
+            &settings,
+            &NoProgress,
+        )
+        .unwrap();
+        for (k, (&v, &mine)) in both.maps.value.iter().zip(&own.maps.value).enumerate() {
+            if mine.is_nan() {
+                assert!(v.is_nan(), "value {k}: {v} where the pixel is unusable");
+                continue;
+            }
+            let expected = f64::from(mine) * ((k / plane + 1) as f64).sqrt();
+            assert!(
+                (f64::from(v) - expected).abs() <= 1e-5 * expected + 1e-12,
+                "value {k}"
+            );
+        }
+        // `local` is this model's own peak.
+        assert_eq!(both.catalog.f64("local"), own.catalog.f64("local"));
+        // Maps of other galaxies (here: in another order) are refused.
+        other.plateifus.reverse();
+        let settings = MapSettings {
+            floors: Vec::new(),
+            consensus: vec![other],
+        };
+        let err = score_galaxies(
+            &model,
+            &cubes,
+            &galaxies,
+            &lines,
+            &rows,
+            &settings,
+            &NoProgress,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("consensus"), "{err}");
     }
 
     #[test]

@@ -394,6 +394,62 @@ fn restarts_keep_the_run_with_the_lowest_validation_loss() {
     // The runs disagree (their errors differ), so the mean is not any one of them.
     assert!(members[0] != members[1] && members[1] != members[2]);
 
+    // The map is the runs' consensus: pixel by pixel the geometric mean of each run's own map
+    // (the kept one scored alone with population p-values, the others from their directories),
+    // while `local`, a component of the kept run's fused score, stays the kept run's own peak.
+    let alone: Vec<oddcube_score::anomaly_map::AnomalyMaps> = seeds
+        .iter()
+        .map(|seed| {
+            let out = tmp.path().join(format!("alone-{seed}"));
+            let scored = if *seed == kept[0][0].as_str() {
+                let mut command = oddcube();
+                command.args(["score", "--pvalues", "population", "--model"]);
+                command
+                    .arg(&model)
+                    .arg("--data")
+                    .arg(&data)
+                    .arg("--out")
+                    .arg(&out);
+                command.output().unwrap()
+            } else {
+                score_into(&model.join(format!("members/seed-{seed}")), &data, &out)
+            };
+            assert_ok(&scored);
+            if *seed == kept[0][0].as_str() {
+                let own = oddcube_score::results::Results::open(&out).unwrap();
+                assert_eq!(own.catalog.f64("local"), r.catalog.f64("local"));
+            }
+            oddcube_score::anomaly_map::AnomalyMaps::read(&out)
+                .unwrap()
+                .unwrap()
+        })
+        .collect();
+    let consensus = oddcube_score::anomaly_map::AnomalyMaps::read(&results)
+        .unwrap()
+        .unwrap();
+    assert_eq!(consensus.plateifus, alone[0].plateifus);
+    let mut differs_from_kept = false;
+    for (p, &v) in consensus.value.iter().enumerate() {
+        let runs: Vec<f64> = alone.iter().map(|m| f64::from(m.value[p])).collect();
+        if runs.iter().any(|r| r.is_nan()) {
+            assert!(v.is_nan(), "pixel {p}: {v} where a run has none");
+            continue;
+        }
+        let expected = (runs.iter().map(|r| r.ln()).sum::<f64>() / 3.0).exp();
+        // Every stored map is f16 (relative precision 2⁻¹¹, absolute 2⁻²⁴ near zero): the
+        // runs' rounding averages in the logarithm, the consensus adds its own.
+        assert!(
+            (f64::from(v) - expected).abs() <= expected / 512.0 + 1.2e-7,
+            "pixel {p}: {v} vs {expected} from {runs:?}"
+        );
+        let kept_run = seeds
+            .iter()
+            .position(|s| *s == kept[0][0].as_str())
+            .unwrap();
+        differs_from_kept |= v != alone[kept_run].value[p];
+    }
+    assert!(differs_from_kept, "the consensus map is the kept run's own");
+
     // Like a single run, it is not overwritten without --resume.
     let again = train("2", &["--restarts", "3"]);
     assert!(!again.status.success());
