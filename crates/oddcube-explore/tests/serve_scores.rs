@@ -159,6 +159,8 @@ async fn the_galaxy_page_has_the_anomaly_map_region_and_dominant_line() {
     }
     let a = &g["anomaly"];
     assert_eq!(a["available"], true, "{a}");
+    // One model scored these results: its own map, not a consensus of runs.
+    assert_eq!(a["runs"], 1, "{a}");
     let line = &results.catalog.str("region_line").unwrap()[row];
     assert!(!line.is_empty());
     assert_eq!(a["line"], line.as_str());

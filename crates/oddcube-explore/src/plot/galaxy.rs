@@ -39,6 +39,10 @@ pub struct GalaxyFigure<'a> {
     pub anomaly: Option<&'a AnomalyView<'a>>,
     /// What the anomaly panel says instead when `anomaly` is `None`.
     pub no_anomaly: &'a str,
+    /// How many runs' maps the anomaly map is the consensus of: 1 for a single model, the
+    /// averaged runs of a restart ensemble otherwise (said under the map, since `local` is
+    /// then the kept run's own peak, not this map's).
+    pub map_runs: usize,
 }
 
 /// Side of one map panel in pixels.
@@ -132,6 +136,15 @@ fn draw_colourbar(
     Ok(())
 }
 
+/// What to say under a map that is the consensus of several runs' maps; `None` for one run.
+pub fn consensus_note(runs: usize) -> Option<String> {
+    (runs > 1).then(|| {
+        format!(
+            "the geometric mean of the {runs} averaged runs' maps; `local` is the kept run's own peak"
+        )
+    })
+}
+
 /// Colour of the region outline (as on the explorer's tiles).
 const OUTLINE: RGBColor = RGBColor(0, 230, 255);
 
@@ -215,6 +228,9 @@ fn draw_anomaly(
         ),
         None => "region not drawn (no region or pixel scale)".to_string(),
     });
+    if let Some(note) = consensus_note(figure.map_runs) {
+        notes.push(note);
+    }
     for (i, note) in notes.iter().enumerate() {
         root.draw(&Text::new(
             note.clone(),
@@ -546,6 +562,7 @@ mod tests {
             subtitle: "rank 1",
             anomaly: None,
             no_anomaly: "no anomaly map",
+            map_runs: 1,
         };
         let png = galaxy_png(&figure).unwrap();
         assert_eq!(&png[1..4], b"PNG");
@@ -559,6 +576,17 @@ mod tests {
                 ..figure
             })
             .is_err()
+        );
+    }
+
+    #[test]
+    fn a_consensus_map_says_how_many_runs_it_averages() {
+        assert_eq!(consensus_note(1), None);
+        assert_eq!(consensus_note(0), None);
+        let note = consensus_note(3).unwrap();
+        assert!(
+            note.contains("3 averaged runs") && note.contains("kept run"),
+            "{note}"
         );
     }
 
@@ -612,9 +640,18 @@ mod tests {
             subtitle: "",
             anomaly: Some(&view),
             no_anomaly: "",
+            map_runs: 1,
         };
-        let with = outline_pixels(&galaxy_png(&figure).unwrap());
+        let single = galaxy_png(&figure).unwrap();
+        let with = outline_pixels(&single);
         assert!(with > 100, "the region is outlined ({with} pixels)");
+        // A consensus map carries one more line of text under it.
+        let consensus = galaxy_png(&GalaxyFigure {
+            map_runs: 3,
+            ..figure
+        })
+        .unwrap();
+        assert_ne!(consensus, single);
         let without = galaxy_png(&GalaxyFigure {
             anomaly: None,
             no_anomaly: super::super::anomaly::NO_MAPS_FILE,

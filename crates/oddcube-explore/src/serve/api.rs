@@ -539,6 +539,8 @@ fn anomaly_json(state: &AppState, row: usize) -> Value {
     json!({
         "available": true,
         "local": local,
+        // Runs whose maps this one is the consensus of (1: the model's own).
+        "runs": state.results.manifest.ensemble_seeds.len().max(1),
         "region": region,
         "outline": outline,
         "line": line_caption(view.region.as_ref()),
