@@ -482,8 +482,10 @@ class Residuals(NamedTuple):
 
 
 class AnomalyMap(NamedTuple):
-    """A galaxy's anomaly map ``[S, S]``: the PSF-smoothed χ² over lines per pixel, and the
-    index into ``lines`` of the line that dominates each pixel (-1 where no line was usable)."""
+    """A galaxy's anomaly map ``[S, S]``: the PSF-smoothed mean z² (χ² against the measurement
+    error plus the model's error floor) per pixel — for a restart ensemble scored with its stored
+    null, the geometric mean of the averaged runs' maps — and the index into ``lines`` of the line
+    that dominates each pixel in the kept run's residuals (-1 where no line was usable)."""
 
     value: np.ndarray
     line: np.ndarray

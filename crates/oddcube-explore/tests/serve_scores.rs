@@ -11,10 +11,12 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use http_body_util::BodyExt;
 use oddcube_explore::plot::anomaly::NO_MAPS_FILE;
+use oddcube_explore::plot::galaxy::consensus_note;
 use oddcube_explore::plot::tiles::OUTLINE;
 use oddcube_explore::project::{ProjectOptions, ProjectionMethod, project};
 use oddcube_explore::serve::synthetic::{SIZE, write_synthetic_results};
 use oddcube_explore::serve::{AppState, ServeSources, router};
+use oddcube_score::anomaly_map::AnomalyMaps;
 use oddcube_score::{LatentView, results::Results};
 use serde_json::Value;
 use tower::ServiceExt;
@@ -161,6 +163,18 @@ async fn the_galaxy_page_has_the_anomaly_map_region_and_dominant_line() {
     assert_eq!(a["available"], true, "{a}");
     // One model scored these results: its own map, not a consensus of runs.
     assert_eq!(a["runs"], 1, "{a}");
+    assert!(a["consensus_note"].is_null(), "{a}");
+    // Maps that are three runs' consensus say so, in the words of `plot galaxy`'s figure;
+    // the manifest is not consulted (results scored before consensus maps have its seeds).
+    let mut maps = AnomalyMaps::read(dir.path()).unwrap().unwrap();
+    maps.runs = 3;
+    maps.write(dir.path()).unwrap();
+    let (_, g3) = get_json(&load(dir.path()), &format!("/api/galaxy/{plateifu}")).await;
+    assert_eq!(g3["anomaly"]["runs"], 3);
+    assert_eq!(
+        g3["anomaly"]["consensus_note"].as_str(),
+        consensus_note(3).as_deref()
+    );
     let line = &results.catalog.str("region_line").unwrap()[row];
     assert!(!line.is_empty());
     assert_eq!(a["line"], line.as_str());

@@ -192,7 +192,7 @@ async function renderGalaxy(plateifu) {
       <figcaption><div data-testid="dominant-line">dominant line: <b>${esc(a.line)}</b></div>
       <div class="muted">${where}; cyan circle of equal area (${scaleNote})</div>
       <div class="colourbar">${fmt(a.stretch.lo)}<img src="/api/colourbar/inferno.png" alt="">${fmt(a.stretch.hi)} <span class="muted">mean z² within a PSF, log stretch; local = ${fmt(a.local)}</span></div>
-      ${a.runs > 1 ? `<div class="muted" data-testid="consensus-note">the geometric mean of the ${esc(a.runs)} averaged runs' maps; local is the kept run's own peak</div>` : ""}</figcaption></figure>`;
+      ${a.consensus_note ? `<div class="muted" data-testid="consensus-note">${esc(a.consensus_note)}</div>` : ""}</figcaption></figure>`;
   }
   const labelButtons = ["interesting", "artefact", "normal"].map((l) =>
     `<button class="${l} ${g.label === l ? "active" : ""}" data-label="${l}" data-testid="label-${l}" title="key ${l[0]}">${l} (${l[0]})</button>`).join("");

@@ -20,7 +20,8 @@
 //!
 //! When several models score a galaxy (the runs of a restart ensemble), the map kept and its
 //! region are their consensus, the pixelwise geometric mean ([`MapResiduals::consensus`]):
-//! where one run alone misplaces a compact source, the others outvote it.
+//! where one run alone misplaces a compact source, the others outvote it. The localized score
+//! and the galaxy-wide scores stay each model's own: they are components of its fused score.
 
 use std::path::Path;
 
@@ -64,6 +65,8 @@ pub struct AnomalyMap {
     /// Side of the grid.
     pub size: usize,
     /// PSF-smoothed mean `z²` per measurement; NaN where the pixel has no usable measurement.
+    /// A consensus map ([`MapResiduals::consensus`]) holds the models' geometric mean, NaN
+    /// where any of them has no usable measurement.
     pub value: Vec<f32>,
     /// Index of the line with the largest `z²` at the pixel (unsmoothed); [`NO_LINE`] where none.
     pub line: Vec<u8>,
@@ -177,9 +180,11 @@ pub struct MapResiduals {
     /// Unsmoothed `z²` per line and pixel (`n_lines · size · size`, 0 where unusable).
     per_line: Vec<f64>,
     n_lines: usize,
-    /// Summed `z²` and number of usable measurements.
+    /// Summed `z²` over every usable measurement.
     total: f64,
+    /// Number of usable measurements.
     measurements: f64,
+    /// [`MapSummary::pooled`] of this model's residuals.
     pooled: f64,
 }
 
@@ -262,7 +267,8 @@ impl MapResiduals {
     /// residuals there, and a region one model alone misplaces is damped. The region, its
     /// centre and area are the consensus map's; its line is read from this model's per-line
     /// residuals inside that region; the peak ([`MapSummary::peak`]), mean and pooled scores
-    /// stay this model's own, since they are components of its fused score under its own null.
+    /// and the usable pixels stay this model's own, since they are components of its fused
+    /// score under its own null.
     /// The pixel's dominant line ([`AnomalyMap::line`]) stays this model's. Errors unless every
     /// other map has this one's size.
     pub fn consensus(self, others: &[&[f32]]) -> Result<(AnomalyMap, MapSummary)> {
@@ -286,33 +292,39 @@ impl MapResiduals {
                 (logs / models).exp() as f32
             })
             .collect();
-        let mut summary = self.summary(&value);
-        summary.peak = own_peak(&self.map.value);
+        let summary = self.summary(&value);
         let map = AnomalyMap { value, ..self.map };
         Ok((map, summary))
     }
 
-    /// The summary with the region taken from `region_map` (this model's own map, or a
-    /// consensus of several on the same grid).
+    /// The summary: the scores (peak, mean, pooled, usable pixels) from this model's own map
+    /// and residuals, the region (centre, area, line) from `region_map` (this model's own map,
+    /// or a consensus of several on the same grid). A consensus that has no usable pixel
+    /// therefore leaves the region empty but never this model's scores.
     fn summary(&self, region_map: &[f32]) -> MapSummary {
         let size = self.map.size;
+        let mut summary = MapSummary {
+            peak: own_peak(&self.map.value),
+            mean: if self.measurements > 0.0 {
+                self.total / self.measurements
+            } else {
+                f64::NAN
+            },
+            pooled: self.pooled,
+            n_pixels: self.map.value.iter().filter(|v| v.is_finite()).count(),
+            centre: (f64::NAN, f64::NAN),
+            area: 0,
+            line: NO_LINE,
+        };
         let Some(RegionMask {
             peak_pixel,
             peak,
             background,
             inside,
-            n_usable,
+            ..
         }) = region_mask(region_map, size)
         else {
-            return MapSummary {
-                peak: f64::NAN,
-                mean: f64::NAN,
-                pooled: f64::NAN,
-                n_pixels: 0,
-                centre: (f64::NAN, f64::NAN),
-                area: 0,
-                line: NO_LINE,
-            };
+            return summary;
         };
         let (mut wsum, mut cx, mut cy, mut area) = (0.0, 0.0, 0.0, 0usize);
         let mut line_sums = vec![0.0f64; self.n_lines];
@@ -334,24 +346,14 @@ impl MapResiduals {
         } else {
             ((peak_pixel % size) as f64, (peak_pixel / size) as f64)
         };
-        let line = line_sums
+        summary.line = line_sums
             .iter()
             .enumerate()
             .max_by(|a, b| a.1.total_cmp(b.1).then(b.0.cmp(&a.0)))
             .map_or(NO_LINE, |(l, _)| l as u8);
-        MapSummary {
-            peak,
-            mean: if self.measurements > 0.0 {
-                self.total / self.measurements
-            } else {
-                f64::NAN
-            },
-            pooled: self.pooled,
-            n_pixels: n_usable,
-            centre,
-            area,
-            line,
-        }
+        summary.centre = centre;
+        summary.area = area;
+        summary
     }
 }
 
@@ -487,8 +489,9 @@ pub fn f16_bits_to_f32(h: u16) -> f32 {
 
 /// Anomaly maps of a set of galaxies, as `anomaly_maps.safetensors` stores them: tensors
 /// `map` (`[N, S, S]` f16, NaN where unusable) and `line` (`[N, S, S]` u8, 255 = none);
-/// metadata `plateifus` and `lines` (JSON arrays) and `units`.
-#[derive(Debug, Clone, PartialEq, Default)]
+/// metadata `plateifus` and `lines` (JSON arrays), `runs` (how many models' consensus the maps
+/// are; absent in files written before consensus maps, which are one model's) and `units`.
+#[derive(Debug, Clone, PartialEq)]
 pub struct AnomalyMaps {
     /// Galaxies, in file order (the catalogue's).
     pub plateifus: Vec<String>,
@@ -500,6 +503,22 @@ pub struct AnomalyMaps {
     pub value: Vec<f32>,
     /// `[N, S, S]` dominant-line indices.
     pub line: Vec<u8>,
+    /// How many models' maps each map is the consensus of ([`MapResiduals::consensus`]): 1 for
+    /// one model's own maps, the averaged runs of a restart ensemble otherwise.
+    pub runs: usize,
+}
+
+impl Default for AnomalyMaps {
+    fn default() -> Self {
+        AnomalyMaps {
+            plateifus: Vec::new(),
+            lines: Vec::new(),
+            size: 0,
+            value: Vec::new(),
+            line: Vec::new(),
+            runs: 1,
+        }
+    }
 }
 
 impl AnomalyMaps {
@@ -551,9 +570,10 @@ impl AnomalyMaps {
             "lines".to_string(),
             serde_json::to_string(&self.lines).unwrap_or_default(),
         );
+        meta.insert("runs".to_string(), self.runs.to_string());
         meta.insert(
             "units".to_string(),
-            "map: PSF-smoothed mean z² per measurement (docs/scoring.md); line: index into lines, 255 = none".to_string(),
+            "map: PSF-smoothed mean z² per measurement, the geometric mean over `runs` models' maps (docs/scoring.md); line: index into lines (the kept model's), 255 = none".to_string(),
         );
         let bytes = safetensors::serialize(tensors, Some(meta)).map_err(bad)?;
         crate::results::write_atomic(&path, &bytes)
@@ -581,6 +601,17 @@ impl AnomalyMaps {
         };
         let plateifus = list("plateifus")?;
         let lines = list("lines")?;
+        let runs = match meta.get("runs") {
+            None => 1,
+            Some(text) => match text.parse::<usize>() {
+                Ok(runs) if runs >= 1 => runs,
+                _ => {
+                    return Err(bad(format!(
+                        "metadata 'runs' is {text:?}, expected a count ≥ 1"
+                    )));
+                }
+            },
+        };
         let map = tensors.tensor("map").map_err(|e| bad(e.to_string()))?;
         let line = tensors.tensor("line").map_err(|e| bad(e.to_string()))?;
         let shape = map.shape().to_vec();
@@ -604,6 +635,7 @@ impl AnomalyMaps {
             size: shape[1],
             value,
             line: line.data().to_vec(),
+            runs,
         }))
     }
 }
@@ -725,6 +757,28 @@ mod tests {
         let (map, _) = residuals.consensus(&[&other]).unwrap();
         assert!(map.value[0].is_nan());
         assert!(map.value[1..].iter().all(|v| v.is_finite()));
+    }
+
+    #[test]
+    fn a_consensus_without_usable_pixels_keeps_the_models_own_scores() {
+        // Another run whose reconstruction of this galaxy failed (NaN everywhere) leaves the
+        // consensus no usable pixel: no region, but the peak, mean, pooled score and usable
+        // pixels of this run — components of its fused score — must be those it has alone.
+        let [x, w, xhat] = galaxy(8, 3, 1.5, 3.0, 3.0, 1.5);
+        let (_, alone) = anomaly_map(&x, &w, &xhat, 3, 8, &[0.0; 3], 2.0).unwrap();
+        let residuals = map_residuals(&x, &w, &xhat, 3, 8, &[0.0; 3], 2.0).unwrap();
+        let failed = vec![f32::NAN; 64];
+        let (map, s) = residuals.consensus(&[&failed]).unwrap();
+        assert!(map.value.iter().all(|v| v.is_nan()));
+        assert!(alone.peak > 0.0 && alone.n_pixels == 64, "{alone:?}");
+        assert_eq!(
+            (s.peak, s.mean, s.pooled, s.n_pixels),
+            (alone.peak, alone.mean, alone.pooled, alone.n_pixels)
+        );
+        assert!(
+            s.centre.0.is_nan() && s.area == 0 && s.line == NO_LINE,
+            "{s:?}"
+        );
     }
 
     #[test]
@@ -857,6 +911,7 @@ mod tests {
         let (map, _) = anomaly_map(&x, &w, &xhat, 3, 8, &[0.0; 3], 2.0).unwrap();
         let mut maps = AnomalyMaps {
             lines: vec!["a".into(), "b".into(), "c".into()],
+            runs: 3,
             ..Default::default()
         };
         maps.push("1-1", &map);
@@ -865,6 +920,7 @@ mod tests {
         let back = AnomalyMaps::read(dir.path()).unwrap().unwrap();
         assert_eq!(back.plateifus, maps.plateifus);
         assert_eq!(back.line, maps.line);
+        assert_eq!(back.runs, 3);
         for (a, b) in back.value.iter().zip(&maps.value) {
             // Relative precision 2⁻¹¹ for normal f16, absolute 2⁻²⁴ near zero (subnormals).
             assert!((a.is_nan() && b.is_nan()) || (a - b).abs() <= (b.abs() / 1024.0).max(6e-8));
@@ -873,6 +929,46 @@ mod tests {
             AnomalyMaps::read(&dir.path().join("missing"))
                 .unwrap()
                 .is_none()
+        );
+    }
+
+    /// Rewrites `dir`'s maps file with its metadata `runs` set to `runs` (`None`: removed).
+    fn set_runs_metadata(dir: &Path, runs: Option<&str>) {
+        let path = dir.join(ANOMALY_MAPS_FILE);
+        let bytes = std::fs::read(&path).unwrap();
+        let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+        let tensors = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        let mut meta = meta.metadata().clone().unwrap();
+        match runs {
+            Some(runs) => meta.insert("runs".to_string(), runs.to_string()),
+            None => meta.remove("runs"),
+        };
+        let views: Vec<_> = ["line", "map"]
+            .into_iter()
+            .map(|name| (name, tensors.tensor(name).unwrap()))
+            .collect();
+        std::fs::write(&path, safetensors::serialize(views, Some(meta)).unwrap()).unwrap();
+    }
+
+    #[test]
+    fn maps_written_before_consensus_are_one_models_and_a_bad_run_count_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let [x, w, xhat] = galaxy(8, 3, 2.0, 3.0, 3.0, 1.5);
+        let (map, _) = anomaly_map(&x, &w, &xhat, 3, 8, &[0.0; 3], 2.0).unwrap();
+        let mut maps = AnomalyMaps {
+            lines: vec!["a".into(), "b".into(), "c".into()],
+            runs: 2,
+            ..Default::default()
+        };
+        maps.push("1-1", &map);
+        maps.write(dir.path()).unwrap();
+        set_runs_metadata(dir.path(), None);
+        assert_eq!(AnomalyMaps::read(dir.path()).unwrap().unwrap().runs, 1);
+        set_runs_metadata(dir.path(), Some("0"));
+        let message = AnomalyMaps::read(dir.path()).unwrap_err().to_string();
+        assert!(
+            message.contains(ANOMALY_MAPS_FILE) && message.contains("runs"),
+            "{message}"
         );
     }
 }

@@ -705,7 +705,8 @@ pub struct FittedNull {
     pub null: StoredNull,
     /// The fused score under `null` of each calibration galaxy, in the order of the
     /// `calibration_rows` given to [`calibrate`] (NaN where a galaxy cannot be scored): what
-    /// [`crate::ensemble::member_scores`] would compute for those rows, without scoring them again.
+    /// [`crate::ensemble::member_scores`] would return as `score` for those rows, without
+    /// scoring them again.
     pub scores: Vec<f64>,
 }
 
@@ -744,7 +745,7 @@ pub fn calibrate(
     drop((x, w, xhat));
     let settings = crate::score::MapSettings {
         floors: floors.clone(),
-        consensus: Vec::new(),
+        other_maps: Vec::new(),
     };
     let cal = crate::score::score_galaxies(
         model,

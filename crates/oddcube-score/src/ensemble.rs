@@ -334,7 +334,7 @@ pub fn member_scores(
 ) -> Result<MemberScores> {
     let settings = MapSettings {
         floors: null.calibration.floors.clone(),
-        consensus: Vec::new(),
+        other_maps: Vec::new(),
     };
     let mut scored = score_galaxies(model, cubes, galaxies, lines, rows, &settings, progress)?;
     apply_stored_null(&mut scored.catalog, &scored.latents, null, metric)?;

@@ -232,6 +232,8 @@ pub fn merge_results(
         let (value, line) = part.galaxy(i);
         maps.lines = part.lines.clone();
         maps.size = part.size;
+        // Parts scored with one model and one p-value method combine the same runs.
+        maps.runs = part.runs;
         maps.plateifus.push(part.plateifus[i].clone());
         maps.value.extend_from_slice(value);
         maps.line.extend_from_slice(line);

@@ -224,7 +224,7 @@ pub fn compute_scores(job: &ScoreJob<'_>, progress: &dyn Progress) -> Result<Com
     };
     // The other members score first: the kept model's map is their consensus with its own.
     let mut member_columns = Vec::new();
-    let mut consensus = Vec::new();
+    let mut other_maps = Vec::new();
     if let Some(ensemble) = &ensemble {
         // In seed order; the kept model's column is filled from its `score` when the ensemble
         // combines them ([`EnsembleNull::combine`]).
@@ -233,7 +233,7 @@ pub fn compute_scores(job: &ScoreJob<'_>, progress: &dyn Progress) -> Result<Com
                 vec![f64::NAN; rows.len()]
             } else {
                 let scores = member_scores_of(job, member, &rows, progress)?;
-                consensus.push(scores.maps);
+                other_maps.push(scores.maps);
                 scores.score
             };
             member_columns.push((member_column(member.seed), column));
@@ -244,7 +244,7 @@ pub fn compute_scores(job: &ScoreJob<'_>, progress: &dyn Progress) -> Result<Com
             .as_ref()
             .map(|n| n.calibration.floors.clone())
             .unwrap_or_default(),
-        consensus,
+        other_maps,
     };
     let mut scored = score_galaxies(
         job.model,

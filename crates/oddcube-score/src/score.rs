@@ -263,7 +263,7 @@ pub struct MapSettings {
     /// members of a restart ensemble): the map and region kept are then the consensus of theirs
     /// and this model's ([`crate::anomaly_map::MapResiduals::consensus`]). Empty: this model's
     /// own map.
-    pub consensus: Vec<AnomalyMaps>,
+    pub other_maps: Vec<AnomalyMaps>,
 }
 
 /// Per-galaxy scores and latents of some galaxies of a dataset.
@@ -472,8 +472,10 @@ fn model_error(message: String) -> Error {
 }
 
 /// Scores the galaxies at `rows` of `cubes` (dataset order; e.g. one shard's rows): encodes and
-/// reconstructs them in chunks, computes [`galaxy_scores`] and the anomaly map, and builds
-/// [`base_catalog`] rows. Deterministic given the model and data.
+/// reconstructs them in chunks, computes [`galaxy_scores`] and the anomaly map (the consensus
+/// with [`MapSettings::other_maps`] when it names any), and builds [`base_catalog`] rows.
+/// Deterministic given the model and data. Errors when an other model's maps are not of the
+/// galaxies at `rows`, in that order, on the dataset's grid.
 pub fn score_galaxies(
     model: &dyn Autoencoder,
     cubes: &Cubes,
@@ -498,8 +500,9 @@ pub fn score_galaxies(
         settings.floors.clone()
     };
     check_len("line floors", floors.len(), cubes.n_lines)?;
-    for other in &settings.consensus {
+    for other in &settings.other_maps {
         let same_galaxies = other.plateifus.len() == rows.len()
+            && other.value.len() == rows.len() * cubes.size * cubes.size
             && other
                 .plateifus
                 .iter()
@@ -529,6 +532,7 @@ pub fn score_galaxies(
     let mut maps = AnomalyMaps {
         lines: lines.to_vec(),
         size: cubes.size,
+        runs: 1 + settings.other_maps.len(),
         ..AnomalyMaps::default()
     };
     progress.start("score", rows.len() as u64);
@@ -548,7 +552,7 @@ pub fn score_galaxies(
                 let residuals = map_residuals(x, w, rec, cubes.n_lines, cubes.size, &floors, psf)?;
                 let position = chunk_index * CHUNK + i;
                 let others: Vec<&[f32]> = settings
-                    .consensus
+                    .other_maps
                     .iter()
                     .map(|m| m.galaxy(position).0)
                     .collect();
@@ -1280,7 +1284,7 @@ pub(crate) mod tests {
         }
         let settings = MapSettings {
             floors: Vec::new(),
-            consensus: vec![other.clone()],
+            other_maps: vec![other.clone()],
         };
         let both = score_galaxies(
             &model,
@@ -1303,25 +1307,30 @@ pub(crate) mod tests {
                 "value {k}"
             );
         }
-        // `local` is this model's own peak.
+        // `local` is this model's own peak; the maps say how many runs they combine.
         assert_eq!(both.catalog.f64("local"), own.catalog.f64("local"));
-        // Maps of other galaxies (here: in another order) are refused.
+        assert_eq!((own.maps.runs, both.maps.runs), (1, 2));
+        // Maps of other galaxies (here: in another order), or missing some pixels, are refused.
+        let mut truncated = other.clone();
+        truncated.value.pop();
         other.plateifus.reverse();
-        let settings = MapSettings {
-            floors: Vec::new(),
-            consensus: vec![other],
-        };
-        let err = score_galaxies(
-            &model,
-            &cubes,
-            &galaxies,
-            &lines,
-            &rows,
-            &settings,
-            &NoProgress,
-        )
-        .unwrap_err();
-        assert!(err.to_string().contains("consensus"), "{err}");
+        for other in [other, truncated] {
+            let settings = MapSettings {
+                floors: Vec::new(),
+                other_maps: vec![other],
+            };
+            let err = score_galaxies(
+                &model,
+                &cubes,
+                &galaxies,
+                &lines,
+                &rows,
+                &settings,
+                &NoProgress,
+            )
+            .unwrap_err();
+            assert!(err.to_string().contains("consensus"), "{err}");
+        }
     }
 
     #[test]

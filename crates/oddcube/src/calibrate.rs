@@ -232,7 +232,7 @@ fn calibrate_ensemble(
             Metric::Euclidean,
             progress,
         )
-        .map(|member| member.score)
+        .map(|scores| scores.score)
     };
     let kept_member = EnsembleMember {
         seed: kept_seed,

@@ -187,6 +187,20 @@ fn sharded_pipeline_equals_unsharded() {
     let merged = oddcube_score::results::Results::open(&tmp.path().join("results-merged")).unwrap();
     assert_eq!(merged.manifest.ensemble_seeds, [3, 4, 5]);
     assert!(merged.catalog.f64("score_seed_4").is_some());
+    // The merged maps are the three runs' consensus, as scored whole (same galaxies, same
+    // order, f16 values bit for bit or within one f16 step where a latent's last digits moved).
+    let read_maps = |name: &str| {
+        oddcube_score::anomaly_map::AnomalyMaps::read(&tmp.path().join(name))
+            .unwrap()
+            .unwrap()
+    };
+    let (whole_maps, merged_maps) = (read_maps("results"), read_maps("results-merged"));
+    assert_eq!((whole_maps.runs, merged_maps.runs), (3, 3));
+    assert_eq!(whole_maps.plateifus, merged_maps.plateifus);
+    for (p, (u, v)) in whole_maps.value.iter().zip(&merged_maps.value).enumerate() {
+        let ok = (u.is_nan() && v.is_nan()) || (u - v).abs() <= u.abs() / 1024.0 + 6e-8;
+        assert!(ok, "map value {p}: {u} vs {v}");
+    }
 
     // Labels feed back: the top galaxy marked as an artefact is demoted below rank 1.
     let top = {

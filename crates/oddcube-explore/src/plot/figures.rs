@@ -125,7 +125,7 @@ pub fn galaxy_figure(dir: &Path, plateifu: &str, data: Option<&Path>) -> Result<
         subtitle: &subtitle,
         anomaly: view.as_ref(),
         no_anomaly,
-        map_runs: results.manifest.ensemble_seeds.len().max(1),
+        map_runs: anomaly_maps.as_ref().map_or(1, |m| m.runs),
     })?;
     Ok(Drawn { png, note })
 }

@@ -140,7 +140,7 @@ fn draw_colourbar(
 pub fn consensus_note(runs: usize) -> Option<String> {
     (runs > 1).then(|| {
         format!(
-            "the geometric mean of the {runs} averaged runs' maps; `local` is the kept run's own peak"
+            "the geometric mean of the {runs} averaged runs' maps; local is the kept run's own peak"
         )
     })
 }
@@ -271,7 +271,13 @@ pub fn galaxy_png(figure: &GalaxyFigure<'_>) -> Result<Vec<u8>> {
         rows_top + 2 * (PANEL + range_h),
     ];
     let bpt_top = row_y[2] + PANEL + 70;
-    let height = bpt_top + BPT_PANEL + 70;
+    // Room under the BPT panel for its notes: a third line when the map is a consensus.
+    let notes_room = if consensus_note(figure.map_runs).is_some() {
+        92
+    } else {
+        70
+    };
+    let height = bpt_top + BPT_PANEL + notes_room;
     let (w_px, h_px) = (width as u32, height as u32);
     let mut rgb = vec![255u8; (w_px * h_px * 3) as usize];
     {

@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 use super::{AppState, GalaxyMaps};
 use crate::plot::anomaly::{NO_MAPS_FILE, PixelScaleSource, line_caption};
 use crate::plot::colouring::{ColourStretch, colour_positions};
+use crate::plot::galaxy::consensus_note;
 use crate::plot::{ColourMap, Scale, bpt, tiles};
 use oddcube_score::feedback::UserLabel;
 use oddcube_score::knn::{self, LatentView, Metric};
@@ -539,8 +540,10 @@ fn anomaly_json(state: &AppState, row: usize) -> Value {
     json!({
         "available": true,
         "local": local,
-        // Runs whose maps this one is the consensus of (1: the model's own).
-        "runs": state.results.manifest.ensemble_seeds.len().max(1),
+        // Runs whose maps this one is the consensus of (1: the model's own), and what the
+        // figure of `plot galaxy` says about it, so that page and figure say the same.
+        "runs": state.map_runs(),
+        "consensus_note": consensus_note(state.map_runs()),
         "region": region,
         "outline": outline,
         "line": line_caption(view.region.as_ref()),

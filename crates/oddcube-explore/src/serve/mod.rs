@@ -363,6 +363,12 @@ impl AppState {
         self.anomaly_maps.is_some()
     }
 
+    /// How many runs' maps each anomaly map is the consensus of (1: one model's own, or no
+    /// maps at all).
+    pub fn map_runs(&self) -> usize {
+        self.anomaly_maps.as_ref().map_or(1, |m| m.runs)
+    }
+
     /// The anomaly map of catalogue row `row` (`size²` values, NaN = unusable), or `None` when
     /// the results have no maps or none for this galaxy.
     pub fn anomaly_map(&self, row: usize) -> Option<&[f32]> {
