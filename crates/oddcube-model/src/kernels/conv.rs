@@ -394,7 +394,7 @@ impl CustomOp2 for InputGrad {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::test_support::{max_abs_diff, random};
+    use crate::kernels::test_support::{max_abs_diff, probed_backward, random};
     use candle_core::Var;
 
     /// Forward values and all three gradients of the fused conv against candle's ops, for
@@ -436,20 +436,8 @@ mod tests {
             let reference = conv2d_reference(&x, &wt, &b, spec).unwrap();
             assert_eq!(fused.dims(), reference.dims());
             assert!(max_abs_diff(&fused, &reference) < 1e-5);
-            // A loss that weights every output differently.
-            let probe = random(fused.dims(), seed + 4);
-            let gf = (&fused * &probe)
-                .unwrap()
-                .sum_all()
-                .unwrap()
-                .backward()
-                .unwrap();
-            let gr = (&reference * &probe)
-                .unwrap()
-                .sum_all()
-                .unwrap()
-                .backward()
-                .unwrap();
+            let gf = probed_backward(&fused, seed + 4);
+            let gr = probed_backward(&reference, seed + 4);
             for var in [&x, &wt, &b] {
                 let (a, r) = (gf.get(var).unwrap(), gr.get(var).unwrap());
                 let scale = r.abs().unwrap().flatten_all().unwrap().max(0).unwrap();

@@ -149,12 +149,10 @@ pub fn cpu_kernels() -> CpuKernels {
         .into_iter()
         .filter_map(|(name, on)| on.then_some(name))
         .collect();
-        let used = if has_x86_v4() {
-            "avx512 (x86-64 v4)"
-        } else if detected.contains(&"avx2") && detected.contains(&"fma") {
-            "avx2+fma"
-        } else {
-            "sse2 (no avx2+fma on this CPU)"
+        let used = match simd_level() {
+            SimdLevel::Avx512 => "avx512 (x86-64 v4)",
+            SimdLevel::Avx2 => "avx2+fma",
+            SimdLevel::Portable => "sse2 (no avx2+fma on this CPU)",
         };
         CpuKernels {
             arch: "x86_64",
@@ -250,7 +248,7 @@ pub(crate) mod tests {
     /// sub-pixel) and two ConvLSTM steps, forward and backward: all eight dispatched functions.
     #[test]
     fn every_simd_copy_computes_the_same_bits() {
-        use crate::kernels::test_support::random;
+        use crate::kernels::test_support::{probed_backward, random};
         use crate::kernels::{ConvGeometry, ConvSpec, conv2d};
         use crate::kernels::{lstm_step, lstm_zero_state, pack_lstm_weights};
         use candle_core::{Device, Tensor, Var};
@@ -276,13 +274,7 @@ pub(crate) mod tests {
                 let w = Var::from_tensor(&random(&[cout, cin, 3, 3], seed + 1)).unwrap();
                 let b = Var::from_tensor(&random(&[cout], seed + 2)).unwrap();
                 let y = conv2d(&x, &w, &b, spec, true).unwrap();
-                let probe = random(y.dims(), seed + 3);
-                let g = (&y * &probe)
-                    .unwrap()
-                    .sum_all()
-                    .unwrap()
-                    .backward()
-                    .unwrap();
+                let g = probed_backward(&y, seed + 3);
                 bits.push(flat(&y));
                 for var in [&x, &w, &b] {
                     bits.push(flat(g.get(var).unwrap()));
@@ -297,13 +289,7 @@ pub(crate) mod tests {
             let state = lstm_zero_state(n, hidden, side, &Device::Cpu).unwrap();
             let state = lstm_step(&weights, &x1, &state).unwrap();
             let state = lstm_step(&weights, &x2, &state).unwrap();
-            let probe = random(state.dims(), 11);
-            let g = (&state * &probe)
-                .unwrap()
-                .sum_all()
-                .unwrap()
-                .backward()
-                .unwrap();
+            let g = probed_backward(&state, 11);
             bits.push(flat(&state));
             for var in [&w, &b, &x1, &x2] {
                 bits.push(flat(g.get(var).unwrap()));

@@ -1,5 +1,6 @@
 //! Helpers shared by the kernel tests: seeded random tensors and max-norm differences.
 
+use candle_core::backprop::GradStore;
 use candle_core::{Device, Tensor};
 
 /// A `[shape]` tensor of values in [−1, 1) from a xorshift generator seeded by `seed`.
@@ -32,4 +33,11 @@ pub fn max_abs(t: &Tensor) -> f32 {
 /// `max |a − b|`.
 pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
     max_abs(&(a - b).unwrap())
+}
+
+/// The gradients of `sum(y ⊙ probe)`, with `probe` [`random`] of `y`'s shape from `seed`: a loss
+/// that weights every output differently, so no gradient entry hides behind a symmetric one.
+pub fn probed_backward(y: &Tensor, seed: u64) -> GradStore {
+    let probe = random(y.dims(), seed);
+    (y * &probe).unwrap().sum_all().unwrap().backward().unwrap()
 }
