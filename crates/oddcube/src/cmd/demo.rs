@@ -32,7 +32,7 @@ pub struct Args {
     /// measurements in docs/scoring.md are for seed 42).
     #[arg(long, default_value_t = 42)]
     seed: u64,
-    /// Training epochs (about 4 s each for 400 galaxies on 2 cores).
+    /// Training epochs (4–9 s each for 400 galaxies on 2 cores, by the machine).
     #[arg(long, default_value_t = 30)]
     epochs: usize,
     /// Redo every stage even when its outputs are up to date.
