@@ -392,9 +392,11 @@ fn extension_data(ext: &Extension, truth: &GalaxyTruth, maps: &GalaxyMaps) -> Im
     };
     let z = truth.geometry.z;
     let wave = |c: usize| DR17_CHANNELS.get(c).map_or(5000.0, |(_, w)| *w);
-    let continuum = |c: usize, p: usize| {
-        f64::from(maps.continuum_snr[p]) * MFLUX_SIGMA * (wave(c) / 4700.0).powf(-0.7)
-    };
+    // The continuum's colour, once per channel: it is asked for at every spaxel of four maps.
+    let colour: Vec<f64> = (0..channels)
+        .map(|c| (wave(c) / 4700.0).powf(-0.7))
+        .collect();
+    let continuum = |c: usize, p: usize| f64::from(maps.continuum_snr[p]) * MFLUX_SIGMA * colour[c];
     let line_snr = |i: usize| f64::from(maps.flux[i]) * f64::from(maps.ivar[i]).sqrt();
     let kinematic_ivar = |i: usize, floor: f64| {
         let snr = line_snr(i);

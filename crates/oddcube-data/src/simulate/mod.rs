@@ -22,7 +22,7 @@ use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
 use crate::error::DataError;
-use crate::fits::write::{WriteOptions, write_fits};
+use crate::fits::write::{WriteOptions, release_write_buffers, write_fits};
 use crate::progress::Progress;
 pub use catalogue::Geometry;
 pub use galaxy::{GalaxyKind, GalaxyMaps, GalaxyTruth};
@@ -249,6 +249,7 @@ pub fn simulate_survey(
             Ok((path, truth))
         })
         .collect();
+    release_write_buffers();
     progress.finish();
     let mut files = Vec::with_capacity(plans.len());
     let mut truths = Vec::with_capacity(plans.len());
