@@ -172,7 +172,7 @@ fn outputs_never_overwrite_another_kind_of_artifact_and_inputs_are_checked() {
 }
 
 #[test]
-fn paths_that_are_not_utf8_are_errors_not_panics() {
+fn paths_that_are_not_utf8_work_or_are_errors_never_panics() {
     use std::os::unix::ffi::OsStrExt;
     let dir = tempfile::tempdir().unwrap();
     let odd = dir
@@ -187,11 +187,21 @@ fn paths_that_are_not_utf8_are_errors_not_panics() {
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(
-        stderr.contains("not valid UTF-8") && !stderr.contains("panicked"),
-        "{stderr}"
-    );
+    // cfitsio assembles the files in memory and never sees their names, so any path the
+    // file system takes will do.
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let written = std::fs::read_dir(&odd)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .ends_with("-MAPS-HYB10-MILESHC-MASTARSSP.fits.gz")
+        })
+        .count();
+    assert_eq!(written, 2);
+    assert!(odd.join("truth.csv").is_file());
     // Ingest writes no FITS: it succeeds, and the command line it records (provenance) keeps
     // the path lossily instead of panicking on it.
     let survey = dir.path().join("survey");
