@@ -346,7 +346,7 @@ pub fn inflate_if_gzip(raw: Vec<u8>, path: &Path) -> Result<Vec<u8>, DataError> 
     if !raw.starts_with(&GZIP_MAGIC) {
         return Ok(raw);
     }
-    let mut out = Vec::with_capacity(raw.len().saturating_mul(4));
+    let mut out = Vec::with_capacity(inflated_size_hint(&raw));
     let mut decoder = flate2::read::GzDecoder::new(raw.as_slice()).take(MAX_INFLATED_BYTES + 1);
     decoder.read_to_end(&mut out).map_err(|e| DataError::Gzip {
         path: path.to_path_buf(),
@@ -362,6 +362,19 @@ pub fn inflate_if_gzip(raw: Vec<u8>, path: &Path) -> Result<Vec<u8>, DataError> 
         });
     }
     Ok(out)
+}
+
+/// Room to reserve for inflating a gzip stream: the size its trailer records (ISIZE, the
+/// inflated length modulo 2³²), so the output is never copied to grow. A trailer is only a
+/// claim — of the last member, and possibly damaged — so it is bounded by deflate's largest
+/// possible ratio (1032:1) and by [`MAX_INFLATED_BYTES`]; the inflating itself checks the rest.
+fn inflated_size_hint(raw: &[u8]) -> usize {
+    const DEFLATE_MAX_RATIO: usize = 1032;
+    let claimed = raw
+        .last_chunk::<4>()
+        .map_or(0, |isize| u32::from_le_bytes(*isize) as usize);
+    let plausible = raw.len().saturating_mul(DEFLATE_MAX_RATIO);
+    claimed.min(plausible).min(MAX_INFLATED_BYTES as usize + 1)
 }
 
 /// Decodes big-endian fixed-size values; a trailing partial value cannot occur because data
@@ -624,6 +637,19 @@ mod tests {
         env!("CARGO_MANIFEST_DIR"),
         "/../../tests/data/real/drpcomplete_v2_7_1.fits"
     );
+
+    #[test]
+    fn the_gzip_trailer_sizes_the_output_but_is_not_trusted() {
+        // A real DR15 file: the trailer records exactly what it inflates to.
+        let raw = std::fs::read(DR15).unwrap();
+        let inflated = inflate_if_gzip(raw.clone(), Path::new(DR15)).unwrap();
+        assert_eq!(inflated_size_hint(&raw), inflated.len());
+        // A forged trailer claiming 4 GB on a tiny stream is held to deflate's 1032:1 ratio.
+        let mut forged = raw[..100].to_vec();
+        forged.extend_from_slice(&u32::MAX.to_le_bytes());
+        assert_eq!(inflated_size_hint(&forged), 104 * 1032);
+        assert_eq!(inflated_size_hint(&[0x1f, 0x8b]), 0);
+    }
 
     #[test]
     fn a_header_without_its_end_card_is_described_in_words() {
