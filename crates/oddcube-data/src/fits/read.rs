@@ -372,7 +372,7 @@ fn inflated_size_hint(raw: &[u8]) -> usize {
     const DEFLATE_MAX_RATIO: usize = 1032;
     let claimed = raw
         .last_chunk::<4>()
-        .map_or(0, |isize| u32::from_le_bytes(*isize) as usize);
+        .map_or(0, |trailer| u32::from_le_bytes(*trailer) as usize);
     let plausible = raw.len().saturating_mul(DEFLATE_MAX_RATIO);
     claimed.min(plausible).min(MAX_INFLATED_BYTES as usize + 1)
 }

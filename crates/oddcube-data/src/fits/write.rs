@@ -391,7 +391,13 @@ fn with_assembled_file(
         },
     };
     if buffer.start.is_null() {
-        return Err(fits_err(fitsio::errors::Error::NullPointer));
+        return Err(FitsWriteError::Io {
+            path: target.to_path_buf(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::OutOfMemory,
+                "no memory to assemble the file in",
+            ),
+        });
     }
     // cfitsio takes the size it is given for the file's current length, so it is told one
     // block, as its own examples do, and the rest of the capacity is used through
