@@ -3,10 +3,23 @@
 //! non-finite values left out.
 
 /// Median of the finite values of `values`; `None` when there are none.
+///
+/// Selects the middle order statistics instead of sorting (linear time): the anomaly null's
+/// per-line floors bisect on the median of up to 200,000 values some sixty times per line, where a
+/// sort per evaluation was a sixth of a short training run.
 pub fn median(values: &[f64]) -> Option<f64> {
     let mut finite: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
-    finite.sort_unstable_by(f64::total_cmp);
-    median_of_sorted(&finite)
+    let n = finite.len();
+    if n == 0 {
+        return None;
+    }
+    let (below, &mut upper, _) = finite.select_nth_unstable_by(n / 2, f64::total_cmp);
+    if n % 2 == 1 {
+        return Some(upper);
+    }
+    // The other middle value is the largest of the lower half, which selection leaves unordered.
+    let lower = below.iter().copied().max_by(f64::total_cmp)?;
+    Some(0.5 * (lower + upper))
 }
 
 /// Median of values already sorted ascending (all finite); `None` for an empty slice. For callers
@@ -42,6 +55,27 @@ mod tests {
         assert_eq!(median(&[f64::NAN, f64::INFINITY]), None);
         assert_eq!(median(&[f64::NAN, 5.0, 1.0]), Some(3.0));
         assert_eq!(median_of_sorted(&[1.0, 2.0, 10.0]), Some(2.0));
+    }
+
+    proptest::proptest! {
+        /// Selection must give exactly what sorting and reading the middle gives (the documented
+        /// numbers depend on medians bit for bit), for odd and even counts, ties and signed zeros.
+        #[test]
+        fn median_by_selection_equals_median_of_the_sorted_values(
+            values in proptest::collection::vec(
+                proptest::prop_oneof![
+                    -1e6f64..1e6,
+                    proptest::sample::select(vec![0.0, -0.0, 1.0, f64::NAN, f64::INFINITY]),
+                ],
+                0..64,
+            )
+        ) {
+            let mut sorted: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
+            sorted.sort_unstable_by(f64::total_cmp);
+            let expected = median_of_sorted(&sorted);
+            let got = median(&values);
+            proptest::prop_assert_eq!(got.map(f64::to_bits), expected.map(f64::to_bits));
+        }
     }
 
     #[test]
