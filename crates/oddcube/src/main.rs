@@ -23,9 +23,10 @@ const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 ///
 /// A training step frees and reallocates tens of megabytes of activations; with mimalloc's default
 /// purge (1 s) the pages went back to the OS between uses and every reuse faulted in freshly zeroed
-/// pages: 6 % of a training run's profile in the kernel's page clearing, and epochs 8 % slower
-/// (docs/kernels.md, "Allocator"). The batch commands reach their peak memory anyway, so holding it
-/// costs nothing; `serve` idles for hours after loading, and gives back what it freed.
+/// pages: 6 % of a training run's profile in the kernel's page clearing, and steps 8 % slower
+/// (docs/kernels.md, "Allocator"). The price is a larger peak resident set (a tenth to a third
+/// more, bounded by the threads' working sets), paid by batch commands that exit when done;
+/// `serve` idles for hours after loading, and gives back what it freed.
 /// `MIMALLOC_PURGE_DELAY` in the environment still decides when it is set.
 fn hold_freed_memory() {
     if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
