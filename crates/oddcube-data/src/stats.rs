@@ -5,7 +5,7 @@
 /// Median of the finite values of `values`; `None` when there are none.
 ///
 /// Selects the middle order statistics instead of sorting (linear time): the anomaly null's
-/// per-line floors bisect on the median of up to 200,000 values some sixty times per line, where a
+/// per-line floors bisect on the median of up to 200,000 values over fifty times per line, where a
 /// sort per evaluation was a sixth of a short training run.
 pub fn median(values: &[f64]) -> Option<f64> {
     let mut finite: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
