@@ -6,7 +6,7 @@ use rayon::prelude::*;
 
 use super::direct::{self, DIRECT_MAX_OUT};
 use super::patches::{
-    ConvGeometry, Mat, Planes, col2im, contiguous, im2col, images_per_chunk, matmul,
+    ConvGeometry, Mat, Planes, col2im, contiguous, im2col, images_per_chunk, matmul, par_fill,
     par_image_chunks, planes, sum_partials, with_scratch,
 };
 use super::subpixel;
@@ -97,52 +97,49 @@ impl CustomOp3 for FusedConv {
         let k = cin * g.kernel * g.kernel;
         let p = oh * ow;
         let per = images_per_chunk(n, k * p);
-        let mut out = vec![0.0f32; n * cout * p];
         let relu = self.0.relu;
         if cout <= DIRECT_MAX_OUT {
-            direct::forward(&x, w, b, &g, relu, (oh, ow), &mut out);
+            let out = direct::forward(&x, n, w, b, &g, relu, (oh, ow));
             return Ok((CpuStorage::F32(out), Shape::from((n, cout, oh, ow))));
         }
         if subpixel::applies(&g) {
-            subpixel::forward(&x, n, w, b, relu, &mut out);
+            let out = subpixel::forward(&x, n, w, b, relu);
             return Ok((CpuStorage::F32(out), Shape::from((n, cout, oh, ow))));
         }
-        out.par_chunks_mut(per * cout * p)
-            .enumerate()
-            .for_each(|(chunk, out)| {
-                let count = out.len() / (cout * p);
-                let np = count * p;
-                with_scratch(k * np + cout * np, |buf| {
-                    let (cols, acc) = buf.split_at_mut(k * np);
-                    im2col(&[x], chunk * per, count, &g, (oh, ow), cols);
-                    matmul(
-                        (cout, np, k),
-                        acc,
-                        np,
-                        false,
-                        Mat {
-                            data: w,
-                            row_stride: k,
-                            col_stride: 1,
-                        },
-                        Mat {
-                            data: cols,
-                            row_stride: np,
-                            col_stride: 1,
-                        },
-                    );
-                    for (i, image) in out.chunks_exact_mut(cout * p).enumerate() {
-                        for (co, dst) in image.chunks_exact_mut(p).enumerate() {
-                            let src = &acc[co * np + i * p..co * np + (i + 1) * p];
-                            let bias = b[co];
-                            for (d, s) in dst.iter_mut().zip(src) {
-                                let v = s + bias;
-                                *d = if relu && v <= 0.0 { 0.0 } else { v };
-                            }
+        let out = par_fill(n * cout * p, per * cout * p, |chunk, out| {
+            let count = out.len() / (cout * p);
+            let np = count * p;
+            with_scratch(k * np + cout * np, |buf| {
+                let (cols, acc) = buf.split_at_mut(k * np);
+                im2col(&[x], chunk * per, count, &g, (oh, ow), cols);
+                matmul(
+                    (cout, np, k),
+                    acc,
+                    np,
+                    false,
+                    Mat {
+                        data: w,
+                        row_stride: k,
+                        col_stride: 1,
+                    },
+                    Mat {
+                        data: cols,
+                        row_stride: np,
+                        col_stride: 1,
+                    },
+                );
+                for (i, image) in out.chunks_exact_mut(cout * p).enumerate() {
+                    for (co, dst) in image.chunks_exact_mut(p).enumerate() {
+                        let src = &acc[co * np + i * p..co * np + (i + 1) * p];
+                        let bias = b[co];
+                        for (d, s) in dst.iter_mut().zip(src) {
+                            let v = s + bias;
+                            *d = if relu && v <= 0.0 { 0.0 } else { v };
                         }
                     }
-                });
+                }
             });
+        });
         Ok((CpuStorage::F32(out), Shape::from((n, cout, oh, ow))))
     }
 
@@ -203,16 +200,13 @@ impl CustomOp2 for ReluGrad {
         let (_, y) = planes(ys, yl, "relu output")?;
         let hw = d.height * d.width;
         let per_image = d.channels * hw;
-        let mut out = vec![0.0f32; n * per_image];
-        out.par_chunks_mut(per_image.max(1))
-            .enumerate()
-            .for_each(|(i, image)| {
-                for (c, dst) in image.chunks_exact_mut(hw.max(1)).enumerate() {
-                    for ((o, g), v) in dst.iter_mut().zip(d.plane(i, c)).zip(y.plane(i, c)) {
-                        *o = if *v > 0.0 { *g } else { 0.0 };
-                    }
+        let out = par_fill(n * per_image, per_image, |i, image| {
+            for (c, dst) in image.chunks_exact_mut(hw.max(1)).enumerate() {
+                for ((o, g), v) in dst.iter_mut().zip(d.plane(i, c)).zip(y.plane(i, c)) {
+                    *o = if *v > 0.0 { *g } else { 0.0 };
                 }
-            });
+            }
+        });
         Ok((CpuStorage::F32(out), dl.shape().clone()))
     }
 }

@@ -6,7 +6,9 @@
 
 use rayon::prelude::*;
 
-use super::patches::{ConvGeometry, Planes, images_per_chunk, par_image_chunks, sum_partials};
+use super::patches::{
+    ConvGeometry, Planes, images_per_chunk, par_fill, par_image_chunks, sum_partials,
+};
 
 /// Output channels up to which the direct loops beat patch gather + GEMM.
 pub const DIRECT_MAX_OUT: usize = 2;
@@ -78,21 +80,21 @@ fn run_input<'a>(g: &ConvGeometry, line: &'a [f32], run: &TapRun, tmp: &'a mut [
     }
 }
 
-/// Forward: `out` `[n, Cout, oh, ow]` from `x`, `w` `[Cout, K]`, `b` `[Cout]`.
+/// Forward: `[n, Cout, oh, ow]` from the `n` images of `x`, `w` `[Cout, K]`, `b` `[Cout]`.
 pub fn forward(
     x: &Planes,
+    n: usize,
     w: &[f32],
     b: &[f32],
     g: &ConvGeometry,
     relu: bool,
     (oh, ow): (usize, usize),
-    out: &mut [f32],
-) {
+) -> Vec<f32> {
     let per_image = b.len() * oh * ow;
     let runs = tap_runs(g, x.channels, (x.height, x.width), (oh, ow));
-    out.par_chunks_mut(per_image.max(1))
-        .enumerate()
-        .for_each(|(image, out)| forward_image(x, image, &runs, w, b, g, relu, (oh, ow), out));
+    par_fill(n * per_image, per_image, |image, out| {
+        forward_image(x, image, &runs, w, b, g, relu, (oh, ow), out)
+    })
 }
 
 simd_dispatch! {

@@ -9,12 +9,11 @@
 //! backward reads them.
 
 use candle_core::{CpuStorage, CustomOp3, Device, Layout, Shape, Tensor};
-use rayon::prelude::*;
 
 use super::conv::{InputGrad, weight_grad};
 use super::math::{sigmoid, tanh};
 use super::patches::{
-    ConvGeometry, Mat, contiguous, im2col, images_per_chunk, matmul, planes, with_scratch,
+    ConvGeometry, Mat, contiguous, im2col, images_per_chunk, matmul, par_fill, planes, with_scratch,
 };
 
 /// State channels per hidden channel: four gate activations, h and c.
@@ -157,63 +156,60 @@ impl CustomOp3 for CellStep {
         let c_prev = state.channels(5 * hidden, hidden);
         let per = images_per_chunk(n, k * p);
         let image = BLOCKS * hidden * p;
-        let mut out = vec![0.0f32; n * image];
-        out.par_chunks_mut((per * image).max(1))
-            .enumerate()
-            .for_each(|(chunk, out)| {
-                let first = chunk * per;
-                let count = out.len() / image;
-                let np = count * p;
-                with_scratch(k * np + 4 * hidden * np, |buf| {
-                    let (cols, gates) = buf.split_at_mut(k * np);
-                    im2col(&[x, h_prev], first, count, &g, (side_h, side_w), cols);
-                    matmul(
-                        (4 * hidden, np, k),
-                        gates,
-                        np,
-                        false,
-                        Mat {
-                            data: w,
-                            row_stride: k + 1,
-                            col_stride: 1,
-                        },
-                        Mat {
-                            data: cols,
-                            row_stride: np,
-                            col_stride: 1,
-                        },
-                    );
-                    let gates: &[f32] = gates;
-                    for (i, img) in out.chunks_exact_mut(image).enumerate() {
-                        let mut blocks = img.chunks_exact_mut(hidden * p);
-                        let mut next = || blocks.next().unwrap_or_default();
-                        let mut maps: [&mut [f32]; 6] =
-                            [next(), next(), next(), next(), next(), next()];
-                        for q in 0..hidden {
-                            let row = |gate: usize| {
-                                let r = (gate * hidden + q) * np + i * p;
-                                &gates[r..r + p]
-                            };
-                            let bias = |gate: usize| w[(gate * hidden + q) * (k + 1) + k];
-                            let [a, b, c, d, e, f] = &mut maps;
-                            let span = q * p..(q + 1) * p;
-                            cell_update(
-                                [row(0), row(1), row(2), row(3)],
-                                [bias(0), bias(1), bias(2), bias(3)],
-                                c_prev.plane(first + i, q),
-                                [
-                                    &mut a[span.clone()],
-                                    &mut b[span.clone()],
-                                    &mut c[span.clone()],
-                                    &mut d[span.clone()],
-                                    &mut e[span.clone()],
-                                    &mut f[span],
-                                ],
-                            );
-                        }
+        let out = par_fill(n * image, per * image, |chunk, out| {
+            let first = chunk * per;
+            let count = out.len() / image;
+            let np = count * p;
+            with_scratch(k * np + 4 * hidden * np, |buf| {
+                let (cols, gates) = buf.split_at_mut(k * np);
+                im2col(&[x, h_prev], first, count, &g, (side_h, side_w), cols);
+                matmul(
+                    (4 * hidden, np, k),
+                    gates,
+                    np,
+                    false,
+                    Mat {
+                        data: w,
+                        row_stride: k + 1,
+                        col_stride: 1,
+                    },
+                    Mat {
+                        data: cols,
+                        row_stride: np,
+                        col_stride: 1,
+                    },
+                );
+                let gates: &[f32] = gates;
+                for (i, img) in out.chunks_exact_mut(image).enumerate() {
+                    let mut blocks = img.chunks_exact_mut(hidden * p);
+                    let mut next = || blocks.next().unwrap_or_default();
+                    let mut maps: [&mut [f32]; 6] =
+                        [next(), next(), next(), next(), next(), next()];
+                    for q in 0..hidden {
+                        let row = |gate: usize| {
+                            let r = (gate * hidden + q) * np + i * p;
+                            &gates[r..r + p]
+                        };
+                        let bias = |gate: usize| w[(gate * hidden + q) * (k + 1) + k];
+                        let [a, b, c, d, e, f] = &mut maps;
+                        let span = q * p..(q + 1) * p;
+                        cell_update(
+                            [row(0), row(1), row(2), row(3)],
+                            [bias(0), bias(1), bias(2), bias(3)],
+                            c_prev.plane(first + i, q),
+                            [
+                                &mut a[span.clone()],
+                                &mut b[span.clone()],
+                                &mut c[span.clone()],
+                                &mut d[span.clone()],
+                                &mut e[span.clone()],
+                                &mut f[span],
+                            ],
+                        );
                     }
-                });
+                }
             });
+        });
         Ok((
             CpuStorage::F32(out),
             Shape::from((n, BLOCKS * hidden, side_h, side_w)),
@@ -349,37 +345,34 @@ impl CustomOp3 for GateGrad {
         }
         let p = res.height * res.width;
         let image = 5 * hidden * p;
-        let mut out = vec![0.0f32; n * image];
-        out.par_chunks_mut(image.max(1))
-            .enumerate()
-            .for_each(|(img, out)| {
-                let mut blocks = out.chunks_exact_mut(hidden * p);
-                let mut next = || blocks.next().unwrap_or_default();
-                let mut maps: [&mut [f32]; 5] = [next(), next(), next(), next(), next()];
-                for q in 0..hidden {
-                    let [a, b, c, d, e] = &mut maps;
-                    let span = q * p..(q + 1) * p;
-                    cell_update_grad(
-                        [
-                            res.plane(img, q),
-                            res.plane(img, hidden + q),
-                            res.plane(img, 2 * hidden + q),
-                            res.plane(img, 3 * hidden + q),
-                        ],
-                        res.plane(img, 5 * hidden + q),
-                        prev.plane(img, 5 * hidden + q),
-                        grad.plane(img, 4 * hidden + q),
-                        grad.plane(img, 5 * hidden + q),
-                        [
-                            &mut a[span.clone()],
-                            &mut b[span.clone()],
-                            &mut c[span.clone()],
-                            &mut d[span.clone()],
-                            &mut e[span],
-                        ],
-                    );
-                }
-            });
+        let out = par_fill(n * image, image, |img, out| {
+            let mut blocks = out.chunks_exact_mut(hidden * p);
+            let mut next = || blocks.next().unwrap_or_default();
+            let mut maps: [&mut [f32]; 5] = [next(), next(), next(), next(), next()];
+            for q in 0..hidden {
+                let [a, b, c, d, e] = &mut maps;
+                let span = q * p..(q + 1) * p;
+                cell_update_grad(
+                    [
+                        res.plane(img, q),
+                        res.plane(img, hidden + q),
+                        res.plane(img, 2 * hidden + q),
+                        res.plane(img, 3 * hidden + q),
+                    ],
+                    res.plane(img, 5 * hidden + q),
+                    prev.plane(img, 5 * hidden + q),
+                    grad.plane(img, 4 * hidden + q),
+                    grad.plane(img, 5 * hidden + q),
+                    [
+                        &mut a[span.clone()],
+                        &mut b[span.clone()],
+                        &mut c[span.clone()],
+                        &mut d[span.clone()],
+                        &mut e[span],
+                    ],
+                );
+            }
+        });
         Ok((
             CpuStorage::F32(out),
             Shape::from((n, 5 * hidden, res.height, res.width)),

@@ -2,6 +2,7 @@
 //! wrapper, and the helpers that turn candle storages into plane views.
 
 use std::cell::RefCell;
+use std::mem::MaybeUninit;
 
 use candle_core::{CpuStorage, Layout};
 use rayon::prelude::*;
@@ -173,24 +174,47 @@ pub fn sum_partials(partials: &[Vec<f32>], len: usize) -> Vec<f32> {
     total
 }
 
+/// A buffer of `len` floats filled in parallel chunks of `chunk_len` floats (the last may be
+/// shorter) by `fill(chunk index, chunk)`, each chunk zeroed by the thread that fills it, just
+/// before `fill` sees it.
+///
+/// Kernel outputs are made this way rather than with `vec![0.0; len]`: the allocator reuses
+/// freed memory (docs/kernels.md, "Allocator"), so a zeroed allocation is a `memset` of the
+/// whole buffer on the calling thread while the others wait, and then a second pass over memory
+/// that has left the cache. Zeroing chunk by chunk spreads that pass over the threads and leaves
+/// each chunk in the cache of the thread that writes it. Zeroing, not leaving the memory
+/// uninitialised, keeps it sound and lets accumulating kernels start from zero. Fresh pages are
+/// first touched by that write, never by a read (a read would map the shared zero page and make
+/// every later write a copy-on-write fault).
+pub fn par_fill(len: usize, chunk_len: usize, fill: impl Fn(usize, &mut [f32]) + Sync) -> Vec<f32> {
+    let mut out: Vec<f32> = Vec::with_capacity(len);
+    out.spare_capacity_mut()[..len]
+        .par_chunks_mut(chunk_len.max(1))
+        .enumerate()
+        .for_each(|(chunk, dest)| {
+            dest.fill(MaybeUninit::new(0.0));
+            // SAFETY: every element of `dest` was initialised on the line above, and
+            // `MaybeUninit<f32>` has the layout of `f32`.
+            let dest = unsafe { &mut *(dest as *mut [MaybeUninit<f32>] as *mut [f32]) };
+            fill(chunk, dest);
+        });
+    // SAFETY: the chunks cover `0..len`, every one was initialised before `fill` ran, and
+    // `for_each` returns only after all of them (a panic in `fill` propagates before this).
+    unsafe { out.set_len(len) };
+    out
+}
+
 /// A zeroed gradient of `n` images of `image` floats each, filled in parallel chunks of `per`
-/// images by `fill(first image, image count, chunk)`. Each chunk is zeroed by its own thread
-/// before `fill` runs: first touching fresh pages with a read (an accumulation) would map the
-/// shared zero page and make every later write a copy-on-write fault.
+/// images by `fill(first image, image count, chunk)` ([`par_fill`]).
 pub fn par_image_chunks(
     n: usize,
     image: usize,
     per: usize,
     fill: impl Fn(usize, usize, &mut [f32]) + Sync,
 ) -> Vec<f32> {
-    let mut out = vec![0.0f32; n * image];
-    out.par_chunks_mut((per * image).max(1))
-        .enumerate()
-        .for_each(|(chunk, dest)| {
-            dest.fill(0.0);
-            fill(chunk * per, dest.len() / image.max(1), dest);
-        });
-    out
+    par_fill(n * image, per * image, |chunk, dest| {
+        fill(chunk * per, dest.len() / image.max(1), dest)
+    })
 }
 
 thread_local! {
@@ -611,6 +635,36 @@ mod tests {
         assert_eq!(dst, [9.0, 17.5, 99.0, 9.0, 28.0, 99.0]);
         matmul((2, 2, 3), &mut dst, 3, false, lhs, rhs);
         assert_eq!(dst, [-1.0, 7.5, 99.0, -1.0, 18.0, 99.0]);
+    }
+
+    #[test]
+    fn par_fill_hands_out_zeroed_chunks_that_cover_the_buffer_once() {
+        // Reused memory first: a freed buffer of non-zero floats is the allocation most likely
+        // to come back, and `par_fill` must zero it before `fill` reads it.
+        drop(vec![7.0f32; 10_000]);
+        for (len, chunk_len) in [(0, 4), (10, 3), (12, 4), (10_000, 997), (5, 0)] {
+            let seen = std::sync::Mutex::new(Vec::new());
+            let out = par_fill(len, chunk_len, |chunk, dest| {
+                assert!(dest.iter().all(|&v| v == 0.0), "chunk {chunk} not zeroed");
+                // An accumulation, as the gradient kernels do, then a mark of the chunk.
+                for (i, v) in dest.iter_mut().enumerate() {
+                    *v += (chunk * 100_000 + i) as f32;
+                }
+                seen.lock().unwrap().push((chunk, dest.len()));
+            });
+            assert_eq!(out.len(), len);
+            let step = chunk_len.max(1);
+            let mut seen = seen.into_inner().unwrap();
+            seen.sort_unstable();
+            let expected: Vec<(usize, usize)> = (0..len.div_ceil(step))
+                .map(|c| (c, step.min(len - c * step)))
+                .collect();
+            assert_eq!(seen, expected, "len {len}, chunk {chunk_len}");
+            for (at, v) in out.iter().enumerate() {
+                let (chunk, i) = (at / step, at % step);
+                assert_eq!(*v, (chunk * 100_000 + i) as f32, "element {at}");
+            }
+        }
     }
 
     #[test]

@@ -10,8 +10,8 @@
 use rayon::prelude::*;
 
 use super::patches::{
-    ConvGeometry, Mat, Planes, col2im, im2col, images_per_chunk, matmul, par_image_chunks,
-    sum_partials, with_scratch,
+    ConvGeometry, Mat, Planes, col2im, im2col, images_per_chunk, matmul, par_fill,
+    par_image_chunks, sum_partials, with_scratch,
 };
 
 /// The geometry this module replaces.
@@ -92,8 +92,8 @@ fn cell(i: usize, j: usize, a: usize, b: usize, grid_w: usize) -> usize {
     (i + a) * grid_w + j + b
 }
 
-/// Forward into `out` `[n, Cout, 2H, 2W]`.
-pub fn forward(x: &Planes, n: usize, w: &[f32], b: &[f32], relu: bool, out: &mut [f32]) {
+/// Forward: `[n, Cout, 2H, 2W]` from the `n` images of `x`.
+pub fn forward(x: &Planes, n: usize, w: &[f32], b: &[f32], relu: bool) -> Vec<f32> {
     let (cout, cin, h, wd) = (b.len(), x.channels, x.height, x.width);
     let w4 = fold(w, cin * 9, cout, cin);
     let (gh, gw) = (h + 1, wd + 1);
@@ -101,47 +101,45 @@ pub fn forward(x: &Planes, n: usize, w: &[f32], b: &[f32], relu: bool, out: &mut
     let k4 = cin * 4;
     let per = images_per_chunk(n, k4 * grid);
     let image = cout * 4 * h * wd;
-    out.par_chunks_mut((per * image).max(1))
-        .enumerate()
-        .for_each(|(chunk, out)| {
-            let count = out.len() / image;
-            let np = count * grid;
-            with_scratch(k4 * np + 4 * cout * np, |buf| {
-                let (cols, acc) = buf.split_at_mut(k4 * np);
-                im2col(&[*x], chunk * per, count, &PATCH, (gh, gw), cols);
-                matmul(
-                    (4 * cout, np, k4),
-                    acc,
-                    np,
-                    false,
-                    Mat {
-                        data: &w4,
-                        row_stride: k4,
-                        col_stride: 1,
-                    },
-                    Mat {
-                        data: cols,
-                        row_stride: np,
-                        col_stride: 1,
-                    },
-                );
-                for (img, dst) in out.chunks_exact_mut(image).enumerate() {
-                    for (co, plane) in dst.chunks_exact_mut(4 * h * wd).enumerate() {
-                        for parity in 0..4 {
-                            let (a, bb) = (parity / 2, parity % 2);
-                            let row = &acc[(parity * cout + co) * np + img * grid..][..grid];
-                            for i in 0..h {
-                                let line = &mut plane[(2 * i + a) * 2 * wd..][..2 * wd];
-                                for j in 0..wd {
-                                    let v = row[cell(i, j, a, bb, gw)] + b[co];
-                                    line[2 * j + bb] = if relu && v <= 0.0 { 0.0 } else { v };
-                                }
+    par_fill(n * image, per * image, |chunk, out| {
+        let count = out.len() / image;
+        let np = count * grid;
+        with_scratch(k4 * np + 4 * cout * np, |buf| {
+            let (cols, acc) = buf.split_at_mut(k4 * np);
+            im2col(&[*x], chunk * per, count, &PATCH, (gh, gw), cols);
+            matmul(
+                (4 * cout, np, k4),
+                acc,
+                np,
+                false,
+                Mat {
+                    data: &w4,
+                    row_stride: k4,
+                    col_stride: 1,
+                },
+                Mat {
+                    data: cols,
+                    row_stride: np,
+                    col_stride: 1,
+                },
+            );
+            for (img, dst) in out.chunks_exact_mut(image).enumerate() {
+                for (co, plane) in dst.chunks_exact_mut(4 * h * wd).enumerate() {
+                    for parity in 0..4 {
+                        let (a, bb) = (parity / 2, parity % 2);
+                        let row = &acc[(parity * cout + co) * np + img * grid..][..grid];
+                        for i in 0..h {
+                            let line = &mut plane[(2 * i + a) * 2 * wd..][..2 * wd];
+                            for j in 0..wd {
+                                let v = row[cell(i, j, a, bb, gw)] + b[co];
+                                line[2 * j + bb] = if relu && v <= 0.0 { 0.0 } else { v };
                             }
                         }
                     }
                 }
-            });
+            }
         });
+    })
 }
 
 /// Copies the output gradient `[Cout, 2H, 2W]` of images `first..first + count` into the
