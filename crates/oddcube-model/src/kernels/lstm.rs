@@ -1,23 +1,27 @@
 //! The fused ConvLSTM step: gate GEMM plus the whole sigmoid/tanh and c/h update in one op,
-//! with a backward that reads the gate activations saved in the forward output.
+//! with a backward that reads the gate activations the forward saved.
 //!
-//! The op threads one *state* tensor `[B, 6H, s, s]` from step to step: channels
-//! `[i, f, o, g | h | c]` — the four gate activations of the step that produced it, then the
-//! new hidden and cell maps. Keeping the activations in the output is what lets the backward
-//! skip recomputing the gate GEMM; callers read `h` and `c` through [`state_h`] and
-//! [`state_c`]. Gradients reaching the activation channels are ignored: only this op's own
-//! backward reads them.
+//! The op threads one *state* tensor `[B, 2H, s, s]` from step to step: channels `[h | c]`,
+//! the new hidden and cell maps; callers read them through [`state_h`] and [`state_c`]. The
+//! step's four gate activations `[i, f, o, g]` stay with the op (`CellStep::acts`) for its
+//! backward, which so skips recomputing the gate GEMM. They are not part of the state: candle's
+//! autograd gives every tensor a gradient of its full shape, made as zeros and then added into,
+//! so activations carried in the state cost three zero channels in four on every gradient that
+//! reaches the state, at every step.
 
-use candle_core::{CpuStorage, CustomOp3, Device, Layout, Shape, Tensor};
+use std::sync::Mutex;
+
+use candle_core::{CpuStorage, CustomOp3, Device, Layout, Shape, Storage, Tensor};
 
 use super::conv::{InputGrad, weight_grad};
 use super::math::{sigmoid, tanh};
 use super::patches::{
-    ConvGeometry, Mat, contiguous, im2col, images_per_chunk, matmul, par_fill, planes, with_scratch,
+    ConvGeometry, Mat, contiguous, im2col, images_per_chunk, matmul, par_fill, par_fill_pair,
+    planes, with_scratch,
 };
 
-/// State channels per hidden channel: four gate activations, h and c.
-const BLOCKS: usize = 6;
+/// State channels per hidden channel: h and c.
+const BLOCKS: usize = 2;
 
 /// A ConvLSTM layer's gate weights packed once per sequence as `[4H, K + 1]` (the `[4H, Cin+H,
 /// k, k]` weight flattened per row, then the bias), so each step reads one matrix. Built with
@@ -45,7 +49,7 @@ pub fn pack_lstm_weights(weight: &Tensor, bias: &Tensor) -> candle_core::Result<
     })
 }
 
-/// The all-zero state `[B, 6H, s, s]` a sequence starts from.
+/// The all-zero state `[B, 2H, s, s]` a sequence starts from.
 pub fn lstm_zero_state(
     batch: usize,
     hidden: usize,
@@ -61,12 +65,12 @@ pub fn lstm_zero_state(
 
 /// The hidden map `h` `[B, H, s, s]` of a state (a view, no copy).
 pub fn state_h(state: &Tensor, hidden: usize) -> candle_core::Result<Tensor> {
-    state.narrow(1, 4 * hidden, hidden)
+    state.narrow(1, 0, hidden)
 }
 
 /// The cell map `c` `[B, H, s, s]` of a state (a view, no copy).
 pub fn state_c(state: &Tensor, hidden: usize) -> candle_core::Result<Tensor> {
-    state.narrow(1, 5 * hidden, hidden)
+    state.narrow(1, hidden, hidden)
 }
 
 /// One step from `state` with input `x` `[B, Cin, s, s]`; returns the next state. CPU, f32.
@@ -77,6 +81,7 @@ pub fn lstm_step(weights: &LstmWeights, x: &Tensor, state: &Tensor) -> candle_co
         CellStep {
             hidden: weights.hidden,
             kernel: weights.kernel,
+            acts: Mutex::new(None),
         },
     )
 }
@@ -85,6 +90,10 @@ pub fn lstm_step(weights: &LstmWeights, x: &Tensor, state: &Tensor) -> candle_co
 struct CellStep {
     hidden: usize,
     kernel: usize,
+    /// The gate activations `[B, 4H, s, s]` of this op's forward, for its backward. Each step
+    /// applies a fresh op, so this holds one step's; candle keeps the op (and them) only while
+    /// a graph that needs its gradient does.
+    acts: Mutex<Option<Tensor>>,
 }
 
 simd_dispatch! {
@@ -152,11 +161,12 @@ impl CustomOp3 for CellStep {
         }
         let (side_h, side_w) = (x.height, x.width);
         let p = side_h * side_w;
-        let h_prev = state.channels(4 * hidden, hidden);
-        let c_prev = state.channels(5 * hidden, hidden);
+        let h_prev = state.channels(0, hidden);
+        let c_prev = state.channels(hidden, hidden);
         let per = images_per_chunk(n, k * p);
         let image = BLOCKS * hidden * p;
-        let out = par_fill(n * image, per * image, |chunk, out| {
+        let acts_image = 4 * hidden * p;
+        let (out, acts) = par_fill_pair(n, per, (image, acts_image), |chunk, out, acts| {
             let first = chunk * per;
             let count = out.len() / image;
             let np = count * p;
@@ -180,9 +190,15 @@ impl CustomOp3 for CellStep {
                     },
                 );
                 let gates: &[f32] = gates;
-                for (i, img) in out.chunks_exact_mut(image).enumerate() {
-                    let mut blocks = img.chunks_exact_mut(hidden * p);
+                let images = out
+                    .chunks_exact_mut(image)
+                    .zip(acts.chunks_exact_mut(acts_image));
+                for (i, (img, img_acts)) in images.enumerate() {
+                    let mut blocks = img_acts
+                        .chunks_exact_mut(hidden * p)
+                        .chain(img.chunks_exact_mut(hidden * p));
                     let mut next = || blocks.next().unwrap_or_default();
+                    // [i, f, o, g] into the activations, then [h, c] into the state.
                     let mut maps: [&mut [f32]; 6] =
                         [next(), next(), next(), next(), next(), next()];
                     for q in 0..hidden {
@@ -210,6 +226,8 @@ impl CustomOp3 for CellStep {
                 }
             });
         });
+        let acts = Tensor::from_vec(acts, (n, 4 * hidden, side_h, side_w), &Device::Cpu)?;
+        *self.acts.lock().map_err(|_| poisoned())? = Some(acts);
         Ok((
             CpuStorage::F32(out),
             Shape::from((n, BLOCKS * hidden, side_h, side_w)),
@@ -225,10 +243,14 @@ impl CustomOp3 for CellStep {
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let hidden = self.hidden;
-        let (b, cin, side_h, side_w) = x.dims4()?;
+        let (_, cin, side_h, side_w) = x.dims4()?;
         let grad = grad.contiguous()?;
+        let acts = self.acts.lock().map_err(|_| poisoned())?.clone();
+        let Some(acts) = acts else {
+            candle_core::bail!("ConvLSTM step: backward without the forward's gate activations");
+        };
         // [dpre (4H) | dc_prev (H)]
-        let dpre_dc = state.apply_op3_no_bwd(res, &grad, &GateGrad { hidden })?;
+        let dpre_dc = state.apply_op3_no_bwd(res, &grad, &GateGrad { hidden, acts })?;
         let dpre = dpre_dc.narrow(1, 0, 4 * hidden)?;
         let dw = dpre.apply_op3_no_bwd(
             x,
@@ -257,14 +279,8 @@ impl CustomOp3 for CellStep {
             None
         };
         let dstate = if needs_state {
-            let zeros = Tensor::zeros(
-                (b, 4 * hidden, side_h, side_w),
-                candle_core::DType::F32,
-                x.device(),
-            )?;
             Some(Tensor::cat(
                 &[
-                    zeros,
                     dxh.narrow(1, cin, hidden)?,
                     dpre_dc.narrow(1, 4 * hidden, hidden)?,
                 ],
@@ -277,10 +293,12 @@ impl CustomOp3 for CellStep {
     }
 }
 
-/// Backward of the element-wise update: `(previous state, this state, its gradient)` →
-/// `[dpre_i, dpre_f, dpre_o, dpre_g | dc_prev]`, `[B, 5H, s, s]`.
+/// Backward of the element-wise update: `(previous state, this state, its gradient)` and the
+/// step's gate activations → `[dpre_i, dpre_f, dpre_o, dpre_g | dc_prev]`, `[B, 5H, s, s]`.
 struct GateGrad {
     hidden: usize,
+    /// The step's `[i, f, o, g]`, `[B, 4H, s, s]`.
+    acts: Tensor,
 }
 
 simd_dispatch! {
@@ -335,12 +353,22 @@ impl CustomOp3 for GateGrad {
         let (n, prev) = planes(ps, pl, "ConvLSTM previous state")?;
         let (_, res) = planes(rs, rl, "ConvLSTM state")?;
         let (_, grad) = planes(gs, gl, "ConvLSTM state gradient")?;
-        if pl.dims() != rl.dims() || rl.dims() != gl.dims() {
+        let (acts_storage, al) = self.acts.storage_and_layout();
+        let Storage::Cpu(acts_storage) = &*acts_storage else {
+            candle_core::bail!("ConvLSTM gate activations: not on the CPU");
+        };
+        let (_, acts) = planes(acts_storage, al, "ConvLSTM gate activations")?;
+        let mut want_acts = pl.dims().to_vec();
+        if let Some(channels) = want_acts.get_mut(1) {
+            *channels *= 2;
+        }
+        if pl.dims() != rl.dims() || rl.dims() != gl.dims() || al.dims() != want_acts {
             candle_core::bail!(
-                "ConvLSTM backward shapes disagree: {:?}, {:?}, {:?}",
+                "ConvLSTM backward shapes disagree: {:?}, {:?}, {:?}, activations {:?}",
                 pl.dims(),
                 rl.dims(),
-                gl.dims()
+                gl.dims(),
+                al.dims()
             );
         }
         let p = res.height * res.width;
@@ -354,15 +382,15 @@ impl CustomOp3 for GateGrad {
                 let span = q * p..(q + 1) * p;
                 cell_update_grad(
                     [
-                        res.plane(img, q),
-                        res.plane(img, hidden + q),
-                        res.plane(img, 2 * hidden + q),
-                        res.plane(img, 3 * hidden + q),
+                        acts.plane(img, q),
+                        acts.plane(img, hidden + q),
+                        acts.plane(img, 2 * hidden + q),
+                        acts.plane(img, 3 * hidden + q),
                     ],
-                    res.plane(img, 5 * hidden + q),
-                    prev.plane(img, 5 * hidden + q),
-                    grad.plane(img, 4 * hidden + q),
-                    grad.plane(img, 5 * hidden + q),
+                    res.plane(img, hidden + q),
+                    prev.plane(img, hidden + q),
+                    grad.plane(img, q),
+                    grad.plane(img, hidden + q),
                     [
                         &mut a[span.clone()],
                         &mut b[span.clone()],
@@ -404,10 +432,15 @@ impl CustomOp3 for WeightGradOp {
         let (n, dpre) = planes(ds, dl, "ConvLSTM gate gradient")?;
         let (_, x) = planes(xs, xl, "ConvLSTM input")?;
         let (_, state) = planes(ss, sl, "ConvLSTM previous state")?;
-        let h_prev = state.channels(4 * self.hidden, self.hidden);
+        let h_prev = state.channels(0, self.hidden);
         let g = ConvGeometry::same(self.kernel, 1);
         let k = (x.channels + self.hidden) * self.kernel * self.kernel;
         let out = weight_grad(&dpre, n, &[x, h_prev], &g);
         Ok((CpuStorage::F32(out), Shape::from((4 * self.hidden, k + 1))))
     }
+}
+
+/// The error of a lock whose holder panicked (a kernel bug, not bad input).
+fn poisoned() -> candle_core::Error {
+    candle_core::Error::Msg("ConvLSTM step: its gate activations' lock was poisoned".into())
 }

@@ -191,17 +191,62 @@ pub fn par_fill(len: usize, chunk_len: usize, fill: impl Fn(usize, &mut [f32]) +
     out.spare_capacity_mut()[..len]
         .par_chunks_mut(chunk_len.max(1))
         .enumerate()
-        .for_each(|(chunk, dest)| {
-            dest.fill(MaybeUninit::new(0.0));
-            // SAFETY: every element of `dest` was initialised on the line above, and
-            // `MaybeUninit<f32>` has the layout of `f32`.
-            let dest = unsafe { &mut *(dest as *mut [MaybeUninit<f32>] as *mut [f32]) };
-            fill(chunk, dest);
-        });
-    // SAFETY: the chunks cover `0..len`, every one was initialised before `fill` ran, and
+        .for_each(|(chunk, dest)| fill(chunk, zeroed(dest)));
+    // SAFETY: the chunks cover `0..len`, `zeroed` initialised every one before `fill` ran, and
     // `for_each` returns only after all of them (a panic in `fill` propagates before this).
     unsafe { out.set_len(len) };
     out
+}
+
+/// Two buffers of `n` images each, `image.0` and `image.1` floats an image, filled in parallel
+/// chunks of `per` images by `fill(chunk index, chunk of the first, chunk of the second)`: the
+/// [`par_fill`] of an op with two outputs (the ConvLSTM step's state and its gate activations).
+pub fn par_fill_pair(
+    n: usize,
+    per: usize,
+    image: (usize, usize),
+    fill: impl Fn(usize, &mut [f32], &mut [f32]) + Sync,
+) -> (Vec<f32>, Vec<f32>) {
+    let per = per.max(1);
+    let (len_a, len_b) = (n * image.0, n * image.1);
+    if len_a == 0 || len_b == 0 {
+        // One side holds no floats: the other is filled alone, against empty chunks.
+        return if len_a > 0 {
+            (
+                par_fill(len_a, per * image.0, |c, d| fill(c, d, &mut [])),
+                Vec::new(),
+            )
+        } else {
+            (
+                Vec::new(),
+                par_fill(len_b, per * image.1.max(1), |c, d| fill(c, &mut [], d)),
+            )
+        };
+    }
+    let (mut a, mut b): (Vec<f32>, Vec<f32>) =
+        (Vec::with_capacity(len_a), Vec::with_capacity(len_b));
+    // Both split into `n.div_ceil(per)` chunks of `per` images (the last shorter), so the zip
+    // pairs every chunk of one with the chunk of the other that holds the same images.
+    a.spare_capacity_mut()[..len_a]
+        .par_chunks_mut(per * image.0)
+        .zip(b.spare_capacity_mut()[..len_b].par_chunks_mut(per * image.1))
+        .enumerate()
+        .for_each(|(chunk, (da, db))| fill(chunk, zeroed(da), zeroed(db)));
+    // SAFETY: as in `par_fill`: the chunks of each buffer cover its whole length and every one
+    // was zeroed before `fill` saw it.
+    unsafe {
+        a.set_len(len_a);
+        b.set_len(len_b);
+    }
+    (a, b)
+}
+
+/// Zeroes a chunk of uninitialised floats and returns it as initialised.
+fn zeroed(dest: &mut [MaybeUninit<f32>]) -> &mut [f32] {
+    dest.fill(MaybeUninit::new(0.0));
+    // SAFETY: every element was initialised on the line above, and `MaybeUninit<f32>` has the
+    // layout of `f32`.
+    unsafe { &mut *(dest as *mut [MaybeUninit<f32>] as *mut [f32]) }
 }
 
 /// A zeroed gradient of `n` images of `image` floats each, filled in parallel chunks of `per`
