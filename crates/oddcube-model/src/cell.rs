@@ -16,7 +16,7 @@ pub enum CellState {
         /// Cell map.
         c: Tensor,
     },
-    /// The fused kernel's packed `[B, 6H, s, s]` tensor (gate activations, h, c).
+    /// The fused kernel's packed `[B, 2H, s, s]` tensor (h, then c).
     Packed {
         /// The packed state.
         state: Tensor,
