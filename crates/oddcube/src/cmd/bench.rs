@@ -10,7 +10,7 @@ use oddcube_model::network::parameter_count;
 
 use crate::cmd::choices::{DeviceName, KernelArg, KindArg, PresetArg, name};
 use crate::cmd::compat;
-use crate::ui::{Bar, apply_jobs};
+use crate::ui::{Bar, apply_jobs, on_thread_pool};
 
 /// Arguments of `oddcube bench`.
 #[derive(clap::Args)]
@@ -53,6 +53,11 @@ pub struct Args {
 /// Runs `oddcube bench`.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     apply_jobs(args.jobs)?;
+    on_thread_pool(|| run_on_pool(args))
+}
+
+/// [`run`] on a worker of the thread pool ([`on_thread_pool`]).
+fn run_on_pool(args: Args) -> anyhow::Result<ExitCode> {
     let kind = compat::either(
         None,
         args.model_kind,

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use oddcube_data::dataset::Dataset;
 
-use crate::ui::Bar;
+use crate::ui::{Bar, on_thread_pool};
 
 /// Arguments of `oddcube calibrate`.
 #[derive(clap::Args)]
@@ -26,6 +26,11 @@ pub struct Args {
 
 /// Runs `oddcube calibrate`.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    on_thread_pool(|| run_on_pool(args))
+}
+
+/// [`run`] on a worker of the thread pool ([`on_thread_pool`]).
+fn run_on_pool(args: Args) -> anyhow::Result<ExitCode> {
     let dataset = Dataset::open(&args.data)
         .with_context(|| format!("opening dataset {}", args.data.display()))?;
     let report =

@@ -12,7 +12,7 @@ use oddcube_score::knn::Metric;
 use oddcube_score::pipeline::{ScoreJob, score_dataset};
 use oddcube_score::score::{PValueMethod, RankBy, ResidualSelection, ScoreSettings};
 
-use crate::ui::Bar;
+use crate::ui::{Bar, on_thread_pool};
 
 /// Arguments of `oddcube score`.
 #[derive(clap::Args)]
@@ -71,6 +71,11 @@ pub struct Args {
 
 /// Runs `oddcube score`.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    on_thread_pool(|| run_on_pool(args))
+}
+
+/// [`run`] on a worker of the thread pool ([`on_thread_pool`]).
+fn run_on_pool(args: Args) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(args.knn_k >= 1, "--knn-k must be at least 1");
     let shard = args
         .shard

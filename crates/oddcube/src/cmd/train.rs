@@ -11,7 +11,7 @@ use oddcube_model::plan::{Plan, RunChoices, describe_report, describe_start};
 
 use crate::cmd::choices::{DeviceName, KernelArg, KindArg, LossArg, PresetArg};
 use crate::cmd::compat;
-use crate::ui::{Bar, apply_jobs};
+use crate::ui::{Bar, apply_jobs, on_thread_pool};
 
 /// Arguments of `oddcube train`.
 #[derive(clap::Args)]
@@ -110,6 +110,11 @@ fn parse_margin(text: &str) -> Result<f64, String> {
 /// Runs `oddcube train`.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     apply_jobs(args.jobs)?;
+    on_thread_pool(|| run_on_pool(args))
+}
+
+/// [`run`] on a worker of the thread pool ([`on_thread_pool`]).
+fn run_on_pool(args: Args) -> anyhow::Result<ExitCode> {
     let kind = compat::either(
         None,
         args.model_kind,
