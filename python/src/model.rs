@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use numpy::PyReadonlyArrayDyn;
 use oddcube::scorer::{ModelScorer, load_members, member_refs, model_hash};
+use oddcube::threads::on_thread_pool;
 use oddcube::training::train_and_calibrate;
 use oddcube_data::dataset::{Dataset, FORMAT, GalaxyRecord, Manifest, Normalisation};
 use oddcube_data::preprocess::{REFERENCE_LINE, SCALE_PERCENTILE, Stretch};
@@ -89,31 +90,33 @@ impl RawModel {
         let reporter = PyProgress::new(progress);
         let model_hash = model_hash(&self.dir).map_err(to_py)?;
         let result = py.detach(|| {
-            // Without `out` nothing is written and `job.out` is never read.
-            let scratch = std::env::temp_dir();
-            let members = member_refs(&self.members);
-            let job = ScoreJob {
-                model: &self.scorer,
-                members: &members,
-                model_dir: &self.dir,
-                model_hash,
-                dataset,
-                dataset_dir: data_dir,
-                out: out.as_deref().unwrap_or(&scratch),
-                shard: Shard::ALL,
-                settings,
-                residuals,
-                labels: labels.as_deref(),
-                created_by: "python: oddcube.Model.score".to_string(),
-            };
-            let computed = compute_scores(&job, &reporter)?;
-            if out.is_some() {
-                write_scores(&job, &computed, &reporter)?;
-            }
-            Ok::<_, oddcube_score::Error>(computed)
+            on_thread_pool(|| {
+                // Without `out` nothing is written and `job.out` is never read.
+                let scratch = std::env::temp_dir();
+                let members = member_refs(&self.members);
+                let job = ScoreJob {
+                    model: &self.scorer,
+                    members: &members,
+                    model_dir: &self.dir,
+                    model_hash,
+                    dataset,
+                    dataset_dir: data_dir,
+                    out: out.as_deref().unwrap_or(&scratch),
+                    shard: Shard::ALL,
+                    settings,
+                    residuals,
+                    labels: labels.as_deref(),
+                    created_by: "python: oddcube.Model.score".to_string(),
+                };
+                let computed = compute_scores(&job, &reporter)?;
+                if out.is_some() {
+                    write_scores(&job, &computed, &reporter)?;
+                }
+                Ok(computed)
+            })
         });
         reporter.finish_call()?;
-        let computed = result.map_err(lib)?;
+        let computed = result.map_err(to_py)?;
         let manifest_json = serde_json::to_string(&computed.manifest).map_err(lib)?;
         let dim = computed.manifest.latent_dim;
         let latents = computed.scored.latents;
@@ -379,18 +382,20 @@ pub fn train<'py>(
     };
     let reporter = PyProgress::new(progress);
     let trained = py.detach(|| {
-        let dataset = Dataset::open(&data).map_err(anyhow::Error::new)?;
-        train_and_calibrate(
-            &dataset,
-            &choices,
-            &out,
-            resume,
-            restarts,
-            member_margin,
-            device,
-            &reporter,
-            &|_| {},
-        )
+        on_thread_pool(|| {
+            let dataset = Dataset::open(&data).map_err(anyhow::Error::new)?;
+            train_and_calibrate(
+                &dataset,
+                &choices,
+                &out,
+                resume,
+                restarts,
+                member_margin,
+                device,
+                &reporter,
+                &|_| {},
+            )
+        })
     });
     reporter.finish_call()?;
     let trained = trained.map_err(to_py)?;

@@ -154,22 +154,6 @@ impl Progress for Bar {
     }
 }
 
-/// Runs `f` on a worker of a new rayon thread pool, sized as the global one would be (`--jobs`
-/// through [`apply_jobs`], else `RAYON_NUM_THREADS`, else one thread per core), so that the
-/// model's parallel kernels are called from inside the pool.
-///
-/// Called from a thread outside any pool, each parallel call parks its caller until the workers
-/// are done and then wakes it again, and a training step makes thousands of such calls; from a
-/// worker the caller takes its own share of the work instead (docs/kernels.md, "Threads").
-/// The kernels split their work the same way on any thread, so the results do not change.
-pub fn on_thread_pool<T: Send>(f: impl FnOnce() -> anyhow::Result<T> + Send) -> anyhow::Result<T> {
-    let pool = rayon::ThreadPoolBuilder::new()
-        .thread_name(|i| format!("oddcube-worker-{i}"))
-        .build()
-        .map_err(|e| anyhow::anyhow!("could not start the CPU thread pool: {e}"))?;
-    pool.install(f)
-}
-
 /// Sets the CPU thread count for candle's pools before any of them start.
 pub fn apply_jobs(jobs: Option<usize>) -> anyhow::Result<()> {
     if let Some(jobs) = jobs {

@@ -3,6 +3,7 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
+use oddcube::threads::on_thread_pool;
 use oddcube_model::ArchConfig;
 use oddcube_model::bench::bench;
 use oddcube_model::flops::forward_flops;
@@ -10,7 +11,7 @@ use oddcube_model::network::parameter_count;
 
 use crate::cmd::choices::{DeviceName, KernelArg, KindArg, PresetArg, name};
 use crate::cmd::compat;
-use crate::ui::{Bar, apply_jobs, on_thread_pool};
+use crate::ui::{Bar, apply_jobs};
 
 /// Arguments of `oddcube bench`.
 #[derive(clap::Args)]

@@ -6,9 +6,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
+use oddcube::threads::on_thread_pool;
 use oddcube_data::dataset::Dataset;
 
-use crate::ui::{Bar, on_thread_pool};
+use crate::ui::Bar;
 
 /// Arguments of `oddcube calibrate`.
 #[derive(clap::Args)]

@@ -6,13 +6,14 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use oddcube::scorer::{ModelScorer, load_members, member_refs, model_hash};
+use oddcube::threads::on_thread_pool;
 use oddcube_data::dataset::Dataset;
 use oddcube_data::{Progress, Shard};
 use oddcube_score::knn::Metric;
 use oddcube_score::pipeline::{ScoreJob, score_dataset};
 use oddcube_score::score::{PValueMethod, RankBy, ResidualSelection, ScoreSettings};
 
-use crate::ui::{Bar, on_thread_pool};
+use crate::ui::Bar;
 
 /// Arguments of `oddcube score`.
 #[derive(clap::Args)]

@@ -5,13 +5,14 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
+use oddcube::threads::on_thread_pool;
 use oddcube::training::train_and_calibrate;
 use oddcube_data::dataset::Dataset;
 use oddcube_model::plan::{Plan, RunChoices, describe_report, describe_start};
 
 use crate::cmd::choices::{DeviceName, KernelArg, KindArg, LossArg, PresetArg};
 use crate::cmd::compat;
-use crate::ui::{Bar, apply_jobs, on_thread_pool};
+use crate::ui::{Bar, apply_jobs};
 
 /// Arguments of `oddcube train`.
 #[derive(clap::Args)]
