@@ -358,10 +358,7 @@ impl CustomOp3 for GateGrad {
             candle_core::bail!("ConvLSTM gate activations: not on the CPU");
         };
         let (_, acts) = planes(acts_storage, al, "ConvLSTM gate activations")?;
-        let mut want_acts = pl.dims().to_vec();
-        if let Some(channels) = want_acts.get_mut(1) {
-            *channels *= 2;
-        }
+        let want_acts = [n, 4 * hidden, res.height, res.width];
         if pl.dims() != rl.dims() || rl.dims() != gl.dims() || al.dims() != want_acts {
             candle_core::bail!(
                 "ConvLSTM backward shapes disagree: {:?}, {:?}, {:?}, activations {:?}",

@@ -209,20 +209,12 @@ pub fn par_fill_pair(
 ) -> (Vec<f32>, Vec<f32>) {
     let per = per.max(1);
     let (len_a, len_b) = (n * image.0, n * image.1);
-    if len_a == 0 || len_b == 0 {
-        // One side holds no floats: the other is filled alone, against empty chunks.
-        return if len_a > 0 {
-            (
-                par_fill(len_a, per * image.0, |c, d| fill(c, d, &mut [])),
-                Vec::new(),
-            )
-        } else {
-            (
-                Vec::new(),
-                par_fill(len_b, per * image.1.max(1), |c, d| fill(c, &mut [], d)),
-            )
-        };
-    }
+    // An image of either output without floats would split into no chunks and leave the other
+    // unfilled; every caller's images hold floats (a layer has at least one channel).
+    assert!(
+        image.0 > 0 && image.1 > 0,
+        "par_fill_pair: an image of {image:?} floats"
+    );
     let (mut a, mut b): (Vec<f32>, Vec<f32>) =
         (Vec::with_capacity(len_a), Vec::with_capacity(len_b));
     // Both split into `n.div_ceil(per)` chunks of `per` images (the last shorter), so the zip
@@ -708,6 +700,40 @@ mod tests {
             for (at, v) in out.iter().enumerate() {
                 let (chunk, i) = (at / step, at % step);
                 assert_eq!(*v, (chunk * 100_000 + i) as f32, "element {at}");
+            }
+        }
+    }
+
+    #[test]
+    fn par_fill_pair_pairs_the_chunks_that_hold_the_same_images() {
+        drop(vec![7.0f32; 10_000]);
+        for (n, per) in [(0, 2), (1, 3), (7, 2), (9, 3)] {
+            let (a, b) = par_fill_pair(n, per, (3, 5), |chunk, da, db| {
+                assert!(
+                    da.iter().chain(db.iter()).all(|&v| v == 0.0),
+                    "chunk {chunk}"
+                );
+                assert_eq!((da.len() / 3, da.len() % 3), (db.len() / 5, db.len() % 5));
+                // Each float records its image, so a mispaired chunk shows in the output.
+                for (i, v) in da.iter_mut().enumerate() {
+                    *v += (chunk * per + i / 3) as f32;
+                }
+                for (i, v) in db.iter_mut().enumerate() {
+                    *v += (chunk * per + i / 5) as f32;
+                }
+            });
+            assert_eq!((a.len(), b.len()), (3 * n, 5 * n));
+            for image in 0..n {
+                assert!(
+                    a[3 * image..3 * image + 3]
+                        .iter()
+                        .all(|&v| v == image as f32)
+                );
+                assert!(
+                    b[5 * image..5 * image + 5]
+                        .iter()
+                        .all(|&v| v == image as f32)
+                );
             }
         }
     }
